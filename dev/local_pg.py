@@ -1,0 +1,95 @@
+"""A throwaway PostgreSQL server for the local stack and the tests.
+
+``initdb`` refuses to run as root, so when we are root every server command runs as
+the ``postgres`` system user through ``runuser``. The cluster lives in a temporary
+directory and listens on 127.0.0.1 only, on a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PG_USER = "postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise FileNotFoundError(f"PostgreSQL binary {name!r} not found on PATH or in /usr/lib/postgresql")
+
+
+@contextlib.contextmanager
+def temporary_postgres(dbname: str = "campaigns") -> Iterator[str]:
+    """Start a fresh server, create ``dbname``, yield its DSN; stop and delete on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="mrt-pg-"))
+    datadir, sockdir = workdir / "data", workdir / "sock"
+    sockdir.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, PG_USER)
+        shutil.chown(sockdir, PG_USER)
+    port = _free_port()
+    subprocess.run(
+        _as_postgres([_pg_bin("initdb"), "-D", str(datadir), "-U", PG_USER, "-A", "trust",
+                      "-E", "UTF8", "--no-sync"]),
+        check=True, capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockdir} -c fsync=off"
+    subprocess.run(
+        _as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-o", options,
+                      "-l", str(workdir / "server.log"), "-w", "start"]),
+        check=True, capture_output=True,
+    )
+    try:
+        dsn = f"postgresql://{PG_USER}@127.0.0.1:{port}/{dbname}"
+        _create_database(port, dbname)
+        yield dsn
+    finally:
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "stop"]),
+            check=False, capture_output=True,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _create_database(port: int, dbname: str) -> None:
+    import psycopg2
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = psycopg2.connect(host="127.0.0.1", port=port, user=PG_USER, dbname="postgres")
+            break
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction block
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+        if cur.fetchone() is None:
+            # Identifiers cannot be bound parameters; psycopg2.sql quotes it safely.
+            from psycopg2 import sql
+
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    conn.close()

@@ -1,0 +1,32 @@
+-- Record one target's result. Re-running or clearing a region replaces its row.
+INSERT INTO training_runs (
+    dag_id, run_id, target_key, region_code, dataset_id, copy_id,
+    training_job_name, training_job_arn, status, failure_reason,
+    hyperparameters_sha256, instance_type, instance_count,
+    training_start_time, training_end_time, billable_seconds, metrics,
+    source_artifact_uri, model_artifact_uri
+) VALUES (
+    %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
+    %(training_job_name)s, %(training_job_arn)s, %(status)s, %(failure_reason)s,
+    %(hyperparameters_sha256)s, %(instance_type)s, %(instance_count)s,
+    %(training_start_time)s, %(training_end_time)s, %(billable_seconds)s, %(metrics)s,
+    %(source_artifact_uri)s, %(model_artifact_uri)s
+)
+ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
+    region_code            = EXCLUDED.region_code,
+    dataset_id             = EXCLUDED.dataset_id,
+    copy_id                = EXCLUDED.copy_id,
+    training_job_name      = EXCLUDED.training_job_name,
+    training_job_arn       = EXCLUDED.training_job_arn,
+    status                 = EXCLUDED.status,
+    failure_reason         = EXCLUDED.failure_reason,
+    hyperparameters_sha256 = EXCLUDED.hyperparameters_sha256,
+    instance_type          = EXCLUDED.instance_type,
+    instance_count         = EXCLUDED.instance_count,
+    training_start_time    = EXCLUDED.training_start_time,
+    training_end_time      = EXCLUDED.training_end_time,
+    billable_seconds       = EXCLUDED.billable_seconds,
+    metrics                = EXCLUDED.metrics,
+    source_artifact_uri    = EXCLUDED.source_artifact_uri,
+    model_artifact_uri     = EXCLUDED.model_artifact_uri,
+    updated_at             = now();
