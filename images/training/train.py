@@ -1,0 +1,15 @@
+"""SageMaker entry point (``SAGEMAKER_PROGRAM=train.py``): ResNet-50 with Horovod.
+
+SageMaker runs this file from ``/opt/ml/code``, so its directory is on ``sys.path``
+and the ``resnet_hvd`` package beside it (and the copied ``metric_format.py``) import
+directly. From the repository: ``python images/training/train.py --help``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from resnet_hvd.train import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Create (or reuse) the training venv: TensorFlow + Horovod built from source.
+#
+# The venv lives at ${MRT_CACHE:-$HOME/.cache/mrt}/venv-train-<key>, where <key> is
+# the first 12 hex digits of sha256(requirements/training.txt + this script's
+# build settings), so any change of pins or build flags gives a fresh venv and an
+# unchanged one is reused in seconds. It is built in a temp dir and renamed into
+# place only once complete and verified, so a killed build never leaves a venv
+# that looks finished. The Horovod wheel is cached beside it (same key), so a
+# venv rebuilt after deletion skips the ~4 minute compile.
+#
+# Last stdout line: the venv's python path (everything else goes to stderr).
+#
+# Env: MRT_CACHE (cache root), MRT_TRAIN_BASE_PYTHON (interpreter to base the
+# venv on; default python3.11, else python3), MRT_BUILD_JOBS (make -j for the
+# Horovod build; default: number of CPUs).
+set -euo pipefail
+
+log() { printf '[setup_training_env] %s\n' "$*" >&2; }
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+requirements="${repo_root}/requirements/training.txt"
+cache="${MRT_CACHE:-${HOME}/.cache/mrt}"
+
+base_python="${MRT_TRAIN_BASE_PYTHON:-}"
+if [[ -z "${base_python}" ]]; then
+    if command -v python3.11 >/dev/null 2>&1; then base_python=python3.11; else base_python=python3; fi
+fi
+base_python="$(command -v "${base_python}")"
+py_version="$("${base_python}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+horovod_pin="$(grep -E '^horovod==' "${requirements}" | head -n1)"
+if [[ -z "${horovod_pin}" ]]; then
+    log "no horovod==<version> line in ${requirements}"
+    exit 1
+fi
+
+# Build-relevant settings: they go into the cache key, so changing any of them
+# (or the pins) builds a new venv instead of silently reusing an old one.
+horovod_env=(
+    HOROVOD_WITH_TENSORFLOW=1
+    HOROVOD_WITH_GLOO=1
+    HOROVOD_WITHOUT_MPI=1
+    HOROVOD_WITHOUT_PYTORCH=1
+    HOROVOD_WITHOUT_MXNET=1
+)
+settings="python=${py_version};${horovod_env[*]};cmake<4;layout=1"
+key="$( { cat "${requirements}"; printf '%s\n' "${settings}"; } | sha256sum | cut -c1-12)"
+venv="${cache}/venv-train-${key}"
+wheel_dir="${cache}/wheels/horovod-${key}"
+
+if [[ -x "${venv}/bin/python" ]]; then
+    log "reusing ${venv}"
+    printf '%s\n' "${venv}/bin/python"
+    exit 0
+fi
+
+mkdir -p "${cache}"
+# Serialise concurrent setups of the same key (two CI jobs, two shells).
+exec 9>"${cache}/.venv-train-${key}.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+if [[ -x "${venv}/bin/python" ]]; then
+    log "reusing ${venv} (built by a concurrent run)"
+    printf '%s\n' "${venv}/bin/python"
+    exit 0
+fi
+
+# Horovod's setup.py runs whatever `cmake` is first on PATH; pip's cmake 4 cannot
+# configure Horovod's bundled gloo, so put a cmake < 4 first.
+find_cmake() {
+    local candidate version
+    for candidate in "${MRT_CMAKE:-}" /usr/bin/cmake /usr/local/bin/cmake "$(command -v cmake || true)"; do
+        [[ -n "${candidate}" && -x "${candidate}" ]] || continue
+        version="$("${candidate}" --version | head -n1 | grep -oE '[0-9]+\.[0-9]+' | head -n1)"
+        if [[ "${version%%.*}" -ge 3 && "${version%%.*}" -lt 4 ]]; then
+            printf '%s\n' "${candidate}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+tmp="$(mktemp -d "${cache}/.venv-train-${key}.tmp.XXXXXX")"
+cleanup() { rm -rf "${tmp}"; }
+trap cleanup EXIT
+
+log "building ${venv} (python ${py_version}, ${horovod_pin})"
+# --relocatable: entry points (horovodrun) and activation scripts find the venv
+# relative to themselves, so the venv still works after the rename below.
+uv venv --quiet --relocatable --python "${base_python}" "${tmp}/venv" >&2
+grep -vE '^horovod==' "${requirements}" >"${tmp}/requirements-no-horovod.txt"
+VIRTUAL_ENV="${tmp}/venv" uv pip install --quiet --python "${tmp}/venv/bin/python" \
+    -r "${tmp}/requirements-no-horovod.txt" >&2
+
+if ! compgen -G "${wheel_dir}/horovod-*.whl" >/dev/null; then
+    cmake_bin="$(find_cmake)" || { log "need cmake >= 3.13 and < 4 (apt-get install cmake)"; exit 1; }
+    log "compiling ${horovod_pin} with ${cmake_bin} (a few minutes)"
+    mkdir -p "${tmp}/cmake-bin" "${tmp}/wheel"
+    ln -s "${cmake_bin}" "${tmp}/cmake-bin/cmake"
+    env "${horovod_env[@]}" \
+        PATH="${tmp}/cmake-bin:${PATH}" \
+        MAKEFLAGS="-j${MRT_BUILD_JOBS:-$(nproc)}" \
+        "${tmp}/venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation \
+        --no-binary horovod -w "${tmp}/wheel" "${horovod_pin}" >&2
+    mkdir -p "${cache}/wheels"
+    rm -rf "${wheel_dir}"
+    mv -T "${tmp}/wheel" "${wheel_dir}"
+else
+    log "using cached Horovod wheel in ${wheel_dir}"
+fi
+VIRTUAL_ENV="${tmp}/venv" uv pip install --quiet --no-deps --python "${tmp}/venv/bin/python" \
+    "${wheel_dir}"/horovod-*.whl >&2
+
+# Verify before publishing: Horovod must have its TensorFlow op library and gloo.
+"${tmp}/venv/bin/python" - >&2 <<'PY'
+import horovod.tensorflow as hvd
+import tensorflow as tf
+
+assert hvd.gloo_built(), "horovod built without gloo"
+hvd.init()
+print("tensorflow", tf.__version__, "horovod ok, size", hvd.size())
+PY
+
+mv -T "${tmp}/venv" "${venv}"
+log "ready: ${venv}"
+printf '%s\n' "${venv}/bin/python"
