@@ -1,0 +1,155 @@
+"""
+### Multi-region distributed training
+
+Nightly (or from the trigger form) this DAG trains ResNet-50 with Horovod **where the
+data is**: one SageMaker training job per region, all with the same hyperparameters.
+
+1. **select_targets**: the campaign-metadata database names, per selected campaign, the
+   dataset copy to train on (`include/sql/queries/select_targets.sql`); bad rows or
+   Params fail here, before anything is launched.
+2. **render_array_file**: one `region,s3_uri,...` line per job, stored with the run in S3.
+3. **build_requests**: one `CreateTrainingJob` request per line, validated against
+   botocore's SageMaker model.
+4. **train**: `SageMakerTrainingOperator`, deferrable, mapped over the requests.
+5. **collect**: per region (whatever happened), server-side copy of the model to the
+   central bucket and an UPSERT of the result into `training_runs`.
+6. **summarize** the run; **check_regions** fails the run naming any failed region.
+
+Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (README).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+
+from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+from regional_training.params import param_specs
+from regional_training.steps import training_operator_kwargs
+
+default_args = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+}
+
+
+def _run_ids() -> tuple[str, str]:
+    context = get_current_context()
+    return context["dag"].dag_id, context["run_id"]
+
+
+@dag(
+    dag_id="multi_region_training",
+    doc_md=__doc__,
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    params={name: Param(**spec) for name, spec in param_specs().items()},
+    tags=["training", "sagemaker", "multi-region", "horovod"],
+)
+def multi_region_training() -> None:
+    @task
+    def select_targets(**context: Any) -> list[dict[str, Any]]:
+        from regional_training import steps
+
+        conn = steps.campaign_db_connection()
+        try:
+            return steps.select_targets(conn, context["params"])
+        finally:
+            conn.close()
+
+    @task
+    def render_array_file(targets: list[dict[str, Any]]) -> str:
+        from regional_training import array_file, aws_io, steps
+        from regional_training.settings import load_settings
+        from regional_training.targets import Target
+
+        settings = load_settings()
+        uri = steps.array_file_uri(settings, *_run_ids())
+        aws_io.put_text(uri, array_file.render(Target.from_dict(t) for t in targets), region=settings.central_region)
+        return uri
+
+    @task
+    def build_requests(array_uri: str, targets: list[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
+        from regional_training import aws_io, steps
+        from regional_training.settings import load_settings
+
+        settings = load_settings()
+        dag_id, run_id = _run_ids()
+        return steps.build_jobs(
+            array_text=aws_io.get_text(array_uri, region=settings.central_region),
+            targets=targets,
+            params=context["params"],
+            settings=settings,
+            dag_id=dag_id,
+            run_id=run_id,
+        )
+
+    @task
+    def launchable(jobs: list[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
+        """The jobs to start: none for a dry run (the mapped tasks are then skipped)."""
+        return [] if context["params"]["dry_run"] else list(jobs)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ job.target.region_code }}")
+    def collect(job: dict[str, Any]) -> dict[str, Any]:
+        from regional_training import steps
+        from regional_training.settings import load_settings
+
+        dag_id, run_id = _run_ids()
+        return steps.collect_job(job=job, settings=load_settings(), dag_id=dag_id, run_id=run_id)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+        from regional_training import steps
+        from regional_training.settings import load_settings
+
+        dag_id, run_id = _run_ids()
+        return steps.summarize_run(
+            rows=list(rows or []),
+            settings=load_settings(),
+            dag_id=dag_id,
+            run_id=run_id,
+            dry_run=context["params"]["dry_run"],
+            planned=len(jobs),
+        )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def check_regions(run_summary: dict[str, Any] | None) -> None:
+        """Watcher: the ALL_DONE collectors must never let a failed region show green."""
+        from regional_training.summary import raise_if_failed
+
+        raise_if_failed(run_summary)
+
+    targets = select_targets()
+    array_uri = render_array_file(targets)
+    jobs = build_requests(array_uri, targets)
+    to_launch = launchable(jobs)
+    train = SageMakerTrainingOperator.partial(
+        task_id="train",
+        aws_conn_id=AWS_CONN_ID,
+        botocore_config=BOTOCORE_CONFIG,
+        deferrable=True,
+        wait_for_completion=True,
+        print_log=False,
+        check_interval=30,
+        # The name is deterministic per (run, target): never create a second job.
+        check_if_job_exists=True,
+        action_if_job_exists="fail",
+        max_active_tis_per_dagrun=16,
+        map_index_template="{{ task.region_name }}",
+    ).expand_kwargs(to_launch.map(training_operator_kwargs))
+    collected = collect.expand(job=to_launch)
+    train >> collected
+    run_summary = summarize(collected, jobs)
+    check_regions(run_summary)
+
+
+multi_region_training()

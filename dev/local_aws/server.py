@@ -1,0 +1,62 @@
+"""Start the local AWS emulator: ``PYTHONPATH=dev:plugins python -m local_aws.server``.
+
+A moto server (all services, all regions, one endpoint) with the training-job
+lifecycle of :mod:`local_aws.training_jobs` patched in. Runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from local_aws.images import load_image_map
+from local_aws.training_jobs import EmulatorConfig, install, stop_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--images", help="JSON map of training image repository -> local command")
+    parser.add_argument("--workdir", default=None, help="where job directories are made (default: a temp dir)")
+    parser.add_argument("--max-concurrent-jobs", type=int, default=2)
+    parser.add_argument("--max-processes-per-job", type=int, default=2)
+    parser.add_argument("--capacity-error-region", action="append", default=[],
+                        help="fail CreateTrainingJob in this region with ResourceLimitExceeded")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mrt-local-aws-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    runners = install(
+        EmulatorConfig(
+            endpoint_url=f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}",
+            images=load_image_map(args.images),
+            workdir=workdir,
+            max_concurrent=args.max_concurrent_jobs,
+            max_processes=args.max_processes_per_job,
+            capacity_errors=set(args.capacity_error_region),
+        )
+    )
+    print(f"local AWS emulator listening on http://{host}:{port}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    stop_all(runners)
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The AWS calls the steps make, through the Amazon provider's hooks.
+
+Every client gets botocore's adaptive retry mode: a 500-target fan-out polling
+SageMaker would otherwise trip its API rate limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regional_training.collection import split_s3_uri
+
+AWS_CONN_ID = "aws_default"
+#: Retries with client-side rate limiting on throttling errors.
+BOTOCORE_CONFIG: dict[str, Any] = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+
+
+def _s3_client(region: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG).get_conn()
+
+
+def put_text(uri: str, text: str, *, region: str) -> None:
+    bucket, key = split_s3_uri(uri)
+    _s3_client(region).put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/csv")
+
+
+def get_text(uri: str, *, region: str) -> str:
+    bucket, key = split_s3_uri(uri)
+    return _s3_client(region).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def copy_object(source_uri: str, dest_uri: str, *, dest_region: str) -> None:
+    """Server-side copy (multipart ``UploadPartCopy`` above 8 MiB): bytes never pass here."""
+    src_bucket, src_key = split_s3_uri(source_uri)
+    dst_bucket, dst_key = split_s3_uri(dest_uri)
+    _s3_client(dest_region).copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key)
+
+
+def sagemaker_hook(region: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    return SageMakerHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
+
+
+def describe_training_job(name: str, *, region: str) -> dict[str, Any] | None:
+    """The job's description in ``region``, or ``None`` if no job has that name there."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return sagemaker_hook(region).describe_training_job(name)  # type: ignore[no-any-return]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ValidationException":
+            return None
+        raise

@@ -1,0 +1,94 @@
+"""Artifact collection: one region's job result copied to the centre and recorded.
+
+The copy is S3 server-side (``CopyObject``/``UploadPartCopy`` through boto3's managed
+copy), never through the worker. The result row is UPSERTed, so clearing and re-running
+a region replaces its row rather than adding one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from regional_training.targets import Target
+
+#: A job that was never created (e.g. its launch failed before CreateTrainingJob).
+NOT_STARTED = "NotStarted"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def central_artifact_uri(central_bucket: str, run_key: str, target: Target) -> str:
+    return f"s3://{central_bucket}/runs/{run_key}/artifacts/{target.target_key}/model.tar.gz"
+
+
+def final_metrics(description: dict[str, Any]) -> dict[str, float]:
+    return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def collect(
+    *,
+    job: dict[str, Any],
+    dag_id: str,
+    run_id: str,
+    central_bucket: str,
+    run_key: str,
+    describe: Callable[[str], dict[str, Any] | None],
+    copy: Callable[[str, str], None],
+    upsert: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Collect one target's job: returns the recorded row (JSON-serialisable).
+
+    ``job`` is one entry of the build step's ``jobs`` (target, request, hash);
+    ``describe(name)`` returns the job description or ``None`` if no such job;
+    ``copy(src_uri, dst_uri)`` copies server-side; ``upsert(row)`` records the row.
+    """
+    target = Target.from_dict(job["target"])
+    request = job["request"]
+    name = request["TrainingJobName"]
+    description = describe(name)
+    status = description["TrainingJobStatus"] if description else NOT_STARTED
+    source_uri = model_uri = None
+    if status == "Completed":
+        source_uri = description["ModelArtifacts"]["S3ModelArtifacts"]  # type: ignore[index]
+        model_uri = central_artifact_uri(central_bucket, run_key, target)
+        copy(source_uri, model_uri)
+    failure = None
+    if description is None:
+        failure = "the training job was never created; see the train task's log"
+    elif status != "Completed":
+        failure = description.get("FailureReason") or f"job ended {status}"
+    row = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "target_key": target.target_key,
+        "region_code": target.region_code,
+        "dataset_id": target.dataset_id,
+        "copy_id": target.copy_id,
+        "training_job_name": name,
+        "training_job_arn": description.get("TrainingJobArn") if description else None,
+        "status": status,
+        "failure_reason": failure,
+        "hyperparameters_sha256": job["hyperparameters_sha256"],
+        "instance_type": request["ResourceConfig"]["InstanceType"],
+        "instance_count": request["ResourceConfig"]["InstanceCount"],
+        "training_start_time": _iso(description.get("TrainingStartTime")) if description else None,
+        "training_end_time": _iso(description.get("TrainingEndTime")) if description else None,
+        "billable_seconds": description.get("BillableTimeInSeconds") if description else None,
+        "metrics": final_metrics(description) if description else {},
+        "source_artifact_uri": source_uri,
+        "model_artifact_uri": model_uri,
+    }
+    upsert({**row, "metrics": json.dumps(row["metrics"], sort_keys=True)})
+    return row

@@ -1,0 +1,124 @@
+"""The DAG's Params: the trigger form's fields, with JSON-schema bounds and help text.
+
+Airflow validates a triggered run's conf against these before the run exists (the UI
+form and the REST API both), so a value outside its schema never reaches a task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regional_training.training_request import GPUS_PER_INSTANCE
+
+#: Model choices of the training entry point (``resnet50`` is the production recipe;
+#: the small one trains on CPU in seconds for local runs and tests).
+MODELS = ("resnet50", "resnet_tiny")
+LR_SCHEDULES = ("poly", "cosine", "steps")
+
+
+def param_specs() -> dict[str, dict[str, Any]]:
+    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first)."""
+    return {
+        "campaigns": {
+            "default": [],
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,47}$"},
+            "uniqueItems": True,
+            "title": "Campaigns",
+            "description": "Campaign keys to train on. Empty: every campaign whose status is 'ready'.",
+        },
+        "regions": {
+            "default": [],
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"},
+            "uniqueItems": True,
+            "title": "Region allow-list",
+            "description": "Train only in these AWS regions. Empty: every training-enabled region.",
+        },
+        "instance_type": {
+            "default": "ml.p4d.24xlarge",
+            "type": "string",
+            "enum": sorted(GPUS_PER_INSTANCE),
+            "title": "Instance type",
+            "description": "Multi-GPU SageMaker instance type; Horovod runs one process per GPU.",
+        },
+        "instance_count": {
+            "default": 1,
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 16,
+            "title": "Instances per region",
+        },
+        "processes_per_host": {
+            "default": None,
+            "type": ["null", "integer"],
+            "minimum": 1,
+            "maximum": 8,
+            "title": "Horovod processes per host",
+            "description": "Empty: one per GPU of the instance type.",
+        },
+        "model": {"default": "resnet50", "type": "string", "enum": list(MODELS), "title": "Model"},
+        "epochs": {"default": 90, "type": "integer", "minimum": 1, "maximum": 200, "title": "Epochs"},
+        "max_steps": {
+            "default": None,
+            "type": ["null", "integer"],
+            "minimum": 1,
+            "maximum": 10_000_000,
+            "title": "Stop after this many steps",
+            "description": "Empty: train all epochs. Set for smoke runs.",
+        },
+        "batch_size": {
+            "default": 256,
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1024,
+            "title": "Batch size per GPU",
+        },
+        "learning_rate": {
+            "default": 0.1,
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 10,
+            "title": "Base learning rate",
+            "description": "For a global batch of 256; scaled linearly with the global batch.",
+        },
+        "lr_schedule": {"default": "poly", "type": "string", "enum": list(LR_SCHEDULES), "title": "LR schedule"},
+        "warmup_epochs": {"default": 10, "type": "integer", "minimum": 0, "maximum": 50, "title": "Warm-up epochs"},
+        "image_size": {"default": 224, "type": "integer", "minimum": 16, "maximum": 512, "title": "Image size"},
+        "max_runtime_hours": {
+            "default": 72,
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 120,
+            "title": "Max runtime per job (hours)",
+        },
+        "volume_size_gb": {"default": 500, "type": "integer", "minimum": 1, "maximum": 16384, "title": "Volume (GB)"},
+        "dry_run": {
+            "default": False,
+            "type": "boolean",
+            "title": "Dry run",
+            "description": "Select targets, write the array file and build the requests; launch nothing.",
+        },
+    }
+
+
+#: Params that become training hyperparameters (identical in every region).
+HYPERPARAMETER_PARAMS = (
+    "model", "epochs", "max_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs", "image_size",
+)
+
+
+def training_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The recipe part of the Params (unset optional values are left out)."""
+    return {name: params[name] for name in HYPERPARAMETER_PARAMS if params.get(name) is not None}
+
+
+def processes_per_host(params: dict[str, Any]) -> int:
+    """Horovod processes per host; more than the instance's GPUs is a named error."""
+    gpus = GPUS_PER_INSTANCE[params["instance_type"]]
+    wanted = params.get("processes_per_host") or gpus
+    if wanted > gpus:
+        raise ValueError(
+            f"param 'processes_per_host' = {wanted} exceeds the {gpus} GPUs of {params['instance_type']}"
+        )
+    return int(wanted)

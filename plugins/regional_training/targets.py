@@ -1,0 +1,111 @@
+"""Training targets: which dataset copy each job trains on, validated before launch.
+
+A target is one dataset of a selected campaign, trained in the region that holds the
+copy chosen by the target query. Everything here is checked before any job starts:
+an error names the row (its region and dataset) and the offending field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: AWS region codes such as ``us-east-1``, ``eu-central-1``, ``us-gov-west-1``.
+REGION_CODE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+#: An ``s3://bucket/prefix/`` URI: DNS-style bucket name, printable key without
+#: separators that would break a CSV line or an S3 prefix.
+S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s,\"]*)?$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+
+
+class TargetError(ValueError):
+    """A target row that must not be launched; the message names the row and field."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One training job's worth of work (small: travels through XCom as a dict)."""
+
+    region_code: str
+    s3_uri: str
+    campaign_key: str
+    dataset_key: str
+    dataset_id: int
+    copy_id: int
+    output_bucket: str
+
+    @property
+    def target_key(self) -> str:
+        """Stable identity of the work within a run: region + dataset."""
+        return f"{self.region_code}.{self.dataset_key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Target:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+def _check(row_label: str, field: str, value: Any, pattern: re.Pattern[str], what: str) -> None:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise TargetError(f"{row_label}: field {field!r} = {value!r} is not {what}")
+
+
+def validate_rows(
+    rows: list[dict[str, Any]],
+    *,
+    requested_campaigns: list[str],
+    allowed_regions: list[str],
+    known_regions: set[str] | None = None,
+) -> list[Target]:
+    """Turn query rows into targets, or raise :class:`TargetError` naming the bad row.
+
+    Checks each field's format, that regions are known and allowed, that no copy URI
+    or target appears twice, and that every explicitly requested campaign has data.
+    """
+    for region in allowed_regions:
+        if not REGION_CODE.fullmatch(region):
+            raise TargetError(f"param 'regions': {region!r} is not an AWS region code")
+        if known_regions is not None and region not in known_regions:
+            raise TargetError(
+                f"param 'regions': {region!r} is not a region of the campaign database "
+                f"(known: {', '.join(sorted(known_regions))})"
+            )
+    targets: list[Target] = []
+    seen_uris: dict[str, str] = {}
+    seen_keys: set[str] = set()
+    for index, row in enumerate(rows, start=1):
+        label = f"target row {index} ({row.get('region_code')!r}, {row.get('dataset_key')!r})"
+        _check(label, "region_code", row.get("region_code"), REGION_CODE, "an AWS region code")
+        _check(label, "s3_uri", row.get("s3_uri"), S3_URI, "an s3:// URI without commas or spaces")
+        _check(label, "campaign_key", row.get("campaign_key"), KEY, "a campaign key")
+        _check(label, "dataset_key", row.get("dataset_key"), KEY, "a dataset key")
+        _check(label, "output_bucket", row.get("output_bucket"), BUCKET, "an S3 bucket name")
+        if allowed_regions and row["region_code"] not in allowed_regions:
+            raise TargetError(f"{label}: region {row['region_code']!r} is not in the allowed regions")
+        if not str(row["s3_uri"]).endswith("/"):
+            raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
+        if row["s3_uri"] in seen_uris:
+            raise TargetError(
+                f"{label}: field 's3_uri' {row['s3_uri']!r} duplicates {seen_uris[row['s3_uri']]}"
+            )
+        target = Target.from_dict(row)
+        if target.target_key in seen_keys:
+            raise TargetError(f"{label}: target {target.target_key!r} appears twice")
+        seen_uris[target.s3_uri] = label
+        seen_keys.add(target.target_key)
+        targets.append(target)
+
+    found = {t.campaign_key for t in targets}
+    missing = [key for key in requested_campaigns if key not in found]
+    if missing:
+        raise TargetError(
+            f"param 'campaigns': no available dataset copy in an allowed region for "
+            f"{', '.join(repr(k) for k in missing)}"
+        )
+    if not targets:
+        raise TargetError("no training targets: no 'ready' campaign has a dataset copy in an allowed region")
+    return targets

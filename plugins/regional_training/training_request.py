@@ -1,0 +1,173 @@
+"""``CreateTrainingJob`` requests, one per target, identical apart from where they run.
+
+The SageMaker Python SDK cannot be installed beside Airflow 3.3, so requests are built
+here as plain dicts and checked with botocore's own SageMaker service model, the same
+validation boto3 applies before sending, so a malformed request fails the build task
+instead of the launch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.settings import Settings
+from regional_training.targets import Target
+
+#: GPUs per instance: Horovod runs one process per GPU.
+GPUS_PER_INSTANCE: dict[str, int] = {
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    "ml.g6.12xlarge": 4,
+    "ml.g6.48xlarge": 8,
+}
+
+#: mpirun options SageMaker appends (the seed's): NCCL warnings only, Horovod tensor
+#: fusion at 64 MiB with a 1 ms cycle (Horovod's recommended values for ResNet-50).
+CUSTOM_MPI_OPTIONS = "-x NCCL_DEBUG=WARN -x HOROVOD_FUSION_THRESHOLD=67108864 -x HOROVOD_CYCLE_TIME=1"
+#: The SageMaker training toolkit runs this file from the image's code directory.
+ENTRY_POINT = "train.py"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+JOB_NAME_MAX = 63
+#: Characters kept free at the end of a job name for a retry's attempt suffix.
+ATTEMPT_SUFFIX_RESERVE = 4
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def run_key(dag_id: str, run_id: str) -> str:
+    """A path-safe, unique key for a DAG run (run ids contain ':' and '+')."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-")
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:8]
+    return f"{dag_id}/{safe}-{digest}"
+
+
+def job_name(dag_id: str, run_id: str, target: Target) -> str:
+    """Deterministic job name, unique per (DAG run, target), within SageMaker's rules."""
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{target.target_key}".encode()).hexdigest()[:10]
+    budget = JOB_NAME_MAX - ATTEMPT_SUFFIX_RESERVE - len("mrt-") - len(digest) - 1
+    slug = re.sub(r"[^a-z0-9-]+", "-", f"{target.region_code}-{target.dataset_key}".lower())
+    slug = slug[:budget].strip("-")
+    name = f"mrt-{slug}-{digest}"
+    if not _JOB_NAME.fullmatch(name):  # pragma: no cover - guarded by construction
+        raise ValueError(f"job name {name!r} is not valid for SageMaker")
+    return name
+
+
+def sagemaker_hyperparameters(training: dict[str, Any], *, processes_per_host: int) -> dict[str, str]:
+    """The job's HyperParameters: the recipe plus SageMaker's MPI settings.
+
+    SageMaker passes every value as a string; keys are sorted so the dict (and its
+    hash) is the same in every region.
+    """
+    values = {key: _to_str(value) for key, value in training.items()}
+    values.update(
+        {
+            "sagemaker_program": ENTRY_POINT,
+            "sagemaker_mpi_enabled": "true",
+            "sagemaker_mpi_num_of_processes_per_host": str(processes_per_host),
+            "sagemaker_mpi_custom_mpi_options": CUSTOM_MPI_OPTIONS,
+        }
+    )
+    return dict(sorted(values.items()))
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def hyperparameters_sha256(hyperparameters: dict[str, str]) -> str:
+    """Hash recorded with every result, proving all regions trained the same recipe."""
+    return hashlib.sha256(json.dumps(hyperparameters, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_request(
+    *,
+    target: Target,
+    settings: Settings,
+    hyperparameters: dict[str, str],
+    dag_id: str,
+    run_id: str,
+    instance_type: str,
+    instance_count: int,
+    volume_size_gb: int,
+    max_runtime_seconds: int,
+) -> dict[str, Any]:
+    """A complete ``CreateTrainingJob`` request for one target."""
+    name = job_name(dag_id, run_id, target)
+    key = run_key(dag_id, run_id)
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.training_image(target.region_code),
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "RoleArn": settings.sagemaker_role_arn,
+        "HyperParameters": dict(hyperparameters),
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": target.s3_uri,
+                        # Every host gets every shard; Horovod shards per rank.
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{target.output_bucket}/training-jobs/"},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+            "VolumeSizeInGB": volume_size_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
+        # Same-region checkpoints, unique per run and target: a retried or resumed job
+        # continues from the newest one instead of from epoch 0.
+        "CheckpointConfig": {
+            "S3Uri": f"s3://{target.output_bucket}/checkpoints/{key}/{target.target_key}/",
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        "Tags": [
+            {"Key": "campaign", "Value": target.campaign_key},
+            {"Key": "dataset", "Value": target.dataset_key},
+            {"Key": "target", "Value": target.target_key},
+            {"Key": "dag_id", "Value": dag_id},
+            {"Key": "dag_run", "Value": run_id[:256]},
+            {"Key": "hyperparameters_sha256", "Value": hyperparameters_sha256(hyperparameters)},
+        ],
+    }
+
+
+def model_artifact_uri(request: dict[str, Any]) -> str:
+    """Where SageMaker writes the model of ``request``'s job."""
+    return f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{request['TrainingJobName']}/output/model.tar.gz"
+
+
+def validate_request(request: dict[str, Any]) -> None:
+    """Validate against botocore's SageMaker model; raise naming the job and the fields."""
+    import botocore.session
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    try:
+        validate_parameters(request, model.operation_model("CreateTrainingJob").input_shape)
+    except ParamValidationError as err:
+        raise ValueError(f"training request {request.get('TrainingJobName')!r} is invalid: {err}") from err
