@@ -1,0 +1,1 @@
+"""Deployment tooling: publishing the training image to ECR, IAM policy documents."""

@@ -1,0 +1,1 @@
+"""IAM policy templates, the AWS calls they must allow, a renderer and an evaluator."""
