@@ -166,6 +166,7 @@ def sagemaker_hosts() -> tuple[list[str], str | None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
+    import horovod
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "horovod size=%d (local %d) hosts=%s current_host=%s gpus_visible=%d "
         "mixed_precision=%s xla=%s tensorflow=%s horovod=%s",
         size, hvd.local_size(), hosts, current_host, len(gpus), mixed, args.xla,
-        tf.__version__, hvd.__version__ if hasattr(hvd, "__version__") else "?",
+        tf.__version__, horovod.__version__,
     )
 
     global_batch = args.batch_size * size
@@ -396,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             if timer_start is not None and current > last_mark:
                 elapsed = now - last_mark_time - (paused - last_paused)
                 values["images_per_sec"] = (current - last_mark) * global_batch / max(elapsed, 1e-9)
+            if timer_start is not None:
+                last_mark, last_mark_time, last_paused = current, now, paused
             if epoch_end and val_ds is not None:
                 t0 = time.perf_counter()
                 values["val_loss"], values["val_accuracy"] = (float(v) for v in validate())
@@ -403,8 +406,6 @@ def main(argv: list[str] | None = None) -> int:
             if chief:
                 print(format_metric_line(**values), flush=True)
             summary.update(values)
-            if timer_start is not None:
-                last_mark, last_mark_time, last_paused = current, now, paused
         if epoch_end or (args.checkpoint_every and current % args.checkpoint_every == 0):
             t0 = time.perf_counter()
             path = checkpointer.save(current)

@@ -1,0 +1,77 @@
+"""Fixtures for the training-image tests: the training venv and generated sample data.
+
+These tests run in the Airflow venv (no TensorFlow) and drive the training venv through
+subprocesses: its python comes from ``MRT_TRAIN_PYTHON`` (the last line printed by
+``scripts/setup_training_env.sh``). Unset, the tests fail rather than skip, so CI can
+not pass without having trained anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from training_support import ROOT, train_env  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "training: drives the training venv (TensorFlow + Horovod) via MRT_TRAIN_PYTHON"
+    )
+
+
+@pytest.fixture(scope="session")
+def train_python() -> Path:
+    value = os.environ.get("MRT_TRAIN_PYTHON")
+    if not value:
+        pytest.fail(
+            "MRT_TRAIN_PYTHON is not set: run `export MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh "
+            "| tail -n1)` first (the training tests need TensorFlow + Horovod)",
+            pytrace=False,
+        )
+    path = Path(value)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"MRT_TRAIN_PYTHON={value} is not an executable python", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def horovodrun(train_python: Path) -> Path:
+    path = train_python.parent / "horovodrun"
+    assert path.exists(), f"no horovodrun next to {train_python}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_data(train_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated ImageNet-format shards: 4 classes, 32x32, 512 train / 128 validation."""
+    out = tmp_path_factory.mktemp("sample-data")
+    proc = subprocess.run(
+        [str(train_python), "-m", "resnet_hvd.generate_data", "--output-dir", str(out),
+         "--seed", "7", "--num-classes", "4", "--image-size", "32"],
+        env=train_env(), capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def metric_format() -> ModuleType:
+    """The shared metric-line module, loaded from its file (it is stdlib only)."""
+    path = ROOT / "plugins" / "regional_training" / "metric_format.py"
+    spec = importlib.util.spec_from_file_location("_shared_metric_format", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
