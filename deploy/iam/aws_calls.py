@@ -1,0 +1,81 @@
+"""The AWS calls the DAG code makes, and the IAM actions each needs: ONE list.
+
+``tests/deploy/test_deploy_iam.py`` checks every entry against the policy documents in
+this folder (each call, with a concrete resource ARN, must be allowed) and checks that
+every (service, operation) is a real boto3 operation. When the DAG starts making a new
+AWS call, add it here (and, if its IAM action is not ``<service>:<Operation>``, to
+``IAM_ACTIONS``); the test then says which request to describe for it.
+
+Entries are ``(boto3 service name, API operation name)`` as botocore spells it
+(``client.meta.service_model.operation_names``). ``("iam", "PassRole")`` is an IAM
+permission, not an API call: CreateTrainingJob needs it to hand SageMaker the
+execution role.
+"""
+
+from __future__ import annotations
+
+#: Calls made with the Airflow role (the ``aws_default`` connection).
+AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
+    # SageMakerTrainingOperator (deferrable) and the collectors.
+    ("sagemaker", "CreateTrainingJob"),
+    ("sagemaker", "DescribeTrainingJob"),
+    ("sagemaker", "StopTrainingJob"),
+    ("sagemaker", "ListTrainingJobs"),
+    ("sagemaker", "AddTags"),
+    ("iam", "PassRole"),
+    # Array file in the central bucket; artifacts copied server-side into it.
+    ("s3", "PutObject"),
+    ("s3", "GetObject"),
+    ("s3", "HeadObject"),
+    ("s3", "ListObjectsV2"),
+    ("s3", "CopyObject"),
+    # S3Hook.copy (boto3 managed copy) switches to multipart above 8 MiB.
+    ("s3", "CreateMultipartUpload"),
+    ("s3", "UploadPartCopy"),
+    ("s3", "CompleteMultipartUpload"),
+    ("s3", "AbortMultipartUpload"),
+]
+
+#: Calls SageMaker makes with the execution role while a training job runs.
+SAGEMAKER_EXECUTION_ROLE_CALLS: list[tuple[str, str]] = [
+    ("s3", "GetObject"),
+    ("s3", "ListObjectsV2"),
+    ("s3", "PutObject"),
+    ("s3", "CreateMultipartUpload"),
+    ("s3", "UploadPart"),
+    ("s3", "CompleteMultipartUpload"),
+    ("s3", "AbortMultipartUpload"),
+    ("ecr", "GetAuthorizationToken"),
+    ("ecr", "BatchGetImage"),
+    ("ecr", "GetDownloadUrlForLayer"),
+    ("ecr", "BatchCheckLayerAvailability"),
+    ("logs", "CreateLogGroup"),
+    ("logs", "CreateLogStream"),
+    ("logs", "PutLogEvents"),
+    ("logs", "DescribeLogStreams"),
+    ("cloudwatch", "PutMetricData"),
+]
+
+#: Entries that are IAM permissions rather than boto3 operations.
+PERMISSION_ONLY: set[tuple[str, str]] = {("iam", "PassRole")}
+
+#: Operations whose IAM action(s) differ from ``<service>:<Operation>``.
+IAM_ACTIONS: dict[tuple[str, str], list[str]] = {
+    ("s3", "HeadObject"): ["s3:GetObject"],
+    ("s3", "ListObjectsV2"): ["s3:ListBucket"],
+    # GetObject on the source, PutObject on the destination.
+    ("s3", "CopyObject"): ["s3:GetObject", "s3:PutObject"],
+    ("s3", "CreateMultipartUpload"): ["s3:PutObject"],
+    ("s3", "UploadPart"): ["s3:PutObject"],
+    ("s3", "UploadPartCopy"): ["s3:GetObject", "s3:PutObject"],
+    ("s3", "CompleteMultipartUpload"): ["s3:PutObject"],
+    ("s3", "AbortMultipartUpload"): ["s3:AbortMultipartUpload"],
+}
+
+#: IAM service prefix when it differs from the boto3 service name.
+_IAM_PREFIX = {"cloudwatch": "cloudwatch", "logs": "logs"}
+
+
+def iam_actions(service: str, operation: str) -> list[str]:
+    """The IAM actions one call needs."""
+    return IAM_ACTIONS.get((service, operation), [f"{_IAM_PREFIX.get(service, service)}:{operation}"])
