@@ -47,7 +47,11 @@ horovod_env=(
 settings="python=${py_version};${horovod_env[*]};cmake<4;layout=1"
 key="$( { cat "${requirements}"; printf '%s\n' "${settings}"; } | sha256sum | cut -c1-12)"
 venv="${cache}/venv-train-${key}"
-wheel_dir="${cache}/wheels/horovod-${key}"
+# The Horovod wheel depends only on Horovod, TensorFlow, Python and the flags, so
+# other pin changes (protobuf, numpy patch) reuse it instead of recompiling.
+tf_pin="$(grep -E '^tensorflow(-cpu)?==' "${requirements}" | head -n1)"
+wheel_key="$(printf '%s\n' "${horovod_pin}" "${tf_pin}" "${settings}" | sha256sum | cut -c1-12)"
+wheel_dir="${cache}/wheels/horovod-${wheel_key}"
 
 if [[ -x "${venv}/bin/python" ]]; then
     log "reusing ${venv}"
@@ -65,6 +69,10 @@ if [[ -x "${venv}/bin/python" ]]; then
     exit 0
 fi
 
+# --no-cache-dir on the Horovod build below: pip's own wheel cache is keyed on the
+# sdist only and would hand back a Horovod compiled against another TensorFlow; the
+# keyed cache here (wheel_dir) is the one that is safe to reuse.
+#
 # Horovod's setup.py runs whatever `cmake` is first on PATH; pip's cmake 4 cannot
 # configure Horovod's bundled gloo, so put a cmake < 4 first.
 find_cmake() {
@@ -100,7 +108,7 @@ if ! compgen -G "${wheel_dir}/horovod-*.whl" >/dev/null; then
     env "${horovod_env[@]}" \
         PATH="${tmp}/cmake-bin:${PATH}" \
         MAKEFLAGS="-j${MRT_BUILD_JOBS:-$(nproc)}" \
-        "${tmp}/venv/bin/python" -m pip wheel --quiet --no-deps --no-build-isolation \
+        "${tmp}/venv/bin/python" -m pip wheel --quiet --no-cache-dir --no-deps --no-build-isolation \
         --no-binary horovod -w "${tmp}/wheel" "${horovod_pin}" >&2
     mkdir -p "${cache}/wheels"
     rm -rf "${wheel_dir}"
