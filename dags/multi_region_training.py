@@ -20,6 +20,7 @@ Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (R
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,11 @@ default_args = {
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": True,
 }
+
+
+#: Seconds between status checks of a training job (the local stack polls faster).
+#: Read from the environment, which is not I/O: parsing stays offline.
+POLL_SECONDS = int(os.environ.get("MRT_SAGEMAKER_POLL_SECONDS", "60"))
 
 
 def _run_ids() -> tuple[str, str]:
@@ -139,7 +145,7 @@ def multi_region_training() -> None:
         deferrable=True,
         wait_for_completion=True,
         print_log=False,
-        check_interval=30,
+        check_interval=POLL_SECONDS,
         # The name is deterministic per (run, target): never create a second job.
         check_if_job_exists=True,
         action_if_job_exists="fail",

@@ -93,7 +93,8 @@ def test_commands(services):
 def test_local_executor_by_default_celery_settings_present(services):
     env = services["airflow-scheduler"]["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+    broker = env["AIRFLOW__CELERY__BROKER_URL"]
+    assert broker.startswith("redis://") and "@redis:6379" in broker
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow")
     assert services["airflow-worker"]["environment"]["DUMB_INIT_SETSID"] == "0"
@@ -157,6 +158,7 @@ def test_connections_and_variables_come_from_env(services, env_example):
 
 def test_env_example_connections_and_variables_are_valid(env_example):
     from airflow.models.connection import Connection
+
     from regional_training.settings import settings_from_mapping
 
     aws = Connection.from_json(env_example["AIRFLOW_CONN_AWS_DEFAULT"], conn_id="aws_default")
@@ -207,8 +209,10 @@ def test_airflow_dockerfile(services):
     copies = [rest.split() for word, rest in instructions if word == "COPY"]
     sources = [parts[-2] for parts in copies]
     assert {"requirements.txt", "requirements/constraints.txt", "dags/", "plugins/", "include/"} <= set(sources)
-    assert ("/opt/airflow/dags/", "/opt/airflow/plugins/") == (
-        next(p[-1] for p in copies if p[-2] == "dags/"), next(p[-1] for p in copies if p[-2] == "plugins/"))
+    destinations = {p[-2]: p[-1] for p in copies}
+    assert destinations["dags/"] == "/opt/airflow/dags/"
+    assert destinations["plugins/"] == "/opt/airflow/plugins/"
+    assert destinations["include/"] == "/opt/airflow/include/"
     ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
     for src in sources:
@@ -216,7 +220,7 @@ def test_airflow_dockerfile(services):
         assert not any(Path(src.rstrip("/")).match(pattern.lstrip("*/")) for pattern in ignored), src
     entry = next(json.loads(rest) for word, rest in instructions if word == "ENTRYPOINT")
     cmd = next(json.loads(rest) for word, rest in instructions if word == "CMD")
-    assert entry + cmd == ["python", "-m", "local_aws.server", "--host", "0.0.0.0", "--port", "5000"]
+    assert entry + cmd == ["python", "-m", "local_aws.server", "--host", "0.0.0.0", "--port", "5000"]  # noqa: S104
     assert (REPO / "dev" / "local_aws" / "server.py").is_file()
 
 

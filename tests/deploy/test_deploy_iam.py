@@ -186,7 +186,8 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         arn = f"arn:aws:sagemaker:{region}:{ACCT}:training-job/{JOB}"
         assert is_allowed([airflow], "sagemaker:CreateTrainingJob", arn, {"aws:RequestedRegion": region})
         assert is_allowed([execution], "ecr:BatchGetImage", f"arn:aws:ecr:{region}:{ACCT}:repository/{REPO}")
-        assert is_allowed([execution], "s3:PutObject", f"arn:aws:s3:::mrt-output-{region}/training-jobs/j/output/model.tar.gz")
+        model = f"arn:aws:s3:::mrt-output-{region}/training-jobs/j/output/model.tar.gz"
+        assert is_allowed([execution], "s3:PutObject", model)
         assert is_allowed([execution], "s3:GetObject", f"arn:aws:s3:::mrt-campaign-data-{region}/datasets/c/d/x")
 
 
@@ -307,9 +308,9 @@ def test_values_match_the_seeded_campaign_db(repo_root):
     finally:
         sys.path.remove(str(repo_root / "dev"))
     import psycopg2
-    from regional_training import campaign_db
 
     from deploy import campaign_targets
+    from regional_training import campaign_db
 
     with temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)

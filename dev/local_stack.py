@@ -1,0 +1,189 @@
+"""The offline stack's parts, shared by the README's local run and the tests.
+
+* :func:`local_aws` starts the emulator (``local_aws.server``) on a free port;
+* :func:`seed_aws` creates each region's buckets and uploads sample data to every
+  available dataset copy named in the campaign database;
+* :func:`airflow_env` is the environment that points Airflow at both: connections,
+  Variables and dummy credentials, all in ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_REPOSITORY = "multi-region-training/resnet50-horovod"
+CENTRAL_BUCKET = "mrt-central-artifacts"
+CENTRAL_REGION = "us-east-1"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+#: A sample-data writer: (region_code, dataset_key, local directory) -> files written.
+SampleWriter = Callable[[str, str, Path], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fake_image_map() -> dict[str, Any]:
+    """Images -> the stand-in entry point (no TensorFlow needed)."""
+    return {TRAINING_REPOSITORY: {"command": [sys.executable, str(REPO / "dev/local_aws/fake_entry_point.py")]}}
+
+
+@contextlib.contextmanager
+def local_aws(
+    image_map: dict[str, Any],
+    *,
+    capacity_error_regions: tuple[str, ...] = (),
+    max_concurrent_jobs: int = 2,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """Run the emulator in a subprocess; yield its endpoint URL; stop it on exit."""
+    port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="mrt-local-aws-"))
+    images = workdir / "images.json"
+    images.write_text(json.dumps(image_map))
+    cmd = [
+        sys.executable, "-m", "local_aws.server", "--port", str(port), "--images", str(images),
+        "--workdir", str(workdir), "--max-concurrent-jobs", str(max_concurrent_jobs),
+    ]
+    for region in capacity_error_regions:
+        cmd += ["--capacity-error-region", region]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "dev"), str(REPO / "plugins")])}
+    log_file = (log_path or workdir / "local-aws.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)  # noqa: S310 - loopback only
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"local AWS emulator did not start; see {log_file.name}") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()
+
+
+def aws_client(service: str, endpoint: str, region: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service, region_name=region, endpoint_url=endpoint,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+
+
+def _create_bucket(endpoint: str, bucket: str, region: str) -> None:
+    s3 = aws_client("s3", endpoint, region)
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
+def placeholder_samples(region: str, dataset_key: str, directory: Path) -> None:
+    """Small region-specific shards for the stand-in entry point."""
+    for shard in range(2):
+        (directory / f"train-{shard:05d}-of-00002").write_bytes(f"{region}/{dataset_key}/{shard}\n".encode() * 64)
+
+
+def seed_aws(endpoint: str, dsn: str, write_samples: SampleWriter = placeholder_samples) -> list[str]:
+    """Create every region's buckets and fill each available copy; return the copy URIs."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT region_code, output_bucket FROM regions ORDER BY region_code")
+            regions = cur.fetchall()
+            cur.execute(
+                "SELECT dc.region_code, dc.s3_uri, d.dataset_key FROM dataset_copies dc"
+                " JOIN datasets d USING (dataset_id) WHERE dc.status = 'available' ORDER BY dc.s3_uri"
+            )
+            copies = cur.fetchall()
+    finally:
+        conn.close()
+    _create_bucket(endpoint, CENTRAL_BUCKET, CENTRAL_REGION)
+    for region, output_bucket in regions:
+        _create_bucket(endpoint, output_bucket, region)
+    for region, uri, dataset_key in copies:
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        _create_bucket(endpoint, bucket, region)
+        s3 = aws_client("s3", endpoint, region)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_samples(region, dataset_key, Path(tmp))
+            for path in sorted(Path(tmp).rglob("*")):
+                if path.is_file():
+                    s3.upload_file(str(path), bucket, prefix + path.relative_to(tmp).as_posix())
+    return [uri for _, uri, _ in copies]
+
+
+def airflow_env(*, dsn: str, endpoint: str, airflow_home: Path) -> dict[str, str]:
+    """Environment for Airflow (CLI or in-process) against the local stack."""
+    return {
+        **DUMMY_CREDENTIALS,
+        "AWS_DEFAULT_REGION": CENTRAL_REGION,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_CAMPAIGN_DB": dsn,
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "extra": {"endpoint_url": endpoint, "region_name": CENTRAL_REGION},
+            }
+        ),
+        "MRT_SAGEMAKER_POLL_SECONDS": "2",
+        "AIRFLOW_VAR_MRT_AWS_ACCOUNT_ID": "123456789012",
+        "AIRFLOW_VAR_MRT_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        "AIRFLOW_VAR_MRT_TRAINING_IMAGE_REPOSITORY": TRAINING_REPOSITORY,
+        "AIRFLOW_VAR_MRT_TRAINING_IMAGE_TAG": "local",
+        "AIRFLOW_VAR_MRT_CENTRAL_BUCKET": CENTRAL_BUCKET,
+        "AIRFLOW_VAR_MRT_CENTRAL_REGION": CENTRAL_REGION,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), os.environ.get("PYTHONPATH")])),
+    }
+
+
+#: The local run's Params: a tiny model and a few steps, so CPU training takes seconds.
+LOCAL_RUN_CONF: dict[str, Any] = {
+    "instance_type": "ml.g5.12xlarge",
+    "processes_per_host": 2,
+    "model": "resnet_tiny",
+    "epochs": 1,
+    "max_steps": 20,
+    "batch_size": 16,
+    "image_size": 32,
+    "warmup_epochs": 0,
+    "learning_rate": 0.05,
+    "max_runtime_hours": 1,
+    "volume_size_gb": 10,
+}

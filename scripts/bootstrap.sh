@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create (or reuse) the Airflow environment and link it at .venv; print its python.
+#
+# The venv lives in a cache directory keyed by the hash of the pinned requirement
+# files: a second run on the same machine takes a second, a changed pin builds a fresh
+# one. A `.complete` marker is written last, so an interrupted install is never
+# mistaken for a ready venv (scripts in a venv hold absolute paths, so it is built in
+# place rather than renamed).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${MRT_CACHE:-$HOME/.cache/mrt}
+uv_version=0.9.5
+
+reqs=("$repo/requirements.txt" "$repo/requirements/dev.txt" "$repo/requirements/constraints.txt")
+[ -f "$repo/requirements/lint.txt" ] && reqs+=("$repo/requirements/lint.txt")
+key=$( { echo "uv=$uv_version"; cat "${reqs[@]}"; } | sha256sum | cut -c1-12)
+venv="$cache/venv-airflow-$key"
+
+if [ ! -f "$venv/.complete" ]; then
+    mkdir -p "$cache"
+    if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$uv_version" ]; then
+        python3 -m pip install --quiet "uv==$uv_version" >&2
+    fi
+    rm -rf "$venv"
+    uv venv --quiet --python python3.11 "$venv" >&2
+    extra=()
+    [ -f "$repo/requirements/lint.txt" ] && extra=(-r "$repo/requirements/lint.txt")
+    VIRTUAL_ENV="$venv" uv pip install --quiet -c "$repo/requirements/constraints.txt" \
+        -r "$repo/requirements/dev.txt" "${extra[@]}" >&2
+    touch "$venv/.complete"
+fi
+ln -sfn "$venv" "$repo/.venv"
+echo "$venv/bin/python"

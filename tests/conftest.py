@@ -1,0 +1,85 @@
+"""Shared fixtures: a real PostgreSQL server, the local AWS emulator, Airflow's home.
+
+Airflow reads its configuration when first imported, so its home, its metadata DB
+(SQLite, per test session) and the DAG folder are set here, before any test imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mrt-test-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "MRT_SAGEMAKER_POLL_SECONDS": "1",
+        # Never real AWS: dummy credentials, and every client gets the emulator endpoint.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def campaign_dsn() -> Iterator[str]:
+    """A fresh PostgreSQL server with the schema and the sample data."""
+    import psycopg2
+    from local_pg import temporary_postgres
+    from regional_training import campaign_db
+
+    with temporary_postgres() as dsn:
+        conn = psycopg2.connect(dsn)
+        campaign_db.migrate(conn, seed=True)
+        conn.close()
+        yield dsn
+
+
+@pytest.fixture()
+def db(campaign_dsn: str) -> Iterator[object]:
+    import psycopg2
+
+    conn = psycopg2.connect(campaign_dsn)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(campaign_dsn: str) -> Iterator[str]:
+    """The local AWS emulator (stand-in entry point), buckets seeded from the campaign DB."""
+    from local_stack import fake_image_map, local_aws, seed_aws
+
+    with local_aws(fake_image_map(), max_concurrent_jobs=4, log_path=_AIRFLOW_HOME / "local-aws.log") as endpoint:
+        seed_aws(endpoint, campaign_dsn)
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's metadata DB, migrated once per session."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture()
+def offline_stack(campaign_dsn: str, aws_endpoint: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Environment for running the DAG in-process against Postgres and the emulator."""
+    from local_stack import airflow_env
+
+    for key, value in airflow_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db).items():
+        if key != "PYTHONPATH":
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
+    return aws_endpoint

@@ -1,0 +1,88 @@
+"""Schema, sample data and the target query against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from regional_training import campaign_db, steps
+from regional_training.targets import TargetError
+
+pytestmark = pytest.mark.integration
+
+DEFAULTS = {"campaigns": [], "regions": [], "instance_type": "ml.p4d.24xlarge", "processes_per_host": None}
+
+
+def test_migrations_are_recorded_and_idempotent(db) -> None:
+    assert campaign_db.migrate(db, seed=True) == []
+    with db.cursor() as cur:
+        cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+        versions = [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT count(*) FROM campaigns")
+        campaigns = cur.fetchone()[0]
+    assert versions[0] == "V001"
+    assert campaigns == 5  # seeding twice added nothing
+
+
+def test_a_changed_applied_migration_is_refused(db) -> None:
+    with db, db.cursor() as cur:
+        cur.execute("UPDATE schema_migrations SET sha256 = repeat('0', 64) WHERE version = 'V001'")
+    try:
+        with pytest.raises(RuntimeError, match="V001__campaign_metadata.sql changed after it was applied"):
+            campaign_db.migrate(db)
+    finally:
+        db.rollback()
+        digest = __import__("hashlib").sha256(campaign_db.migration_files()[0].read_bytes()).hexdigest()
+        with db, db.cursor() as cur:
+            cur.execute("UPDATE schema_migrations SET sha256 = %s WHERE version = 'V001'", (digest,))
+
+
+def test_default_selection_is_one_region_local_copy_per_ready_campaign(db) -> None:
+    targets = steps.select_targets(db, DEFAULTS)
+    assert [(t["region_code"], t["campaign_key"]) for t in targets] == [
+        ("eu-central-1", "munich-autobahn-2026"),
+        ("eu-west-1", "dublin-urban-2026"),
+        ("us-east-1", "boston-winter-2026"),
+        ("us-west-2", "seattle-rain-2026"),
+    ]
+    # The Boston dataset also has a replica in us-west-2: the region-local copy wins.
+    boston = next(t for t in targets if t["campaign_key"] == "boston-winter-2026")
+    assert boston["s3_uri"].startswith("s3://mrt-campaign-data-us-east-1/")
+    assert all(t["s3_uri"].startswith(f"s3://mrt-campaign-data-{t['region_code']}/") for t in targets)
+
+
+def test_region_allow_list_and_explicit_campaigns(db) -> None:
+    only_eu = steps.select_targets(db, {**DEFAULTS, "regions": ["eu-west-1", "eu-central-1"]})
+    assert {t["region_code"] for t in only_eu} == {"eu-west-1", "eu-central-1"}
+    # A campaign still labelling is not trained by default, but can be asked for.
+    berlin = steps.select_targets(db, {**DEFAULTS, "campaigns": ["berlin-night-2026"]})
+    assert [t["dataset_key"] for t in berlin] == ["berlin-night-2026-v1"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"campaigns": ["no-such-campaign"]}, "param 'campaigns': no available dataset copy .*'no-such-campaign'"),
+        ({"campaigns": ["boston-winter-2026"], "regions": ["eu-west-1"]}, "'boston-winter-2026'"),
+        ({"regions": ["ap-south-1"]}, "param 'regions': 'ap-south-1' is not a region of the campaign database"),
+        ({"processes_per_host": 8, "instance_type": "ml.g5.12xlarge"}, "param 'processes_per_host' = 8 exceeds"),
+    ],
+)
+def test_bad_selection_is_named_before_launch(db, params: dict, message: str) -> None:
+    with pytest.raises((TargetError, ValueError), match=message):
+        steps.select_targets(db, {**DEFAULTS, **params})
+
+
+def test_the_query_binds_its_parameters(db) -> None:
+    hostile = "x'); DROP TABLE campaigns; --"
+    assert campaign_db.fetch_dicts(db, "select_targets.sql", {"campaign_keys": [hostile], "region_codes": []}) == []
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM campaigns")
+        assert cur.fetchone()[0] == 5
+
+
+def test_schema_rejects_bad_rows(db) -> None:
+    with pytest.raises(psycopg2.errors.CheckViolation), db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO regions (region_code, display_name, output_bucket) VALUES (%s, %s, %s)",
+            ("Mars-1", "Mars", "mrt-output-mars"),
+        )

@@ -1,0 +1,177 @@
+"""Property: on random price/capacity/quota tables, place_targets.sql = brute force."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from brute_force import Capacity, Params, Pricing, World, expected_rows, targets
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from regional_training.campaign_db import load_sql
+
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]
+TYPE = "ml.p4d.24xlarge"
+DECOY = "ml.g5.12xlarge"  # priced too, must never leak into a p4d plan
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+money = st.sampled_from([Decimal(x) for x in ("0.5", "1", "1.5", "2", "2.5", "3", "4", "8")])
+spot_money = st.sampled_from([Decimal(x) for x in ("0.25", "0.5", "1", "1.5", "2", "3")])
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[World, Params]:
+    regions = {r: draw(st.integers(0, 7)) > 0 for r in REGIONS}
+    pricing, spot, capacity = {}, {}, {}
+    for r in REGIONS:
+        for itype in (TYPE, DECOY):
+            if draw(st.integers(0, 6)) == 0:
+                continue  # no price: no offer at all there
+            pricing[(r, itype)] = Pricing(
+                on_demand=draw(money),
+                reserved=draw(st.sampled_from([Decimal(0), Decimal("0.5"), Decimal(1), Decimal(3)])),
+                allowance=draw(st.sampled_from([Decimal(0), Decimal("0.25"), Decimal("0.5"), Decimal(1)])),
+            )
+            hours = draw(st.lists(st.integers(0, 48), max_size=3, unique=True))
+            if hours:
+                spot[(r, itype)] = [(T0 - timedelta(hours=h), draw(spot_money)) for h in hours]
+            if draw(st.integers(0, 6)):
+                quota = draw(st.integers(0, 6))
+                capacity[(r, itype)] = Capacity(quota, draw(st.sampled_from([0, 0, 1, 2, 3, 4])))
+    n_campaigns = draw(st.sampled_from([3, 4, 5, 6, 1, 2]))  # multi-target worlds matter most
+    ids = iter(draw(st.lists(st.integers(1, 60), min_size=2 * n_campaigns,
+                             max_size=2 * n_campaigns, unique=True)))
+    campaigns, datasets, copies = {}, {}, {}
+    copy_id = 0
+    for i in range(n_campaigns):
+        key = f"camp-{i}"
+        campaigns[key] = (i + 1, draw(st.sampled_from(["ready", "ready", "labelling"])),
+                          draw(st.sampled_from(REGIONS)))
+        for _ in range(draw(st.integers(1, 2))):
+            did = next(ids)
+            datasets[did] = (key, f"ds-{did}", T0 - timedelta(days=draw(st.integers(0, 2))))
+            for r in draw(st.lists(st.sampled_from(REGIONS), unique=True, min_size=1, max_size=4)):
+                copy_id += 1
+                copies[copy_id] = (did, r, draw(st.sampled_from(["available"] * 8 + ["syncing", "deleted"])))
+    mode = draw(st.sampled_from(["ready", "ids", "campaigns"]))
+    params = Params(
+        dataset_ids=draw(st.lists(st.sampled_from([*sorted(datasets), 999]), unique=True,
+                                   min_size=min(3, len(datasets) + 1)))
+        if mode == "ids" else [],
+        campaign_keys=draw(st.lists(st.sampled_from([*sorted(campaigns), "nope"]), unique=True,
+                                     min_size=min(3, len(campaigns) + 1)))
+        if mode == "campaigns" else [],
+        region_codes=draw(st.one_of(st.just([]), st.just([]),
+                                  st.lists(st.sampled_from(REGIONS), unique=True, min_size=2))),
+        instance_type=TYPE,
+        instance_count=draw(st.integers(1, 3)),
+        estimated_hours=draw(st.sampled_from([Decimal(1), Decimal("2.5"), Decimal(10)])),
+        budget_usd=draw(st.one_of(st.none(), st.sampled_from([Decimal(x) for x in (0, 5, 12, 30, 60, 150, 400)]))),
+        allowed_purchase_options=draw(st.lists(st.sampled_from(["reserved", "spot", "on_demand"]), unique=True)),
+    )
+    return World(regions, pricing, spot, capacity, campaigns, datasets, copies), params
+
+
+@contextlib.contextmanager
+def rolled_back(conn) -> Iterator[object]:
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.rollback()
+
+
+def load(cur, world: World) -> None:
+    for r, enabled in world.regions.items():
+        cur.execute("INSERT INTO regions (region_code, display_name, output_bucket, training_enabled)"
+                    " VALUES (%s, %s, %s, %s)", (r, r, f"out-{r}", enabled))
+    for (r, itype), p in world.pricing.items():
+        cur.execute("INSERT INTO instance_pricing (region_code, instance_type, on_demand_usd_per_hour,"
+                    " reserved_usd_per_hour, spot_interruption_allowance) VALUES (%s, %s, %s, %s, %s)",
+                    (r, itype, p.on_demand, p.reserved, p.allowance))
+    for (r, itype), obs in world.spot.items():
+        for at, price in obs:
+            cur.execute("INSERT INTO spot_price_observations VALUES (%s, %s, %s, %s)", (r, itype, at, price))
+    for (r, itype), cap in world.capacity.items():
+        cur.execute("INSERT INTO instance_capacity (region_code, instance_type, quota_instances,"
+                    " reserved_instances) VALUES (%s, %s, %s, %s)", (r, itype, cap.quota, cap.reserved))
+    for key, (cid, status, region) in world.campaigns.items():
+        cur.execute("INSERT INTO campaigns (campaign_id, campaign_key, recorded_region, recorded_from,"
+                    " recorded_to, status) OVERRIDING SYSTEM VALUE"
+                    " VALUES (%s, %s, %s, '2026-01-01', '2026-02-01', %s)", (cid, key, region, status))
+    for did, (ckey, dkey, created) in world.datasets.items():
+        cur.execute("INSERT INTO datasets (dataset_id, campaign_id, dataset_key, label_schema,"
+                    " record_count, size_bytes, created_at) OVERRIDING SYSTEM VALUE"
+                    " VALUES (%s, %s, %s, 'x', 1, 1, %s)", (did, world.campaigns[ckey][0], dkey, created))
+    for cid, (did, region, status) in world.copies.items():
+        cur.execute("INSERT INTO dataset_copies (copy_id, dataset_id, region_code, s3_uri, status)"
+                    " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)",
+                    (cid, did, region, f"s3://b-{region}/{did}/", status))
+
+
+def run_query(cur, params: Params) -> list[dict]:
+    cur.execute(load_sql("queries/place_targets.sql"), params.binds())
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def as_tuples(rows: list[dict]) -> list[tuple]:
+    return [(r["priority"], r["dataset_id"], r["region_code"], r["purchase_option"], r["expected_cost_usd"],
+             r["rank"], r["chosen"], r["fits_capacity"], r["fits_budget"], r["left_out_reason"],
+             r["cumulative_cost_usd"], r["plan_total_usd"]) for r in rows]
+
+
+def check_invariants(world: World, params: Params, rows: list[dict]) -> None:
+    """Checked on the SQL result alone: quota, reservations, budget, one choice each."""
+    chosen = [r for r in rows if r["chosen"]]
+    n = params.instance_count
+    per_region: dict[str, int] = {}
+    per_region_reserved: dict[str, int] = {}
+    for r in chosen:
+        per_region[r["region_code"]] = per_region.get(r["region_code"], 0) + n
+        if r["purchase_option"] == "reserved":
+            per_region_reserved[r["region_code"]] = per_region_reserved.get(r["region_code"], 0) + n
+        assert r["rank"] == 1 and r["left_out_reason"] is None
+        assert world.copies[r["copy_id"]][1] == r["region_code"]
+        assert world.copies[r["copy_id"]][2] == "available"
+    for region, used in per_region.items():
+        cap = world.capacity.get((region, TYPE))
+        assert cap is not None and used <= cap.quota
+    for region, used in per_region_reserved.items():
+        assert used <= world.capacity[(region, TYPE)].reserved
+    total = sum((r["expected_cost_usd"] for r in chosen), Decimal(0))
+    if params.budget_usd is not None:
+        assert total <= params.budget_usd
+    by_target: dict[int, list[dict]] = {}
+    for r in rows:
+        by_target.setdefault(r["priority"], []).append(r)
+    for group in by_target.values():
+        picks = [r for r in group if r["chosen"]]
+        assert len(picks) <= 1
+        assert (len(picks) == 1) == (group[0]["left_out_reason"] is None)  # never silently dropped
+        assert all(r["plan_total_usd"] == total for r in group)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=worlds())
+def test_sql_choice_equals_brute_force(pg, case: tuple[World, Params]) -> None:
+    world, params = case
+    with rolled_back(pg) as cur:
+        load(cur, world)
+        rows = run_query(cur, params)
+    check_invariants(world, params, rows)
+    for r in rows:
+        if r["rank"] in (None, 1):
+            event(f"target: {r['left_out_reason'] or 'placed ' + r['purchase_option']}")
+    n_targets = len(targets(world, params))
+    event(f"targets: {min(n_targets, 4)}{'+' if n_targets >= 4 else ''}")
+    assert len({r["priority"] for r in rows}) == n_targets
+    # exhaustive enumeration where it is small enough, pruned search otherwise
+    ts = targets(world, params)
+    size = 1
+    for t in ts:
+        size *= len(t.cands) + 1
+    assert as_tuples(rows) == expected_rows(world, params, exhaustive=size <= 5000)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from regional_training.targets import TargetError, validate_rows
+
+
+def row(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "region_code": "eu-west-1",
+        "s3_uri": "s3://mrt-campaign-data-eu-west-1/datasets/c/d/",
+        "campaign_key": "c",
+        "dataset_key": "d",
+        "dataset_id": 3,
+        "copy_id": 5,
+        "output_bucket": "mrt-output-eu-west-1",
+    }
+    return {**base, **overrides}
+
+
+def test_valid_rows_become_targets() -> None:
+    targets = validate_rows([row()], requested_campaigns=["c"], allowed_regions=[], known_regions={"eu-west-1"})
+    assert [t.target_key for t in targets] == ["eu-west-1.d"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "message"),
+    [
+        ([row(s3_uri="http://x/d/")], {}, r"target row 1 \('eu-west-1', 'd'\): field 's3_uri'"),
+        ([row(s3_uri="s3://bucket/a,b/")], {}, "field 's3_uri'"),
+        ([row(s3_uri="s3://bucket/file.tfrecord")], {}, "must be a prefix"),
+        ([row(region_code="eu_west_1")], {}, "field 'region_code'"),
+        ([row(output_bucket="Not_A_Bucket")], {}, "field 'output_bucket'"),
+        ([row(), row(dataset_key="e")], {}, r"target row 2 .*duplicates target row 1"),
+        ([row(), row(s3_uri="s3://other/x/")], {}, "target 'eu-west-1.d' appears twice"),
+        ([row()], {"allowed_regions": ["us-east-1"]}, "region 'eu-west-1' is not in the allowed regions"),
+        ([row()], {"allowed_regions": ["xx-nowhere-1"]}, "param 'regions': 'xx-nowhere-1' is not a region of"),
+        ([row()], {"allowed_regions": ["not a region"]}, "param 'regions': 'not a region' is not an AWS region"),
+        ([row()], {"requested_campaigns": ["c", "ghost"]}, "param 'campaigns': no available dataset copy .*'ghost'"),
+        ([], {}, "no training targets"),
+    ],
+)
+def test_bad_input_is_named(rows: list[dict[str, Any]], kwargs: dict[str, Any], message: str) -> None:
+    args = {"requested_campaigns": [], "allowed_regions": [], "known_regions": {"eu-west-1", "us-east-1"}, **kwargs}
+    with pytest.raises(TargetError, match=message):
+        validate_rows(rows, **args)
