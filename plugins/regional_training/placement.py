@@ -223,7 +223,8 @@ def actual_cost_usd(
     SageMaker reports the savings as a *reduced* ``BillableTimeInSeconds`` billed at the
     on-demand rate (savings = 1 - billable / training time), so multiplying it by the
     spot price would count the discount twice. ``None`` (job never billed, or no price
-    known) gives ``None``. Rounded half-up to ``quantum`` (cents; ``None`` = exact).
+    known) gives ``None``. Rounded half-up to ``quantum`` (cents; ``None`` = unrounded,
+    28 significant digits).
     """
     if billable_seconds is None or price_per_instance_hour is None:
         return None
