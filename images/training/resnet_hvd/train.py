@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         grads, loss, correct = forward_backward(images, labels)
         # Average the (still loss-scaled) gradients over ranks: every rank applies the
         # same update, which keeps the replicas identical.
-        grads = hvd.grouped_allreduce(grads, op=hvd.Average, compression=compression)
+        if size > 1:  # a single process has nothing to average (and skips the op's cost)
+            grads = hvd.grouped_allreduce(grads, op=hvd.Average, compression=compression)
         if mixed:
             grads = optimizer.get_unscaled_gradients(grads)
         optimizer.apply_gradients(zip(grads, trainable))
