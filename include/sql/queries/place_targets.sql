@@ -110,22 +110,41 @@ copies AS (
      GROUP BY t.priority
 ),
 candidates AS MATERIALIZED (
-    SELECT t.priority, dc.copy_id, dc.s3_uri, o.*,
-           %(instance_count)s::integer * %(estimated_hours)s::numeric
-               * o.effective_usd_per_hour AS expected_cost_usd
-      FROM targets AS t
-      JOIN dataset_copies AS dc
-        ON dc.dataset_id = t.dataset_id AND dc.status = 'available'
-      JOIN offers AS o ON o.region_code = dc.region_code
+    SELECT x.*,
+           -- the target's preference order: cost, then option, then region
+           row_number() OVER (PARTITION BY x.priority
+                              ORDER BY x.expected_cost_usd, x.option_order, x.region_code)::integer
+               AS preference
+      FROM (SELECT t.priority, dc.copy_id, dc.s3_uri, o.*,
+                   %(instance_count)s::integer * %(estimated_hours)s::numeric
+                       * o.effective_usd_per_hour AS expected_cost_usd
+              FROM targets AS t
+              JOIN dataset_copies AS dc
+                ON dc.dataset_id = t.dataset_id AND dc.status = 'available'
+              JOIN offers AS o ON o.region_code = dc.region_code) AS x
+),
+-- Each target's candidates as parallel arrays (aligned: one aggregate pass), so a step
+-- of the recursion reads one short row instead of scanning every candidate.
+per_target AS MATERIALIZED (
+    SELECT c.priority,
+           array_agg(c.preference) AS preferences,
+           array_agg(c.copy_id) AS copy_ids,
+           array_agg(c.option_order) AS options,
+           array_agg(c.ri) AS ris,
+           array_agg(c.expected_cost_usd) AS costs,
+           array_agg(c.quota_instances) AS quotas,
+           array_agg(c.reserved_instances) AS reserveds
+      FROM candidates AS c
+     GROUP BY c.priority
 ),
 -- Sequential greedy: step k decides target k from the capacity (per region ordinal)
--- and money used by targets 1..k-1.
-plan (priority, quota_used, reserved_used, spent, copy_id, purchase_option, ri,
+-- and money used by targets 1..k-1. option 0 = reserved (see offers.option_order).
+plan (priority, quota_used, reserved_used, spent, copy_id, option_order, ri,
       expected_cost_usd, verdict) AS (
     SELECT 0,
            array_fill(0, ARRAY[(SELECT count(*) FROM allowed_regions)::integer]),
            array_fill(0, ARRAY[(SELECT count(*) FROM allowed_regions)::integer]),
-           0::numeric, NULL::bigint, NULL::text, NULL::integer, NULL::numeric, NULL::text
+           0::numeric, NULL::bigint, NULL::integer, NULL::integer, NULL::numeric, NULL::text
     UNION ALL
     SELECT p.priority + 1,
            CASE WHEN pick.verdict = 'placed'
@@ -133,35 +152,36 @@ plan (priority, quota_used, reserved_used, spent, copy_id, purchase_option, ri,
                      || (p.quota_used[pick.ri] + %(instance_count)s::integer)
                      || p.quota_used[pick.ri + 1:]
                 ELSE p.quota_used END,
-           CASE WHEN pick.verdict = 'placed' AND pick.purchase_option = 'reserved'
+           CASE WHEN pick.verdict = 'placed' AND pick.option_order = 0
                 THEN p.reserved_used[:pick.ri - 1]
                      || (p.reserved_used[pick.ri] + %(instance_count)s::integer)
                      || p.reserved_used[pick.ri + 1:]
                 ELSE p.reserved_used END,
-           p.spent + CASE WHEN pick.verdict = 'placed' THEN pick.expected_cost_usd ELSE 0 END,
+           p.spent + CASE WHEN pick.verdict = 'placed' THEN pick.cost ELSE 0 END,
            CASE WHEN pick.verdict = 'placed' THEN pick.copy_id END,
-           CASE WHEN pick.verdict = 'placed' THEN pick.purchase_option END,
+           CASE WHEN pick.verdict = 'placed' THEN pick.option_order END,
            CASE WHEN pick.verdict = 'placed' THEN pick.ri END,
-           CASE WHEN pick.verdict = 'placed' THEN pick.expected_cost_usd END,
+           CASE WHEN pick.verdict = 'placed' THEN pick.cost END,
            pick.verdict
       FROM plan AS p
       LEFT JOIN LATERAL (
-            SELECT c.copy_id, c.purchase_option, c.ri, c.expected_cost_usd,
+            SELECT u.copy_id, u.option_order, u.ri, u.cost,
                    CASE WHEN NOT f.cap_ok THEN 'no_capacity'
                         WHEN NOT f.budget_ok THEN 'over_budget'
                         ELSE 'placed' END AS verdict
-              FROM candidates AS c
+              FROM per_target AS pt
+             CROSS JOIN LATERAL unnest(pt.preferences, pt.copy_ids, pt.options, pt.ris, pt.costs,
+                                       pt.quotas, pt.reserveds)
+                   AS u (preference, copy_id, option_order, ri, cost, quota, reserved)
              CROSS JOIN LATERAL (SELECT
-                    p.quota_used[c.ri] + %(instance_count)s::integer <= c.quota_instances
-                    AND (c.purchase_option <> 'reserved'
-                         OR p.reserved_used[c.ri] + %(instance_count)s::integer
-                            <= c.reserved_instances) AS cap_ok,
+                    p.quota_used[u.ri] + %(instance_count)s::integer <= u.quota
+                    AND (u.option_order <> 0
+                         OR p.reserved_used[u.ri] + %(instance_count)s::integer <= u.reserved) AS cap_ok,
                     %(budget_usd)s::numeric IS NULL
-                    OR p.spent + c.expected_cost_usd <= %(budget_usd)s::numeric AS budget_ok
+                    OR p.spent + u.cost <= %(budget_usd)s::numeric AS budget_ok
                   ) AS f
-             WHERE c.priority = p.priority + 1
-             ORDER BY (f.cap_ok AND f.budget_ok) DESC, f.cap_ok DESC,
-                      c.expected_cost_usd, c.option_order, c.region_code
+             WHERE pt.priority = p.priority + 1
+             ORDER BY (f.cap_ok AND f.budget_ok) DESC, f.cap_ok DESC, u.preference
              LIMIT 1) AS pick ON true
      WHERE p.priority < (SELECT count(*) FROM targets)
 ),
@@ -169,7 +189,7 @@ final AS (
     SELECT quota_used, reserved_used, spent FROM plan ORDER BY priority DESC LIMIT 1
 ),
 decided AS (
-    SELECT t.*, pl.copy_id AS chosen_copy_id, pl.purchase_option AS chosen_option,
+    SELECT t.*, pl.copy_id AS chosen_copy_id, pl.option_order AS chosen_option,
            pl.ri AS chosen_ri, pl.expected_cost_usd AS chosen_cost, pl.spent AS cumulative_cost_usd,
            CASE WHEN pl.verdict = 'placed' THEN NULL
                 WHEN cp.n_copies = 0 THEN 'no_copy'
@@ -185,7 +205,7 @@ rows AS (
            c.option_order, c.price_per_instance_hour, c.effective_usd_per_hour,
            c.billing_usd_per_hour, c.spot_price_observed_at,
            c.quota_instances, c.reserved_instances, c.expected_cost_usd,
-           coalesce(c.copy_id = d.chosen_copy_id AND c.purchase_option = d.chosen_option,
+           coalesce(c.copy_id = d.chosen_copy_id AND c.option_order = d.chosen_option,
                     false) AS chosen,
            -- would this candidate fit if the target moved to it (its own use released)?
            c.copy_id IS NOT NULL
@@ -194,7 +214,7 @@ rows AS (
                + %(instance_count)s::integer <= c.quota_instances
            AND (c.purchase_option <> 'reserved'
                 OR fin.reserved_used[c.ri]
-                   - CASE WHEN c.ri = d.chosen_ri AND d.chosen_option = 'reserved'
+                   - CASE WHEN c.ri = d.chosen_ri AND d.chosen_option = 0
                           THEN %(instance_count)s::integer ELSE 0 END
                    + %(instance_count)s::integer <= c.reserved_instances) AS fits_capacity,
            c.copy_id IS NOT NULL

@@ -1,0 +1,218 @@
+"""Benchmark: place_targets.sql for one night's selection (~100 datasets) at 10k and 1M.
+
+For each size N it creates a database on a throwaway PostgreSQL server (dev/local_pg.py)
+or on ``--dsn``'s server, applies the migrations and the sample data, loads N datasets
+(N/4 campaigns x 4 datasets) x 4 regional copies with generate_series, marks 96
+campaigns 'ready' (+ the 4 sample ones = 100 targets), and times the placement query
+through psycopg2 exactly as the DAG runs it (client round trip: parse, plan, execute,
+fetch), median of repeated runs, for three ways of selecting the night's targets:
+
+  ready      nightly default: empty lists, every 'ready' campaign's newest dataset
+  campaigns  campaign_keys = the 100 ready campaigns
+  datasets   dataset_ids = their 100 newest datasets
+
+then prints EXPLAIN (ANALYZE, BUFFERS) of the nightly query at each size.
+
+    PYTHONPATH=plugins:dev python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT / "plugins", ROOT / "dev"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+READY_GENERATED = 96
+PARAMS = {
+    "region_codes": [],
+    "instance_type": "ml.g5.12xlarge",
+    "instance_count": 1,
+    "estimated_hours": 6,
+    "budget_usd": 1500,
+    "allowed_purchase_options": [],
+}
+
+# N/4 campaigns, 4 datasets each (relabels, newest last), every dataset copied into the
+# four sample regions (one copy in 50 still syncing). FK triggers are skipped while
+# loading (session_replication_role) because the generated keys are consistent.
+LOAD_SQL = """
+SET session_replication_role = replica;
+INSERT INTO campaigns (campaign_id, campaign_key, recorded_region, recorded_from, recorded_to,
+                       vehicle_fleet, status)
+OVERRIDING SYSTEM VALUE
+SELECT 100 + g, 'bench-c' || g, (ARRAY['us-east-1','us-west-2','eu-west-1','eu-central-1'])[1 + g %% 4],
+       '2025-01-01', '2025-02-01', 'fleet-' || (g %% 7),
+       CASE WHEN g %% %(step)s = 0 AND g / %(step)s <= %(ready)s THEN 'ready' ELSE 'archived' END
+  FROM generate_series(1, %(n)s / 4) AS g;
+INSERT INTO datasets (dataset_id, campaign_id, dataset_key, label_schema, record_count, size_bytes,
+                      created_at)
+OVERRIDING SYSTEM VALUE
+SELECT 100 + g, 100 + (g - 1) / 4 + 1, 'bench-d' || g, 'imagenet-tfrecord-v1', 1000 + g %% 997,
+       (10 + g %% 90)::bigint * 1000000000, timestamptz '2025-03-01' + ((g - 1) %% 4) * interval '1 day'
+  FROM generate_series(1, %(n)s) AS g;
+INSERT INTO dataset_copies (copy_id, dataset_id, region_code, s3_uri, status, synced_at)
+OVERRIDING SYSTEM VALUE
+SELECT 100 + (g - 1) * 4 + r.i, 100 + g, r.code,
+       's3://mrt-bench-' || r.code || '/d/' || g || '/',
+       CASE WHEN (g + r.i) %% 50 = 0 THEN 'syncing' ELSE 'available' END, timestamptz '2025-03-05'
+  FROM generate_series(1, %(n)s) AS g
+ CROSS JOIN (VALUES (1, 'us-east-1'), (2, 'us-west-2'), (3, 'eu-west-1'), (4, 'eu-central-1')) AS r (i, code);
+SET session_replication_role = DEFAULT;
+-- a night with room for most, not all, of the 100 targets
+UPDATE instance_capacity SET quota_instances = CASE region_code
+        WHEN 'us-east-1' THEN 40 WHEN 'us-west-2' THEN 30 WHEN 'eu-west-1' THEN 20 ELSE 15 END,
+       reserved_instances = CASE region_code WHEN 'us-west-2' THEN 20 ELSE 0 END
+ WHERE instance_type = 'ml.g5.12xlarge';
+"""
+
+
+@contextlib.contextmanager
+def server(dsn: str | None) -> Iterator[str]:
+    if dsn:
+        yield dsn
+        return
+    from local_pg import temporary_postgres
+
+    with temporary_postgres("postgres") as tmp:
+        yield tmp
+
+
+def create_db(base_dsn: str, name: str) -> str:
+    import psycopg2
+    from psycopg2 import sql
+
+    admin = psycopg2.connect(base_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin.close()
+    return base_dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def load(dsn: str, n: int) -> float:
+    import psycopg2
+
+    from regional_training import campaign_db
+
+    conn = psycopg2.connect(dsn)
+    campaign_db.migrate(conn, seed=True)
+    started = time.perf_counter()
+    step = max(1, (n // 4) // READY_GENERATED)
+    with conn, conn.cursor() as cur:
+        cur.execute(LOAD_SQL, {"n": n, "step": step, "ready": READY_GENERATED})
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+    conn.close()
+    return time.perf_counter() - started
+
+
+def selections(conn) -> dict[str, dict]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT campaign_key FROM campaigns WHERE status = 'ready' ORDER BY campaign_key")
+        keys = [r[0] for r in cur.fetchall()]
+        cur.execute(
+            "SELECT DISTINCT ON (d.campaign_id) d.dataset_id FROM datasets d"
+            " JOIN campaigns c USING (campaign_id) WHERE c.status = 'ready'"
+            " ORDER BY d.campaign_id, d.created_at DESC, d.dataset_id DESC")
+        ids = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    base = {**PARAMS, "dataset_ids": [], "campaign_keys": []}
+    return {
+        "ready": base,
+        "campaigns": {**base, "campaign_keys": keys},
+        "datasets": {**base, "dataset_ids": ids},
+    }
+
+
+def time_query(conn, params: dict, repeats: int) -> tuple[list[float], list[dict]]:
+    from regional_training import campaign_db
+
+    rows: list[dict] = []
+    for _ in range(3):  # warm caches and the catalog
+        rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples, rows
+
+
+def explain(conn, params: dict) -> tuple[str, float, float]:
+    from regional_training.campaign_db import load_sql
+
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + load_sql("queries/place_targets.sql"), params)
+        lines = [r[0] for r in cur.fetchall()]
+    conn.rollback()
+    planning = next(float(x.split()[2]) for x in lines if x.startswith("Planning Time"))
+    execution = next(float(x.split()[2]) for x in lines if x.startswith("Execution Time"))
+    return "\n".join(lines), planning, execution
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,1000000", help="comma-separated dataset counts")
+    parser.add_argument("--repeats", type=int, default=51)
+    parser.add_argument("--dsn", help="an existing server (a database per size is created on it)")
+    parser.add_argument("--no-explain", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    import psycopg2
+
+    medians: dict[tuple[int, str], float] = {}
+    explains: dict[int, str] = {}
+    with server(args.dsn) as base:
+        for n in sizes:
+            dsn = create_db(base, f"bench_{n}")
+            seconds = load(dsn, n)
+            conn = psycopg2.connect(dsn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM dataset_copies),"
+                            " pg_size_pretty(pg_database_size(current_database())), version()")
+                n_datasets, n_copies, size, version = cur.fetchone()
+            conn.commit()
+            print(f"\n== {n_datasets:,} datasets, {n_copies:,} copies ({size}), loaded in {seconds:.1f} s")
+            for mode, params in selections(conn).items():
+                samples, rows = time_query(conn, params, args.repeats)
+                placed = sum(1 for r in rows if r["chosen"])
+                targets = len({r["priority"] for r in rows})
+                reasons: dict[str, int] = {}
+                for r in rows:
+                    if r["left_out_reason"] and r["rank"] in (None, 1):
+                        reasons[r["left_out_reason"]] = reasons.get(r["left_out_reason"], 0) + 1
+                exec_ms = sorted(explain(conn, params)[2] for _ in range(9))[4]
+                medians[(n, mode)] = statistics.median(samples)
+                print(f"  {mode:<9} targets={targets} placed={placed} left_out={reasons} rows={len(rows)}"
+                      f"  client median {statistics.median(samples):6.2f} ms"
+                      f"  p90 {statistics.quantiles(samples, n=10)[-1]:6.2f} ms"
+                      f"  (server execution median {exec_ms:.2f} ms, {args.repeats} runs)")
+            if not args.no_explain:
+                explains[n] = explain(conn, selections(conn)["ready"])[0]
+            conn.close()
+        print(f"\nPostgreSQL: {version}")
+    if len(sizes) >= 2:
+        lo, hi = min(sizes), max(sizes)
+        for mode in ("ready", "campaigns", "datasets"):
+            ratio = medians[(hi, mode)] / medians[(lo, mode)]
+            print(f"ratio {hi:,}/{lo:,} ({mode}): {ratio:.2f}x   "
+                  f"[target <= 2x; {hi:,}: {medians[(hi, mode)]:.2f} ms, target <= 20 ms]")
+    for n, text in explains.items():
+        print(f"\n== EXPLAIN (ANALYZE, BUFFERS), nightly selection, {n:,} datasets\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
