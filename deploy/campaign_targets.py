@@ -12,9 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REGIONS_SQL = "SELECT region_code FROM regions WHERE training_enabled ORDER BY region_code"
-OUTPUT_BUCKETS_SQL = (
-    "SELECT output_bucket FROM regions WHERE training_enabled ORDER BY output_bucket"
-)
+OUTPUT_BUCKETS_SQL = "SELECT output_bucket FROM regions WHERE training_enabled ORDER BY output_bucket"
 DATASET_COPY_URIS_SQL = (
     "SELECT dc.s3_uri FROM dataset_copies AS dc"
     " JOIN regions AS r ON r.region_code = dc.region_code"

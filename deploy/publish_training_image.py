@@ -41,7 +41,7 @@ from typing import Any, TextIO
 if __package__ in (None, ""):  # run as a script: make `deploy` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy import campaign_targets  # noqa: E402
+from deploy import campaign_targets
 
 REPOSITORY_SETTINGS = {
     "imageTagMutability": "IMMUTABLE",
@@ -71,9 +71,7 @@ class Docker:
         self.binary = binary
 
     def run(self, *args: str, stdin: str | None = None) -> str:
-        proc = subprocess.run(
-            [self.binary, *args], input=stdin, capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise PublishError(
                 f"docker {args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
@@ -129,9 +127,7 @@ def ensure_repository(ecr: Any, name: str, *, dry_run: bool) -> tuple[str, str |
     if not repo.get("imageScanningConfiguration", {}).get("scanOnPush"):
         changes.append("enable scan-on-push")
         if not dry_run:
-            ecr.put_image_scanning_configuration(
-                repositoryName=name, imageScanningConfiguration={"scanOnPush": True}
-            )
+            ecr.put_image_scanning_configuration(repositoryName=name, imageScanningConfiguration={"scanOnPush": True})
     if not changes:
         return "unchanged", repo["repositoryUri"], changes
     return ("would update" if dry_run else "updated"), repo["repositoryUri"], changes
@@ -237,8 +233,15 @@ def publish(
     for region in regions:
         try:
             res = publish_region(
-                session, region, repository=repository, tag=tag, source_image=source_image,
-                docker=docker, dry_run=dry_run, endpoint_url=endpoint_url, account_id=account_id,
+                session,
+                region,
+                repository=repository,
+                tag=tag,
+                source_image=source_image,
+                docker=docker,
+                dry_run=dry_run,
+                endpoint_url=endpoint_url,
+                account_id=account_id,
             )
         except Exception as exc:  # report and go on with the other regions
             res = RegionResult(region=region, error=f"{type(exc).__name__}: {exc}")
@@ -246,8 +249,11 @@ def publish(
         else:
             detail = f" ({'; '.join(res.changes)})" if res.changes else ""
             print(f"{prefix}{region}: repository {repository} {res.repository}{detail}", file=out)
-            print(f"{prefix}{region}: image {source_image} -> {res.repository_uri}:{tag}: {res.image}"
-                  + (f" {res.image_digest}" if res.image_digest else ""), file=out)
+            print(
+                f"{prefix}{region}: image {source_image} -> {res.repository_uri}:{tag}: {res.image}"
+                + (f" {res.image_digest}" if res.image_digest else ""),
+                file=out,
+            )
         results.append(res)
     return results
 
@@ -264,24 +270,31 @@ def parse_regions(values: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="publish_training_image", description=__doc__,
+        prog="publish_training_image",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--repository", required=True,
-                        help="ECR repository name, the same in every region (mrt_training_image_repository)")
+    parser.add_argument(
+        "--repository",
+        required=True,
+        help="ECR repository name, the same in every region (mrt_training_image_repository)",
+    )
     parser.add_argument("--tag", required=True, help="image tag (mrt_training_image_tag); immutable once pushed")
     parser.add_argument("--source-image", help="local image to push (default: <repository>:<tag>)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--regions", action="append", default=[],
-                       help="comma-separated regions (repeatable)")
-    where.add_argument("--campaign-dsn", default=None,
-                       help="campaign-metadata DSN: publish to its training-enabled regions "
-                            "(default: $CAMPAIGN_DB_DSN when --regions is not given)")
+    where.add_argument("--regions", action="append", default=[], help="comma-separated regions (repeatable)")
+    where.add_argument(
+        "--campaign-dsn",
+        default=None,
+        help="campaign-metadata DSN: publish to its training-enabled regions "
+        "(default: $CAMPAIGN_DB_DSN when --regions is not given)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     parser.add_argument("--docker", default="docker", help="docker CLI to use (default: docker)")
     parser.add_argument("--endpoint-url", default=None, help="AWS endpoint override (e.g. a moto server)")
-    parser.add_argument("--account-id", default=None,
-                        help="account id for URIs of repositories not created yet (dry run); default: STS")
+    parser.add_argument(
+        "--account-id", default=None, help="account id for URIs of repositories not created yet (dry run); default: STS"
+    )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args(argv)
 
@@ -300,8 +313,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = publish(
-            regions, repository=args.repository, tag=args.tag, source_image=args.source_image,
-            dry_run=args.dry_run, docker=Docker(args.docker), endpoint_url=args.endpoint_url,
+            regions,
+            repository=args.repository,
+            tag=args.tag,
+            source_image=args.source_image,
+            dry_run=args.dry_run,
+            docker=Docker(args.docker),
+            endpoint_url=args.endpoint_url,
             account_id=args.account_id,
         )
     except PublishError as exc:

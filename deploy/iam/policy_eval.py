@@ -102,38 +102,52 @@ def _principal_matches(statement: Mapping[str, Any], principal: Mapping[str, str
     if spec == "*":
         return True
     return any(
-        glob_match(pattern, value)
-        for kind, value in principal.items()
-        for pattern in _as_list(spec.get(kind, []))
+        glob_match(pattern, value) for kind, value in principal.items() for pattern in _as_list(spec.get(kind, []))
     )
 
 
+def _action_matches(statement: Mapping[str, Any], action: str) -> bool:
+    if "Action" in statement:
+        return any(glob_match(p, action, ignore_case=True) for p in _as_list(statement["Action"]))
+    if "NotAction" in statement:
+        return not any(glob_match(p, action, ignore_case=True) for p in _as_list(statement["NotAction"]))
+    raise UnsupportedPolicy("statement without Action/NotAction")
+
+
+def _resource_matches(statement: Mapping[str, Any], resource: str, principal: Mapping[str, str] | None) -> bool:
+    if "Resource" in statement:
+        return any(arn_match(p, resource) for p in _as_list(statement["Resource"]))
+    if "NotResource" in statement:
+        return not any(arn_match(p, resource) for p in _as_list(statement["NotResource"]))
+    if principal is None:
+        raise UnsupportedPolicy("identity-policy statement without Resource/NotResource")
+    return True  # trust policies have no Resource
+
+
 def statement_applies(
-    statement: Mapping[str, Any], action: str, resource: str,
-    context: Mapping[str, Any], principal: Mapping[str, str] | None = None,
+    statement: Mapping[str, Any],
+    action: str,
+    resource: str,
+    context: Mapping[str, Any],
+    principal: Mapping[str, str] | None = None,
 ) -> bool:
-    known = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource",
-             "Condition", "Principal", "NotPrincipal"}
+    known = {
+        "Sid",
+        "Effect",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+        "Condition",
+        "Principal",
+        "NotPrincipal",
+    }
     if set(statement) - known:
         raise UnsupportedPolicy(f"statement keys {sorted(set(statement) - known)}")
     if not _principal_matches(statement, principal):
         return False
-    if "Action" in statement:
-        if not any(glob_match(p, action, ignore_case=True) for p in _as_list(statement["Action"])):
-            return False
-    elif "NotAction" in statement:
-        if any(glob_match(p, action, ignore_case=True) for p in _as_list(statement["NotAction"])):
-            return False
-    else:
-        raise UnsupportedPolicy("statement without Action/NotAction")
-    if "Resource" in statement:
-        if not any(arn_match(p, resource) for p in _as_list(statement["Resource"])):
-            return False
-    elif "NotResource" in statement:
-        if any(arn_match(p, resource) for p in _as_list(statement["NotResource"])):
-            return False
-    elif principal is None:
-        raise UnsupportedPolicy("identity-policy statement without Resource/NotResource")
+    if not _action_matches(statement, action) or not _resource_matches(statement, resource, principal):
+        return False
     for operator, block in statement.get("Condition", {}).items():
         for key, policy_values in block.items():
             if not _condition_holds(operator, key, policy_values, context):
@@ -142,8 +156,11 @@ def statement_applies(
 
 
 def is_allowed(
-    policies: Iterable[Mapping[str, Any]], action: str, resource: str,
-    context: Mapping[str, Any] | None = None, principal: Mapping[str, str] | None = None,
+    policies: Iterable[Mapping[str, Any]],
+    action: str,
+    resource: str,
+    context: Mapping[str, Any] | None = None,
+    principal: Mapping[str, str] | None = None,
 ) -> bool:
     """True when some statement allows the request and none denies it."""
     context = context or {}

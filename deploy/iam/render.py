@@ -38,7 +38,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from deploy import campaign_targets  # noqa: E402
+from deploy import campaign_targets
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATES = (
@@ -86,7 +86,7 @@ def _expand(text: str, values: dict[str, Any]) -> list[str]:
     out = []
     for combo in itertools.product(*(values[n] for n in list_names)):
         chosen = dict(zip(list_names, combo, strict=True))
-        out.append(PLACEHOLDER.sub(lambda m: chosen.get(m.group(1), values[m.group(1)]), text))
+        out.append(PLACEHOLDER.sub(lambda m, chosen=chosen: chosen.get(m.group(1), values[m.group(1)]), text))
     return out
 
 
@@ -125,8 +125,9 @@ def _csv(values: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deploy.iam.render", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="deploy.iam.render", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--account-id", required=True)
     parser.add_argument("--execution-role-name", default="mrt-sagemaker-execution")
     parser.add_argument("--central-bucket", required=True)

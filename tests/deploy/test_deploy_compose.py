@@ -61,8 +61,17 @@ def active(services: dict, profiles: set[str]) -> set[str]:
 
 
 def test_services_present_and_profiled(services):
-    expected = {"postgres", "campaign-db", "campaign-db-init", "airflow-init", "redis", "airflow-worker",
-                "flower", "local-aws", "airflow-cli"} | AIRFLOW_SERVICES
+    expected = {
+        "postgres",
+        "campaign-db",
+        "campaign-db-init",
+        "airflow-init",
+        "redis",
+        "airflow-worker",
+        "flower",
+        "local-aws",
+        "airflow-cli",
+    } | AIRFLOW_SERVICES
     assert expected <= set(services)
     default = active(services, set())
     # Everything the DAG needs runs without any profile; the triggerer resumes the
@@ -81,8 +90,13 @@ def test_commands(services):
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
     assert services["airflow-worker"]["command"] == "celery worker"
     init = services["campaign-db-init"]
-    assert init["entrypoint"] + init["command"] == ["python", "-m", "regional_training.campaign_db",
-                                                    "migrate", "--seed"]
+    assert init["entrypoint"] + init["command"] == [
+        "python",
+        "-m",
+        "regional_training.campaign_db",
+        "migrate",
+        "--seed",
+    ]
     assert "host=campaign-db" in init["environment"]["CAMPAIGN_DB_DSN"]
     script = services["airflow-init"]["command"][-1]
     assert "/entrypoint airflow" in script
@@ -165,11 +179,16 @@ def test_env_example_connections_and_variables_are_valid(env_example):
     assert aws.conn_type == "aws" and aws.login == "testing" and aws.password == "testing"
     assert aws.extra_dejson == {"endpoint_url": "http://local-aws:5000", "region_name": "us-east-1"}
     db = Connection(conn_id="campaign_db", uri=env_example["AIRFLOW_CONN_CAMPAIGN_DB"])
-    assert (db.conn_type, db.host, db.port, db.schema) == ("postgres", "campaign-db", 5432,
-                                                          env_example["CAMPAIGN_DB_NAME"])
+    assert (db.conn_type, db.host, db.port, db.schema) == (
+        "postgres",
+        "campaign-db",
+        5432,
+        env_example["CAMPAIGN_DB_NAME"],
+    )
     assert (db.login, db.password) == (env_example["CAMPAIGN_DB_USER"], env_example["CAMPAIGN_DB_PASSWORD"])
-    settings = settings_from_mapping({k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env_example.items()
-                                      if k.startswith("AIRFLOW_VAR_")})
+    settings = settings_from_mapping(
+        {k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env_example.items() if k.startswith("AIRFLOW_VAR_")}
+    )
     assert settings.sagemaker_role_arn.split(":")[4] == settings.aws_account_id
     assert env_example["AIRFLOW_EXECUTOR"] == "LocalExecutor"
 
@@ -213,8 +232,11 @@ def test_airflow_dockerfile(services):
     assert destinations["dags/"] == "/opt/airflow/dags/"
     assert destinations["plugins/"] == "/opt/airflow/plugins/"
     assert destinations["include/"] == "/opt/airflow/include/"
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for src in sources:
         assert (REPO / src).exists(), f"COPY source {src} missing from the repo"
         assert not any(Path(src.rstrip("/")).match(pattern.lstrip("*/")) for pattern in ignored), src
@@ -224,12 +246,19 @@ def test_airflow_dockerfile(services):
     assert (REPO / "dev" / "local_aws" / "server.py").is_file()
 
 
+def _compose_env(tmp_path: Path) -> dict[str, str]:
+    """Only .env files may feed interpolation: none of this process's variables leak in."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+
 def _compose_binary() -> list[str] | None:
     local = REPO / ".local" / "bin" / "docker-compose"
     if local.is_file():
         return [str(local)]
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                 check=False).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
         return ["docker", "compose"]
     return None
 
@@ -240,9 +269,27 @@ def test_docker_compose_config_resolves(profiles, tmp_path):
     if binary is None:
         pytest.skip("no Docker Compose v2 binary (run scripts/lint.sh once to fetch it into .local/bin)")
     args = [a for p in sorted(profiles) for a in ("--profile", p)]
-    proc = subprocess.run([*binary, "--project-directory", str(REPO), "-f", str(COMPOSE), "--env-file",
-                           str(REPO / ".env.example"), *args, "config", "--format", "json"],
-                          capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            *binary,
+            "--project-directory",
+            str(REPO),
+            "-f",
+            str(COMPOSE),
+            "--env-file",
+            str(REPO / ".env.example"),
+            *args,
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=tmp_path,
+        env=_compose_env(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     resolved = json.loads(proc.stdout)["services"]
     raw = yaml.safe_load(COMPOSE.read_text())["services"]
@@ -258,6 +305,13 @@ def test_docker_compose_config_fails_without_env(tmp_path):
         pytest.skip("no Docker Compose v2 binary (run scripts/lint.sh once to fetch it into .local/bin)")
     empty = tmp_path / "empty.env"
     empty.write_text("")
-    proc = subprocess.run([*binary, "--project-directory", str(REPO), "-f", str(COMPOSE), "--env-file", str(empty),
-                           "config", "--quiet"], capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path)
-    assert proc.returncode != 0 and "see .env.example" in proc.stderr
+    proc = subprocess.run(
+        [*binary, "--project-directory", str(REPO), "-f", str(COMPOSE), "--env-file", str(empty), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=tmp_path,
+        env=_compose_env(tmp_path),
+    )
+    assert proc.returncode != 0 and "is missing a value" in proc.stderr and "in .env" in proc.stderr

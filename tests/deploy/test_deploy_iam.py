@@ -55,13 +55,16 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("sagemaker", "StopTrainingJob"): [("sagemaker:StopTrainingJob", JOB_ARN, IN_REGION)],
     ("sagemaker", "ListTrainingJobs"): [("sagemaker:ListTrainingJobs", "*", IN_REGION)],
     ("sagemaker", "AddTags"): [("sagemaker:AddTags", JOB_ARN, IN_REGION)],
-    ("iam", "PassRole"): [("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}",
-                           {"iam:PassedToService": "sagemaker.amazonaws.com"})],
+    ("iam", "PassRole"): [
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"})
+    ],
     ("s3", "PutObject"): [("s3:PutObject", ARRAY_FILE, {})],
     ("s3", "GetObject"): [("s3:GetObject", ARRAY_FILE, {}), ("s3:GetObject", MODEL_SRC, {})],
     ("s3", "HeadObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:GetObject", ARTIFACT_DST, {})],
-    ("s3", "ListObjectsV2"): [("s3:ListBucket", f"arn:aws:s3:::{CENTRAL}", {"s3:prefix": f"runs/{RUN}/"}),
-                              ("s3:ListBucket", f"arn:aws:s3:::{OUTPUT}", {"s3:prefix": f"training-jobs/{JOB}/"})],
+    ("s3", "ListObjectsV2"): [
+        ("s3:ListBucket", f"arn:aws:s3:::{CENTRAL}", {"s3:prefix": f"runs/{RUN}/"}),
+        ("s3:ListBucket", f"arn:aws:s3:::{OUTPUT}", {"s3:prefix": f"training-jobs/{JOB}/"}),
+    ],
     ("s3", "CopyObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "CreateMultipartUpload"): [("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "UploadPartCopy"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
@@ -92,16 +95,18 @@ EXECUTION_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("logs", "CreateLogGroup"): [("logs:CreateLogGroup", LOG_GROUP, {})],
     ("logs", "CreateLogStream"): [("logs:CreateLogStream", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
     ("logs", "PutLogEvents"): [("logs:PutLogEvents", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
-    ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {}),
-                                     ("logs:DescribeLogStreams", LOG_GROUP, {})],
-    ("cloudwatch", "PutMetricData"): [("cloudwatch:PutMetricData", "*",
-                                       {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"})],
+    ("logs", "DescribeLogStreams"): [
+        ("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {}),
+        ("logs:DescribeLogStreams", LOG_GROUP, {}),
+    ],
+    ("cloudwatch", "PutMetricData"): [
+        ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"})
+    ],
 }
 
 ROLES = {
     "airflow": ("airflow-role.policy.json", aws_calls.AIRFLOW_ROLE_CALLS, AIRFLOW_REQUESTS),
-    "execution": ("sagemaker-execution-role.policy.json", aws_calls.SAGEMAKER_EXECUTION_ROLE_CALLS,
-                  EXECUTION_REQUESTS),
+    "execution": ("sagemaker-execution-role.policy.json", aws_calls.SAGEMAKER_EXECUTION_ROLE_CALLS, EXECUTION_REQUESTS),
 }
 
 
@@ -122,8 +127,11 @@ def test_templates_are_json_with_only_known_placeholders():
         # Only placeholders: no real account id, no credentials.
         assert "AKIA" not in text and "aws_secret_access_key" not in text.lower()
         assert not re.search(r"\b[0-9]{12}\b", text), f"{name}: an account id must be ${{ACCOUNT_ID}}"
-        assert all("${ACCOUNT_ID}" in s for s in _strings(doc)
-                   if s.startswith(("arn:aws:iam:", "arn:aws:sagemaker:", "arn:aws:ecr:", "arn:aws:logs:")))
+        assert all(
+            "${ACCOUNT_ID}" in s
+            for s in _strings(doc)
+            if s.startswith(("arn:aws:iam:", "arn:aws:sagemaker:", "arn:aws:ecr:", "arn:aws:logs:"))
+        )
 
 
 def _strings(node):
@@ -140,11 +148,11 @@ def _strings(node):
 def test_rendered_documents_have_no_placeholders_and_expand_lists(docs):
     for name, doc in docs.items():
         assert "${" not in json.dumps(doc), name
-    pull = next(s for s in docs["sagemaker-execution-role.policy.json"]["Statement"]
-                if s["Sid"] == "PullTrainingImage")
+    pull = next(s for s in docs["sagemaker-execution-role.policy.json"]["Statement"] if s["Sid"] == "PullTrainingImage")
     assert pull["Resource"] == [f"arn:aws:ecr:{r}:{ACCT}:repository/{REPO}" for r in REGIONS]
-    manage = next(s for s in docs["airflow-role.policy.json"]["Statement"]
-                  if s["Sid"] == "ManageTrainingJobsInTrainingRegions")
+    manage = next(
+        s for s in docs["airflow-role.policy.json"]["Statement"] if s["Sid"] == "ManageTrainingJobsInTrainingRegions"
+    )
     assert manage["Condition"]["StringEquals"]["aws:RequestedRegion"] == REGIONS
 
 
@@ -165,8 +173,10 @@ def test_every_call_the_code_makes_is_allowed(role, docs):
     policy_file, calls, requests = ROLES[role]
     policy = docs[policy_file]
     missing = [c for c in calls if c not in requests]
-    assert not missing, (f"describe the IAM request(s) of {missing} in {__file__} "
-                         f"({'AIRFLOW' if role == 'airflow' else 'EXECUTION'}_REQUESTS)")
+    assert not missing, (
+        f"describe the IAM request(s) of {missing} in {__file__} "
+        f"({'AIRFLOW' if role == 'airflow' else 'EXECUTION'}_REQUESTS)"
+    )
     assert set(requests) == set(calls), f"requests described for calls not in aws_calls: {set(requests) - set(calls)}"
     checked = 0
     for call in calls:
@@ -191,55 +201,64 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         assert is_allowed([execution], "s3:GetObject", f"arn:aws:s3:::mrt-campaign-data-{region}/datasets/c/d/x")
 
 
-@pytest.mark.parametrize(("action", "resource", "context"), [
-    # Other regions, other accounts, other SageMaker resources.
-    ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:ap-south-1:{ACCT}:training-job/{JOB}",
-     {"aws:RequestedRegion": "ap-south-1"}),
-    ("sagemaker:CreateTrainingJob", JOB_ARN, {"aws:RequestedRegion": "ap-south-1"}),
-    ("sagemaker:CreateTrainingJob", JOB_ARN, {}),
-    ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{R}:999999999999:training-job/{JOB}", IN_REGION),
-    ("sagemaker:ListTrainingJobs", "*", {"aws:RequestedRegion": "ap-south-1"}),
-    ("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{R}:{ACCT}:endpoint/x", IN_REGION),
-    ("sagemaker:DeleteModel", f"arn:aws:sagemaker:{R}:{ACCT}:model/x", IN_REGION),
-    # PassRole: only the execution role, only to SageMaker.
-    ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/admin", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
-    ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "ec2.amazonaws.com"}),
-    ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {}),
-    ("iam:CreateRole", f"arn:aws:iam::{ACCT}:role/x", {}),
-    # S3: only runs/ in the central bucket, only reads of training output, nothing else.
-    ("s3:PutObject", f"arn:aws:s3:::{CENTRAL}/other/x", {}),
-    ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/other/x", {}),
-    ("s3:PutObject", MODEL_SRC, {}),
-    ("s3:DeleteObject", ARRAY_FILE, {}),
-    ("s3:GetObject", DATASET_OBJ, {}),
-    ("s3:PutObject", DATASET_OBJ, {}),
-    ("s3:GetObject", "arn:aws:s3:::someone-elses-bucket/runs/x", {}),
-    ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "datasets/"}),
-    ("s3:PutBucketPolicy", f"arn:aws:s3:::{CENTRAL}", {}),
-])
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        # Other regions, other accounts, other SageMaker resources.
+        (
+            "sagemaker:CreateTrainingJob",
+            f"arn:aws:sagemaker:ap-south-1:{ACCT}:training-job/{JOB}",
+            {"aws:RequestedRegion": "ap-south-1"},
+        ),
+        ("sagemaker:CreateTrainingJob", JOB_ARN, {"aws:RequestedRegion": "ap-south-1"}),
+        ("sagemaker:CreateTrainingJob", JOB_ARN, {}),
+        ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{R}:999999999999:training-job/{JOB}", IN_REGION),
+        ("sagemaker:ListTrainingJobs", "*", {"aws:RequestedRegion": "ap-south-1"}),
+        ("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{R}:{ACCT}:endpoint/x", IN_REGION),
+        ("sagemaker:DeleteModel", f"arn:aws:sagemaker:{R}:{ACCT}:model/x", IN_REGION),
+        # PassRole: only the execution role, only to SageMaker.
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/admin", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "ec2.amazonaws.com"}),
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {}),
+        ("iam:CreateRole", f"arn:aws:iam::{ACCT}:role/x", {}),
+        # S3: only runs/ in the central bucket, only reads of training output, nothing else.
+        ("s3:PutObject", f"arn:aws:s3:::{CENTRAL}/other/x", {}),
+        ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/other/x", {}),
+        ("s3:PutObject", MODEL_SRC, {}),
+        ("s3:DeleteObject", ARRAY_FILE, {}),
+        ("s3:GetObject", DATASET_OBJ, {}),
+        ("s3:PutObject", DATASET_OBJ, {}),
+        ("s3:GetObject", "arn:aws:s3:::someone-elses-bucket/runs/x", {}),
+        ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "datasets/"}),
+        ("s3:PutBucketPolicy", f"arn:aws:s3:::{CENTRAL}", {}),
+    ],
+)
 def test_airflow_role_denies_what_the_dag_does_not_do(docs, action, resource, context):
     assert not is_allowed([docs["airflow-role.policy.json"]], action, resource, context)
 
 
-@pytest.mark.parametrize(("action", "resource", "context"), [
-    ("s3:PutObject", DATASET_OBJ, {}),
-    ("s3:DeleteObject", MODEL_OUT, {}),
-    ("s3:GetObject", f"arn:aws:s3:::{DATA}/private/x", {}),
-    ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/array.csv", {}),
-    ("s3:GetObject", MODEL_OUT, {}),
-    ("s3:PutObject", f"arn:aws:s3:::{OUTPUT}/other/x", {}),
-    ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "private/"}),
-    ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {}),
-    ("ecr:BatchGetImage", f"arn:aws:ecr:{R}:{ACCT}:repository/other-image", {}),
-    ("ecr:BatchGetImage", f"arn:aws:ecr:ap-south-1:{ACCT}:repository/{REPO}", {}),
-    ("ecr:PutImage", ECR_REPO, {}),
-    ("logs:CreateLogStream", f"arn:aws:logs:{R}:{ACCT}:log-group:/aws/lambda/x:log-stream:y", {}),
-    ("logs:DeleteLogGroup", LOG_GROUP, {}),
-    ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "Custom/Other"}),
-    ("cloudwatch:PutMetricData", "*", {}),
-    ("sagemaker:CreateTrainingJob", JOB_ARN, IN_REGION),
-    ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
-])
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        ("s3:PutObject", DATASET_OBJ, {}),
+        ("s3:DeleteObject", MODEL_OUT, {}),
+        ("s3:GetObject", f"arn:aws:s3:::{DATA}/private/x", {}),
+        ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/array.csv", {}),
+        ("s3:GetObject", MODEL_OUT, {}),
+        ("s3:PutObject", f"arn:aws:s3:::{OUTPUT}/other/x", {}),
+        ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "private/"}),
+        ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {}),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{R}:{ACCT}:repository/other-image", {}),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:ap-south-1:{ACCT}:repository/{REPO}", {}),
+        ("ecr:PutImage", ECR_REPO, {}),
+        ("logs:CreateLogStream", f"arn:aws:logs:{R}:{ACCT}:log-group:/aws/lambda/x:log-stream:y", {}),
+        ("logs:DeleteLogGroup", LOG_GROUP, {}),
+        ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "Custom/Other"}),
+        ("cloudwatch:PutMetricData", "*", {}),
+        ("sagemaker:CreateTrainingJob", JOB_ARN, IN_REGION),
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
+    ],
+)
 def test_execution_role_denies_what_training_does_not_do(docs, action, resource, context):
     assert not is_allowed([docs["sagemaker-execution-role.policy.json"]], action, resource, context)
 
@@ -256,8 +275,11 @@ def test_no_wildcard_actions_and_no_star_resource_for_s3_or_passrole(docs):
                 assert all(r != "*" and not r.startswith("arn:aws:s3:::*") for r in resources), statement
             if "*" in resources:
                 # Only actions that have no resource-level permissions may use "*".
-                assert set(actions) <= {"ecr:GetAuthorizationToken", "sagemaker:ListTrainingJobs",
-                                        "cloudwatch:PutMetricData"}, statement
+                assert set(actions) <= {
+                    "ecr:GetAuthorizationToken",
+                    "sagemaker:ListTrainingJobs",
+                    "cloudwatch:PutMetricData",
+                }, statement
 
 
 def test_trust_policy_lets_only_sagemaker_for_this_account_assume(docs):
@@ -267,8 +289,13 @@ def test_trust_policy_lets_only_sagemaker_for_this_account_assume(docs):
     assert is_allowed([trust], "sts:AssumeRole", "*", ok, principal=sm)
     assert not is_allowed([trust], "sts:AssumeRole", "*", ok, principal={"Service": "ec2.amazonaws.com"})
     assert not is_allowed([trust], "sts:AssumeRole", "*", {**ok, "aws:SourceAccount": "999999999999"}, principal=sm)
-    assert not is_allowed([trust], "sts:AssumeRole", "*",
-                          {**ok, "aws:SourceArn": f"arn:aws:sagemaker:ap-south-1:{ACCT}:training-job/x"}, principal=sm)
+    assert not is_allowed(
+        [trust],
+        "sts:AssumeRole",
+        "*",
+        {**ok, "aws:SourceArn": f"arn:aws:sagemaker:ap-south-1:{ACCT}:training-job/x"},
+        principal=sm,
+    )
     assert not is_allowed([trust], "sts:AssumeRole", "*", {}, principal=sm)
     assert not is_allowed([trust], "sts:AssumeRoleWithWebIdentity", "*", ok, principal=sm)
 
@@ -287,9 +314,23 @@ def test_render_rejects_bad_or_missing_values():
 
 
 def test_render_cli_writes_the_documents(tmp_path, repo_root):
-    cmd = [sys.executable, "-m", "deploy.iam.render", "--account-id", ACCT, "--central-bucket", CENTRAL,
-           "--regions", ",".join(REGIONS), "--data-buckets", ",".join(VALUES["DATA_BUCKETS"]),
-           "--output-buckets", ",".join(VALUES["OUTPUT_BUCKETS"]), "--out-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deploy.iam.render",
+        "--account-id",
+        ACCT,
+        "--central-bucket",
+        CENTRAL,
+        "--regions",
+        ",".join(REGIONS),
+        "--data-buckets",
+        ",".join(VALUES["DATA_BUCKETS"]),
+        "--output-buckets",
+        ",".join(VALUES["OUTPUT_BUCKETS"]),
+        "--out-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     written = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
@@ -327,12 +368,33 @@ def test_values_match_the_seeded_campaign_db(repo_root):
             conn.close()
         # The publish command's dry run takes its regions from the same database.
         proc = subprocess.run(
-            [sys.executable, str(repo_root / "deploy" / "publish_training_image.py"), "--repository", REPO,
-             "--tag", "0.1.0", "--campaign-dsn", dsn, "--dry-run", "--account-id", ACCT,
-             "--endpoint-url", "http://127.0.0.1:9"],
-            capture_output=True, text=True, check=False, timeout=120,
-            env={"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_MAX_ATTEMPTS": "1", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"},
+            [
+                sys.executable,
+                str(repo_root / "deploy" / "publish_training_image.py"),
+                "--repository",
+                REPO,
+                "--tag",
+                "0.1.0",
+                "--campaign-dsn",
+                dsn,
+                "--dry-run",
+                "--account-id",
+                ACCT,
+                "--endpoint-url",
+                "http://127.0.0.1:9",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_MAX_ATTEMPTS": "1",
+                "AWS_CONFIG_FILE": "/dev/null",
+                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            },
         )
         # No AWS endpoint answers on port 9: every region fails, but it tried exactly the DB's regions.
         tried = sorted({line.split(":", 1)[0].removeprefix("[dry run] ") for line in proc.stdout.splitlines()})
@@ -340,6 +402,7 @@ def test_values_match_the_seeded_campaign_db(repo_root):
 
 
 # ---- the evaluator itself ----------------------------------------------------------
+
 
 def _policy(*statements):
     return {"Version": "2012-10-17", "Statement": list(statements)}
@@ -367,17 +430,39 @@ def test_evaluator_deny_wins_and_not_action():
 
 
 def test_evaluator_conditions():
-    p = _policy({"Effect": "Allow", "Action": "x:Y", "Resource": "*",
-                 "Condition": {"StringEquals": {"aws:RequestedRegion": ["eu-west-1", "us-east-1"]},
-                               "StringLike": {"s3:prefix": "runs/*"}}})
+    p = _policy(
+        {
+            "Effect": "Allow",
+            "Action": "x:Y",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"aws:RequestedRegion": ["eu-west-1", "us-east-1"]},
+                "StringLike": {"s3:prefix": "runs/*"},
+            },
+        }
+    )
     assert is_allowed([p], "x:Y", "*", {"aws:RequestedRegion": "us-east-1", "s3:prefix": "runs/a"})
     assert not is_allowed([p], "x:Y", "*", {"aws:RequestedRegion": "us-west-2", "s3:prefix": "runs/a"})
     assert not is_allowed([p], "x:Y", "*", {"aws:RequestedRegion": "us-east-1"})  # missing key
-    neg = _policy({"Effect": "Allow", "Action": "x:Y", "Resource": "*",
-                   "Condition": {"StringNotEquals": {"k": "v"}, "BoolIfExists": {"aws:SecureTransport": "true"}}})
+    neg = _policy(
+        {
+            "Effect": "Allow",
+            "Action": "x:Y",
+            "Resource": "*",
+            "Condition": {"StringNotEquals": {"k": "v"}, "BoolIfExists": {"aws:SecureTransport": "true"}},
+        }
+    )
     assert is_allowed([neg], "x:Y", "*", {})
     assert not is_allowed([neg], "x:Y", "*", {"k": "v"})
     assert not is_allowed([neg], "x:Y", "*", {"aws:SecureTransport": "false"})
     with pytest.raises(UnsupportedPolicy):
-        is_allowed([_policy({"Effect": "Allow", "Action": "x:Y", "Resource": "*",
-                             "Condition": {"NumericLessThan": {"k": "1"}}})], "x:Y", "*", {"k": "0"})
+        is_allowed(
+            [
+                _policy(
+                    {"Effect": "Allow", "Action": "x:Y", "Resource": "*", "Condition": {"NumericLessThan": {"k": "1"}}}
+                )
+            ],
+            "x:Y",
+            "*",
+            {"k": "0"},
+        )

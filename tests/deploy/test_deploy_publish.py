@@ -31,8 +31,7 @@ def _tags(region: str) -> list[str]:
 
 def _publish(fake_docker, regions=SEED_REGIONS, **kw):
     out = io.StringIO()
-    results = pub.publish(regions, repository=REPO, tag=TAG, docker=pub.Docker(str(fake_docker.path)),
-                          out=out, **kw)
+    results = pub.publish(regions, repository=REPO, tag=TAG, docker=pub.Docker(str(fake_docker.path)), out=out, **kw)
     return results, out.getvalue()
 
 
@@ -84,8 +83,9 @@ def test_second_run_is_idempotent(aws, fake_docker):
 
 def test_existing_mutable_repository_is_converged(aws, fake_docker):
     ecr = boto3.client("ecr", region_name="eu-west-1")
-    ecr.create_repository(repositoryName=REPO, imageTagMutability="MUTABLE",
-                          imageScanningConfiguration={"scanOnPush": False})
+    ecr.create_repository(
+        repositoryName=REPO, imageTagMutability="MUTABLE", imageScanningConfiguration={"scanOnPush": False}
+    )
 
     results, out = _publish(fake_docker, regions=["eu-west-1"])
 
@@ -98,7 +98,8 @@ def test_existing_mutable_repository_is_converged(aws, fake_docker):
 
 def test_dry_run_changes_nothing_and_runs_no_docker(aws, fake_docker):
     boto3.client("ecr", region_name="us-west-2").create_repository(
-        repositoryName=REPO, imageTagMutability="IMMUTABLE", imageScanningConfiguration={"scanOnPush": True})
+        repositoryName=REPO, imageTagMutability="IMMUTABLE", imageScanningConfiguration={"scanOnPush": True}
+    )
 
     results, out = _publish(fake_docker, dry_run=True)
 
@@ -136,9 +137,21 @@ def test_failing_region_is_reported_and_others_still_published(aws, fake_docker,
 
 
 def test_cli_end_to_end_with_regions_flag(aws, fake_docker, repo_root):
-    cmd = [sys.executable, str(repo_root / "deploy" / "publish_training_image.py"),
-           "--repository", REPO, "--tag", TAG, "--regions", "us-east-1,eu-central-1",
-           "--docker", str(fake_docker.path), "--endpoint-url", aws, "--json"]
+    cmd = [
+        sys.executable,
+        str(repo_root / "deploy" / "publish_training_image.py"),
+        "--repository",
+        REPO,
+        "--tag",
+        TAG,
+        "--regions",
+        "us-east-1,eu-central-1",
+        "--docker",
+        str(fake_docker.path),
+        "--endpoint-url",
+        aws,
+        "--json",
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "us-east-1: image" in first.stdout and "pushed" in first.stdout
@@ -157,4 +170,7 @@ def test_cli_requires_a_region_source(monkeypatch):
 
 def test_parse_regions_dedups_and_splits():
     assert pub.parse_regions(["us-east-1, us-west-2", "us-east-1", "eu-west-1"]) == [
-        "us-east-1", "us-west-2", "eu-west-1"]
+        "us-east-1",
+        "us-west-2",
+        "eu-west-1",
+    ]
