@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -37,7 +38,7 @@ PARAMS = {
     "instance_type": "ml.g5.12xlarge",
     "instance_count": 1,
     "estimated_hours": 6,
-    "budget_usd": 1500,
+    "budget_usd": 700,
     "allowed_purchase_options": [],
 }
 
@@ -69,7 +70,7 @@ SELECT 100 + (g - 1) * 4 + r.i, 100 + g, r.code,
 SET session_replication_role = DEFAULT;
 -- a night with room for most, not all, of the 100 targets
 UPDATE instance_capacity SET quota_instances = CASE region_code
-        WHEN 'us-east-1' THEN 40 WHEN 'us-west-2' THEN 30 WHEN 'eu-west-1' THEN 20 ELSE 15 END,
+        WHEN 'us-east-1' THEN 30 WHEN 'us-west-2' THEN 25 WHEN 'eu-west-1' THEN 15 ELSE 10 END,
        reserved_instances = CASE region_code WHEN 'us-west-2' THEN 20 ELSE 0 END
  WHERE instance_type = 'ml.g5.12xlarge';
 """
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                             " pg_size_pretty(pg_database_size(current_database())), version()")
                 n_datasets, n_copies, size, version = cur.fetchone()
             conn.commit()
-            print(f"\n== {n_datasets:,} datasets, {n_copies:,} copies ({size}), loaded in {seconds:.1f} s")
+            print(f"\n== {n_datasets:,} datasets, {n_copies:,} copies ({size}), loaded in {seconds:.1f} s;"
+                  f" load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
             for mode, params in selections(conn).items():
                 samples, rows = time_query(conn, params, args.repeats)
                 placed = sum(1 for r in rows if r["chosen"])
@@ -198,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {mode:<9} targets={targets} placed={placed} left_out={reasons} rows={len(rows)}"
                       f"  client median {statistics.median(samples):6.2f} ms"
                       f"  p90 {statistics.quantiles(samples, n=10)[-1]:6.2f} ms"
-                      f"  (server execution median {exec_ms:.2f} ms, {args.repeats} runs)")
+                      f"  (server execution median {exec_ms:.2f} ms, {args.repeats} runs;"
+                      f" load average {os.getloadavg()[0]:.2f})")
             if not args.no_explain:
                 explains[n] = explain(conn, selections(conn)["ready"])[0]
             conn.close()
