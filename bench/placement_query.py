@@ -5,7 +5,8 @@ or on ``--dsn``'s server, applies the migrations and the sample data, loads N da
 (N/4 campaigns x 4 datasets) x 4 regional copies with generate_series, marks 96
 campaigns 'ready' (+ the 4 sample ones = 100 targets), and times the placement query
 through psycopg2 exactly as the DAG runs it (client round trip: parse, plan, execute,
-fetch), median of repeated runs, for three ways of selecting the night's targets:
+fetch), median of repeated runs interleaved across sizes and modes (so load from other
+processes hits every case alike), for three ways of selecting the night's targets:
 
   ready      nightly default: empty lists, every 'ready' campaign's newest dataset
   campaigns  campaign_keys = the 100 ready campaigns
@@ -136,18 +137,34 @@ def selections(conn) -> dict[str, dict]:
     }
 
 
-def time_query(conn, params: dict, repeats: int) -> tuple[list[float], list[dict]]:
+def time_once(conn, params: dict) -> tuple[float, list[dict]]:
     from regional_training import campaign_db
 
-    rows: list[dict] = []
-    for _ in range(3):  # warm caches and the catalog
-        rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
-    samples = []
+    started = time.perf_counter()
+    rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
+    return (time.perf_counter() - started) * 1000, rows
+
+
+def run_interleaved(conns: dict, cases: dict, repeats: int) -> tuple[dict, dict]:
+    samples: dict[tuple[int, str], list[float]] = {case: [] for case in cases}
+    rows_of: dict[tuple[int, str], list[dict]] = {}
+    for case, params in cases.items():
+        for _ in range(3):  # warm caches and the catalog
+            rows_of[case] = time_once(conns[case[0]], params)[1]
     for _ in range(repeats):
-        started = time.perf_counter()
-        rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples, rows
+        for case, params in cases.items():
+            samples[case].append(time_once(conns[case[0]], params)[0])
+    return samples, rows_of
+
+
+def describe(rows: list[dict]) -> str:
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r["left_out_reason"] and r["rank"] in (None, 1):
+            reasons[r["left_out_reason"]] = reasons.get(r["left_out_reason"], 0) + 1
+    targets = len({r["priority"] for r in rows})
+    placed = sum(1 for r in rows if r["chosen"])
+    return f"targets={targets} placed={placed} left_out={reasons} rows={len(rows)}"
 
 
 def explain(conn, params: dict) -> tuple[str, float, float]:
@@ -176,35 +193,36 @@ def main(argv: list[str] | None = None) -> int:
     medians: dict[tuple[int, str], float] = {}
     explains: dict[int, str] = {}
     with server(args.dsn) as base:
+        conns, cases = {}, {}
         for n in sizes:
             dsn = create_db(base, f"bench_{n}")
             seconds = load(dsn, n)
-            conn = psycopg2.connect(dsn)
+            conn = conns[n] = psycopg2.connect(dsn)
             with conn.cursor() as cur:
                 cur.execute("SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM dataset_copies),"
                             " pg_size_pretty(pg_database_size(current_database())), version()")
                 n_datasets, n_copies, size, version = cur.fetchone()
             conn.commit()
-            print(f"\n== {n_datasets:,} datasets, {n_copies:,} copies ({size}), loaded in {seconds:.1f} s;"
-                  f" load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+            print(f"== {n_datasets:,} datasets, {n_copies:,} copies ({size}), loaded in {seconds:.1f} s")
             for mode, params in selections(conn).items():
-                samples, rows = time_query(conn, params, args.repeats)
-                placed = sum(1 for r in rows if r["chosen"])
-                targets = len({r["priority"] for r in rows})
-                reasons: dict[str, int] = {}
-                for r in rows:
-                    if r["left_out_reason"] and r["rank"] in (None, 1):
-                        reasons[r["left_out_reason"]] = reasons.get(r["left_out_reason"], 0) + 1
-                exec_ms = sorted(explain(conn, params)[2] for _ in range(9))[4]
-                medians[(n, mode)] = statistics.median(samples)
-                print(f"  {mode:<9} targets={targets} placed={placed} left_out={reasons} rows={len(rows)}"
-                      f"  client median {statistics.median(samples):6.2f} ms"
-                      f"  p90 {statistics.quantiles(samples, n=10)[-1]:6.2f} ms"
-                      f"  (server execution median {exec_ms:.2f} ms, {args.repeats} runs;"
-                      f" load average {os.getloadavg()[0]:.2f})")
+                cases[(n, mode)] = params
+        # Interleave the sizes and modes run by run, so load from other processes on the
+        # machine hits every case alike (the ratio is what must stay under 2x).
+        load_before = os.getloadavg()[0]
+        samples, rows_of = run_interleaved(conns, cases, args.repeats)
+        print(f"\n{args.repeats} interleaved runs per case; load average {load_before:.2f} before,"
+              f" {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
+        for (n, mode), params in cases.items():
+            exec_ms = sorted(explain(conns[n], params)[2] for _ in range(9))[4]
+            xs = samples[(n, mode)]
+            medians[(n, mode)] = statistics.median(xs)
+            print(f"  {n:>9,} {mode:<9} {describe(rows_of[(n, mode)])}"
+                  f"  client median {statistics.median(xs):6.2f} ms  p90 {statistics.quantiles(xs, n=10)[-1]:6.2f} ms"
+                  f"  (server execution median of 9: {exec_ms:.2f} ms)")
+        for n in sizes:
             if not args.no_explain:
-                explains[n] = explain(conn, selections(conn)["ready"])[0]
-            conn.close()
+                explains[n] = explain(conns[n], cases[(n, "ready")])[0]
+            conns[n].close()
         print(f"\nPostgreSQL: {version}")
     if len(sizes) >= 2:
         lo, hi = min(sizes), max(sizes)
