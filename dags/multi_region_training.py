@@ -25,17 +25,17 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
 from regional_training.steps import training_operator_kwargs
 
 default_args = {
     "owner": "ml-platform",
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
+    "retry_delay": timedelta(seconds=int(os.environ.get("MRT_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
 }
 
@@ -43,6 +43,11 @@ default_args = {
 #: Seconds between status checks of a training job (the local stack polls faster).
 #: Read from the environment, which is not I/O: parsing stays offline.
 POLL_SECONDS = int(os.environ.get("MRT_SAGEMAKER_POLL_SECONDS", "60"))
+
+
+#: Training tasks running or deferred at once, per run and across runs (the pool).
+MAX_PARALLEL_LAUNCHES = int(os.environ.get("MRT_MAX_PARALLEL_LAUNCHES", "16"))
+TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
 
 
 def _run_ids() -> tuple[str, str]:
@@ -138,18 +143,18 @@ def multi_region_training() -> None:
     array_uri = render_array_file(targets)
     jobs = build_requests(array_uri, targets)
     to_launch = launchable(jobs)
-    train = SageMakerTrainingOperator.partial(
+    # Follows its deterministic job on retry or clear, waits as long as the stopping
+    # condition allows, stops the job when killed (regional_training.operators).
+    train = DurableSageMakerTrainingOperator.partial(
         task_id="train",
         aws_conn_id=AWS_CONN_ID,
         botocore_config=BOTOCORE_CONFIG,
         deferrable=True,
         wait_for_completion=True,
-        print_log=False,
         check_interval=POLL_SECONDS,
-        # The name is deterministic per (run, target): never create a second job.
-        check_if_job_exists=True,
-        action_if_job_exists="fail",
-        max_active_tis_per_dagrun=16,
+        # Bounded fan-out: 500 targets must not hit SageMaker's API rate limits at once.
+        max_active_tis_per_dagrun=MAX_PARALLEL_LAUNCHES,
+        pool=TRAINING_POOL,
         map_index_template="{{ task.region_name }}",
     ).expand_kwargs(to_launch.map(training_operator_kwargs))
     collected = collect.expand(job=to_launch)

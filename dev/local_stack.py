@@ -108,8 +108,11 @@ def _create_bucket(endpoint: str, bucket: str, region: str) -> None:
 
 def placeholder_samples(region: str, dataset_key: str, directory: Path) -> None:
     """Small region-specific shards for the stand-in entry point."""
+    from local_aws.fake_entry_point import SHARD_MAGIC
+
     for shard in range(2):
-        (directory / f"train-{shard:05d}-of-00002").write_bytes(f"{region}/{dataset_key}/{shard}\n".encode() * 64)
+        body = f"{region}/{dataset_key}/{shard}\n".encode() * 64
+        (directory / f"train-{shard:05d}-of-00002").write_bytes(SHARD_MAGIC + body)
 
 
 def seed_aws(endpoint: str, dsn: str, write_samples: SampleWriter = placeholder_samples) -> list[str]:
@@ -163,6 +166,7 @@ def airflow_env(*, dsn: str, endpoint: str, airflow_home: Path) -> dict[str, str
             }
         ),
         "MRT_SAGEMAKER_POLL_SECONDS": "2",
+        "MRT_RETRY_DELAY_SECONDS": "2",
         "AIRFLOW_VAR_MRT_AWS_ACCOUNT_ID": "123456789012",
         "AIRFLOW_VAR_MRT_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
         "AIRFLOW_VAR_MRT_TRAINING_IMAGE_REPOSITORY": TRAINING_REPOSITORY,

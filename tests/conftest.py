@@ -25,6 +25,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "MRT_SAGEMAKER_POLL_SECONDS": "1",
+        "MRT_RETRY_DELAY_SECONDS": "1",
         # Never real AWS: dummy credentials, and every client gets the emulator endpoint.
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -82,4 +83,5 @@ def offline_stack(campaign_dsn: str, aws_endpoint: str, airflow_db: Path, monkey
         if key != "PYTHONPATH":
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
+    monkeypatch.setenv("MRT_RETRY_DELAY_SECONDS", "1")
     return aws_endpoint

@@ -4,6 +4,8 @@ It honours the same contract as the real one (data at ``SM_CHANNEL_TRAIN``, mode
 ``SM_MODEL_DIR``, hyperparameters as ``--name value``, metric lines in the shared
 format), takes a configurable few seconds, and fails if the channel holds no data.
 Its "model" is a JSON file describing what it read; its loss falls with the steps.
+Shards must start with :data:`SHARD_MAGIC` (as TFRecords have a framing the real entry
+point checks): a corrupt shard fails the job, as ``DataLossError`` fails the real one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "regional_training"))
 from metric_format import format_metric_line  # noqa: E402
 
+SHARD_MAGIC = b"MRT-SAMPLE-SHARD-V1\n"
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -34,6 +38,10 @@ def main() -> int:
     if not files:
         print(f"ERROR: no training data in {channel}", file=sys.stderr)
         return 1
+    for path in files:
+        if not path.read_bytes().startswith(SHARD_MAGIC):
+            print(f"DataLossError: corrupted record in {path.name}", file=sys.stderr)
+            return 2
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
     steps = max(1, min(args.max_steps, 20))
     start = time.monotonic()

@@ -118,7 +118,8 @@ class _Runner:
             "secondary_status": status,
             "training_end_time": end,
             "training_time_in_seconds": seconds,
-            "billable_time_in_seconds": seconds * int(self.job.resource_config.get("InstanceCount", 1)),
+            # Wall-clock seconds, as SageMaker reports it (bills x InstanceCount).
+            "billable_time_in_seconds": seconds,
             "final_metric_data_list": [
                 {"MetricName": name, "Value": value, "Timestamp": end} for name, value in (metrics or {}).items()
             ],

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from regional_training.attempts import latest_attempt
 from regional_training.targets import Target
 
 #: A job that was never created (e.g. its launch failed before CreateTrainingJob).
@@ -51,13 +52,15 @@ def collect(
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 
     ``job`` is one entry of the build step's ``jobs`` (target, request, hash);
-    ``describe(name)`` returns the job description or ``None`` if no such job;
+    ``describe(name)`` returns the job description or ``None`` if no such job (the
+    newest attempt is collected: a re-run region replaces its row, never adds one);
     ``copy(src_uri, dst_uri)`` copies server-side; ``upsert(row)`` records the row.
     """
     target = Target.from_dict(job["target"])
     request = job["request"]
-    name = request["TrainingJobName"]
-    description = describe(name)
+    attempt = latest_attempt(request["TrainingJobName"], describe)
+    name = attempt.name if attempt else request["TrainingJobName"]
+    description = attempt.description if attempt else None
     status = description["TrainingJobStatus"] if description else NOT_STARTED
     source_uri = model_uri = None
     if status == "Completed":
@@ -86,6 +89,7 @@ def collect(
         "training_start_time": _iso(description.get("TrainingStartTime")) if description else None,
         "training_end_time": _iso(description.get("TrainingEndTime")) if description else None,
         "billable_seconds": description.get("BillableTimeInSeconds") if description else None,
+        "attempt": attempt.number if attempt else 0,
         "metrics": final_metrics(description) if description else {},
         "source_artifact_uri": source_uri,
         "model_artifact_uri": model_uri,

@@ -1,13 +1,13 @@
 -- Record one target's result. Re-running or clearing a region replaces its row.
 INSERT INTO training_runs (
     dag_id, run_id, target_key, region_code, dataset_id, copy_id,
-    training_job_name, training_job_arn, status, failure_reason,
+    training_job_name, training_job_arn, attempt, status, failure_reason,
     hyperparameters_sha256, instance_type, instance_count,
     training_start_time, training_end_time, billable_seconds, metrics,
     source_artifact_uri, model_artifact_uri
 ) VALUES (
     %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
-    %(training_job_name)s, %(training_job_arn)s, %(status)s, %(failure_reason)s,
+    %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s, %(failure_reason)s,
     %(hyperparameters_sha256)s, %(instance_type)s, %(instance_count)s,
     %(training_start_time)s, %(training_end_time)s, %(billable_seconds)s, %(metrics)s,
     %(source_artifact_uri)s, %(model_artifact_uri)s
@@ -18,6 +18,7 @@ ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     copy_id                = EXCLUDED.copy_id,
     training_job_name      = EXCLUDED.training_job_name,
     training_job_arn       = EXCLUDED.training_job_arn,
+    attempt                = EXCLUDED.attempt,
     status                 = EXCLUDED.status,
     failure_reason         = EXCLUDED.failure_reason,
     hyperparameters_sha256 = EXCLUDED.hyperparameters_sha256,

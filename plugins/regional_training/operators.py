@@ -1,0 +1,136 @@
+"""The training operator: the provider's ``SageMakerTrainingOperator``, made durable.
+
+What the stock operator does wrong for long multi-region jobs, and what this adds:
+
+* On retry it finds the existing job and starts *another* under a timestamped name.
+  Here a task follows its deterministic job (see :mod:`regional_training.attempts`):
+  running -> wait for it, completed -> return it, failed/stopped -> one new attempt.
+* Deferred, it gives up after 60 polls x 30 s. Here the wait follows the request's
+  stopping condition (max runtime, plus max wait for spot) with a margin.
+* It polls through a trigger that must use the job's own region: we pass
+  ``region_name`` explicitly and the trigger asserts it is set.
+* Nothing stops the job when the task is killed or marked failed. Here ``on_kill``
+  (worker side) and the trigger's ``on_kill`` (deferred side) call ``StopTrainingJob``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+from regional_training.attempts import next_action
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Extra time beyond the stopping condition: start-up, download, upload.
+WAIT_MARGIN_SECONDS = 3600
+
+
+def wait_limit_seconds(config: dict[str, Any]) -> int:
+    """How long a job of this request may legitimately take, end to end."""
+    stopping = config.get("StoppingCondition", {})
+    runtime = int(stopping.get("MaxRuntimeInSeconds", 86400))
+    # With managed spot, MaxWaitTimeInSeconds already includes the runtime.
+    total = max(runtime, int(stopping.get("MaxWaitTimeInSeconds", 0)))
+    return total + WAIT_MARGIN_SECONDS
+
+
+class StoppingSageMakerTrigger(SageMakerTrigger):
+    """Polls the job in its own region; stops it when a user kills the deferred task."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if not kwargs.get("region_name"):
+            raise ValueError("StoppingSageMakerTrigger needs the job's region_name")
+        super().__init__(**kwargs)
+
+    async def on_kill(self) -> None:
+        self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)
+        async with await self.hook().get_async_conn() as client:
+            try:
+                await client.stop_training_job(TrainingJobName=self.job_name)
+            except client.exceptions.ClientError as err:  # already ended: nothing to stop
+                self.log.warning("StopTrainingJob %s: %s", self.job_name, err)
+
+
+class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
+    """Create-or-reattach a deterministic training job in ``region_name`` and wait for it.
+
+    :param config: the ``CreateTrainingJob`` request; its ``TrainingJobName`` is the
+        deterministic base name (attempts append ``-a<N>``).
+    :param region_name: the region the job runs in (required, templated, mappable).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("check_if_job_exists", False)  # attempts.next_action decides
+        kwargs.setdefault("print_log", False)
+        kwargs.setdefault("deferrable", True)
+        super().__init__(**kwargs)
+        self._job_name: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if not self.region_name:
+            raise ValueError(f"{self.task_id}: region_name is required (the job's region)")
+        base_name = self.config["TrainingJobName"]
+        limit = wait_limit_seconds(self.config)
+        self.max_ingestion_time = limit
+        self.max_attempts = math.ceil(limit / self.check_interval) + 1
+        action, attempt = next_action(base_name, self._describe)
+        self._job_name = attempt.name
+        self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, self.region_name,
+                      {"create": "creating it", "wait": "reattaching", "done": "already completed"}[action])
+        context["ti"].xcom_push(key="training_job_name", value=attempt.name)
+        if action == "done":
+            return {"Training": serialize(attempt.description or {})}
+        if action == "wait":
+            self._defer_on(attempt.name, limit)
+        self.config["TrainingJobName"] = attempt.name
+        self.check_if_job_exists = False
+        result = super().execute(context)
+        return result  # type: ignore[no-any-return]
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
+              timeout: timedelta | int | float | None = None) -> None:
+        # The base class defers on the stock trigger; swap in the stopping, region-pinned one.
+        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, StoppingSageMakerTrigger):
+            trigger = self._trigger(trigger.job_name)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def _trigger(self, job_name: str) -> StoppingSageMakerTrigger:
+        return StoppingSageMakerTrigger(
+            job_name=job_name,
+            job_type="Training",
+            waiter_delay=self.check_interval,
+            waiter_max_attempts=self.max_attempts,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
+    def _defer_on(self, job_name: str, limit: int) -> None:
+        self.defer(trigger=self._trigger(job_name), method_name="execute_complete", timeout=timedelta(seconds=limit))
+
+    def _describe(self, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.hook.describe_training_job(name)  # type: ignore[no-any-return]
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ValidationException":
+                return None
+            raise
+
+    def on_kill(self) -> None:
+        name = self._job_name or self.config.get("TrainingJobName")
+        if not name:
+            return
+        self.log.info("Task killed: stopping training job %s in %s.", name, self.region_name)
+        try:
+            self.hook.conn.stop_training_job(TrainingJobName=name)
+        except Exception as err:  # already ended, or never created
+            self.log.warning("StopTrainingJob %s: %s", name, err)

@@ -1,0 +1,161 @@
+"""The real DAG, run with ``dag.test()`` against real Postgres and the local AWS emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from typing import Any
+
+import psycopg2
+import pytest
+from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
+from regional_training import array_file, training_request
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+    from local_stack import REPO
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))
+    assert bag.import_errors == {}
+    return bag.dags["multi_region_training"]
+
+
+def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
+    """Run the DAG; return the run and each task's final state(s)."""
+    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, **conf})
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return dag_run, states
+
+
+def _jobs_of_run(endpoint: str, run_id: str) -> list[dict[str, Any]]:
+    jobs = []
+    for region in REGIONS:
+        sm = aws_client("sagemaker", endpoint, region)
+        for summary in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]:
+            job = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
+            if tags.get("dag_run") == run_id:
+                jobs.append({**job, "Region": region, "TagMap": tags})
+    return jobs
+
+
+def _rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT region_code, status, failure_reason, billable_seconds, metrics, model_artifact_uri,"
+            " hyperparameters_sha256 FROM training_runs WHERE run_id = %s ORDER BY region_code",
+            (run_id,),
+        )
+        cols = [c.name for c in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
+    endpoint = offline_stack
+    dag_run, states = run_dag({})
+    assert str(dag_run.state) == "success", states
+    assert states["train"] == ["success"] * 4
+    assert states["collect"] == ["success"] * 4
+    run_id = dag_run.run_id
+
+    # Four jobs, one per region, identical hyperparameters.
+    jobs = _jobs_of_run(endpoint, run_id)
+    assert sorted(j["Region"] for j in jobs) == REGIONS
+    assert all(j["TrainingJobStatus"] == "Completed" for j in jobs)
+    assert len({json.dumps(j["HyperParameters"], sort_keys=True) for j in jobs}) == 1
+    assert jobs[0]["HyperParameters"]["sagemaker_mpi_enabled"] == "true"
+    assert all(j["AlgorithmSpecification"]["TrainingImage"].split(".")[3] == j["Region"] for j in jobs)
+
+    # The array file in S3 is exactly the expected lines.
+    s3 = aws_client("s3", endpoint, "us-east-1")
+    key = f"runs/{training_request.run_key('multi_region_training', run_id)}"
+    text = s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/array.csv")["Body"].read().decode()
+    assert [(r["region"], r["s3_uri"]) for r in array_file.parse(text)] == [
+        ("eu-central-1", "s3://mrt-campaign-data-eu-central-1/datasets/munich-autobahn-2026/munich-autobahn-2026-v1/"),
+        ("eu-west-1", "s3://mrt-campaign-data-eu-west-1/datasets/dublin-urban-2026/dublin-urban-2026-v1/"),
+        ("us-east-1", "s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/boston-winter-2026-v1/"),
+        ("us-west-2", "s3://mrt-campaign-data-us-west-2/datasets/seattle-rain-2026/seattle-rain-2026-v1/"),
+    ]
+
+    # Four artifacts in the central bucket, each the model its region trained on its data.
+    artifacts = sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket=CENTRAL_BUCKET, Prefix=f"{key}/artifacts/")["Contents"]
+    )
+    assert len(artifacts) == 4
+    for art in artifacts:
+        body = s3.get_object(Bucket=CENTRAL_BUCKET, Key=art)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            model = json.load(tar.extractfile("model.json"))  # type: ignore[arg-type]
+        assert model["files"] == 2
+
+    # Four training-run rows with metrics, the same hyperparameter hash, and a summary.
+    rows = _rows(campaign_dsn, run_id)
+    assert [r["region_code"] for r in rows] == REGIONS
+    assert all(r["status"] == "Completed" and r["billable_seconds"] >= 1 for r in rows)
+    assert all(r["metrics"]["train:loss"] > 0 for r in rows)
+    assert len({r["hyperparameters_sha256"] for r in rows}) == 1
+    summary = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"].read())
+    assert summary["completed"] == 4 and summary["failed"] == []
+    assert "4 of 4 target(s) completed" in summary["text"]
+
+
+def test_one_region_fails_the_others_are_collected(
+    offline_stack: str, campaign_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = offline_stack
+    s3 = aws_client("s3", endpoint, "eu-west-1")
+    bucket, prefix = "mrt-campaign-data-eu-west-1", "datasets/dublin-urban-2026/dublin-urban-2026-v1/"
+    saved = {
+        o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    }
+    for key in saved:  # the eu-west-1 copy is corrupt: its jobs fail inside training
+        s3.put_object(Bucket=bucket, Key=key, Body=b"not a shard")
+    try:
+        dag_run, states = run_dag({})
+    finally:
+        for key, body in saved.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    assert str(dag_run.state) == "failed"
+    assert Counter(states["train"]) == Counter({"success": 3, "failed": 1})
+    assert states["collect"] == ["success"] * 4
+    assert states["check_regions"] == ["failed"]
+    rows = _rows(campaign_dsn, dag_run.run_id)
+    by_region = {r["region_code"]: r for r in rows}
+    assert by_region["eu-west-1"]["status"] == "Failed"
+    assert "DataLossError: corrupted record" in by_region["eu-west-1"]["failure_reason"]
+    assert all(by_region[r]["status"] == "Completed" and by_region[r]["model_artifact_uri"] for r in REGIONS
+               if r != "eu-west-1")
+    key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}"
+    summary = json.loads(
+        aws_client("s3", endpoint, "us-east-1").get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"]
+        .read()
+    )
+    assert [f["region"] for f in summary["failed"]] == ["eu-west-1"]
+    assert "FAILED regions: eu-west-1" in summary["text"]
+    # The watcher's error (in the task log) names the region and SageMaker's reason.
+    assert "RegionsFailedError: training failed in region(s) eu-west-1: " in capsys.readouterr().out
+    # Each retry started exactly one new attempt; the row describes the last one.
+    jobs = [j for j in _jobs_of_run(endpoint, dag_run.run_id) if j["Region"] == "eu-west-1"]
+    base = min((j["TrainingJobName"] for j in jobs), key=len)
+    assert sorted(j["TrainingJobName"] for j in jobs) == [base, f"{base}-a2", f"{base}-a3"]
+    assert all(j["TrainingJobStatus"] == "Failed" for j in jobs)
+
+
+def test_dry_run_builds_requests_and_launches_nothing(offline_stack: str, campaign_dsn: str) -> None:
+    dag_run, states = run_dag({"dry_run": True})
+    assert str(dag_run.state) == "success", states
+    assert _jobs_of_run(offline_stack, dag_run.run_id) == []
+    assert _rows(campaign_dsn, dag_run.run_id) == []
