@@ -58,6 +58,14 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "Empty: one per GPU of the instance type.",
         },
         "model": {"default": "resnet50", "type": "string", "enum": list(MODELS), "title": "Model"},
+        "num_classes": {
+            "default": 1000,
+            "type": "integer",
+            "minimum": 2,
+            "maximum": 100000,
+            "title": "Classes",
+            "description": "Label classes in the datasets (ImageNet format: 1000).",
+        },
         "epochs": {"default": 90, "type": "integer", "minimum": 1, "maximum": 200, "title": "Epochs"},
         "max_steps": {
             "default": None,
@@ -85,6 +93,13 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "lr_schedule": {"default": "poly", "type": "string", "enum": list(LR_SCHEDULES), "title": "LR schedule"},
         "warmup_epochs": {"default": 10, "type": "integer", "minimum": 0, "maximum": 50, "title": "Warm-up epochs"},
         "image_size": {"default": 224, "type": "integer", "minimum": 16, "maximum": 512, "title": "Image size"},
+        "log_every": {
+            "default": 100,
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100000,
+            "title": "Metric line every N steps",
+        },
         "max_runtime_hours": {
             "default": 72,
             "type": "integer",
@@ -104,7 +119,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
 
 #: Params that become training hyperparameters (identical in every region).
 HYPERPARAMETER_PARAMS = (
-    "model", "epochs", "max_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs", "image_size",
+    "model", "num_classes", "epochs", "max_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs",
+    "image_size", "log_every",
 )
 
 
