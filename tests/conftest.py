@@ -38,6 +38,7 @@ os.environ.update(
 def campaign_dsn() -> Iterator[str]:
     """A fresh PostgreSQL server with the schema and the sample data."""
     import psycopg2
+
     from local_pg import temporary_postgres
     from regional_training import campaign_db
 

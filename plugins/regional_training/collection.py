@@ -47,7 +47,7 @@ def collect(
     run_key: str,
     describe: Callable[[str], dict[str, Any] | None],
     copy: Callable[[str, str], None],
-    upsert: Callable[[dict[str, Any]], None],
+    upsert: Callable[[dict[str, Any]], object],
 ) -> dict[str, Any]:
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
@@ -94,7 +94,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return result  # type: ignore[no-any-return]
 
     def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
-              timeout: timedelta | int | float | None = None) -> None:
+              timeout: timedelta | int | float | None = None) -> NoReturn:
         # The base class defers on the stock trigger; swap in the stopping, region-pinned one.
         if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, StoppingSageMakerTrigger):
             trigger = self._trigger(trigger.job_name)
@@ -112,7 +112,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             botocore_config=self.botocore_config,
         )
 
-    def _defer_on(self, job_name: str, limit: int) -> None:
+    def _defer_on(self, job_name: str, limit: int) -> NoReturn:
         self.defer(trigger=self._trigger(job_name), method_name="execute_complete", timeout=timedelta(seconds=limit))
 
     def _describe(self, name: str) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ def test_dag_file_imports_offline_with_tags_and_retries(dag_file: Path, monkeypa
     assert bag.import_errors == {}
     assert bag.dags, f"{dag_file.name} defines no DAG"
     for dag in bag.dags.values():
-        assert REQUIRED_TAGS <= set(dag.tags), f"{dag.dag_id} lacks tags {REQUIRED_TAGS - set(dag.tags)}"
+        assert set(dag.tags) >= REQUIRED_TAGS, f"{dag.dag_id} lacks tags {REQUIRED_TAGS - set(dag.tags)}"
         assert dag.schedule is not None or dag.timetable is not None
         assert not dag.catchup
         for task in dag.tasks:

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
 from regional_training import array_file, training_request
 
@@ -19,6 +20,7 @@ REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
 
 def _dag():
     from airflow.dag_processing.dagbag import DagBag
+
     from local_stack import REPO
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))

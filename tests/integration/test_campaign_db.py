@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
+
 from regional_training import campaign_db, steps
 from regional_training.targets import TargetError
 
@@ -27,7 +28,7 @@ def test_a_changed_applied_migration_is_refused(db) -> None:
     with db, db.cursor() as cur:
         cur.execute("UPDATE schema_migrations SET sha256 = repeat('0', 64) WHERE version = 'V001'")
     try:
-        with pytest.raises(RuntimeError, match="V001__campaign_metadata.sql changed after it was applied"):
+        with pytest.raises(RuntimeError, match=r"V001__campaign_metadata\.sql changed after it was applied"):
             campaign_db.migrate(db)
     finally:
         db.rollback()

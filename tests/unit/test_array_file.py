@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from regional_training import array_file
 from regional_training.targets import Target, TargetError
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from regional_training.targets import TargetError, validate_rows
 
 

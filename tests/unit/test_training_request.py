@@ -5,6 +5,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from regional_training import training_request as tr
 from regional_training.metric_format import METRIC_DEFINITIONS, format_metric_line, parse_final_metrics
 from regional_training.settings import SettingsError, settings_from_mapping
@@ -56,7 +57,8 @@ def test_validation_rejects_a_malformed_request() -> None:
     request = build(target("eu-west-1"))
     request["ResourceConfig"]["InstanceCount"] = "two"
     del request["RoleArn"]
-    with pytest.raises(ValueError, match=r"(?s)training request .mrt-eu-west-1-.*. is invalid:.*RoleArn.*InstanceCount"):
+    pattern = r"(?s)training request .mrt-eu-west-1-.*. is invalid:.*RoleArn.*InstanceCount"
+    with pytest.raises(ValueError, match=pattern):
         tr.validate_request(request)
 
 
@@ -73,7 +75,7 @@ def test_hyperparameters_identical_in_every_region_and_hashed() -> None:
 
 
 @given(
-    region=st.sampled_from(REGIONS + ["ap-southeast-2", "us-gov-west-1"]),
+    region=st.sampled_from([*REGIONS, "ap-southeast-2", "us-gov-west-1"]),
     dataset=st.from_regex(r"[a-z0-9][a-z0-9-]{0,47}", fullmatch=True),
     run_id=st.text(min_size=1, max_size=80),
 )

@@ -128,10 +128,7 @@ def tfrecord_dataset(
 
     def _map(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         encoded, label = _parse(record, label_offset)
-        if training:
-            image = _train_image(encoded, image_size, min_crop_area)
-        else:
-            image = _eval_image(encoded, image_size)
+        image = _train_image(encoded, image_size, min_crop_area) if training else _eval_image(encoded, image_size)
         return _normalize(image, dtype), label
 
     ds = ds.map(_map, num_parallel_calls=AUTOTUNE, deterministic=False)

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             n_train = int(reduce_sum([counted])[0])
     steps_per_epoch = args.steps_per_epoch or max(1, n_train // global_batch)
     total_steps = args.max_steps or args.epochs * steps_per_epoch
-    warmup_steps = int(round(args.warmup_epochs * steps_per_epoch))
+    warmup_steps = round(args.warmup_epochs * steps_per_epoch)
     peak = peak_learning_rate(args.learning_rate, global_batch)
     schedule = WarmupDecay(
         peak,
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             grads = hvd.grouped_allreduce(grads, op=hvd.Average, compression=compression)
         if mixed:
             grads = optimizer.get_unscaled_gradients(grads)
-        optimizer.apply_gradients(zip(grads, trainable))
+        optimizer.apply_gradients(zip(grads, trainable, strict=False))
         step.assign_add(1)
         batch = tf.cast(tf.shape(labels)[0], tf.float64)
         totals.assign_add(tf.stack([tf.cast(loss, tf.float64), correct, batch, 1.0]))
