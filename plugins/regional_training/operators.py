@@ -83,7 +83,6 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._job_name = attempt.name
         self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, self.region_name,
                       {"create": "creating it", "wait": "reattaching", "done": "already completed"}[action])
-        context["ti"].xcom_push(key="training_job_name", value=attempt.name)
         if action == "done":
             return {"Training": serialize(attempt.description or {})}
         if action == "wait":

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (README.md; .ci/run calls exactly this).
+#
+# Sets up both environments (cached by their pins), runs the static checks (ruff incl.
+# Airflow 3's AIR3 rules, mypy, hadolint, shellcheck, yamllint, compose config), then
+# every test: unit, real PostgreSQL, the local AWS emulator, the DAG end to end,
+# Horovod training on CPU. Extra arguments go to pytest.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+python=$(scripts/bootstrap.sh | tail -n1)
+MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh | tail -n1)
+export MRT_TRAIN_PYTHON
+venv_bin=$(dirname "$python")
+export PATH="$venv_bin:$PATH"
+
+echo "== static checks"
+"$python" -m ruff check .
+"$python" -m mypy
+bash scripts/lint.sh
+
+echo "== tests"
+set +e
+"$python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure, not a pass" >&2
+    exit 1
+fi
+exit "$status"

@@ -1,0 +1,171 @@
+"""Durable training tasks (issue 5), against the local emulator and real Postgres.
+
+The operator is driven the way Airflow drives it: ``execute`` until it defers, a retry
+or clear is a fresh ``execute`` of a new instance, ``execute_complete`` when the
+trigger fires, ``on_kill`` when the task is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from local_stack import LOCAL_RUN_CONF, aws_client
+from regional_training.operators import WAIT_MARGIN_SECONDS, DurableSageMakerTrainingOperator
+from regional_training.settings import settings_from_mapping
+from regional_training.targets import Target
+from regional_training.training_request import build_request, sagemaker_hyperparameters
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+REGION = "us-west-2"
+GOOD = Target(REGION, "s3://mrt-campaign-data-us-west-2/datasets/seattle-rain-2026/seattle-rain-2026-v1/",
+              "seattle-rain-2026", "seattle-rain-2026-v1", 2, 3, "mrt-output-us-west-2")
+
+
+def _request(run_id: str, target: Target = GOOD, *, seconds: int = 2, max_runtime: int = 3600) -> dict[str, Any]:
+    settings = settings_from_mapping({
+        "mrt_aws_account_id": "123456789012",
+        "mrt_sagemaker_role_arn": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        "mrt_training_image_repository": "multi-region-training/resnet50-horovod",
+        "mrt_training_image_tag": "local",
+        "mrt_central_bucket": "mrt-central-artifacts",
+        "mrt_central_region": "us-east-1",
+    })
+    hps = sagemaker_hyperparameters({"max_steps": 5, "seconds": seconds}, processes_per_host=2)
+    return build_request(target=target, settings=settings, hyperparameters=hps, dag_id="durability",
+                         run_id=run_id, instance_type="ml.g5.12xlarge", instance_count=1, volume_size_gb=10,
+                         max_runtime_seconds=max_runtime)
+
+
+def _operator(request: dict[str, Any]) -> DurableSageMakerTrainingOperator:
+    import copy
+
+    return DurableSageMakerTrainingOperator(task_id="train", config=copy.deepcopy(request), region_name=REGION,
+                                            aws_conn_id="aws_default", check_interval=1)
+
+
+def _jobs(endpoint: str, base_name: str) -> dict[str, str]:
+    sm = aws_client("sagemaker", endpoint, REGION)
+    names = [j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+             if j["TrainingJobName"].startswith(base_name)]
+    return {n: sm.describe_training_job(TrainingJobName=n)["TrainingJobStatus"] for n in names}
+
+
+def _wait_for(endpoint: str, name: str, states: set[str], timeout: float = 60) -> str:
+    sm = aws_client("sagemaker", endpoint, REGION)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        if status in states or time.monotonic() > deadline:
+            return str(status)
+        time.sleep(0.3)
+
+
+def _deferred(op: DurableSageMakerTrainingOperator) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})  # type: ignore[arg-type]
+    return deferred.value
+
+
+def test_retry_while_in_progress_reattaches_and_clear_after_completion_starts_nothing(offline_stack: str) -> None:
+    request = _request("retry-in-progress", seconds=3)
+    name = request["TrainingJobName"]
+    first = _deferred(_operator(request))
+    assert first.trigger.job_name == name
+    # A retry (new task instance) while the job runs: follows it, creates nothing.
+    retry = _deferred(_operator(request))
+    assert retry.trigger.job_name == name
+    assert list(_jobs(offline_stack, name)) == [name]
+    assert _wait_for(offline_stack, name, {"Completed"}) == "Completed"
+    result = _operator(request).execute_complete({}, {"status": "success", "job_name": name})  # type: ignore[arg-type]
+    assert result["Training"]["TrainingJobName"] == name
+    # Clearing the completed task: returns the same job's result without deferring.
+    cleared = _operator(request).execute({})  # type: ignore[arg-type]
+    assert cleared["Training"]["TrainingJobArn"] == result["Training"]["TrainingJobArn"]
+    assert _jobs(offline_stack, name) == {name: "Completed"}
+
+
+def test_a_failed_job_gets_exactly_one_new_attempt(offline_stack: str) -> None:
+    s3 = aws_client("s3", offline_stack, "eu-west-1")
+    bad = Target("eu-west-1", "s3://mrt-campaign-data-eu-west-1/datasets/corrupt/", "c", "corrupt", 3, 5,
+                 "mrt-output-eu-west-1")
+    s3.put_object(Bucket="mrt-campaign-data-eu-west-1", Key="datasets/corrupt/train-0", Body=b"garbage")
+    request = _request("failed-attempts", bad)
+    name = request["TrainingJobName"]
+    op = DurableSageMakerTrainingOperator(task_id="t", config=_copy(request), region_name="eu-west-1",
+                                          check_interval=1)
+    with pytest.raises(TaskDeferred):
+        op.execute({})  # type: ignore[arg-type]
+    sm = aws_client("sagemaker", offline_stack, "eu-west-1")
+    assert _wait_in(sm, name, {"Failed"}) == "Failed"
+    retry = DurableSageMakerTrainingOperator(task_id="t", config=_copy(request), region_name="eu-west-1",
+                                             check_interval=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        retry.execute({})  # type: ignore[arg-type]
+    assert deferred.value.trigger.job_name == f"{name}-a2"
+    assert _wait_in(sm, f"{name}-a2", {"Failed"}) == "Failed"
+    names = sorted(j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+                   if j["TrainingJobName"].startswith(name))
+    assert names == [name, f"{name}-a2"]
+
+
+def _copy(request: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(request)
+
+
+def _wait_in(sm: Any, name: str, states: set[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        if status in states or time.monotonic() > deadline:
+            return str(status)
+        time.sleep(0.3)
+
+
+def test_killing_the_task_stops_the_job(offline_stack: str) -> None:
+    request = _request("kill-worker", seconds=60)
+    name = request["TrainingJobName"]
+    op = _operator(request)
+    _deferred(op)
+    assert _wait_for(offline_stack, name, {"InProgress"}) == "InProgress"
+    op.on_kill()
+    assert _wait_for(offline_stack, name, {"Stopped", "Failed", "Completed"}) == "Stopped"
+
+
+def test_killing_the_deferred_task_stops_the_job_from_the_trigger(offline_stack: str) -> None:
+    request = _request("kill-deferred", seconds=60)
+    name = request["TrainingJobName"]
+    deferred = _deferred(_operator(request))
+    assert deferred.trigger.region_name == REGION  # polled in the job's own region
+    asyncio.run(deferred.trigger.on_kill())
+    assert _wait_for(offline_stack, name, {"Stopped", "Failed", "Completed"}) == "Stopped"
+
+
+def test_the_wait_follows_the_stopping_condition(offline_stack: str) -> None:
+    runtime = 5 * 24 * 3600  # five days: far beyond the stock 60 x 30 s
+    request = _request("long-wait", max_runtime=runtime, seconds=1)
+    deferred = _deferred(_operator(request))
+    assert deferred.timeout.total_seconds() == runtime + WAIT_MARGIN_SECONDS
+    trigger = deferred.trigger
+    assert trigger.attempts * trigger.waiter_delay >= runtime + WAIT_MARGIN_SECONDS
+    _wait_for(offline_stack, request["TrainingJobName"], {"Completed"})
+
+
+def test_a_trigger_without_region_is_refused() -> None:
+    from regional_training.operators import StoppingSageMakerTrigger
+
+    with pytest.raises(ValueError, match="region_name"):
+        StoppingSageMakerTrigger(job_name="x", job_type="Training")
+
+
+def test_local_run_conf_is_within_the_params_schema() -> None:
+    from regional_training.params import param_specs
+
+    assert set(LOCAL_RUN_CONF) <= set(param_specs())
