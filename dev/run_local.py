@@ -21,8 +21,8 @@ from local_pg import temporary_postgres  # noqa: E402
 from local_stack import (  # noqa: E402
     CENTRAL_BUCKET,
     LOCAL_RUN_CONF,
-    aws_client,
     airflow_env,
+    aws_client,
     fake_image_map,
     local_aws,
     seed_aws,
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import psycopg2
+
     from regional_training import campaign_db
 
     conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}

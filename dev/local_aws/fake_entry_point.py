@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "regional_training"))
-from metric_format import format_metric_line  # noqa: E402
+from metric_format import format_metric_line
 
 SHARD_MAGIC = b"MRT-SAMPLE-SHARD-V1\n"
 

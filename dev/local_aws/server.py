@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where job directories are made (default: a temp dir)")
     parser.add_argument("--max-concurrent-jobs", type=int, default=2)
     parser.add_argument("--max-processes-per-job", type=int, default=2)
+    parser.add_argument("--stop-grace-seconds", type=float, default=10.0,
+                        help="seconds between SIGTERM and SIGKILL when a job is stopped")
     parser.add_argument("--capacity-error-region", action="append", default=[],
                         help="fail CreateTrainingJob in this region with ResourceLimitExceeded")
     args = parser.parse_args(argv)
@@ -40,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.get_host_and_port()
     runners = install(
         EmulatorConfig(
-            endpoint_url=f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}",
+            # Jobs reach the server on loopback even when it listens on every interface.
+            endpoint_url=f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}",  # noqa: S104
             images=load_image_map(args.images),
             workdir=workdir,
             max_concurrent=args.max_concurrent_jobs,
             max_processes=args.max_processes_per_job,
             capacity_errors=set(args.capacity_error_region),
+            stop_grace_seconds=args.stop_grace_seconds,
         )
     )
     print(f"local AWS emulator listening on http://{host}:{port}", flush=True)

@@ -21,6 +21,7 @@ group. Duplicate names raise ``ResourceInUse``, as SageMaker does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,8 +33,9 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ _RESERVED_HP = (
 
 def _now() -> datetime:
     # Naive UTC, like the timestamps moto itself stores.
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class EmulatorConfig:
     max_processes: int = 2
     #: Regions whose capacity is exhausted: CreateTrainingJob fails there (issue 6's failover).
     capacity_errors: set[str] = field(default_factory=set)
+    #: Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).
+    stop_grace_seconds: float = 10.0
 
 
 class _Runner:
@@ -72,6 +76,7 @@ class _Runner:
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_requested = threading.Event()
         self._artifacts: dict[str, str] = {}
+        self.max_runtime_exceeded = False
         self.thread = threading.Thread(target=self._run, name=f"job-{job.training_job_name}", daemon=True)
 
     # --- AWS clients against this same server -------------------------------------------
@@ -109,13 +114,16 @@ class _Runner:
             setattr(self.job, key, value)
         self.job.last_modified_time = _now()
 
-    def _finish(self, status: str, reason: str | None = None, metrics: dict[str, float] | None = None) -> None:
+    def _finish(
+        self, status: str, reason: str | None = None, metrics: dict[str, float] | None = None,
+        secondary: str | None = None,
+    ) -> None:
         end = _now()
         start = self.job.training_start_time or end
         seconds = max(1, math.ceil((end - start).total_seconds()))
         attrs: dict[str, Any] = {
             "training_job_status": status,
-            "secondary_status": status,
+            "secondary_status": secondary or status,
             "training_end_time": end,
             "training_time_in_seconds": seconds,
             # Wall-clock seconds, as SageMaker reports it (bills x InstanceCount).
@@ -159,9 +167,17 @@ class _Runner:
             return
         ml = jobdir / "opt" / "ml"
         config_dir, data_dir = ml / "input" / "config", ml / "input" / "data"
-        model_dir, output_dir, ckpt_dir = ml / "model", ml / "output", ml / "checkpoints"
+        model_dir, output_dir = ml / "model", ml / "output"
+        checkpoint_config = job.checkpoint_config or {}
+        ckpt_dir = _in_job(jobdir, checkpoint_config.get("LocalPath") or "/opt/ml/checkpoints")
         for d in (config_dir, data_dir, model_dir, output_dir / "data", ckpt_dir):
             d.mkdir(parents=True, exist_ok=True)
+        image = image.render(
+            {
+                "job_dir": str(jobdir), "ml_dir": str(ml), "model_dir": str(model_dir),
+                "output_dir": str(output_dir), "input_dir": str(ml / "input"), "checkpoint_dir": str(ckpt_dir),
+            }
+        )
         hps = dict(job.hyper_parameters or {})
         hosts = [f"algo-{i + 1}" for i in range(int(job.resource_config.get("InstanceCount", 1)))]
         (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
@@ -179,7 +195,7 @@ class _Runner:
                 self._finish("Failed", f"ClientError: no data found at {uri} for channel {name!r}")
                 return
             env[f"SM_CHANNEL_{name.upper()}"] = str(data_dir / name)
-        checkpoint_uri = (job.checkpoint_config or {}).get("S3Uri")
+        checkpoint_uri = checkpoint_config.get("S3Uri")
         if checkpoint_uri:
             self._download_prefix(checkpoint_uri, ckpt_dir)  # resume, as SageMaker does
 
@@ -206,25 +222,44 @@ class _Runner:
                 "SM_CHANNELS": json.dumps(sorted(channels)),
                 "SM_TRAINING_ENV": json.dumps({"job_name": job.training_job_name, "hosts": hosts}),
                 "TRAINING_JOB_NAME": job.training_job_name,
+                # The emulator's own marker: lets anyone find (and tests check) a job's processes.
+                "MRT_LOCAL_TRAINING_JOB": job.training_job_name,
             }
         )
         self._set(secondary_status="Training")
         log_path = jobdir / "job.log"
+        max_runtime = float((job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 0)
+        logs = _LogShipper(self, log_path, f"{job.training_job_name}/{hosts[0]}-{int(time.time())}")
+        log.info("job %s in %s: %s", job.training_job_name, self.region, " ".join(command))
         with log_path.open("wb") as log_file:
-            # Own process group, so Stop can kill horovodrun and every rank it started.
+            # Own session, so Stop can kill horovodrun and every rank it started.
             self.process = subprocess.Popen(
                 command, cwd=jobdir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
             if self.stop_requested.is_set():
                 self._kill()
-            returncode = self.process.wait()
+            started = time.monotonic()
+            while True:
+                try:
+                    returncode = self.process.wait(timeout=_LOG_FLUSH_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    logs.flush()
+                    if max_runtime and time.monotonic() - started > max_runtime and not self.stop_requested.is_set():
+                        self.max_runtime_exceeded = True
+                        self.stop()
+        logs.flush()
         text = log_path.read_text(errors="replace")
         self._log_tail(text)
         metrics = parse_final_metrics(text, spec.get("MetricDefinitions") or [])
         if checkpoint_uri and any(ckpt_dir.iterdir()):
             self._upload_dir(ckpt_dir, checkpoint_uri)
         if self.stop_requested.is_set():
-            self._finish("Stopped", "stopped by StopTrainingJob", metrics)
+            if self.max_runtime_exceeded:
+                self._finish("Stopped", f"MaxRuntimeExceeded: the job ran longer than {max_runtime:.0f}s", metrics,
+                             secondary="MaxRuntimeExceeded")
+            else:
+                self._finish("Stopped", "stopped by StopTrainingJob", metrics)
             return
         if returncode != 0:
             self._finish("Failed", f"AlgorithmError: exit code {returncode}: {_error_tail(text)}", metrics)
@@ -243,20 +278,86 @@ class _Runner:
             log.info("[%s] %s", self.job.training_job_name, line)
 
     def _kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGTERM the whole process tree (grace period), then SIGKILL what is left.
+
+        ``horovodrun`` starts its ranks through a middleman that calls ``setsid``, so
+        the ranks are not in the job's process group: the tree is collected (psutil)
+        before anything is signalled, while every rank is still a descendant.
+        """
+        import psutil
+
+        if not self.process or self.process.poll() is not None:
+            return
+        try:
+            root = psutil.Process(self.process.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(tree, timeout=self.config.stop_grace_seconds)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
 
     def stop(self) -> None:
         self.stop_requested.set()
         self._set(training_job_status="Stopping", secondary_status="Stopping")
         self._kill()
+
+
+#: Seconds between pushes of new log lines to CloudWatch Logs while a job runs.
+_LOG_FLUSH_SECONDS = 2.0
+#: SageMaker's log group for training jobs.
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+class _LogShipper:
+    """Ships a job's log file to CloudWatch Logs as SageMaker does (group
+    ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch>``), while it runs."""
+
+    def __init__(self, runner: _Runner, path: Path, stream: str):
+        self.runner, self.path, self.stream = runner, path, stream
+        self.offset, self.client = 0, None
+
+    def _logs(self) -> Any:
+        if self.client is None:
+            import boto3
+
+            self.client = boto3.client(
+                "logs", region_name=self.runner.region, endpoint_url=self.runner.config.endpoint_url,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+            with contextlib.suppress(self.client.exceptions.ResourceAlreadyExistsException):
+                self.client.create_log_group(logGroupName=LOG_GROUP)
+            self.client.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
+        return self.client
+
+    def flush(self) -> None:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offset += len(complete)
+            lines = complete.decode(errors="replace").splitlines()
+            now = int(time.time() * 1000)
+            for first in range(0, len(lines), 5000):
+                self._logs().put_log_events(
+                    logGroupName=LOG_GROUP, logStreamName=self.stream,
+                    logEvents=[{"timestamp": now, "message": line or " "} for line in lines[first:first + 5000]],
+                )
+            if lines and not getattr(self.runner.job, "log_stream_name", None):
+                self.runner.job.log_stream_name = self.stream
+        except Exception:  # logs are best effort; the job goes on
+            log.exception("could not ship the log of %s", self.runner.job.training_job_name)
+
+
+def _in_job(jobdir: Path, container_path: str) -> Path:
+    """Where a container path (``/opt/ml/checkpoints``) is inside the job directory."""
+    return jobdir / container_path.lstrip("/")
 
 
 def _error_tail(text: str) -> str:
