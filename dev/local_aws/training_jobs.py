@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -180,14 +181,7 @@ class _Runner:
         )
         hps = dict(job.hyper_parameters or {})
         hosts = [f"algo-{i + 1}" for i in range(int(job.resource_config.get("InstanceCount", 1)))]
-        (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
-        (config_dir / "resourceconfig.json").write_text(
-            json.dumps({"current_host": hosts[0], "hosts": hosts, "network_interface_name": "lo"})
-        )
-        channels = {c["ChannelName"]: c for c in job.input_data_config or []}
-        (config_dir / "inputdataconfig.json").write_text(
-            json.dumps({name: {"TrainingInputMode": c.get("InputMode", "File")} for name, c in channels.items()})
-        )
+        channels = self._write_config(config_dir, hps, hosts)
         env = {**os.environ, **image.env}
         for name, channel in channels.items():
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -229,26 +223,7 @@ class _Runner:
         self._set(secondary_status="Training")
         log_path = jobdir / "job.log"
         max_runtime = float((job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 0)
-        logs = _LogShipper(self, log_path, f"{job.training_job_name}/{hosts[0]}-{int(time.time())}")
-        log.info("job %s in %s: %s", job.training_job_name, self.region, " ".join(command))
-        with log_path.open("wb") as log_file:
-            # Own session, so Stop can kill horovodrun and every rank it started.
-            self.process = subprocess.Popen(
-                command, cwd=jobdir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            if self.stop_requested.is_set():
-                self._kill()
-            started = time.monotonic()
-            while True:
-                try:
-                    returncode = self.process.wait(timeout=_LOG_FLUSH_SECONDS)
-                    break
-                except subprocess.TimeoutExpired:
-                    logs.flush()
-                    if max_runtime and time.monotonic() - started > max_runtime and not self.stop_requested.is_set():
-                        self.max_runtime_exceeded = True
-                        self.stop()
-        logs.flush()
+        returncode = self._train(command, env, jobdir, log_path, f"{job.training_job_name}/{hosts[0]}", max_runtime)
         text = log_path.read_text(errors="replace")
         self._log_tail(text)
         metrics = parse_final_metrics(text, spec.get("MetricDefinitions") or [])
@@ -272,6 +247,44 @@ class _Runner:
         bucket, _, key = self._artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
         self._s3().upload_file(str(tar_path), bucket, key)
         self._finish("Completed", None, metrics)
+
+    def _write_config(self, config_dir: Path, hps: dict[str, str], hosts: list[str]) -> dict[str, Any]:
+        """``input/config/*.json`` as SageMaker writes them; returns the channels by name."""
+        (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
+        (config_dir / "resourceconfig.json").write_text(
+            json.dumps({"current_host": hosts[0], "hosts": hosts, "network_interface_name": "lo"})
+        )
+        channels = {c["ChannelName"]: c for c in self.job.input_data_config or []}
+        (config_dir / "inputdataconfig.json").write_text(
+            json.dumps({name: {"TrainingInputMode": c.get("InputMode", "File")} for name, c in channels.items()})
+        )
+        return channels
+
+    def _train(
+        self, command: list[str], env: dict[str, str], jobdir: Path, log_path: Path, stream: str, max_runtime: float
+    ) -> int:
+        """Run the command to its end (or Stop, or MaxRuntime), shipping its log as it goes."""
+        logs = _LogShipper(self, log_path, f"{stream}-{int(time.time())}")
+        log.info("job %s in %s: %s", self.job.training_job_name, self.region, " ".join(command))
+        with log_path.open("wb") as log_file:
+            # Own session, so Stop can kill horovodrun and every rank it started.
+            self.process = subprocess.Popen(
+                command, cwd=jobdir, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            if self.stop_requested.is_set():
+                self._kill()
+            started = time.monotonic()
+            while True:
+                try:
+                    returncode = self.process.wait(timeout=_LOG_FLUSH_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    logs.flush()
+                    if max_runtime and time.monotonic() - started > max_runtime and not self.stop_requested.is_set():
+                        self.max_runtime_exceeded = True
+                        self.stop()
+        logs.flush()
+        return returncode
 
     def _log_tail(self, text: str) -> None:
         for line in text.splitlines()[-40:]:
@@ -360,8 +373,28 @@ def _in_job(jobdir: Path, container_path: str) -> Path:
     return jobdir / container_path.lstrip("/")
 
 
+_RANK_PREFIX = re.compile(r"^\[\d+(?:,\d+)?\]<std(?:out|err)>:")
+_EXCEPTION_LINE = re.compile(r"^(?:[a-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit)\b:?|^ERROR\b")
+#: Launcher lines that only say that *some* rank failed (the cause is elsewhere).
+_CONSEQUENTIAL = ("Horovod has been shut down", "Horovod detected that one or more processes exited")
+
+
 def _error_tail(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The entry point's own error for ``FailureReason``.
+
+    Under ``horovodrun`` a failing rank makes the other ranks and the launcher fail
+    too; their errors come later in the log and only say so. The first exception line
+    that is not such a consequence is the cause (rank prefixes, TF's ``{{function_node
+    ...}}`` and module paths dropped); without one, the last lines that mention an error.
+    """
+    lines = [_RANK_PREFIX.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    causes = [
+        line for line in lines if _EXCEPTION_LINE.match(line) and not any(c in line for c in _CONSEQUENTIAL)
+    ]
+    if causes:
+        cause = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", causes[0])
+        return re.sub(r"^(?:[a-z_]\w*\.)+(?=[A-Z])", "", cause)[:900]
     errors = [line for line in lines if "Error" in line or "ERROR" in line]
     return " | ".join((errors or lines)[-3:])[:900]
 

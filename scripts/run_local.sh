@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's first command: run the DAG end to end, offline, with real training.
+#
+# Builds (or reuses) the Airflow venv and the training venv, then runs
+# dev/run_local.py: a throwaway PostgreSQL, the local AWS emulator whose SageMaker
+# jobs train the real entry point (Horovod, CPU) on each region's generated TFRecords,
+# `airflow dags test`, and the run's summary. Everything it starts is stopped on exit
+# (also on Ctrl-C). Arguments go to dev/run_local.py (--help; --fake-training for the
+# stand-in entry point; --conf '{"regions": ["eu-west-1"]}' to override Params).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+airflow_python="$("${repo}/scripts/bootstrap.sh" | tail -n1)"
+fake=false
+for arg in "$@"; do
+    [[ "${arg}" == "--fake-training" ]] && fake=true
+done
+if [[ "${fake}" == false ]]; then
+    # First time: builds TensorFlow + Horovod (a few minutes); afterwards instant.
+    train_python="$("${repo}/scripts/setup_training_env.sh" | tail -n1)"
+    export MRT_TRAIN_PYTHON="${train_python}"
+fi
+PATH="$(dirname "${airflow_python}"):${PATH}"
+export PATH
+
+cd "${repo}"
+exec "${airflow_python}" "${repo}/dev/run_local.py" "$@"
