@@ -1,0 +1,98 @@
+"""Params: the trigger form's schema, and every invalid value refused with its name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from regional_training.params import param_specs, processes_per_host, training_hyperparameters
+from regional_training.targets import TargetError, validate_rows
+
+
+def _params_dict(conf: dict[str, Any]):
+    from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = ParamsDict({name: Param(**spec) for name, spec in param_specs().items()})
+    params.update(conf)  # what Airflow does with a triggered run's conf
+    return params
+
+
+def test_defaults_validate_and_every_param_explains_itself() -> None:
+    resolved = _params_dict({}).validate()
+    assert resolved["instance_type"] == "ml.p4d.24xlarge" and resolved["dry_run"] is False
+    for name, spec in param_specs().items():
+        assert spec.get("title"), name
+
+
+# One invalid value per Param (outside type, bounds, enum or pattern).
+INVALID = {
+    "campaigns": st.sampled_from([["Bad Key"], "boston", [1], ["a", "a"]]),
+    "regions": st.sampled_from([["us-east"], "us-east-1", [""], ["eu-west-1", "eu-west-1"]]),
+    "instance_type": st.sampled_from(["ml.t3.medium", "", 8]),
+    "instance_count": st.one_of(st.integers(max_value=0), st.integers(min_value=17), st.just("2")),
+    "processes_per_host": st.one_of(st.integers(max_value=0), st.integers(min_value=9)),
+    "model": st.sampled_from(["vgg16", ""]),
+    "num_classes": st.one_of(st.integers(max_value=1), st.integers(min_value=100001)),
+    "epochs": st.one_of(st.integers(max_value=0), st.integers(min_value=201), st.floats(0.1, 0.9)),
+    "max_steps": st.one_of(st.integers(max_value=0), st.just("10")),
+    "batch_size": st.one_of(st.integers(max_value=0), st.integers(min_value=1025)),
+    "learning_rate": st.one_of(st.floats(max_value=0, allow_nan=False), st.floats(min_value=10.001,
+                                                                                  allow_infinity=False)),
+    "lr_schedule": st.sampled_from(["linear", "POLY"]),
+    "warmup_epochs": st.one_of(st.integers(max_value=-1), st.integers(min_value=51)),
+    "image_size": st.one_of(st.integers(max_value=15), st.integers(min_value=513)),
+    "log_every": st.integers(max_value=0),
+    "max_runtime_hours": st.one_of(st.integers(max_value=0), st.integers(min_value=121)),
+    "volume_size_gb": st.one_of(st.integers(max_value=0), st.integers(min_value=16385)),
+    "dry_run": st.sampled_from(["yes", 1, None]),
+}
+
+
+def test_every_param_has_an_invalid_case() -> None:
+    assert set(INVALID) == set(param_specs())
+
+
+@given(st.sampled_from(sorted(INVALID)).flatmap(lambda name: st.tuples(st.just(name), INVALID[name])))
+def test_a_conf_outside_the_schema_is_refused_naming_the_param(case: tuple[str, Any]) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    name, value = case
+    with pytest.raises(ParamValidationError, match=name):
+        _params_dict({name: value}).validate()
+
+
+def test_processes_per_host_cannot_exceed_the_gpus() -> None:
+    with pytest.raises(ValueError, match=r"param 'processes_per_host' = 8 exceeds the 4 GPUs of ml\.g5\.12xlarge"):
+        processes_per_host({"instance_type": "ml.g5.12xlarge", "processes_per_host": 8})
+    assert processes_per_host({"instance_type": "ml.p4d.24xlarge", "processes_per_host": None}) == 8
+
+
+def test_hyperparameters_leave_out_unset_values() -> None:
+    hps = training_hyperparameters({**{n: s["default"] for n, s in param_specs().items()}})
+    assert "max_steps" not in hps and hps["epochs"] == 90 and "dry_run" not in hps
+
+
+ROW = {"region_code": "eu-west-1", "s3_uri": "s3://data-eu/datasets/c/d/", "campaign_key": "c", "dataset_key": "d",
+       "dataset_id": 1, "copy_id": 1, "output_bucket": "out-eu"}
+BAD_VALUES = {
+    "region_code": st.sampled_from(["EU-WEST-1", "eu-west", "", "eu-west-1,x", None]),
+    "s3_uri": st.one_of(st.sampled_from(["http://x/y/", "s3://x", "", None]),
+                        st.text(min_size=1).map(lambda t: f"s3://data-eu/{t},{t}/")),
+    "campaign_key": st.sampled_from(["", "Has Space", "a,b", None, "x" * 60]),
+    "dataset_key": st.sampled_from(["", "UPPER", "a\nb", None]),
+    "output_bucket": st.sampled_from(["", "Out_Bucket", "a", None, "b,c"]),
+}
+
+
+@given(st.sampled_from(sorted(BAD_VALUES)).flatmap(lambda f: st.tuples(st.just(f), BAD_VALUES[f])),
+       st.integers(min_value=0, max_value=3))
+def test_a_bad_metadata_row_is_refused_naming_row_and_field(case: tuple[str, Any], position: int) -> None:
+    field, value = case
+    rows = [{**ROW, "dataset_key": f"d{i}", "s3_uri": f"s3://data-eu/datasets/c/d{i}/"} for i in range(4)]
+    rows[position] = {**rows[position], field: value}
+    with pytest.raises(TargetError, match=rf"target row {position + 1} .*field '{field}'"):
+        validate_rows(rows, requested_campaigns=[], allowed_regions=[], known_regions={"eu-west-1"})
