@@ -1,0 +1,276 @@
+"""Real training through the local emulator: the README's local run, as tests.
+
+The emulated SageMaker runs ``images/training/train.py`` (TensorFlow + Horovod, two gloo
+ranks, CPU) for every job the real DAG launches, on each region's generated TFRecords.
+Needs ``MRT_TRAIN_PYTHON`` (fails without it). About 2-3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg2
+import pytest
+from conftest import TRAINING_REGIONS
+
+from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
+from regional_training import training_request
+from regional_training.metric_format import METRIC_DEFINITIONS
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow, pytest.mark.training]
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+REGIONS = list(TRAINING_REGIONS)
+
+
+def _dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from local_stack import REPO
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))
+    assert bag.import_errors == {}
+    return bag.dags["multi_region_training"]
+
+
+def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
+    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "regions": REGIONS, **conf})
+    states: dict[str, list[str]] = {}
+    for ti in dag_run.get_task_instances():
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return dag_run, states
+
+
+def _rows(dsn: str, run_id: str) -> dict[str, dict[str, Any]]:
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT region_code, status, failure_reason, metrics, model_artifact_uri, training_job_name"
+            " FROM training_runs WHERE run_id = %s ORDER BY region_code",
+            (run_id,),
+        )
+        cols = [c.name for c in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    conn.close()
+    return {r["region_code"]: r for r in rows}
+
+
+def _job_log(endpoint: str, region: str, job_name: str) -> str:
+    """The job's log as SageMaker publishes it: CloudWatch Logs, ``<job>/algo-1-<epoch>``."""
+    logs = aws_client("logs", endpoint, region)
+    streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job_name}/")["logStreams"]
+    assert len(streams) == 1, streams
+    events = logs.get_log_events(
+        logGroupName=LOG_GROUP, logStreamName=streams[0]["logStreamName"], startFromHead=True
+    )["events"]
+    return "\n".join(e["message"] for e in events)
+
+
+def _last_metric_line(log_text: str) -> dict[str, float]:
+    """The last ``[metrics]`` line, parsed independently of the shared regexes."""
+    lines = [line for line in log_text.splitlines() if "[metrics] " in line]
+    assert lines, log_text[-3000:]
+    last = lines[-1].split("[metrics] ", 1)[1]
+    return {k: float(v) for k, v in (pair.split("=", 1) for pair in last.split())}
+
+
+def _load_and_predict(train_python: Path, model_dirs: list[Path]) -> list[list[int]]:
+    """Load each SavedModel with the training venv's TensorFlow and predict a batch."""
+    script = (
+        "import json, sys, numpy as np, tensorflow as tf\n"
+        "out = []\n"
+        "for d in sys.argv[1:]:\n"
+        "    model = tf.keras.models.load_model(d)\n"
+        "    probs = model.predict(np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32), verbose=0)\n"
+        "    assert np.all(np.isfinite(probs)), probs\n"
+        "    out.append(list(probs.shape))\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run(
+        [str(train_python), "-c", script, *map(str, model_dirs)],
+        capture_output=True, text=True, timeout=180, check=False, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_two_regions_train_for_real(
+    real_stack: str, campaign_dsn: str, train_python: Path, tmp_path: Path
+) -> None:
+    endpoint = real_stack
+    dag_run, states = run_dag({})
+    assert str(dag_run.state) == "success", states
+    assert states["train"] == ["success"] * 2
+    rows = _rows(campaign_dsn, dag_run.run_id)
+    assert sorted(rows) == REGIONS
+
+    # Both artifacts in the central bucket hold a SavedModel that loads and predicts.
+    s3 = aws_client("s3", endpoint, "us-east-1")
+    key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}"
+    artifacts = sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket=CENTRAL_BUCKET, Prefix=f"{key}/artifacts/")["Contents"]
+    )
+    assert len(artifacts) == 2, artifacts
+    model_dirs = []
+    for n, art in enumerate(artifacts):
+        body = s3.get_object(Bucket=CENTRAL_BUCKET, Key=art)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            tar.extractall(tmp_path / str(n), filter="data")
+        assert (tmp_path / str(n) / "1" / "saved_model.pb").is_file()
+        model_dirs.append(tmp_path / str(n) / "1")
+    num_classes = LOCAL_RUN_CONF["num_classes"]
+    assert _load_and_predict(train_python, model_dirs) == [[3, num_classes]] * 2
+
+    for region, row in rows.items():
+        assert row["status"] == "Completed", row
+        job = aws_client("sagemaker", endpoint, region).describe_training_job(TrainingJobName=row["training_job_name"])
+        log_text = _job_log(endpoint, region, row["training_job_name"])
+        # Two Horovod ranks trained (horovodrun prefixes each rank's output), max_steps steps.
+        assert "[1]<" in log_text and "[0]<" in log_text
+        last = _last_metric_line(log_text)
+        assert last["step"] == LOCAL_RUN_CONF["max_steps"]
+        # The metrics recorded for the run are the job's log's final values.
+        expected = {
+            "train:loss": last["train_loss"],
+            "train:accuracy": last["train_accuracy"],
+            "train:images_per_sec": last["images_per_sec"],
+        }
+        assert row["metrics"] == pytest.approx(expected, rel=1e-9), (row["metrics"], expected)
+        final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+        assert final == pytest.approx(expected, rel=1e-9)
+        # It learned something on its own region's data (4 classes: chance is 0.25).
+        assert last["train_accuracy"] > 0.5, last
+        assert job["BillableTimeInSeconds"] >= 1 and job["TrainingEndTime"] > job["TrainingStartTime"]
+        # Checkpoints went to the request's checkpoint URI (not /opt/ml on this machine).
+        bucket, _, prefix = job["CheckpointConfig"]["S3Uri"][len("s3://"):].partition("/")
+        ckpts = aws_client("s3", endpoint, region).list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        assert any(o["Key"].endswith(".index") for o in ckpts)
+
+    summary = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"].read())
+    assert summary["completed"] == 2 and summary["failed"] == []
+    for region in REGIONS:  # per region: status, duration, images/sec, loss, accuracy, artifact
+        line = next(line for line in summary["text"].splitlines() if line.startswith(region))
+        assert re.search(r"Completed\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+s3://", line), line
+
+
+def test_entry_point_error_fails_the_job_and_the_run(
+    real_stack: str, campaign_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt TFRecord shard in eu-west-1: the real entry point exits non-zero."""
+    endpoint = real_stack
+    s3 = aws_client("s3", endpoint, "eu-west-1")
+    bucket, prefix = "mrt-campaign-data-eu-west-1", "datasets/dublin-urban-2026/dublin-urban-2026-v1/"
+    saved = {
+        o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    }
+    for key in saved:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"this is not a TFRecord file" * 10)
+    try:
+        dag_run, states = run_dag({"regions": ["eu-west-1"]})
+    finally:
+        for key, body in saved.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    assert str(dag_run.state) == "failed", states
+    assert Counter(states["train"]) == Counter({"failed": 1})
+    row = _rows(campaign_dsn, dag_run.run_id)["eu-west-1"]
+    assert row["status"] == "Failed"
+    job = aws_client("sagemaker", endpoint, "eu-west-1").describe_training_job(
+        TrainingJobName=row["training_job_name"]
+    )
+    assert job["TrainingJobStatus"] == "Failed"
+    # The entry point's own error (the first failing rank's exception), not Horovod's echo.
+    assert job["FailureReason"].startswith("AlgorithmError: exit code 1: DataLossError: corrupted record")
+    assert row["failure_reason"] == job["FailureReason"]
+    assert "DataLossError: corrupted record" in _job_log(endpoint, "eu-west-1", row["training_job_name"])
+    key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}"
+    summary = json.loads(
+        aws_client("s3", endpoint, "us-east-1").get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"]
+        .read()
+    )
+    assert [f["region"] for f in summary["failed"]] == ["eu-west-1"]
+    assert "FAILED regions: eu-west-1 (AlgorithmError: exit code 1: DataLossError" in summary["text"]
+    assert "RegionsFailedError: training failed in region(s) eu-west-1: " in capsys.readouterr().out
+
+
+def _job_processes(job_name: str) -> list[psutil.Process]:
+    """Every process of the job: the emulator marks each with MRT_LOCAL_TRAINING_JOB."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("MRT_LOCAL_TRAINING_JOB") == job_name or any(
+                job_name in part for part in proc.cmdline()
+            ):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _create_job(endpoint: str, name: str, image: str, max_steps: int) -> Any:
+    sm = aws_client("sagemaker", endpoint, "eu-west-1")
+    hps = training_request.sagemaker_hyperparameters(
+        {k: LOCAL_RUN_CONF[k] for k in ("model", "num_classes", "batch_size", "image_size", "learning_rate")}
+        | {"max_steps": max_steps, "epochs": 1000, "log_every": 10},
+        processes_per_host=2,
+    )
+    sm.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File",
+                                "MetricDefinitions": METRIC_DEFINITIONS},
+        RoleArn="arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        HyperParameters=hps,
+        InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": "s3://mrt-campaign-data-eu-west-1/datasets/dublin-urban-2026/dublin-urban-2026-v1/"}}}],
+        OutputDataConfig={"S3OutputPath": "s3://mrt-campaign-data-eu-west-1/stop-test/"},
+        ResourceConfig={"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    return sm
+
+
+def _wait_status(sm: Any, name: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
+def test_stopped_job_leaves_no_process(real_aws_endpoint: str) -> None:
+    endpoint, name = real_aws_endpoint, f"mrt-stop-test-{int(time.time())}"
+    image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{TRAINING_REPOSITORY}:local"
+    sm = _create_job(endpoint, name, image, max_steps=1_000_000)
+    deadline = time.monotonic() + 90
+    while True:  # horovodrun and both ranks (python train.py) are up
+        ranks = [p for p in _job_processes(name) if "train.py" in " ".join(p.cmdline()) and "python" in p.name()]
+        if len(ranks) >= 2:
+            break
+        assert time.monotonic() < deadline, "the job's ranks never started"
+        assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+        time.sleep(0.5)
+    assert len(_job_processes(name)) >= 3  # horovodrun, its middlemen/shells, the ranks
+    sm.stop_training_job(TrainingJobName=name)
+    job = _wait_status(sm, name, timeout=60)
+    assert job["TrainingJobStatus"] == "Stopped", job
+    assert _job_processes(name) == []
+
+
+def test_unknown_image_fails_with_a_clear_reason(real_aws_endpoint: str) -> None:
+    name = f"mrt-unknown-image-{int(time.time())}"
+    sm = _create_job(real_aws_endpoint, name, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/no-such-image:1", 5)
+    job = _wait_status(sm, name, timeout=30)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("CannotStartContainerError: image ")
+    assert "no-such-image" in job["FailureReason"] and "image map" in job["FailureReason"]
