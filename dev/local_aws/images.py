@@ -45,13 +45,14 @@ class LocalImage:
     horovodrun: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> LocalImage:
+        """Fail at load time (not in the middle of a job) on a bad command or placeholder."""
         if not self.command or not all(isinstance(part, str) for part in self.command):
             raise ValueError(f"an image's command must be a non-empty list of strings, not {self.command!r}")
-        # Fail at load time (not in the middle of a job) on an unknown placeholder.
         blank = {name: "" for name in PLACEHOLDERS}
         for text in [*self.command, *(self.horovodrun or []), *self.env.values()]:
             _fill(text, blank)
+        return self
 
     def render(self, dirs: dict[str, str]) -> LocalImage:
         """This image with its placeholders filled in from ``dirs``."""
@@ -86,4 +87,4 @@ def load_image_map(path: str | os.PathLike[str] | None) -> dict[str, LocalImage]
     if not path:
         return {}
     data = json.loads(Path(path).read_text())
-    return {repo: LocalImage(**spec) for repo, spec in data.items()}
+    return {repo: LocalImage(**spec).validate() for repo, spec in data.items()}
