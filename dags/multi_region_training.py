@@ -4,13 +4,18 @@
 Nightly (or from the trigger form) this DAG trains ResNet-50 with Horovod **where the
 data is**: one SageMaker training job per region, all with the same hyperparameters.
 
-1. **select_targets**: the campaign-metadata database names, per selected campaign, the
-   dataset copy to train on (`include/sql/queries/select_targets.sql`); bad rows or
-   Params fail here, before anything is launched.
+1. **select_targets**: the campaign-metadata database places each selected dataset on a
+   copy and purchase option (reserved, spot, on-demand) at the lowest expected cost
+   within quotas and the budget, with ranked alternatives for failover
+   (`include/sql/queries/place_targets.sql`; or the region-local copy,
+   `select_targets.sql`); datasets that do not fit are listed, bad rows or Params fail
+   here, before anything is launched.
 2. **render_array_file**: one `region,s3_uri,...` line per job, stored with the run in S3.
 3. **build_requests**: one `CreateTrainingJob` request per line, validated against
    botocore's SageMaker model.
-4. **train**: `SageMakerTrainingOperator`, deferrable, mapped over the requests.
+4. **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one new
+   attempt after a failure, stop on kill, failover on capacity errors), deferrable,
+   mapped over the requests.
 5. **collect**: per region (whatever happened), server-side copy of the model to the
    central bucket and an UPSERT of the result into `training_runs`.
 6. **summarize** the run; **check_regions** fails the run naming any failed region.
@@ -67,8 +72,8 @@ def _run_ids() -> tuple[str, str]:
     tags=["training", "sagemaker", "multi-region", "horovod"],
 )
 def multi_region_training() -> None:
-    @task
-    def select_targets(**context: Any) -> list[dict[str, Any]]:
+    @task(multiple_outputs=True)
+    def select_targets(**context: Any) -> dict[str, Any]:
         from regional_training import steps
 
         conn = steps.campaign_db_connection()
@@ -110,15 +115,20 @@ def multi_region_training() -> None:
         return [] if context["params"]["dry_run"] else list(jobs)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ job.target.region_code }}")
-    def collect(job: dict[str, Any]) -> dict[str, Any]:
+    def collect(job: dict[str, Any], **context: Any) -> dict[str, Any]:
         from regional_training import steps
         from regional_training.settings import load_settings
 
         dag_id, run_id = _run_ids()
-        return steps.collect_job(job=job, settings=load_settings(), dag_id=dag_id, run_id=run_id)
+        # The training task of the same map index pushes any failover moves it made.
+        moves = context["ti"].xcom_pull(task_ids="train", key="placement_moves", map_indexes=context["ti"].map_index)
+        return steps.collect_job(job=job, moves=list(moves or []), settings=load_settings(), dag_id=dag_id,
+                                 run_id=run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+    def summarize(
+        rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]], **context: Any
+    ) -> dict[str, Any]:
         from regional_training import steps
         from regional_training.settings import load_settings
 
@@ -130,6 +140,7 @@ def multi_region_training() -> None:
             run_id=run_id,
             dry_run=context["params"]["dry_run"],
             planned=len(jobs),
+            left_out=list(left_out or []),
         )
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
@@ -139,9 +150,9 @@ def multi_region_training() -> None:
 
         raise_if_failed(run_summary)
 
-    targets = select_targets()
-    array_uri = render_array_file(targets)
-    jobs = build_requests(array_uri, targets)
+    selection = select_targets()
+    array_uri = render_array_file(selection["targets"])
+    jobs = build_requests(array_uri, selection["targets"])
     to_launch = launchable(jobs)
     # Follows its deterministic job on retry or clear, waits as long as the stopping
     # condition allows, stops the job when killed (regional_training.operators).
@@ -159,7 +170,7 @@ def multi_region_training() -> None:
     ).expand_kwargs(to_launch.map(training_operator_kwargs))
     collected = collect.expand(job=to_launch)
     train >> collected
-    run_summary = summarize(collected, jobs)
+    run_summary = summarize(collected, jobs, selection["left_out"])
     check_regions(run_summary)
 
 

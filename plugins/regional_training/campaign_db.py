@@ -54,7 +54,17 @@ def migrate(conn: PgConnection, *, seed: bool = False) -> list[str]:
     migrations are append-only.
     """
     applied_now: list[str] = []
-    with conn, conn.cursor() as cur:
+    try:
+        _migrate(conn, seed, applied_now)
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    return applied_now
+
+
+def _migrate(conn: PgConnection, seed: bool, applied_now: list[str]) -> None:
+    with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_ID,))
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -83,7 +93,6 @@ def migrate(conn: PgConnection, *, seed: bool = False) -> list[str]:
         if seed:
             for path in sorted((SQL_DIR / "seed").glob("*.sql")):
                 cur.execute(path.read_text(encoding="utf-8"))
-    return applied_now
 
 
 def fetch_dicts(conn: PgConnection, query_file: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,10 +106,20 @@ def fetch_dicts(conn: PgConnection, query_file: str, params: dict[str, Any]) -> 
 
 
 def execute(conn: PgConnection, query_file: str, params: dict[str, Any]) -> int:
-    """Run a writing query from ``queries/`` in its own transaction; rows affected."""
-    with conn, conn.cursor() as cur:
-        cur.execute(load_sql(f"queries/{query_file}"), params)
-        return int(cur.rowcount)
+    """Run a writing query from ``queries/`` in its own transaction; rows affected.
+
+    Commits explicitly rather than with ``with conn:``, which commits in psycopg2 but
+    *closes* the connection in psycopg 3 (``PostgresHook`` may hand out either).
+    """
+    try:
+        with conn.cursor() as cur:
+            cur.execute(load_sql(f"queries/{query_file}"), params)
+            count = int(cur.rowcount)
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:

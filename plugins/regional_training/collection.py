@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from regional_training.attempts import latest_attempt
+from regional_training.placement import actual_cost_usd
 from regional_training.targets import Target
 
 #: A job that was never created (e.g. its launch failed before CreateTrainingJob).
@@ -34,6 +35,17 @@ def final_metrics(description: dict[str, Any]) -> dict[str, float]:
     return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])}
 
 
+def _actual_cost(description: dict[str, Any] | None, target: Target, request: dict[str, Any]) -> float | None:
+    if not description:
+        return None
+    cost = actual_cost_usd(
+        description.get("BillableTimeInSeconds"),
+        target.billing_usd_per_hour,
+        request["ResourceConfig"]["InstanceCount"],
+    )
+    return None if cost is None else float(cost)
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -45,20 +57,26 @@ def collect(
     run_id: str,
     central_bucket: str,
     run_key: str,
-    describe: Callable[[str], dict[str, Any] | None],
+    describe: Callable[[str], Callable[[str], dict[str, Any] | None]],
     copy: Callable[[str, str], None],
     upsert: Callable[[dict[str, Any]], object],
 ) -> dict[str, Any]:
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 
     ``job`` is one entry of the build step's ``jobs`` (target, request, hash);
-    ``describe(name)`` returns the job description or ``None`` if no such job (the
-    newest attempt is collected: a re-run region replaces its row, never adds one);
+    ``describe(region)(name)`` returns the job's description in ``region`` or ``None``
+    if no such job (the newest attempt is collected: a re-run region replaces its row,
+    never adds one);
     ``copy(src_uri, dst_uri)`` copies server-side; ``upsert(row)`` records the row.
     """
-    target = Target.from_dict(job["target"])
-    request = job["request"]
-    attempt = latest_attempt(request["TrainingJobName"], describe)
+    # Failover only moves forward through the ranked candidates: the job that counts is
+    # the newest attempt of the last candidate that has any job.
+    candidates = [{"target": job["target"], "request": job["request"]}, *job.get("failover", [])]
+    target, request, attempt = Target.from_dict(job["target"]), job["request"], None
+    for candidate in candidates:
+        found = latest_attempt(candidate["request"]["TrainingJobName"], describe(candidate["target"]["region_code"]))
+        if found is not None:
+            target, request, attempt = Target.from_dict(candidate["target"]), candidate["request"], found
     name = attempt.name if attempt else request["TrainingJobName"]
     description = attempt.description if attempt else None
     status = description["TrainingJobStatus"] if description else NOT_STARTED
@@ -90,6 +108,12 @@ def collect(
         "training_end_time": _iso(description.get("TrainingEndTime")) if description else None,
         "billable_seconds": description.get("BillableTimeInSeconds") if description else None,
         "attempt": attempt.number if attempt else 0,
+        "purchase_option": target.purchase_option,
+        "placement_rank": target.placement_rank,
+        "price_per_instance_hour": target.price_per_instance_hour,
+        "billing_usd_per_hour": target.billing_usd_per_hour,
+        "planned_cost_usd": target.planned_cost_usd,
+        "actual_cost_usd": _actual_cost(description, target, request),
         "metrics": final_metrics(description) if description else {},
         "source_artifact_uri": source_uri,
         "model_artifact_uri": model_uri,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-COLUMNS = ("region", "target", "status", "duration_s", "images/sec", "loss", "accuracy", "artifact / reason")
+COLUMNS = (
+    "region", "target", "option", "status", "duration_s", "images/sec", "loss", "accuracy",
+    "planned $", "actual $", "moves", "artifact / reason",
+)
 
 
 def _duration(row: dict[str, Any]) -> float | None:
@@ -19,7 +22,19 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def summarize(rows: list[dict[str, Any]], *, run_id: str, dry_run: bool = False, planned: int = 0) -> dict[str, Any]:
+def _money(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 2) if known else None
+
+
+def summarize(
+    rows: list[dict[str, Any]],
+    *,
+    run_id: str,
+    dry_run: bool = False,
+    planned: int = 0,
+    left_out: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Build the run summary from the collectors' rows (one per target)."""
     rows = sorted(rows, key=lambda r: (r["region_code"], r["target_key"]))
     failed = [
@@ -34,11 +49,15 @@ def summarize(rows: list[dict[str, Any]], *, run_id: str, dry_run: bool = False,
             (
                 r["region_code"],
                 r["target_key"],
+                r.get("purchase_option") or "-",
                 r["status"],
                 _fmt(_duration(r), ".0f"),
                 _fmt(metrics.get("train:images_per_sec"), ".1f"),
                 _fmt(metrics.get("train:loss"), ".4f"),
                 _fmt(metrics.get("train:accuracy"), ".4f"),
+                _fmt(r.get("planned_cost_usd"), ".2f"),
+                _fmt(r.get("actual_cost_usd"), ".2f"),
+                " ".join(f"{m['from_region']}->{m['to_region'] or 'none'}" for m in r.get("moves") or []) or "-",
                 r["model_artifact_uri"] or (r["failure_reason"] or ""),
             )
         )
@@ -50,6 +69,12 @@ def summarize(rows: list[dict[str, Any]], *, run_id: str, dry_run: bool = False,
     )]
     if rows:
         text_lines += ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    planned_total = _money([r.get("planned_cost_usd") for r in rows])
+    actual_total = _money([r.get("actual_cost_usd") for r in rows])
+    if rows:
+        text_lines.append(f"cost: planned {_fmt(planned_total, '.2f')} USD, actual {_fmt(actual_total, '.2f')} USD")
+    for item in left_out or []:
+        text_lines.append(f"LEFT OUT {item['dataset_key']} ({item['campaign_key']}): {item['reason']}")
     if failed:
         text_lines.append("FAILED regions: " + ", ".join(f"{f['region']} ({f['reason']})" for f in failed))
     return {
@@ -58,6 +83,10 @@ def summarize(rows: list[dict[str, Any]], *, run_id: str, dry_run: bool = False,
         "targets": len(rows),
         "completed": len(rows) - len(failed),
         "failed": failed,
+        "left_out": list(left_out or []),
+        "planned_cost_usd": planned_total,
+        "actual_cost_usd": actual_total,
+        "moves": {r["target_key"]: r.get("moves") or [] for r in rows},
         "rows": rows,
         "text": "\n".join(text_lines),
     }

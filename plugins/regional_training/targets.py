@@ -26,7 +26,12 @@ class TargetError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """One training job's worth of work (small: travels through XCom as a dict)."""
+    """One training job's worth of work, placed on one copy (small: travels via XCom).
+
+    The placement fields say how it was placed: purchase option, prices, planned cost
+    and rank among the dataset's candidates (region-local placement: on-demand, rank 1,
+    prices unknown).
+    """
 
     region_code: str
     s3_uri: str
@@ -35,23 +40,48 @@ class Target:
     dataset_id: int
     copy_id: int
     output_bucket: str
+    purchase_option: str = "on_demand"
+    placement_rank: int = 1
+    price_per_instance_hour: float | None = None
+    billing_usd_per_hour: float | None = None
+    planned_cost_usd: float | None = None
 
     @property
     def target_key(self) -> str:
-        """Stable identity of the work within a run: region + dataset."""
-        return f"{self.region_code}.{self.dataset_key}"
+        """Stable identity of the work within a run: the dataset (a failover moves the
+        same target to another region, it does not make a new one)."""
+        return self.dataset_key
+
+    @property
+    def is_spot(self) -> bool:
+        return self.purchase_option == "spot"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Target:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 def _check(row_label: str, field: str, value: Any, pattern: re.Pattern[str], what: str) -> None:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise TargetError(f"{row_label}: field {field!r} = {value!r} is not {what}")
+
+
+def check_row(label: str, row: dict[str, Any], allowed_regions: list[str]) -> None:
+    """Field-level checks of one candidate row (a target or one of its alternatives)."""
+    _check(label, "region_code", row.get("region_code"), REGION_CODE, "an AWS region code")
+    _check(label, "s3_uri", row.get("s3_uri"), S3_URI, "an s3:// URI without commas or spaces")
+    _check(label, "campaign_key", row.get("campaign_key"), KEY, "a campaign key")
+    _check(label, "dataset_key", row.get("dataset_key"), KEY, "a dataset key")
+    _check(label, "output_bucket", row.get("output_bucket"), BUCKET, "an S3 bucket name")
+    if allowed_regions and row["region_code"] not in allowed_regions:
+        raise TargetError(f"{label}: region {row['region_code']!r} is not in the allowed regions")
+    if not str(row["s3_uri"]).endswith("/"):
+        raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
+    if row.get("purchase_option", "on_demand") not in ("reserved", "spot", "on_demand"):
+        raise TargetError(f"{label}: field 'purchase_option' = {row.get('purchase_option')!r} is unknown")
 
 
 def validate_rows(
@@ -60,6 +90,7 @@ def validate_rows(
     requested_campaigns: list[str],
     allowed_regions: list[str],
     known_regions: set[str] | None = None,
+    allow_empty: bool = False,
 ) -> list[Target]:
     """Turn query rows into targets, or raise :class:`TargetError` naming the bad row.
 
@@ -79,15 +110,7 @@ def validate_rows(
     seen_keys: set[str] = set()
     for index, row in enumerate(rows, start=1):
         label = f"target row {index} ({row.get('region_code')!r}, {row.get('dataset_key')!r})"
-        _check(label, "region_code", row.get("region_code"), REGION_CODE, "an AWS region code")
-        _check(label, "s3_uri", row.get("s3_uri"), S3_URI, "an s3:// URI without commas or spaces")
-        _check(label, "campaign_key", row.get("campaign_key"), KEY, "a campaign key")
-        _check(label, "dataset_key", row.get("dataset_key"), KEY, "a dataset key")
-        _check(label, "output_bucket", row.get("output_bucket"), BUCKET, "an S3 bucket name")
-        if allowed_regions and row["region_code"] not in allowed_regions:
-            raise TargetError(f"{label}: region {row['region_code']!r} is not in the allowed regions")
-        if not str(row["s3_uri"]).endswith("/"):
-            raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
+        check_row(label, row, allowed_regions)
         if row["s3_uri"] in seen_uris:
             raise TargetError(
                 f"{label}: field 's3_uri' {row['s3_uri']!r} duplicates {seen_uris[row['s3_uri']]}"
@@ -106,6 +129,6 @@ def validate_rows(
             f"param 'campaigns': no available dataset copy in an allowed region for "
             f"{', '.join(repr(k) for k in missing)}"
         )
-    if not targets:
+    if not targets and not allow_empty:
         raise TargetError("no training targets: no 'ready' campaign has a dataset copy in an allowed region")
     return targets

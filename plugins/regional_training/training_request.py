@@ -52,8 +52,14 @@ def run_key(dag_id: str, run_id: str) -> str:
 
 
 def job_name(dag_id: str, run_id: str, target: Target) -> str:
-    """Deterministic job name, unique per (DAG run, target), within SageMaker's rules."""
-    digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{target.target_key}".encode()).hexdigest()[:10]
+    """Deterministic job name, unique per (DAG run, target, placement), within SageMaker's rules.
+
+    The placement (region, copy, purchase option) is part of it so each failover
+    candidate of a target has its own name to create or reattach to.
+    """
+    placement = f"{target.region_code}\0{target.copy_id}\0{target.purchase_option}"
+    identity = f"{dag_id}\0{run_id}\0{target.target_key}\0{placement}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     budget = JOB_NAME_MAX - ATTEMPT_SUFFIX_RESERVE - len("mrt-") - len(digest) - 1
     slug = re.sub(r"[^a-z0-9-]+", "-", f"{target.region_code}-{target.dataset_key}".lower())
     slug = slug[:budget].strip("-")
@@ -103,10 +109,20 @@ def build_request(
     instance_count: int,
     volume_size_gb: int,
     max_runtime_seconds: int,
+    spot_extra_wait_seconds: int = 24 * 3600,
 ) -> dict[str, Any]:
-    """A complete ``CreateTrainingJob`` request for one target."""
+    """A complete ``CreateTrainingJob`` request for one target.
+
+    Spot targets get managed spot training with ``MaxWaitTimeInSeconds``; SageMaker
+    rejects a max wait without spot, so on-demand and reserved requests never carry it.
+    """
     name = job_name(dag_id, run_id, target)
     key = run_key(dag_id, run_id)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime_seconds}
+    spot: dict[str, Any] = {}
+    if target.is_spot:
+        stopping["MaxWaitTimeInSeconds"] = max_runtime_seconds + spot_extra_wait_seconds
+        spot = {"EnableManagedSpotTraining": True}
     return {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
@@ -137,9 +153,10 @@ def build_request(
             "InstanceCount": instance_count,
             "VolumeSizeInGB": volume_size_gb,
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
-        # Same-region checkpoints, unique per run and target: a retried or resumed job
-        # continues from the newest one instead of from epoch 0.
+        "StoppingCondition": stopping,
+        **spot,
+        # Same-region checkpoints, unique per run and target: a retried, resumed or
+        # spot-interrupted job continues from the newest one instead of from epoch 0.
         "CheckpointConfig": {
             "S3Uri": f"s3://{target.output_bucket}/checkpoints/{key}/{target.target_key}/",
             "LocalPath": CHECKPOINT_LOCAL_PATH,
@@ -148,6 +165,7 @@ def build_request(
             {"Key": "campaign", "Value": target.campaign_key},
             {"Key": "dataset", "Value": target.dataset_key},
             {"Key": "target", "Value": target.target_key},
+            {"Key": "purchase_option", "Value": target.purchase_option},
             {"Key": "dag_id", "Value": dag_id},
             {"Key": "dag_run", "Value": run_id[:256]},
             {"Key": "hyperparameters_sha256", "Value": hyperparameters_sha256(hyperparameters)},

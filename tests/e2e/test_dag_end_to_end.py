@@ -30,7 +30,8 @@ def _dag():
 
 def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
     """Run the DAG; return the run and each task's final state(s)."""
-    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, **conf})
+    # Region-local placement: one job in each of the four regions (issue 2's contract).
+    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "placement": "region_local", **conf})
     states: dict[str, list[str]] = {}
     for ti in dag_run.get_task_instances():
         states.setdefault(ti.task_id, []).append(str(ti.state))

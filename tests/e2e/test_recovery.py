@@ -93,7 +93,7 @@ def test_clear_only_the_failed_region(offline_stack: str, campaign_dsn: str) -> 
         s3.put_object(Bucket=bucket, Key=key, Body=b"corrupt")
     dag = _dag()
     try:
-        failed = dag.test(run_conf=dict(LOCAL_RUN_CONF))
+        failed = dag.test(run_conf={**LOCAL_RUN_CONF, "placement": "region_local"})
     finally:
         for key, body in saved.items():
             s3.put_object(Bucket=bucket, Key=key, Body=body)

@@ -10,7 +10,10 @@ from regional_training.targets import TargetError
 
 pytestmark = pytest.mark.integration
 
-DEFAULTS = {"campaigns": [], "regions": [], "instance_type": "ml.p4d.24xlarge", "processes_per_host": None}
+DEFAULTS = {"campaigns": [], "regions": [], "instance_type": "ml.p4d.24xlarge", "processes_per_host": None,
+            "placement": "region_local"}
+CHEAPEST = {**DEFAULTS, "placement": "cheapest", "instance_count": 1, "estimated_hours": 2, "budget_usd": None,
+            "purchase_options": []}
 
 
 def test_migrations_are_recorded_and_idempotent(db) -> None:
@@ -38,7 +41,7 @@ def test_a_changed_applied_migration_is_refused(db) -> None:
 
 
 def test_default_selection_is_one_region_local_copy_per_ready_campaign(db) -> None:
-    targets = steps.select_targets(db, DEFAULTS)
+    targets = steps.select_targets(db, DEFAULTS)["targets"]
     assert [(t["region_code"], t["campaign_key"]) for t in targets] == [
         ("eu-central-1", "munich-autobahn-2026"),
         ("eu-west-1", "dublin-urban-2026"),
@@ -52,10 +55,10 @@ def test_default_selection_is_one_region_local_copy_per_ready_campaign(db) -> No
 
 
 def test_region_allow_list_and_explicit_campaigns(db) -> None:
-    only_eu = steps.select_targets(db, {**DEFAULTS, "regions": ["eu-west-1", "eu-central-1"]})
+    only_eu = steps.select_targets(db, {**DEFAULTS, "regions": ["eu-west-1", "eu-central-1"]})["targets"]
     assert {t["region_code"] for t in only_eu} == {"eu-west-1", "eu-central-1"}
     # A campaign still labelling is not trained by default, but can be asked for.
-    berlin = steps.select_targets(db, {**DEFAULTS, "campaigns": ["berlin-night-2026"]})
+    berlin = steps.select_targets(db, {**DEFAULTS, "campaigns": ["berlin-night-2026"]})["targets"]
     assert [t["dataset_key"] for t in berlin] == ["berlin-night-2026-v1"]
 
 
@@ -71,6 +74,31 @@ def test_region_allow_list_and_explicit_campaigns(db) -> None:
 def test_bad_selection_is_named_before_launch(db, params: dict, message: str) -> None:
     with pytest.raises((TargetError, ValueError), match=message):
         steps.select_targets(db, {**DEFAULTS, **params})
+
+
+def test_cheapest_placement_uses_reserved_capacity_and_keeps_ranked_alternatives(db) -> None:
+    selection = steps.select_targets(db, CHEAPEST)
+    by_dataset = {t["dataset_key"]: t for t in selection["targets"]}
+    boston = by_dataset["boston-winter-2026-v1"]
+    # us-west-2 holds prepaid reserved p4d capacity and a replica of the Boston dataset.
+    assert (boston["region_code"], boston["purchase_option"], boston["planned_cost_usd"]) == ("us-west-2",
+                                                                                             "reserved", 0.0)
+    assert boston["s3_uri"].startswith("s3://mrt-campaign-data-us-west-2/datasets/boston-winter-2026/")
+    alternatives = [(a["region_code"], a["purchase_option"]) for a in boston["alternatives"]]
+    assert ("us-east-1", "spot") in alternatives and len(alternatives) >= 2
+    costs = [a["planned_cost_usd"] for a in boston["alternatives"]]
+    assert costs == sorted(costs)
+    assert selection["left_out"] == []
+    assert selection["planned_total_usd"] == sum(t["planned_cost_usd"] for t in selection["targets"])
+
+
+def test_a_budget_leaves_targets_out_and_lists_them(db) -> None:
+    selection = steps.select_targets(db, {**CHEAPEST, "budget_usd": 40, "purchase_options": ["on_demand", "spot"]})
+    placed = sum(t["planned_cost_usd"] for t in selection["targets"])
+    assert placed <= 40
+    assert selection["left_out"], "a 40 USD budget cannot place four p4d jobs"
+    assert {item["reason"] for item in selection["left_out"]} == {"over_budget"}
+    assert len(selection["targets"]) + len(selection["left_out"]) == 4
 
 
 def test_the_query_binds_its_parameters(db) -> None:

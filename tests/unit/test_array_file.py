@@ -46,7 +46,7 @@ def test_render_is_byte_identical_whatever_the_order(targets: list[Target], rnd)
 
 def test_seed_format_region_and_uri_first() -> None:
     t = Target("eu-west-1", "s3://data-eu/datasets/c/d/", "c", "d", 1, 1, "out-eu")
-    assert array_file.render([t]) == "eu-west-1,s3://data-eu/datasets/c/d/,eu-west-1.d,c,out-eu\n"
+    assert array_file.render([t]) == "eu-west-1,s3://data-eu/datasets/c/d/,d,c,out-eu\n"
 
 
 @pytest.mark.parametrize(

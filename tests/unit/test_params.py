@@ -48,6 +48,13 @@ INVALID = {
     "log_every": st.integers(max_value=0),
     "max_runtime_hours": st.one_of(st.integers(max_value=0), st.integers(min_value=121)),
     "volume_size_gb": st.one_of(st.integers(max_value=0), st.integers(min_value=16385)),
+    "placement": st.sampled_from(["random", ""]),
+    "estimated_hours": st.one_of(st.floats(max_value=0, allow_nan=False), st.floats(min_value=720.01,
+                                                                                    allow_infinity=False)),
+    "budget_usd": st.one_of(st.floats(max_value=-0.01, allow_nan=False), st.just("100")),
+    "purchase_options": st.sampled_from([["free"], "spot", ["spot", "spot"]]),
+    "max_failovers": st.one_of(st.integers(max_value=-1), st.integers(min_value=6)),
+    "spot_extra_wait_hours": st.one_of(st.integers(max_value=0), st.integers(min_value=169)),
     "dry_run": st.sampled_from(["yes", 1, None]),
 }
 

@@ -22,7 +22,7 @@ def row(**overrides: Any) -> dict[str, Any]:
 
 def test_valid_rows_become_targets() -> None:
     targets = validate_rows([row()], requested_campaigns=["c"], allowed_regions=[], known_regions={"eu-west-1"})
-    assert [t.target_key for t in targets] == ["eu-west-1.d"]
+    assert [t.target_key for t in targets] == ["d"]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_valid_rows_become_targets() -> None:
         ([row(region_code="eu_west_1")], {}, "field 'region_code'"),
         ([row(output_bucket="Not_A_Bucket")], {}, "field 'output_bucket'"),
         ([row(), row(dataset_key="e")], {}, r"target row 2 .*duplicates target row 1"),
-        ([row(), row(s3_uri="s3://other/x/")], {}, "target 'eu-west-1.d' appears twice"),
+        ([row(), row(s3_uri="s3://other/x/")], {}, "target 'd' appears twice"),
         ([row()], {"allowed_regions": ["us-east-1"]}, "region 'eu-west-1' is not in the allowed regions"),
         ([row()], {"allowed_regions": ["xx-nowhere-1"]}, "param 'regions': 'xx-nowhere-1' is not a region of"),
         ([row()], {"allowed_regions": ["not a region"]}, "param 'regions': 'not a region' is not an AWS region"),

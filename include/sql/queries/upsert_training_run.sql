@@ -4,13 +4,17 @@ INSERT INTO training_runs (
     training_job_name, training_job_arn, attempt, status, failure_reason,
     hyperparameters_sha256, instance_type, instance_count,
     training_start_time, training_end_time, billable_seconds, metrics,
-    source_artifact_uri, model_artifact_uri
+    source_artifact_uri, model_artifact_uri,
+    purchase_option, placement_rank, price_per_instance_hour, billing_usd_per_hour,
+    planned_cost_usd, actual_cost_usd
 ) VALUES (
     %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
     %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s, %(failure_reason)s,
     %(hyperparameters_sha256)s, %(instance_type)s, %(instance_count)s,
     %(training_start_time)s, %(training_end_time)s, %(billable_seconds)s, %(metrics)s,
-    %(source_artifact_uri)s, %(model_artifact_uri)s
+    %(source_artifact_uri)s, %(model_artifact_uri)s,
+    %(purchase_option)s, %(placement_rank)s, %(price_per_instance_hour)s, %(billing_usd_per_hour)s,
+    %(planned_cost_usd)s, %(actual_cost_usd)s
 )
 ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     region_code            = EXCLUDED.region_code,
@@ -30,4 +34,10 @@ ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     metrics                = EXCLUDED.metrics,
     source_artifact_uri    = EXCLUDED.source_artifact_uri,
     model_artifact_uri     = EXCLUDED.model_artifact_uri,
+    purchase_option        = EXCLUDED.purchase_option,
+    placement_rank         = EXCLUDED.placement_rank,
+    price_per_instance_hour = EXCLUDED.price_per_instance_hour,
+    billing_usd_per_hour   = EXCLUDED.billing_usd_per_hour,
+    planned_cost_usd       = EXCLUDED.planned_cost_usd,
+    actual_cost_usd        = EXCLUDED.actual_cost_usd,
     updated_at             = now();
