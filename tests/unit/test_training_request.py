@@ -124,3 +124,35 @@ def test_settings_name_the_bad_variable(name: str, value: str | None) -> None:
     }
     with pytest.raises(SettingsError, match=name):
         settings_from_mapping(values)
+
+
+def test_spot_request_carries_spot_max_wait_and_a_per_target_checkpoint() -> None:
+    from dataclasses import replace
+
+    spot = replace(target("eu-west-1"), purchase_option="spot")
+    request = build(spot)
+    tr.validate_request(request)
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] == 72 * 3600 + 24 * 3600
+    assert request["CheckpointConfig"]["S3Uri"].endswith(f"/{spot.target_key}/")
+    other_run = build(spot, run_id="scheduled__2026-11-28T02:00:00+00:00")
+    assert other_run["CheckpointConfig"]["S3Uri"] != request["CheckpointConfig"]["S3Uri"]
+
+
+@pytest.mark.parametrize("option", ["on_demand", "reserved"])
+def test_on_demand_and_reserved_requests_never_carry_spot_settings(option: str) -> None:
+    from dataclasses import replace
+
+    request = build(replace(target("eu-west-1"), purchase_option=option))
+    tr.validate_request(request)
+    assert "EnableManagedSpotTraining" not in request
+    assert "MaxWaitTimeInSeconds" not in request["StoppingCondition"]
+
+
+def test_each_failover_candidate_has_its_own_job_name() -> None:
+    from dataclasses import replace
+
+    base = target("us-west-2")
+    names = {tr.job_name("d", "r", replace(base, purchase_option=o)) for o in ("reserved", "spot", "on_demand")}
+    names.add(tr.job_name("d", "r", replace(base, region_code="us-east-1", copy_id=9)))
+    assert len(names) == 4

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from regional_training.summary import RegionsFailedError, raise_if_failed, summarize
+
+
+def row(region: str, status: str, **extra: object) -> dict:
+    base = {"region_code": region, "target_key": f"{region}-data", "status": status, "failure_reason": None,
+            "training_start_time": "2026-11-27T02:00:00+00:00", "training_end_time": "2026-11-27T03:30:00+00:00",
+            "metrics": {"train:images_per_sec": 2300.5, "train:loss": 1.25, "train:accuracy": 0.75},
+            "model_artifact_uri": f"s3://central/{region}/model.tar.gz", "purchase_option": "spot",
+            "planned_cost_usd": 10.0, "actual_cost_usd": 8.5, "moves": []}
+    return {**base, **extra}
+
+
+def test_summary_lists_every_region_with_costs_and_left_out_targets() -> None:
+    result = summarize(
+        [row("us-east-1", "Completed"), row("eu-west-1", "Failed", failure_reason="AlgorithmError: boom",
+                                             model_artifact_uri=None, actual_cost_usd=None)],
+        run_id="r1",
+        left_out=[{"dataset_key": "big-v1", "campaign_key": "big", "reason": "over_budget"}],
+    )
+    assert result["completed"] == 1 and result["failed"][0]["region"] == "eu-west-1"
+    assert result["planned_cost_usd"] == 20.0 and result["actual_cost_usd"] == 8.5
+    text = result["text"]
+    assert "1 of 2 target(s) completed" in text
+    assert "5400" in text and "2300.5" in text and "s3://central/us-east-1/model.tar.gz" in text
+    assert "LEFT OUT big-v1 (big): over_budget" in text
+    assert "FAILED regions: eu-west-1 (AlgorithmError: boom)" in text
+    with pytest.raises(RegionsFailedError, match=r"eu-west-1 eu-west-1-data: Failed \(AlgorithmError: boom\)"):
+        raise_if_failed(result)
+
+
+def test_the_watcher_fails_without_a_summary_and_passes_a_clean_run() -> None:
+    with pytest.raises(RegionsFailedError, match="summary is missing"):
+        raise_if_failed(None)
+    raise_if_failed(summarize([row("us-east-1", "Completed")], run_id="r2"))
