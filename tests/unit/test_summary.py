@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from regional_training.summary import RegionsFailedError, raise_if_failed, summarize
 
 
