@@ -156,9 +156,13 @@ def test_two_regions_train_for_real(
 
     summary = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"].read())
     assert summary["completed"] == 2 and summary["failed"] == []
-    for region in REGIONS:  # per region: status, duration, images/sec, loss, accuracy, artifact
+    for region, row in rows.items():  # per region: status, duration, images/sec, loss, accuracy, artifact
         line = next(line for line in summary["text"].splitlines() if line.startswith(region))
-        assert re.search(r"Completed\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+s3://", line), line
+        m = row["metrics"]
+        for text in ("Completed", f"{m['train:images_per_sec']:.1f}", f"{m['train:loss']:.4f}",
+                     f"{m['train:accuracy']:.4f}", row["model_artifact_uri"]):
+            assert text in line, (text, line)
+        assert re.search(r"Completed\s+\d+\s", line), line  # the duration column follows the status
 
 
 def test_entry_point_error_fails_the_job_and_the_run(
