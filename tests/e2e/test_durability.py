@@ -57,7 +57,11 @@ def _jobs(endpoint: str, base_name: str) -> dict[str, str]:
 
 
 def _wait_for(endpoint: str, name: str, states: set[str], timeout: float = 60) -> str:
-    sm = aws_client("sagemaker", endpoint, REGION)
+    return _wait_in(aws_client("sagemaker", endpoint, REGION), name, states, timeout)
+
+
+def _wait_in(sm: Any, name: str, states: set[str], timeout: float = 60) -> str:
+    """Poll a job until it reaches one of ``states`` (or the timeout); its last status."""
     deadline = time.monotonic() + timeout
     while True:
         status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
@@ -118,15 +122,6 @@ def _copy(request: dict[str, Any]) -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(request)
-
-
-def _wait_in(sm: Any, name: str, states: set[str], timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
-        if status in states or time.monotonic() > deadline:
-            return str(status)
-        time.sleep(0.3)
 
 
 def test_killing_the_task_stops_the_job(offline_stack: str) -> None:
