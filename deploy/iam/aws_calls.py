@@ -23,6 +23,9 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("sagemaker", "ListTrainingJobs"),
     ("sagemaker", "AddTags"),
     ("iam", "PassRole"),
+    # Before CreateTrainingJob the provider's hook checks that the train channel's
+    # bucket and prefix exist (HeadBucket, ListObjectsV2 on the data bucket).
+    ("s3", "HeadBucket"),
     # Array file in the central bucket; artifacts copied server-side into it.
     ("s3", "PutObject"),
     ("s3", "GetObject"),
@@ -62,6 +65,7 @@ PERMISSION_ONLY: set[tuple[str, str]] = {("iam", "PassRole")}
 #: Operations whose IAM action(s) differ from ``<service>:<Operation>``.
 IAM_ACTIONS: dict[tuple[str, str], list[str]] = {
     ("s3", "HeadObject"): ["s3:GetObject"],
+    ("s3", "HeadBucket"): ["s3:ListBucket"],
     ("s3", "ListObjectsV2"): ["s3:ListBucket"],
     # GetObject on the source, PutObject on the destination.
     ("s3", "CopyObject"): ["s3:GetObject", "s3:PutObject"],

@@ -18,10 +18,22 @@ log = logging.getLogger(__name__)
 CAMPAIGN_DB_CONN_ID = "campaign_db"
 
 
+class CampaignDbUnavailableError(RuntimeError):
+    """The campaign-metadata database cannot be reached (the task retries with backoff)."""
+
+
 def campaign_db_connection() -> Any:
+    """A connection through ``PostgresHook``; an unreachable server is a named error."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    return PostgresHook(postgres_conn_id=CAMPAIGN_DB_CONN_ID).get_conn()
+    try:
+        return PostgresHook(postgres_conn_id=CAMPAIGN_DB_CONN_ID).get_conn()
+    except Exception as err:
+        if type(err).__name__ != "OperationalError":  # psycopg2's or psycopg's
+            raise
+        raise CampaignDbUnavailableError(
+            f"campaign database (connection {CAMPAIGN_DB_CONN_ID!r}) is unavailable: {str(err).strip()}"
+        ) from err
 
 
 def select_targets(conn: Any, params: dict[str, Any]) -> dict[str, Any]:

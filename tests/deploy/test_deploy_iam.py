@@ -64,7 +64,9 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("s3", "ListObjectsV2"): [
         ("s3:ListBucket", f"arn:aws:s3:::{CENTRAL}", {"s3:prefix": f"runs/{RUN}/"}),
         ("s3:ListBucket", f"arn:aws:s3:::{OUTPUT}", {"s3:prefix": f"training-jobs/{JOB}/"}),
+        ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "datasets/dublin-urban-2026/dublin-urban-2026-v1/"}),
     ],
+    ("s3", "HeadBucket"): [("s3:ListBucket", f"arn:aws:s3:::{DATA}", {})],
     ("s3", "CopyObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "CreateMultipartUpload"): [("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "UploadPartCopy"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
@@ -229,7 +231,10 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         ("s3:GetObject", DATASET_OBJ, {}),
         ("s3:PutObject", DATASET_OBJ, {}),
         ("s3:GetObject", "arn:aws:s3:::someone-elses-bucket/runs/x", {}),
-        ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "datasets/"}),
+        # (Listing the data buckets is allowed: the provider's pre-launch check of the train
+        # channel does HeadBucket + ListObjectsV2 there, recorded by tests/e2e/test_aws_calls.py.
+        # Reading or writing their objects is not.)
+        ("s3:ListBucket", "arn:aws:s3:::someone-elses-bucket", {"s3:prefix": "datasets/"}),
         ("s3:PutBucketPolicy", f"arn:aws:s3:::{CENTRAL}", {}),
     ],
 )

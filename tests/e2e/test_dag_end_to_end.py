@@ -8,8 +8,9 @@ import tarfile
 from collections import Counter
 from typing import Any
 
-import psycopg2
+import helpers
 import pytest
+from helpers import jobs_of_run, rows_of_run
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
 from regional_training import array_file, training_request
@@ -18,50 +19,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
 
 
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    from local_stack import REPO
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))
-    assert bag.import_errors == {}
-    return bag.dags["multi_region_training"]
-
-
 def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
-    """Run the DAG; return the run and each task's final state(s)."""
     # Region-local placement: one job in each of the four regions (issue 2's contract).
-    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "placement": "region_local", **conf})
-    states: dict[str, list[str]] = {}
-    for ti in dag_run.get_task_instances():
-        states.setdefault(ti.task_id, []).append(str(ti.state))
-    return dag_run, states
-
-
-def _jobs_of_run(endpoint: str, run_id: str) -> list[dict[str, Any]]:
-    jobs = []
-    for region in REGIONS:
-        sm = aws_client("sagemaker", endpoint, region)
-        for summary in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]:
-            job = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
-            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
-            if tags.get("dag_run") == run_id:
-                jobs.append({**job, "Region": region, "TagMap": tags})
-    return jobs
+    return helpers.run_dag({**LOCAL_RUN_CONF, "placement": "region_local", **conf})
 
 
 def _rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
-    conn = psycopg2.connect(dsn)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT region_code, status, failure_reason, billable_seconds, metrics, model_artifact_uri,"
-            " hyperparameters_sha256 FROM training_runs WHERE run_id = %s ORDER BY region_code",
-            (run_id,),
-        )
-        cols = [c.name for c in cur.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    conn.close()
-    return rows
+    return rows_of_run(dsn, run_id, "region_code", "status", "failure_reason", "billable_seconds", "metrics",
+                       "model_artifact_uri", "hyperparameters_sha256")
 
 
 def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
@@ -73,7 +38,7 @@ def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
     run_id = dag_run.run_id
 
     # Four jobs, one per region, identical hyperparameters.
-    jobs = _jobs_of_run(endpoint, run_id)
+    jobs = jobs_of_run(endpoint, run_id)
     assert sorted(j["Region"] for j in jobs) == REGIONS
     assert all(j["TrainingJobStatus"] == "Completed" for j in jobs)
     assert len({json.dumps(j["HyperParameters"], sort_keys=True) for j in jobs}) == 1
@@ -151,7 +116,7 @@ def test_one_region_fails_the_others_are_collected(
     # The watcher's error (in the task log) names the region and SageMaker's reason.
     assert "RegionsFailedError: training failed in region(s) eu-west-1: " in capsys.readouterr().out
     # Each retry started exactly one new attempt; the row describes the last one.
-    jobs = [j for j in _jobs_of_run(endpoint, dag_run.run_id) if j["Region"] == "eu-west-1"]
+    jobs = [j for j in jobs_of_run(endpoint, dag_run.run_id) if j["Region"] == "eu-west-1"]
     base = min((j["TrainingJobName"] for j in jobs), key=len)
     assert sorted(j["TrainingJobName"] for j in jobs) == [base, f"{base}-a2", f"{base}-a3"]
     assert all(j["TrainingJobStatus"] == "Failed" for j in jobs)
@@ -160,5 +125,5 @@ def test_one_region_fails_the_others_are_collected(
 def test_dry_run_builds_requests_and_launches_nothing(offline_stack: str, campaign_dsn: str) -> None:
     dag_run, states = run_dag({"dry_run": True})
     assert str(dag_run.state) == "success", states
-    assert _jobs_of_run(offline_stack, dag_run.run_id) == []
+    assert jobs_of_run(offline_stack, dag_run.run_id) == []
     assert _rows(campaign_dsn, dag_run.run_id) == []

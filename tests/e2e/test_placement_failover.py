@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from helpers import jobs_of_run, training_dag
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from regional_training import training_request
@@ -39,35 +40,15 @@ def starved_stack(capacity_starved_aws: str, campaign_dsn: str, airflow_db: Path
     return capacity_starved_aws
 
 
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    from local_stack import REPO
-
-    return DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]
-
-
-def _jobs(endpoint: str, run_id: str) -> list[dict]:
-    found = []
-    for region in ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1"):
-        sm = aws_client("sagemaker", endpoint, region)
-        for s in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]:
-            job = sm.describe_training_job(TrainingJobName=s["TrainingJobName"])
-            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
-            if tags.get("dag_run") == run_id:
-                found.append({**job, "Region": region, "TagMap": tags})
-    return found
-
-
 def test_cheapest_placement_fails_over_when_a_region_has_no_capacity(starved_stack: str, campaign_dsn: str) -> None:
     endpoint = starved_stack
-    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"],
-                                    "estimated_hours": 2})
+    conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"], "estimated_hours": 2}
+    dag_run = training_dag().test(run_conf=conf)
     assert str(dag_run.state) == "success"
 
     # The plan chose us-west-2 (prepaid reserved); it had no capacity, so the target
     # moved to its next-ranked candidate outside the blocked region: exactly one job.
-    jobs = _jobs(endpoint, dag_run.run_id)
+    jobs = jobs_of_run(endpoint, dag_run.run_id)
     assert len(jobs) == 1
     job = jobs[0]
     assert job["Region"] == "us-east-1" and job["TagMap"]["purchase_option"] == "spot"
@@ -104,9 +85,9 @@ def test_cheapest_placement_fails_over_when_a_region_has_no_capacity(starved_sta
 
 def test_no_copy_outside_the_starved_region_fails_naming_it(starved_stack: str) -> None:
     """Seattle's dataset exists only in us-west-2: training elsewhere is never attempted."""
-    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["seattle-rain-2026"],
-                                    "estimated_hours": 2})
+    conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["seattle-rain-2026"], "estimated_hours": 2}
+    dag_run = training_dag().test(run_conf=conf)
     assert str(dag_run.state) == "failed"
-    assert _jobs(starved_stack, dag_run.run_id) == []
+    assert jobs_of_run(starved_stack, dag_run.run_id) == []
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     assert states["train"] == "failed" and states["check_regions"] == "failed"

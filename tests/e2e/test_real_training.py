@@ -17,10 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import helpers
 import psutil
-import psycopg2
 import pytest
 from conftest import TRAINING_REGIONS
+from helpers import rows_of_run
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
 from regional_training import training_request
@@ -31,35 +32,13 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 REGIONS = list(TRAINING_REGIONS)
 
 
-def _dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    from local_stack import REPO
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))
-    assert bag.import_errors == {}
-    return bag.dags["multi_region_training"]
-
-
 def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
-    dag_run = _dag().test(run_conf={**LOCAL_RUN_CONF, "regions": REGIONS, **conf})
-    states: dict[str, list[str]] = {}
-    for ti in dag_run.get_task_instances():
-        states.setdefault(ti.task_id, []).append(str(ti.state))
-    return dag_run, states
+    return helpers.run_dag({**LOCAL_RUN_CONF, "regions": REGIONS, **conf})
 
 
 def _rows(dsn: str, run_id: str) -> dict[str, dict[str, Any]]:
-    conn = psycopg2.connect(dsn)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT region_code, status, failure_reason, metrics, model_artifact_uri, training_job_name"
-            " FROM training_runs WHERE run_id = %s ORDER BY region_code",
-            (run_id,),
-        )
-        cols = [c.name for c in cur.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    conn.close()
+    rows = rows_of_run(dsn, run_id, "region_code", "status", "failure_reason", "metrics", "model_artifact_uri",
+                       "training_job_name")
     return {r["region_code"]: r for r in rows}
 
 

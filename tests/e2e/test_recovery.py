@@ -15,44 +15,25 @@ from unittest import mock
 
 import psycopg2
 import pytest
+from helpers import ALL_REGIONS, jobs_of_run, rows_of_run, training_dag
 
 from local_stack import LOCAL_RUN_CONF, aws_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
-REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    from local_stack import REPO
-
-    return DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]
+REGIONS = list(ALL_REGIONS)
 
 
 def _jobs(endpoint: str, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """Per region, the run's (job name, status) pairs, sorted by name."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for region in REGIONS:
-        sm = aws_client("sagemaker", endpoint, region)
-        for s in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]:
-            arn = sm.describe_training_job(TrainingJobName=s["TrainingJobName"])["TrainingJobArn"]
-            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
-            if tags.get("dag_run") == run_id:
-                out.setdefault(region, []).append((s["TrainingJobName"], s["TrainingJobStatus"]))
+    for job in jobs_of_run(endpoint, run_id):
+        out.setdefault(job["Region"], []).append((job["TrainingJobName"], job["TrainingJobStatus"]))
     return {region: sorted(jobs) for region, jobs in out.items()}
 
 
 def _rows(dsn: str, run_id: str) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(dsn)
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT region_code, status, attempt, training_job_name FROM training_runs WHERE run_id = %s"
-            " ORDER BY region_code",
-            (run_id,),
-        )
-        rows = cur.fetchall()
-    conn.close()
-    return rows
+    return [tuple(r.values()) for r in rows_of_run(dsn, run_id, "region_code", "status", "attempt",
+                                                   "training_job_name")]
 
 
 def _clear_region_and_rerun(dag: Any, dag_run: Any, region: str) -> Any:
@@ -91,7 +72,7 @@ def test_clear_only_the_failed_region(offline_stack: str, campaign_dsn: str) -> 
     saved = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"corrupt")
-    dag = _dag()
+    dag = training_dag()
     try:
         failed = dag.test(run_conf={**LOCAL_RUN_CONF, "placement": "region_local"})
     finally:
@@ -130,7 +111,7 @@ def test_a_bad_copy_row_fails_before_anything_is_launched(offline_stack: str, ca
         )
         copy_id, bad_uri = cur.fetchone()
     try:
-        dag_run = _dag().test(run_conf=dict(LOCAL_RUN_CONF))
+        dag_run = training_dag().test(run_conf=dict(LOCAL_RUN_CONF))
     finally:
         with conn, conn.cursor() as cur:
             cur.execute("UPDATE dataset_copies SET s3_uri = replace(s3_uri, 'bad,part/', '') WHERE copy_id = %s",

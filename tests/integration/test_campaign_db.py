@@ -115,3 +115,14 @@ def test_schema_rejects_bad_rows(db) -> None:
             "INSERT INTO regions (region_code, display_name, output_bucket) VALUES (%s, %s, %s)",
             ("Mars-1", "Mars", "mrt-output-mars"),
         )
+
+
+def test_an_unreachable_database_is_a_named_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_DB", f"postgresql://postgres@127.0.0.1:{port}/campaigns")
+    with pytest.raises(steps.CampaignDbUnavailableError, match="connection 'campaign_db'.* is unavailable"):
+        steps.campaign_db_connection()

@@ -1,0 +1,140 @@
+"""Benchmarks of the DAG package (issue 2): prints figures, asserts nothing.
+
+1. Parse time of ``dags/multi_region_training.py`` as a ratio to a bare DAG holding one
+   ``SageMakerTrainingOperator`` (each parse in a fresh interpreter, so imports count;
+   median of ``--repeats``).
+2. Local end-to-end wall time (``airflow dags test`` on the offline stack, stand-in
+   entry point) for 4 and 64 targets.
+
+    .venv/bin/python bench/dag_benchmarks.py [--repeats 5] [--targets 4,64] [--skip-e2e]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "dev"), str(REPO / "plugins")]
+
+BARE_DAG = '''
+import pendulum
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.sdk import dag
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def bare():
+    SageMakerTrainingOperator(task_id="train", config={"TrainingJobName": "x"}, deferrable=True)
+
+
+bare()
+'''
+
+PARSE = """
+import sys, time
+from airflow.dag_processing.dagbag import DagBag
+start = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+print(time.perf_counter() - start)
+"""
+
+
+def parse_seconds(dag_file: Path, repeats: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    times = [
+        float(subprocess.run([sys.executable, "-c", PARSE, str(dag_file)], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        for _ in range(repeats)
+    ]
+    return statistics.median(times)
+
+
+def add_campaigns(dsn: str, total_targets: int) -> None:
+    """Top the sample data up to ``total_targets`` ready campaigns, spread over the regions."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM campaigns WHERE status = 'ready'")
+        have = cur.fetchone()[0]
+        regions = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]
+        for i in range(have, total_targets):
+            region, key = regions[i % 4], f"bench-{i:03d}"
+            cur.execute(
+                "INSERT INTO campaigns (campaign_key, recorded_region, recorded_from, recorded_to, status)"
+                " VALUES (%s, %s, '2026-01-01', '2026-01-02', 'ready') RETURNING campaign_id",
+                (key, region),
+            )
+            campaign_id = cur.fetchone()[0]
+            cur.execute(
+                "INSERT INTO datasets (campaign_id, dataset_key, label_schema, record_count, size_bytes)"
+                " VALUES (%s, %s, 'imagenet-tfrecord-v1', 1000, 1000000) RETURNING dataset_id",
+                (campaign_id, f"{key}-v1"),
+            )
+            dataset_id = cur.fetchone()[0]
+            cur.execute(
+                "INSERT INTO dataset_copies (dataset_id, region_code, s3_uri) VALUES (%s, %s, %s)",
+                (dataset_id, region, f"s3://mrt-campaign-data-{region}/datasets/{key}/{key}-v1/"),
+            )
+    conn.close()
+
+
+def e2e_seconds(targets: int) -> tuple[float, int]:
+    import psycopg2
+
+    from local_pg import temporary_postgres
+    from local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
+    from regional_training import campaign_db
+
+    home = Path(tempfile.mkdtemp(prefix="mrt-bench-"))
+    with temporary_postgres() as dsn:
+        conn = psycopg2.connect(dsn)
+        campaign_db.migrate(conn, seed=True)
+        conn.close()
+        add_campaigns(dsn, targets)
+        with local_aws(fake_image_map(), max_concurrent_jobs=4, log_path=home / "aws.log") as endpoint:
+            seed_aws(endpoint, dsn)
+            env = {**os.environ, **airflow_env(dsn=dsn, endpoint=endpoint, airflow_home=home),
+                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+            subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+            conf = {**LOCAL_RUN_CONF, "placement": "region_local"}
+            start = time.perf_counter()
+            result = subprocess.run(["airflow", "dags", "test", "multi_region_training", "--conf", json.dumps(conf)],
+                                    env=env, capture_output=True, text=True)
+            elapsed = time.perf_counter() - start
+            completed = result.stdout.count("[DAG TEST] end task task_id=collect")
+    return elapsed, completed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--targets", default="4,64")
+    parser.add_argument("--skip-e2e", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "bare_dag.py"
+        bare.write_text(BARE_DAG)
+        ours = parse_seconds(REPO / "dags" / "multi_region_training.py", args.repeats)
+        base = parse_seconds(bare, args.repeats)
+    print(f"parse: multi_region_training {ours * 1000:.0f} ms, bare SageMaker DAG {base * 1000:.0f} ms, "
+          f"ratio {ours / base:.2f} (median of {args.repeats}, fresh interpreter each)")
+    if not args.skip_e2e:
+        for n in (int(x) for x in args.targets.split(",")):
+            seconds, collected = e2e_seconds(n)
+            print(f"end to end, {n} targets: {seconds:.0f} s wall ({collected} collect tasks ran)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
