@@ -35,6 +35,26 @@ os.environ.update(
 
 
 @pytest.fixture(scope="session")
+def train_python() -> Path:
+    """The training venv's python (TensorFlow + Horovod), from ``MRT_TRAIN_PYTHON``.
+
+    Unset, the tests that need it fail rather than skip: CI must not pass without having
+    trained anything.
+    """
+    value = os.environ.get("MRT_TRAIN_PYTHON")
+    if not value:
+        pytest.fail(
+            "MRT_TRAIN_PYTHON is not set: run `export MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh "
+            "| tail -n1)` first (training needs the TensorFlow + Horovod venv)",
+            pytrace=False,
+        )
+    path = Path(value)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"MRT_TRAIN_PYTHON={value} is not an executable python", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def campaign_dsn() -> Iterator[str]:
     """A fresh PostgreSQL server with the schema and the sample data."""
     import psycopg2

@@ -10,7 +10,6 @@ without having trained anything.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,29 +17,6 @@ import pytest
 
 #: The two regions the real-training tests run in (the DAG's ``regions`` Param).
 TRAINING_REGIONS = ("eu-west-1", "us-east-1")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Also registered by tests/training/conftest.py, which is not loaded when only
-    # tests/e2e is collected (and --strict-markers is on).
-    config.addinivalue_line(
-        "markers", "training: drives the training venv (TensorFlow + Horovod) via MRT_TRAIN_PYTHON"
-    )
-
-
-@pytest.fixture(scope="session")
-def train_python() -> Path:
-    value = os.environ.get("MRT_TRAIN_PYTHON")
-    if not value:
-        pytest.fail(
-            "MRT_TRAIN_PYTHON is not set: run `export MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh "
-            "| tail -n1)` first (real training needs the TensorFlow + Horovod venv)",
-            pytrace=False,
-        )
-    path = Path(value)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"MRT_TRAIN_PYTHON={value} is not an executable python", pytrace=False)
-    return path
 
 
 @pytest.fixture(scope="module")

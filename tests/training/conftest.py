@@ -9,7 +9,6 @@ not pass without having trained anything.
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,27 +21,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from training_support import ROOT, train_env  # noqa: E402
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "training: drives the training venv (TensorFlow + Horovod) via MRT_TRAIN_PYTHON"
-    )
-
-
-@pytest.fixture(scope="session")
-def train_python() -> Path:
-    value = os.environ.get("MRT_TRAIN_PYTHON")
-    if not value:
-        pytest.fail(
-            "MRT_TRAIN_PYTHON is not set: run `export MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh "
-            "| tail -n1)` first (the training tests need TensorFlow + Horovod)",
-            pytrace=False,
-        )
-    path = Path(value)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"MRT_TRAIN_PYTHON={value} is not an executable python", pytrace=False)
-    return path
 
 
 @pytest.fixture(scope="session")
