@@ -270,3 +270,26 @@ LOCAL_RUN_CONF: dict[str, Any] = {
     "max_runtime_hours": 1,
     "volume_size_gb": 10,
 }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python dev/local_stack.py seed --endpoint URL --dsn DSN``: create and fill the
+    buckets of a running emulator (the compose stack's ``local-aws-seed`` one-shot)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    seed = sub.add_parser("seed", help="create every region's buckets and upload sample shards")
+    seed.add_argument("--endpoint", required=True, help="the emulator, e.g. http://local-aws:5000")
+    seed.add_argument("--dsn", default=os.environ.get("CAMPAIGN_DB_DSN"), help="campaign DB (or CAMPAIGN_DB_DSN)")
+    args = parser.parse_args(argv)
+    if not args.dsn:
+        parser.error("--dsn or CAMPAIGN_DB_DSN is required")
+    copies = seed_aws(args.endpoint, args.dsn)
+    print(f"seeded {len(copies)} dataset copies and the central bucket {CENTRAL_BUCKET} at {args.endpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

@@ -22,6 +22,8 @@ DOCKERFILE = REPO / "images" / "airflow" / "Dockerfile"
 
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 ONE_SHOT = {"airflow-init", "campaign-db-init"}
+#: One-shots that only run with a profile.
+PROFILE_ONE_SHOT = {"local-aws-seed"}
 PROFILE_SETS = [set(), {"offline"}, {"celery"}, {"offline", "celery"}, {"offline", "celery", "debug"}]
 
 
@@ -70,6 +72,7 @@ def test_services_present_and_profiled(services):
         "airflow-worker",
         "flower",
         "local-aws",
+        "local-aws-seed",
         "airflow-cli",
     } | AIRFLOW_SERVICES
     assert expected <= set(services)
@@ -79,6 +82,11 @@ def test_services_present_and_profiled(services):
     assert AIRFLOW_SERVICES | ONE_SHOT | {"postgres", "campaign-db"} <= default
     assert "airflow-triggerer" in default and services["airflow-triggerer"]["command"] == "triggerer"
     assert services["local-aws"]["profiles"] == ["offline"]
+    assert services["local-aws-seed"]["profiles"] == ["offline"]
+    assert services["local-aws-seed"]["depends_on"] == {
+        "local-aws": {"condition": "service_healthy"},
+        "campaign-db-init": {"condition": "service_completed_successfully"},
+    }
     for name in ("redis", "airflow-worker", "flower"):
         assert services[name]["profiles"] == ["celery"], name
     assert {"redis", "airflow-worker", "flower", "local-aws", "airflow-cli"}.isdisjoint(default)
@@ -115,7 +123,7 @@ def test_local_executor_by_default_celery_settings_present(services):
 
 
 def test_healthchecks_on_every_long_running_service(services):
-    long_running = set(services) - ONE_SHOT - {"airflow-cli"}
+    long_running = set(services) - ONE_SHOT - PROFILE_ONE_SHOT - {"airflow-cli"}
     assert long_running >= AIRFLOW_SERVICES | {"postgres", "campaign-db", "redis", "local-aws", "airflow-worker"}
     for name in long_running:
         hc = services[name].get("healthcheck")
@@ -146,7 +154,7 @@ def test_dependencies(services):
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], (name, dep)
             if spec["condition"] == "service_completed_successfully":
-                assert dep in ONE_SHOT and services[dep].get("restart", "no") == "no", (name, dep)
+                assert dep in ONE_SHOT | PROFILE_ONE_SHOT and services[dep].get("restart", "no") == "no", (name, dep)
 
 
 @pytest.mark.parametrize("profiles", PROFILE_SETS, ids=lambda p: "+".join(sorted(p)) or "default")
@@ -242,7 +250,10 @@ def test_airflow_dockerfile(services):
         assert not any(Path(src.rstrip("/")).match(pattern.lstrip("*/")) for pattern in ignored), src
     entry = next(json.loads(rest) for word, rest in instructions if word == "ENTRYPOINT")
     cmd = next(json.loads(rest) for word, rest in instructions if word == "CMD")
-    assert entry + cmd == ["python", "-m", "local_aws.server", "--host", "0.0.0.0", "--port", "5000"]  # noqa: S104
+    assert entry + cmd == [
+        "python", "-m", "local_aws.server", "--host", "0.0.0.0", "--port", "5000",  # noqa: S104
+        "--images", "/opt/airflow/dev/local_aws/images.offline.json",
+    ]
     assert (REPO / "dev" / "local_aws" / "server.py").is_file()
 
 
