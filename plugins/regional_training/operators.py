@@ -29,7 +29,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOp
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from botocore.exceptions import ClientError
 
-from regional_training.attempts import RETRYABLE_END_STATES, latest_attempt, next_action
+from regional_training.attempts import LIVE_STATES, RETRYABLE_END_STATES, latest_attempt, next_action
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -104,6 +104,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             raise ValueError(f"{self.task_id}: region_name is required (the job's region)")
         candidates = [{"config": copy.deepcopy(self.config), "region_name": self.region_name}, *self.failover]
         candidates = candidates[: self.max_failovers + 1]
+        # A retry after a failover must follow the job it moved to, not start the first
+        # candidate again: at most one live job per target.
+        for candidate in candidates:
+            self._use(candidate)
+            latest = latest_attempt(self.config["TrainingJobName"], self._describe)
+            if latest and (latest.status in LIVE_STATES or latest.status == "Completed"):
+                return self._run_candidate(context)
         moves: list[dict[str, Any]] = []
         blocked: set[str] = set()
         for index, candidate in enumerate(candidates):
