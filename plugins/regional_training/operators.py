@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -185,15 +186,17 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         # The base class defers on the stock trigger; swap in the stopping, region-pinned one.
         if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, StoppingSageMakerTrigger):
             trigger = self._trigger(trigger.job_name)
-        # Resumed in a fresh operator: tell it which candidate (request, region) it waited on.
-        kwargs = {**(kwargs or {}), "candidate": {"config": self.config, "region_name": self.region_name}}
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, candidate: dict[str, Any] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        if candidate:
-            self._use(candidate)
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        # Resumed in a fresh operator: find the candidate (request, region) whose job the
+        # trigger waited on from the job's name (the base name or "<base>-a<N>").
+        name = str((event or {}).get("job_name", ""))
+        for candidate in [{"config": self.config, "region_name": self.region_name}, *self.failover]:
+            base = candidate["config"]["TrainingJobName"]
+            if name == base or re.fullmatch(rf"{re.escape(base)}-a\d+", name):
+                self._use(candidate)
+                break
         return super().execute_complete(context, event)
 
     def _trigger(self, job_name: str) -> StoppingSageMakerTrigger:

@@ -45,6 +45,8 @@ def test_cheapest_placement_fails_over_when_a_region_has_no_capacity(starved_sta
     conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"], "estimated_hours": 2}
     dag_run = training_dag().test(run_conf=conf)
     assert str(dag_run.state) == "success"
+    train = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "train")
+    assert train.try_number == 1  # moved and resumed in one try: no retry hid a failure
 
     # The plan chose us-west-2 (prepaid reserved); it had no capacity, so the target
     # moved to its next-ranked candidate outside the blocked region: exactly one job.
