@@ -34,6 +34,7 @@ def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
     dag_run, states = run_dag({})
     assert str(dag_run.state) == "success", states
     assert states["train"] == ["success"] * 4
+    assert {ti.try_number for ti in dag_run.get_task_instances() if ti.task_id == "train"} == {1}
     assert states["collect"] == ["success"] * 4
     run_id = dag_run.run_id
 
