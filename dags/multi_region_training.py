@@ -89,7 +89,7 @@ def multi_region_training() -> None:
         from regional_training.targets import Target
 
         settings = load_settings()
-        uri = steps.array_file_uri(settings, *_run_ids())
+        uri = steps.run_uri(settings, *_run_ids(), "array.csv")
         aws_io.put_text(uri, array_file.render(Target.from_dict(t) for t in targets), region=settings.central_region)
         return uri
 

@@ -44,13 +44,19 @@ def sagemaker_hook(region: str) -> Any:
     return SageMakerHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
 
 
-def describe_training_job(name: str, *, region: str) -> dict[str, Any] | None:
-    """The job's description in ``region``, or ``None`` if no job has that name there."""
+def describe_or_none(hook: Any, name: str) -> dict[str, Any] | None:
+    """The job's description through ``hook`` (a ``SageMakerHook``), or ``None`` if no
+    job has that name in the hook's region (SageMaker answers ``ValidationException``)."""
     from botocore.exceptions import ClientError
 
     try:
-        return sagemaker_hook(region).describe_training_job(name)  # type: ignore[no-any-return]
+        return hook.describe_training_job(name)  # type: ignore[no-any-return]
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") == "ValidationException":
             return None
         raise
+
+
+def describe_training_job(name: str, *, region: str) -> dict[str, Any] | None:
+    """The job's description in ``region``, or ``None`` if no job has that name there."""
+    return describe_or_none(sagemaker_hook(region), name)

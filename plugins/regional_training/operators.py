@@ -31,6 +31,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from botocore.exceptions import ClientError
 
 from regional_training.attempts import LIVE_STATES, RETRYABLE_END_STATES, latest_attempt, next_action
+from regional_training.aws_io import describe_or_none
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -215,14 +216,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.defer(trigger=self._trigger(job_name), method_name="execute_complete", timeout=timedelta(seconds=limit))
 
     def _describe(self, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.hook.describe_training_job(name)  # type: ignore[no-any-return]
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ValidationException":
-                return None
-            raise
+        return describe_or_none(self.hook, name)
 
     def on_kill(self) -> None:
         name = self._job_name or self.config.get("TrainingJobName")

@@ -45,9 +45,7 @@ def select_targets(conn: Any, params: dict[str, Any]) -> dict[str, Any]:
     """
     processes_per_host(params)  # cross-field Param check, before anything else
     campaigns, regions = list(params["campaigns"]), list(params["regions"])
-    with conn.cursor() as cur:
-        cur.execute("SELECT region_code FROM regions")
-        known = {row[0] for row in cur.fetchall()}
+    known = {row["region_code"] for row in campaign_db.fetch_dicts(conn, "known_regions.sql", {})}
     if params["placement"] == "region_local":
         rows = campaign_db.fetch_dicts(
             conn, "select_targets.sql", {"campaign_keys": campaigns, "region_codes": regions}
@@ -113,8 +111,9 @@ def _placement_row(row: placement.PlacementRow) -> dict[str, Any]:
     }
 
 
-def array_file_uri(settings: Settings, dag_id: str, run_id: str) -> str:
-    return f"s3://{settings.central_bucket}/runs/{training_request.run_key(dag_id, run_id)}/array.csv"
+def run_uri(settings: Settings, dag_id: str, run_id: str, name: str) -> str:
+    """Where a run's own files live in the central bucket (array file, summary)."""
+    return f"s3://{settings.central_bucket}/runs/{training_request.run_key(dag_id, run_id)}/{name}"
 
 
 def build_jobs(
@@ -231,7 +230,7 @@ def summarize_run(
     from regional_training import aws_io
 
     result = summary.summarize(rows, run_id=run_id, dry_run=dry_run, planned=planned, left_out=left_out)
-    uri = f"s3://{settings.central_bucket}/runs/{training_request.run_key(dag_id, run_id)}/summary.json"
+    uri = run_uri(settings, dag_id, run_id, "summary.json")
     aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=settings.central_region)
     for line in result["text"].splitlines():
         log.info("%s", line)
