@@ -1,0 +1,198 @@
+"""Strict Params: unknown keys and floats for integers refused, hyperparameters typed for the parser."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import pendulum
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from regional_training.params import HYPERPARAMETER_PARAMS, LR_SCHEDULES, param_specs, training_hyperparameters
+from regional_training.strict_params import (
+    DRAFT_04,
+    HYPERPARAMETER_TYPES,
+    ParamError,
+    check_conf,
+    render_hyperparameters,
+    trigger_time_specs,
+)
+from regional_training.training_request import sagemaker_hyperparameters
+
+SPECS = param_specs()
+DEFAULTS = {name: spec["default"] for name, spec in SPECS.items()}
+
+
+def _types(spec: dict[str, Any]) -> set[str]:
+    t = spec.get("type")
+    return {t} if isinstance(t, str) else set(t or ())
+
+
+INTEGER_PARAMS = sorted(n for n, s in SPECS.items() if "integer" in _types(s))
+
+
+# --- unknown keys ---------------------------------------------------------------------------------------------
+
+def test_a_misspelt_param_is_refused_naming_it_and_the_nearest_param() -> None:
+    with pytest.raises(ParamError, match=r"'instance_cuont' \(did you mean 'instance_count'\?\)"):
+        check_conf({"instance_cuont": 4}, SPECS)
+
+
+@given(key=st.text(min_size=1, max_size=30).filter(lambda k: k not in SPECS), value=st.integers())
+def test_any_unknown_key_is_refused_naming_it(key: str, value: int) -> None:
+    with pytest.raises(ParamError) as info:
+        check_conf({**DEFAULTS, key: value}, SPECS)
+    assert repr(key) in str(info.value) and "known Params: batch_size" in str(info.value)
+
+
+@given(name=st.sampled_from(sorted(n for n in SPECS if len(n) > 5)), data=st.data())
+def test_a_one_letter_slip_is_refused_with_a_suggestion(name: str, data: st.DataObject) -> None:
+    at = data.draw(st.integers(0, len(name) - 1))
+    slip = name[:at] + name[at + 1:]  # one letter dropped
+    if slip in SPECS:
+        return
+    with pytest.raises(ParamError, match="did you mean"):
+        check_conf({slip: 1}, SPECS)
+
+
+# --- integers are integers ------------------------------------------------------------------------------------
+
+@given(name=st.sampled_from(INTEGER_PARAMS), value=st.integers(-10**6, 10**6))
+def test_a_float_for_an_integer_param_is_refused_naming_it(name: str, value: int) -> None:
+    with pytest.raises(ParamError, match=rf"param '{name}': .*must be an integer"):
+        check_conf({name: float(value)}, SPECS)
+    check_conf({name: value}, SPECS)  # the type check only; bounds are the schema's job
+
+
+def test_floats_inside_arrays_of_integers_are_refused() -> None:
+    specs = {"sizes": {"default": [], "type": "array", "items": {"type": ["null", "integer"]}}}
+    check_conf({"sizes": [1, None, 3]}, specs)
+    with pytest.raises(ParamError, match=r"param 'sizes': sizes\[1\] .*\(2\.0\)"):
+        check_conf({"sizes": [1, 2.0]}, specs)
+
+
+@given(conf=st.fixed_dictionaries({}, optional={
+    "epochs": st.integers(1, 200),
+    "max_steps": st.none() | st.integers(1, 100),
+    "learning_rate": st.floats(0.001, 10) | st.integers(1, 10),
+    "budget_usd": st.none() | st.floats(0, 1e6) | st.integers(0, 10**6),
+    "campaigns": st.lists(st.sampled_from(["a", "b", "c"]), unique=True),
+    "dry_run": st.booleans(),
+}))
+def test_well_typed_confs_pass(conf: dict[str, Any]) -> None:
+    check_conf(conf, SPECS)
+    check_conf(None, SPECS)
+
+
+# --- at trigger time, through Airflow's own validation ---------------------------------------------------------
+
+def _serialized_params():
+    from airflow.sdk import DAG, Param
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    params = {name: Param(**spec) for name, spec in trigger_time_specs(SPECS).items()}
+    with DAG("strict_params_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1), params=params) as dag:
+        pass
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+
+
+def test_trigger_time_specs_make_airflow_refuse_a_float_for_an_integer() -> None:
+    """``create_dagrun`` (REST API, UI, CLI) validates ``params.deep_merge(conf)``: the same call here."""
+    params = _serialized_params()
+    params.deep_merge({}).validate()  # defaults
+    ok = params.deep_merge({"epochs": 3, "max_steps": None, "learning_rate": 1, "budget_usd": 2.5}).validate()
+    assert ok["epochs"] == 3
+    for conf in ({"epochs": 3.0}, {"max_steps": 5.0}, {"instance_count": 1.0}):
+        (name,) = conf
+        with pytest.raises(Exception, match=rf"Invalid input for param {name}: .* is not of type"):
+            params.deep_merge(conf).validate()
+    # Unknown keys: Airflow has no switch to refuse them; the first task must (check_conf).
+    assert params.deep_merge({"instance_cuont": 4}).validate()["instance_cuont"] == 4
+
+
+def test_only_integer_params_change_and_none_changes_meaning() -> None:
+    strict = trigger_time_specs(SPECS)
+    assert sorted(n for n, s in strict.items() if s.get("$schema") == DRAFT_04) == INTEGER_PARAMS
+    assert {n: {k: v for k, v in s.items() if k != "$schema"} for n, s in strict.items()} == SPECS
+    with pytest.raises(ValueError, match="exclusiveMinimum"):
+        trigger_time_specs({"n": {"default": 1, "type": "integer", "exclusiveMinimum": 0}})
+
+
+# --- hyperparameters through the real entry point's parser ----------------------------------------------------
+
+def _train_module():
+    from pathlib import Path
+
+    training_dir = str(Path(__file__).resolve().parents[2] / "images" / "training")
+    if training_dir not in sys.path:
+        sys.path.insert(0, training_dir)
+    import resnet_hvd.train as train
+
+    return train
+
+
+def toolkit_argv(hyperparameters: dict[str, str]) -> list[str]:
+    """The entry point's argv as the sagemaker-training toolkit (4.x) builds it: the
+    ``sagemaker_*`` settings are taken out, every other value is JSON-decoded when it
+    parses as JSON ("3.0" -> 3.0, "10" -> 10) and passed back as ``--key str(value)``."""
+    argv = []
+    for key in sorted(hyperparameters):
+        if key.startswith("sagemaker_"):
+            continue
+        value: Any = hyperparameters[key]
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _bound_values() -> list[tuple[str, Any]]:
+    cases: list[tuple[str, Any]] = []
+    for name in HYPERPARAMETER_PARAMS:
+        spec = SPECS[name]
+        values = [spec["default"], spec.get("minimum"), spec.get("maximum"), *spec.get("enum", [])]
+        if "exclusiveMinimum" in spec:
+            values.append(spec["exclusiveMinimum"] + 1e-8)
+        cases += [(name, v) for v in values if v is not None]
+    return cases
+
+
+def test_the_type_table_matches_the_real_parser() -> None:
+    parser = _train_module().build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    assert set(HYPERPARAMETER_TYPES) == set(HYPERPARAMETER_PARAMS)
+    for name, kind in HYPERPARAMETER_TYPES.items():
+        action = actions[name]
+        assert (action.type or str) is kind, f"{name}: parser type {action.type}, table {kind}"
+        assert f"--{name}" in action.option_strings  # SageMaker passes the Param's own spelling
+    assert tuple(actions["lr_schedule"].choices) == LR_SCHEDULES
+
+
+@pytest.mark.parametrize(("name", "value"), _bound_values(), ids=lambda v: str(v))
+def test_every_param_default_and_bound_parses_in_train_py(name: str, value: Any) -> None:
+    train = _train_module()
+    params = {**DEFAULTS, name: value}
+    hyperparameters = sagemaker_hyperparameters(
+        render_hyperparameters(training_hyperparameters(params)), processes_per_host=8
+    )
+    for argv in (toolkit_argv(hyperparameters),
+                 [t for k, v in hyperparameters.items() if not k.startswith("sagemaker_") for t in (f"--{k}", v)]):
+        args = train.parse_args([*argv, "--synthetic"])
+        assert getattr(args, name) == value
+        assert type(getattr(args, name)) is HYPERPARAMETER_TYPES[name]
+
+
+def test_the_old_rendering_of_a_float_fails_in_the_parser_and_the_new_one_refuses_it() -> None:
+    train = _train_module()
+    with pytest.raises(SystemExit):
+        train.parse_args(["--epochs", "3.0", "--synthetic"])  # what {"epochs": 3.0} became
+    with pytest.raises(ParamError, match=r"param 'epochs': 3\.0 is not an integer"):
+        render_hyperparameters({"epochs": 3.0})
+    with pytest.raises(ParamError, match="not a hyperparameter"):
+        render_hyperparameters({"instance_count": 1})
+    assert render_hyperparameters({"learning_rate": 1, "warmup_epochs": 0, "model": "resnet50"}) == {
+        "learning_rate": "1.0", "model": "resnet50", "warmup_epochs": "0.0"}
