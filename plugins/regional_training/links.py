@@ -33,6 +33,8 @@ LINKS_BASE_URL_ENV = "MRT_LINKS_BASE_URL"
 #: Mount point of the campaign view in the API server (plugins/campaign_view).
 CAMPAIGN_VIEW_PREFIX = "/campaign"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: The DAG's summary task: the one task the report link belongs to.
+SUMMARIZE_TASK_ID = "summarize"
 
 
 def offline_base_url() -> str | None:
@@ -100,13 +102,19 @@ class TrainingJobLogsLink(BaseAwsLink):
 
 
 class RunReportLink(BaseOperatorLink):
-    """The ``summarize`` task's link to the run's report (needs only the task's own key)."""
+    """The ``summarize`` task's link to the run's report (needs only the task's own key).
+
+    Resolved where it is asked for (worker or API server) from the run's ids and
+    Airflow's ``[api] base_url``; any other task gets no link.
+    """
 
     name: ClassVar[str] = "Run report"  # type: ignore[misc]
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.configuration import conf
 
+        if ti_key.task_id != SUMMARIZE_TASK_ID:
+            return ""
         return report_url(ti_key.dag_id, ti_key.run_id, conf.get("api", "base_url", fallback=""))
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 from regional_training.metric_format import LINE_PREFIX, METRIC_DEFINITIONS
 
+#: The report's name next to ``summary.json`` in the run's folder of the central bucket.
+REPORT_NAME = "report.html"
 #: SageMaker's log group for training jobs; each host logs to ``<job>/algo-<n>-<epoch>``.
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: Rank 0 runs on the first host and is the only rank that prints metric lines.
@@ -138,20 +140,20 @@ def plan_from_jobs(jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # -- charts -------------------------------------------------------------------------
 
 
-def _figure(height: float) -> Any:
+def new_figure(height: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(9, height), layout="constrained")
 
 
-def _svg(fig: Any, title: str) -> str:
+def svg_of(fig: Any, title: str) -> str:
     import matplotlib
 
     buffer = io.StringIO()
     # Text stays text (no glyph paths): smaller, searchable; a fixed salt makes the same
     # input render the same bytes.
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "mrt-report", "font.size": 9}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" class="chart" ', 1)
@@ -163,7 +165,7 @@ def _label(row: Mapping[str, Any]) -> str:
 
 def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """Planned vs actual cost per target (horizontal bars: any number of targets fits)."""
-    fig = _figure(1.2 + 0.32 * len(rows))
+    fig = new_figure(1.2 + 0.32 * len(rows))
     ax = fig.add_subplot()
     labels = [_label(r) for r in rows]
     positions = list(range(len(rows)))
@@ -176,12 +178,14 @@ def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     ax.set_xlabel("USD")
     ax.legend(loc="lower right")
     ax.set_title("Planned vs actual cost")
-    return _svg(fig, "Planned vs actual cost per target")
+    return svg_of(fig, "Planned vs actual cost per target")
 
 
-def step_chart(metric: str, rows: Sequence[Mapping[str, Any]], series: Mapping[str, Sequence[Mapping[str, float]]]) -> str:
+def step_chart(
+    metric: str, rows: Sequence[Mapping[str, Any]], series: Mapping[str, Sequence[Mapping[str, float]]]
+) -> str:
     """One metric over the steps, one line per target."""
-    fig = _figure(3.2)
+    fig = new_figure(3.2)
     ax = fig.add_subplot()
     for row in rows:
         points = [p for p in series.get(row["target_key"], []) if metric in p]
@@ -192,7 +196,7 @@ def step_chart(metric: str, rows: Sequence[Mapping[str, Any]], series: Mapping[s
     ax.set_title(f"{CHARTED[metric]} over the steps")
     if len(rows) <= LEGEND_LIMIT and ax.lines:
         ax.legend(fontsize=8)
-    return _svg(fig, f"{CHARTED[metric]} over the steps")
+    return svg_of(fig, f"{CHARTED[metric]} over the steps")
 
 
 def _time(value: Any) -> datetime | None:
@@ -205,7 +209,7 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """Each target's recorded job (start to end, by status) with its attempt and moves."""
     from matplotlib.dates import DateFormatter, date2num
 
-    fig = _figure(1.4 + 0.4 * len(rows))
+    fig = new_figure(1.4 + 0.4 * len(rows))
     ax = fig.add_subplot()
     times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time"))) if t]
     for index, row in enumerate(rows):
@@ -233,7 +237,7 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
         ax.set_xlabel("time (UTC)")
     ax.set_title("Jobs: start to end by region (x: failover move)")
-    return _svg(fig, "Timeline of the jobs")
+    return svg_of(fig, "Timeline of the jobs")
 
 
 # -- the page -------------------------------------------------------------------------
@@ -245,9 +249,10 @@ table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .Completed{color:#2e7d32;font-weight:600} .Failed,.NotStarted,.Stopped{color:#c62828;font-weight:600}
-svg.chart{max-width:100%;height:auto;display:block;margin:.5rem 0}
+svg.chart{width:100%;max-width:64rem;height:auto;display:block;margin:.5rem 0}
+.wide{overflow-x:auto}
 .figure{break-inside:avoid;page-break-inside:avoid}
-@media print{body{margin:0} a{color:inherit} .figure{break-inside:avoid}}
+@media print{body{margin:0} a{color:inherit} table{font-size:.6rem} .wide{overflow:visible}}
 """
 
 
@@ -271,7 +276,8 @@ def _links(items: Mapping[str, str]) -> str:
 
 def _table(head: Sequence[str], body: Iterable[str], table_id: str) -> str:
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f'<table id="{table_id}"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="wide"><table id="{table_id}"><thead><tr>{header}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[str, str]]) -> str:
@@ -281,7 +287,8 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
     for row in rows:
         metrics = row.get("metrics") or {}
         moves = "; ".join(
-            f"{m['from_region']} → {m.get('to_region') or 'none'} ({m.get('error_code')})" for m in row.get("moves") or []
+            f"{m['from_region']} → {m.get('to_region') or 'none'} ({m.get('error_code')})"
+            for m in row.get("moves") or []
         )
         body.append(
             f'<tr data-target="{_e(row["target_key"])}">'

@@ -1,0 +1,1 @@
+"""The campaign view: recent training runs and their trends, inside the Airflow UI."""

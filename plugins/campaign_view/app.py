@@ -1,0 +1,191 @@
+"""The campaign view's FastAPI app, mounted by the API server at :data:`PREFIX`.
+
+Pages (all read-only, all behind Airflow's own authentication: the same JWT, from the
+UI's session cookie or a bearer token, and the same "may read DAG runs" check as the
+REST API; an anonymous request gets 401, an unauthorised user 403):
+
+* ``/`` -- recent runs from ``training_runs`` and, per dataset and region, final
+  accuracy, images/sec and cost across nights, each run linking to its report;
+* ``/runs/{dag_id}/{run_id}/report`` -- the run's report, read from the central bucket;
+* ``/jobs/{region}/{job}`` and ``/logs/{region}/{job}`` -- a training job's description
+  and its log streams, in its own region (what the train task's links open offline,
+  where there is no AWS console: ``MRT_LINKS_BASE_URL``, regional_training.links).
+
+SQL lives in include/sql/queries/campaign_*.sql with bound parameters; the database
+session is read-only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import defaultdict
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+PREFIX = "/campaign"
+#: How many runs the view lists and plots by default, and at most.
+DEFAULT_RUNS, MAX_RUNS = 30, 500
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+#: SageMaker's training job name rule.
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def require_dag_run_read(
+    request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Airflow's own authentication and DAG-run read permission (imported on first use:
+    only the API server needs it, and it is heavy)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+
+    user = await get_user(request, None, bearer)
+    requires_access_dag("GET", DagAccessEntity.RUN)(request, user)
+
+
+app = FastAPI(title="Training campaigns", dependencies=[Depends(require_dag_run_read)])
+
+
+def _fetch(query_file: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from regional_training import campaign_db
+
+    conn: Any = PostgresHook(postgres_conn_id="campaign_db").get_conn()
+    try:
+        conn.set_session(readonly=True)  # a read-only view: the server refuses any write
+        rows = campaign_db.fetch_dicts(conn, query_file, params)
+    finally:
+        conn.close()
+    return [{k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()} for row in rows]
+
+
+def _e(value: Any) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def trend_chart(points: list[dict[str, Any]], column: str, title: str) -> str:
+    """One line per dataset and region across nights (matplotlib, inline SVG)."""
+    from matplotlib.dates import DateFormatter
+
+    from regional_training.report import new_figure, svg_of
+
+    lines: dict[str, list[tuple[Any, float]]] = defaultdict(list)
+    for p in points:
+        if p[column] is not None and p["night"] is not None:
+            lines[f"{p['dataset_key']} ({p['region_code']})"].append((p["night"], p[column]))
+    fig = new_figure(3.0)
+    ax = fig.add_subplot()
+    for label, values in sorted(lines.items()):
+        ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=label)
+    ax.set_title(f"{title} across nights")
+    ax.set_ylabel(title)
+    if lines:
+        ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+        if len(lines) <= 12:
+            ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no recorded runs yet", ha="center", va="center", transform=ax.transAxes)
+    return svg_of(fig, f"{title} across nights")
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#212121}
+table{border-collapse:collapse;font-size:.85rem} th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
+th{background:#f5f5f5} td.num{text-align:right} svg.chart{max-width:100%;height:auto;display:block}
+"""
+
+
+@app.get("/", response_class=HTMLResponse)
+def campaign_page(limit: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> str:
+    runs = _fetch("campaign_recent_runs.sql", {"limit": limit})
+    points = _fetch("campaign_trends.sql", {"limit": limit})
+    rows = "".join(
+        f'<tr data-run="{_e(r["run_id"])}"><td>{_e(r["dag_id"])}</td>'
+        f'<td><a href="{PREFIX}/runs/{_e(r["dag_id"])}/{_e(r["run_id"])}/report">{_e(r["run_id"])}</a></td>'
+        f"<td>{_e(r['started'])}</td><td>{_e(r['regions'])}</td>"
+        f'<td class="num">{r["completed"]} / {r["targets"]}</td>'
+        f'<td class="num">{_money(r["planned_cost_usd"])}</td><td class="num">{_money(r["actual_cost_usd"])}</td></tr>'
+        for r in runs
+    )
+    charts = "".join(
+        trend_chart(points, column, title)
+        for column, title in (("accuracy", "accuracy"), ("images_per_sec", "images/sec"),
+                              ("actual_cost_usd", "actual cost (USD)"))
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Training campaigns</title>'
+        f"<style>{_CSS}</style></head><body><h1>Training campaigns</h1>"
+        f"<h2>Recent runs</h2><table id=\"runs\"><thead><tr><th>DAG</th><th>run (report)</th><th>started</th>"
+        f"<th>regions</th><th>completed</th><th>planned USD</th><th>actual USD</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table><h2>Per dataset and region</h2>{charts}</body></html>"
+    )
+
+
+@app.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse)
+def run_report(dag_id: str, run_id: str) -> str:
+    from airflow.models.variable import Variable
+
+    from regional_training import aws_io
+    from regional_training.report import REPORT_NAME
+    from regional_training.training_request import run_key
+
+    bucket, region = Variable.get("mrt_central_bucket", None), Variable.get("mrt_central_region", None)
+    if not bucket or not region:
+        raise HTTPException(500, "Variables mrt_central_bucket and mrt_central_region must be set")
+    uri = f"s3://{bucket}/runs/{run_key(dag_id, run_id)}/{REPORT_NAME}"
+    try:
+        return aws_io.get_text(uri, region=region)
+    except Exception as err:
+        if "NoSuchKey" in type(err).__name__ or "NoSuchKey" in str(err):
+            raise HTTPException(404, f"no report for run {run_id!r} of {dag_id!r} at {uri}") from err
+        raise
+
+
+def _check_job(region: str, job: str) -> None:
+    if not _REGION.match(region):
+        raise HTTPException(400, f"region {region!r} is not an AWS region code")
+    if not _JOB_NAME.match(job):
+        raise HTTPException(400, f"job {job!r} is not a SageMaker training job name")
+
+
+@app.get("/jobs/{region}/{job}")
+def job_description(region: str, job: str) -> dict[str, Any]:
+    from regional_training import aws_io
+
+    _check_job(region, job)
+    description = aws_io.describe_training_job(job, region=region)
+    if description is None:
+        raise HTTPException(404, f"no training job {job!r} in {region}")
+    return description
+
+
+@app.get("/logs/{region}/{job}", response_class=PlainTextResponse)
+def job_logs(region: str, job: str) -> str:
+    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+    from regional_training.aws_io import BOTOCORE_CONFIG
+    from regional_training.report import LOG_GROUP
+
+    _check_job(region, job)
+    hook = AwsLogsHook(aws_conn_id="aws_default", region_name=region, config=BOTOCORE_CONFIG)
+    try:
+        streams = hook.conn.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job}/")["logStreams"]
+    except hook.conn.exceptions.ResourceNotFoundException:
+        streams = []
+    if not streams:
+        raise HTTPException(404, f"no log stream for {job!r} in {region}")
+    out = []
+    for stream in sorted(s["logStreamName"] for s in streams):
+        out.append(f"== {stream}")
+        out += [event["message"] for event in hook.get_log_events(LOG_GROUP, stream)]
+    return "\n".join(out)
