@@ -1,0 +1,191 @@
+"""Retries by error class, after SageMaker Pipelines' typed retry policies.
+
+Every task retries twice with backoff (the DAG's ``default_args``), which helps only
+when the cause is transient. :func:`classify` maps an exception, a
+``DescribeTrainingJob`` answer or an error code / ``FailureReason`` text to a decision:
+
+======================  ===========================================================  ==============================
+decision                error class                                                  what happens
+======================  ===========================================================  ==============================
+``fail``                validation, settings and Param errors (``ValueError``:        ``AirflowFailException`` at
+                        ``TargetError``, ``SettingsError``, a request botocore's      once: no retry, no backoff
+                        model refuses; ``ParamValidationError``, pydantic
+                        ``ValidationError``, any ``AirflowFailException``);
+                        a ``ClientError`` of the request (4xx: ``ValidationException``,
+                        ``AccessDeniedException``, ``ResourceNotFound``, ...)
+``failed_job``          a training job that ended ``Failed`` with ``AlgorithmError``  not re-created by an automatic
+                        or ``ClientError`` in its ``FailureReason``, or ``Stopped``   retry: the task fails naming
+                        (max runtime, a person)                                       the reason; a human clear still
+                                                                                     makes one new attempt
+``failover``            capacity or quota (``ResourceLimitExceeded``,                 the operator moves the target
+                        ``CapacityError``, ``InsufficientCapacityError``, ...) at     to its next-ranked candidate
+                        creation or in a job's ``FailureReason``                      (:mod:`.operators`)
+``retry``               throttling (``ThrottlingException``, ``SlowDown``, ...),       Airflow's retry with
+                        HTTP 5xx, ``InternalServerError``/``InternalFailure``,         exponential backoff
+                        connection errors, an unavailable campaign database;
+                        a job that failed with ``InternalServerError``
+``retry`` (default)     anything else (unknown: keep Airflow's behaviour)            Airflow's retry with backoff
+======================  ===========================================================  ==============================
+
+A human clear vs an automatic retry: Airflow 3 increments ``try_number`` for both, but
+a clear also sets ``max_tries = try_number + retries`` (``clear_task_instances``), so
+the first try after a clear, like the run's first try, is
+``max_tries - retries + 1``, which is how Airflow itself finds "the first try of this
+clear" (``RuntimeTaskInstance.get_first_reschedule_date``). A later try is an automatic
+retry: :func:`is_automatic_retry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from regional_training.operators import CAPACITY_ERROR_CODES, is_capacity_error
+
+
+class Decision(StrEnum):
+    FAIL = "fail"
+    FAILED_JOB = "failed_job"
+    FAILOVER = "failover"
+    RETRY = "retry"
+
+
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown",
+     "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException"}
+)
+SERVER_ERROR_CODES = frozenset(
+    {"InternalServerError", "InternalFailure", "InternalError", "ServiceUnavailable", "ServiceUnavailableException",
+     "InternalServerException"}
+)
+#: Exception class names (any module) that mean "transient": a retry may succeed.
+TRANSIENT_CLASS_NAMES = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+     "CampaignDbUnavailableError", "OperationalError", "ConnectionError", "TimeoutError"}
+)
+#: Exception class names that mean "the input is wrong": no retry can fix it.
+VALIDATION_CLASS_NAMES = frozenset({"ParamValidationError", "ValidationError", "TargetError", "SettingsError"})
+
+
+@dataclass(frozen=True)
+class Classification:
+    decision: Decision
+    #: The error class as named in the table (an error code, a FailureReason prefix, a type name).
+    error_class: str
+    reason: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.decision in (Decision.RETRY, Decision.FAILOVER)
+
+
+class NotRetriedError(AirflowFailException):
+    """An error no automatic retry can fix (validation, a deterministic job failure)."""
+
+
+def _from_code(code: str, message: str, http_status: int | None) -> Classification:
+    if code in CAPACITY_ERROR_CODES or is_capacity_error(message):
+        return Classification(Decision.FAILOVER, code, message)
+    if code in THROTTLING_CODES or http_status == 429:
+        return Classification(Decision.RETRY, code, message)
+    if code in SERVER_ERROR_CODES or (http_status is not None and http_status >= 500):
+        return Classification(Decision.RETRY, code, message)
+    if code or (http_status is not None and 400 <= http_status < 500):
+        # A named 4xx error of the request: the same request fails the same way.
+        return Classification(Decision.FAIL, code or f"HTTP {http_status}", message)
+    return Classification(Decision.RETRY, "unknown", message)
+
+
+def _from_description(description: Mapping[str, Any]) -> Classification:
+    status = str(description.get("TrainingJobStatus"))
+    reason = str(description.get("FailureReason") or f"job ended {status}")
+    if status not in ("Failed", "Stopped"):
+        raise ValueError(f"a training job that is {status} has no error to classify")
+    if is_capacity_error(reason):
+        return Classification(Decision.FAILOVER, "CapacityError", reason)
+    prefix = reason.split(":", 1)[0].strip()
+    if prefix in SERVER_ERROR_CODES:
+        return Classification(Decision.RETRY, prefix, reason)
+    # AlgorithmError (the entry point failed), ClientError (the request or its data),
+    # Stopped (max runtime, a person): the same request would end the same way.
+    return Classification(Decision.FAILED_JOB, prefix if status == "Failed" else "Stopped", reason)
+
+
+def _from_exception(exc: BaseException) -> Classification:
+    from botocore.exceptions import ClientError
+
+    message = str(exc)
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return _from_code(str(error.get("Code") or ""), str(error.get("Message") or message), status)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, AirflowFailException) or names & VALIDATION_CLASS_NAMES:
+        return Classification(Decision.FAIL, type(exc).__name__, message)
+    if names & TRANSIENT_CLASS_NAMES:
+        return Classification(Decision.RETRY, type(exc).__name__, message)
+    if type(exc).__name__ == "NoCapacityError":  # every candidate tried: nothing to fail over to
+        return Classification(Decision.FAIL, "NoCapacityError", message)
+    if isinstance(exc, ValueError):
+        return Classification(Decision.FAIL, type(exc).__name__, message)
+    return Classification(Decision.RETRY, type(exc).__name__, message)
+
+
+def classify(error: BaseException | Mapping[str, Any] | str) -> Classification:
+    """The decision for an exception, a ``DescribeTrainingJob`` answer (``Failed`` or
+    ``Stopped``), or an error code / ``FailureReason`` text."""
+    if isinstance(error, BaseException):
+        return _from_exception(error)
+    if isinstance(error, Mapping):
+        return _from_description(error)
+    code = error.split(":", 1)[0].strip()
+    if code in CAPACITY_ERROR_CODES or is_capacity_error(error):
+        return Classification(Decision.FAILOVER, code, error)
+    if code in ("AlgorithmError", "ClientError"):
+        return Classification(Decision.FAILED_JOB, code, error)
+    return _from_code(code, error, None)
+
+
+def is_automatic_retry(try_number: int, max_tries: int, retries: int) -> bool:
+    """Whether this try is Airflow's automatic retry, not a run's or a clear's first try.
+
+    Pass ``ti.try_number``, ``ti.max_tries`` and the task's ``retries``.
+    """
+    return try_number > max_tries - retries + 1
+
+
+def check_new_attempt(description: Mapping[str, Any], *, try_number: int, max_tries: int, retries: int) -> None:
+    """Before creating a new attempt after a job that ended ``Failed``/``Stopped``.
+
+    :raises NotRetriedError: on an automatic retry after a deterministic failure
+        (``failed_job``), naming the job and its reason. A clear's first try passes.
+    """
+    verdict = classify(description)
+    if verdict.decision is Decision.FAILED_JOB and is_automatic_retry(try_number, max_tries, retries):
+        raise NotRetriedError(
+            f"training job {description.get('TrainingJobName')} ended {description.get('TrainingJobStatus')}: "
+            f"{verdict.reason}; an automatic retry would end the same way, so no new job is created "
+            "(clear the task to make one new attempt)"
+        )
+
+
+@contextmanager
+def by_error_class(what: str) -> Iterator[None]:
+    """Run a task's work; turn errors no retry can fix into ``NotRetriedError`` (no retry).
+
+    Transient errors propagate unchanged (Airflow retries them with backoff).
+    """
+    try:
+        yield
+    except AirflowFailException:
+        raise
+    except Exception as exc:
+        verdict = classify(exc)
+        if verdict.decision in (Decision.FAIL, Decision.FAILED_JOB):
+            raise NotRetriedError(f"{what}: {verdict.error_class}: {verdict.reason} (not retried)") from exc
+        raise
