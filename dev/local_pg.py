@@ -10,20 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from processes import free_port
+
 PG_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -48,7 +43,7 @@ def temporary_postgres(dbname: str = "campaigns") -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(workdir, PG_USER)
         shutil.chown(sockdir, PG_USER)
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         _as_postgres([_pg_bin("initdb"), "-D", str(datadir), "-U", PG_USER, "-A", "trust",
                       "-E", "UTF8", "--no-sync"]),

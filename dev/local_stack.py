@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from processes import free_port, stop_group
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_REPOSITORY = "multi-region-training/resnet50-horovod"
 CENTRAL_BUCKET = "mrt-central-artifacts"
@@ -35,45 +36,18 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 SampleWriter = Callable[[str, str, Path], None]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def fake_image_map() -> dict[str, Any]:
     """Images -> the stand-in entry point (no TensorFlow needed)."""
     return {TRAINING_REPOSITORY: {"command": [sys.executable, str(REPO / "dev/local_aws/fake_entry_point.py")]}}
 
 
 def real_image_map(train_python: str | os.PathLike[str]) -> dict[str, Any]:
-    """Images -> the training image's real entry point, run by the training venv.
+    """Images -> the training image, launched as SageMaker launches it (the toolkit's
+    ``train`` in a container-like ``/opt/ml``, under ``mpirun``): see
+    :func:`local_aws.images.toolkit_image`."""
+    from local_aws.images import toolkit_image
 
-    ``images/training/train.py`` as SageMaker runs it (``SAGEMAKER_PROGRAM``), Horovod
-    through the venv's ``horovodrun`` (gloo), checkpoints in the job directory's
-    ``/opt/ml/checkpoints`` (the entry point's default is the container path, so the
-    emulator's ``{checkpoint_dir}`` placeholder points it there; the request's
-    hyperparameters stay untouched).
-    """
-    python = Path(train_python)
-    horovodrun = python.parent / "horovodrun"
-    if not os.access(python, os.X_OK):
-        raise FileNotFoundError(f"training python {python} is not executable (scripts/setup_training_env.sh)")
-    if not horovodrun.exists():
-        raise FileNotFoundError(f"no horovodrun next to {python}")
-    return {
-        TRAINING_REPOSITORY: {
-            "command": [str(python), str(REPO / "images/training/train.py"), "--checkpoint-dir", "{checkpoint_dir}"],
-            "horovodrun": [str(horovodrun)],
-            "env": {
-                # Quieter TF start-up; errors still reach the log (and FailureReason).
-                "TF_CPP_MIN_LOG_LEVEL": "1",
-                # No GPU probing on a laptop, as on a CPU instance.
-                "CUDA_VISIBLE_DEVICES": "",
-                "PYTHONUNBUFFERED": "1",
-            },
-        }
-    }
+    return {TRAINING_REPOSITORY: toolkit_image(train_python, REPO)}
 
 
 def region_seed(region: str, dataset_key: str) -> int:
@@ -122,7 +96,7 @@ def local_aws(
     log_path: Path | None = None,
 ) -> Iterator[str]:
     """Run the emulator in a subprocess; yield its endpoint URL; stop it on exit."""
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mrt-local-aws-"))
     images = workdir / "images.json"
     images.write_text(json.dumps(image_map))
@@ -149,11 +123,7 @@ def local_aws(
                 time.sleep(0.2)
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc)
         log_file.close()
 
 

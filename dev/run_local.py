@@ -1,8 +1,16 @@
 """Run the DAG end to end, offline: the README's first command (``scripts/run_local.sh``) calls this.
 
-Starts a throwaway PostgreSQL (schema + sample data), the local AWS emulator (regional
-buckets seeded with sample data), migrates Airflow's metadata DB (SQLite), runs
-``airflow dags test multi_region_training``, prints the run's summary, stops it all.
+Starts a throwaway PostgreSQL for the campaign DB (schema + sample data) and the local
+AWS emulator (regional buckets seeded with sample data), then Airflow as it runs in a
+deployment (``dev/airflow_services.py``): a PostgreSQL metadata DB, ``airflow
+api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and ``triggerer``. It
+triggers a run through the REST API as the UI's trigger form does, unpauses the DAG,
+shows per region how many targets are trained / running / waiting, prints the run's
+summary and stops everything it started (also on Ctrl-C).
+
+``--serve`` keeps the stack up afterwards and prints the UI's URL and login (Ctrl-C
+stops it). ``--dags-test`` runs ``airflow dags test`` in one process instead (SQLite,
+mapped tasks one after another; no scheduler, triggerer or REST API).
 
 Training is real when the training venv is available (``--train-python``, else
 ``$MRT_TRAIN_PYTHON``, else ``scripts/setup_training_env.sh`` builds or reuses it): each
@@ -14,6 +22,7 @@ region's generated TFRecords. ``--fake-training`` uses the stand-in entry point 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,11 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "plugins")]
 
+from airflow_services import DAG_ID, AirflowStack, airflow_services, follow_run  # noqa: E402
 from local_pg import temporary_postgres  # noqa: E402
 from local_stack import (  # noqa: E402
     CENTRAL_BUCKET,
@@ -42,6 +53,8 @@ from local_stack import (  # noqa: E402
     seed_aws,
     tfrecord_samples,
 )
+from processes import stop_group  # noqa: E402
+from regional_training.training_request import run_key  # noqa: E402
 
 
 def _train_python(explicit: str | None) -> str:
@@ -75,14 +88,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="training jobs the emulator runs at once (default: %(default)s)")
     parser.add_argument("--max-processes-per-job", type=int, default=2,
                         help="cap on Horovod processes per job (default: %(default)s)")
+    mode_group = parser.add_mutually_exclusive_group()
+    mode_group.add_argument("--serve", action="store_true",
+                            help="keep the services up after the run; print the UI's URL and login")
+    mode_group.add_argument("--dags-test", action="store_true",
+                            help="`airflow dags test` in one process instead of the services")
+    parser.add_argument("--no-run", action="store_true",
+                        help="with --serve: trigger nothing, just serve the stack (use the trigger form)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default: 3600)")
     args = parser.parse_args(argv)
+    if args.no_run and not args.serve:
+        parser.error("--no-run needs --serve")
     _terminate_on_sigterm()
 
-    import psycopg2
-
-    from regional_training import campaign_db
-
     conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
+    samples: SampleWriter
     if args.fake_training:
         image_map, samples, mode = fake_image_map(), placeholder_samples, "stand-in entry point (--fake-training)"
     else:
@@ -96,24 +116,36 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     returncode = 1
     try:
-        returncode, summary = _run(args, conf, home, image_map, samples, mode, psycopg2, campaign_db)
-        print("\n" + (summary or "no run summary was written"))
-        print(f"(wall time {time.monotonic() - started:.0f}s; training: {mode})")
+        with _offline_stack(args, home, image_map, samples, mode) as (dsn, endpoint):
+            if args.dags_test:
+                returncode = _dags_test(conf, dsn, endpoint, home)
+                summary = _read_summary(endpoint)
+            else:
+                returncode, summary = _services_run(args, conf, dsn, endpoint, home, started)
+            if not args.serve:
+                print("\n" + (summary or "no run summary was written"))
+            print(f"(wall time {time.monotonic() - started:.0f}s; training: {mode})")
     except KeyboardInterrupt:
         print("interrupted: the local stack was stopped", file=sys.stderr)
         returncode = 130
     finally:
         if args.keep:
-            print(f"Airflow home kept at {home} (emulator log: {home / 'local-aws.log'})")
+            print(f"Airflow home kept at {home} (service logs in {home / 'services'}, "
+                  f"emulator log: {home / 'local-aws.log'})")
         else:
             shutil.rmtree(home, ignore_errors=True)
     return returncode
 
 
-def _run(
-    args: argparse.Namespace, conf: dict[str, Any], home: Path, image_map: dict[str, Any], samples: SampleWriter,
-    mode: str, psycopg2: Any, campaign_db: Any,
-) -> tuple[int, str | None]:
+@contextlib.contextmanager
+def _offline_stack(
+    args: argparse.Namespace, home: Path, image_map: dict[str, Any], samples: SampleWriter, mode: str
+) -> Iterator[tuple[str, str]]:
+    """The campaign DB (migrated, sample data) and the emulator (buckets seeded)."""
+    import psycopg2
+
+    from regional_training import campaign_db
+
     with temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)
         campaign_db.migrate(conn, seed=True)
@@ -126,30 +158,72 @@ def _run(
             print(f"local AWS at {endpoint}; {mode}; seeding sample data", flush=True)
             copies = seed_aws(endpoint, dsn, samples)
             print(f"seeded {len(copies)} dataset copies", flush=True)
-            env = {**os.environ, **airflow_env(dsn=dsn, endpoint=endpoint, airflow_home=home)}
-            subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-            dag_test = subprocess.Popen(
-                ["airflow", "dags", "test", "multi_region_training", "--conf", json.dumps(conf)], env=env
-            )
-            try:
-                returncode = dag_test.wait()
-            finally:
-                if dag_test.poll() is None:
-                    dag_test.terminate()
-                    try:
-                        dag_test.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        dag_test.kill()
-            return returncode, _read_summary(endpoint)
+            yield dsn, endpoint
 
 
-def _read_summary(endpoint: str) -> str | None:
+def _services_run(
+    args: argparse.Namespace, conf: dict[str, Any], dsn: str, endpoint: str, home: Path, started: float
+) -> tuple[int, str | None]:
+    """Trigger through the REST API on the real services; follow; the summary."""
+    with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home,
+                          progress=lambda msg: print(msg, flush=True)) as stack:
+        print(f"Airflow is up at {stack.base_url} ({time.monotonic() - started:.0f}s)", flush=True)
+        if args.no_run:
+            _serve(stack)
+            return 0, None
+        # Triggered first, unpaused second: the run is queued with this conf before the
+        # scheduler may start anything.
+        run_id = stack.api.trigger(conf)
+        stack.api.set_paused(False)
+        print(f"triggered {run_id} through POST /api/v2/dags/{DAG_ID}/dagRuns; DAG unpaused", flush=True)
+        followed = follow_run(
+            stack.api, run_id, timeout=args.timeout,
+            on_change=lambda p: print(f"[{time.monotonic() - started:5.0f}s] {p.line()}", flush=True),
+        )
+        state = followed.run["state"]
+        failed = sorted({ti["task_id"] for ti in followed.task_instances if ti.get("state") == "failed"})
+        print(f"run {run_id}: {state}" + (f" (failed tasks: {', '.join(failed)})" if failed else ""), flush=True)
+        summary = _read_summary(endpoint, run_key(DAG_ID, run_id))
+        if args.serve:
+            print("\n" + (summary or "no run summary was written"), flush=True)
+            _serve(stack)
+            summary = None
+        return (0 if state == "success" else 1), summary
+
+
+def _serve(stack: AirflowStack) -> None:
+    """Keep the stack up until Ctrl-C (or SIGTERM)."""
+    print(f"\nAirflow UI: {stack.base_url}  login: {stack.username} / {stack.password}\n"
+          f"(password generated for this stack only; Ctrl-C stops everything)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+    print("stopping the stack", flush=True)
+
+
+def _dags_test(conf: dict[str, Any], dsn: str, endpoint: str, home: Path) -> int:
+    """``airflow dags test`` in one process (SQLite metadata DB), as before the services."""
+    env = {**os.environ, **airflow_env(dsn=dsn, endpoint=endpoint, airflow_home=home)}
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    dag_test = subprocess.Popen(
+        ["airflow", "dags", "test", DAG_ID, "--conf", json.dumps(conf)], env=env, start_new_session=True
+    )
+    try:
+        return dag_test.wait()
+    finally:
+        stop_group(dag_test)
+
+
+def _read_summary(endpoint: str, key: str | None = None) -> str | None:
+    """The newest ``summary.json`` in the central bucket (under ``key``, when given)."""
     s3 = aws_client("s3", endpoint, "us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=CENTRAL_BUCKET, Prefix="runs/").get("Contents", [])]
-    summaries = sorted(k for k in keys if k.endswith("summary.json"))
+    objects = s3.list_objects_v2(Bucket=CENTRAL_BUCKET, Prefix="runs/").get("Contents", [])
+    summaries = sorted((o for o in objects if o["Key"].endswith("summary.json")), key=lambda o: o["LastModified"])
+    if key is not None:
+        summaries = [o for o in summaries if key in o["Key"]]
     if not summaries:
         return None
-    body = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=summaries[-1])["Body"].read())
+    body = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=summaries[-1]["Key"])["Body"].read())
     return str(body["text"])
 
 

@@ -2,11 +2,14 @@
 # The README's first command: run the DAG end to end, offline, with real training.
 #
 # Builds (or reuses) the Airflow venv and the training venv, then runs
-# dev/run_local.py: a throwaway PostgreSQL, the local AWS emulator whose SageMaker
-# jobs train the real entry point (Horovod, CPU) on each region's generated TFRecords,
-# `airflow dags test`, and the run's summary. Everything it starts is stopped on exit
-# (also on Ctrl-C). Arguments go to dev/run_local.py (--help; --fake-training for the
-# stand-in entry point; --conf '{"regions": ["eu-west-1"]}' to override Params).
+# dev/run_local.py: a throwaway PostgreSQL campaign DB, the local AWS emulator whose
+# SageMaker jobs train the real entry point (Horovod, CPU) on each region's generated
+# TFRecords, and Airflow's real services (PostgreSQL metadata DB, api-server,
+# scheduler with LocalExecutor, dag-processor, triggerer); it triggers a run through
+# the REST API, follows it per region and prints the run's summary. Everything it
+# starts is stopped on exit (also on Ctrl-C). Arguments go to dev/run_local.py
+# (--help; --fake-training for the stand-in entry point; --serve to keep the UI up;
+# --dags-test for `airflow dags test`; --conf '{"regions": ["eu-west-1"]}').
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,0 +1,382 @@
+"""Airflow as its users run it, on the local stack: real services, a REST client.
+
+:func:`airflow_services` starts, on 127.0.0.1, what a deployment runs (docker-compose.yaml):
+a throwaway PostgreSQL metadata database (``dev/local_pg.py``), ``airflow db migrate``,
+then ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and
+``triggerer``, each in its own process group with its log under ``<home>/services/``.
+It waits until the api-server answers, every service reports healthy and the DAG is
+parsed, creates the launch pool, and stops every group on exit (also on Ctrl-C).
+
+Login: the simple auth manager with one admin user whose password is generated per
+stack (``secrets``), written to a file in the throwaway home, never committed.
+
+:class:`AirflowApi` is the REST client the README's first command, the tests and the
+benchmark share: a JWT from ``POST /auth/token``, then ``/api/v2`` as the UI calls it.
+:func:`follow_run` polls a run's task instances until it ends, recording every state
+each training task was seen in (``deferred`` included) and calling back on changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_pg import temporary_postgres
+from local_stack import airflow_env
+from processes import free_port, kill_group, stop_group
+
+DAG_ID = "multi_region_training"
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: The pool the training tasks launch from (``MRT_TRAINING_POOL``). It counts running
+#: tasks only (``include_deferred`` false): it bounds launches, not jobs waited on.
+LAUNCH_POOL = "mrt_training_launches"
+LAUNCH_POOL_SLOTS = 16
+ADMIN_USER = "admin"
+#: Task-instance states in which a training job may be in flight.
+IN_FLIGHT = frozenset({"running", "deferred", "queued", "scheduled", "up_for_retry", "restarting"})
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
+_REGION = re.compile(r"\b[a-z]{2}(?:-gov)?-[a-z]+-\d\b")
+
+
+class ServiceError(RuntimeError):
+    """A service did not start or an API call failed; the message names which."""
+
+
+class AirflowApi:
+    """``/api/v2`` with a bearer token from the simple auth manager's ``/auth/token``."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url
+        self._credentials = {"username": username, "password": password}
+        self._token: str | None = None
+
+    def call(self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200,)) -> Any:
+        status, payload = self.request(method, path, body)
+        if status == 401:  # token expired (24 h by default): log in again once
+            self._token = None
+            status, payload = self.request(method, path, body)
+        if status not in expect:
+            raise ServiceError(f"{method} {path} -> HTTP {status}: {json.dumps(payload)[:2000]}")
+        return payload
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token()}"}
+        return _http(method, f"{self.base_url}{path}", body, headers)
+
+    def token(self) -> str:
+        if self._token is None:
+            status, payload = _http("POST", f"{self.base_url}/auth/token", self._credentials,
+                                    {"Content-Type": "application/json"})
+            if status not in (200, 201):
+                raise ServiceError(f"login as {self._credentials['username']} failed: HTTP {status} {payload}")
+            self._token = str(payload["access_token"])
+        return self._token
+
+    # -- what the UI does -------------------------------------------------------------
+    def trigger(self, conf: dict[str, Any], dag_id: str = DAG_ID) -> str:
+        """``POST .../dagRuns`` as the trigger form does; the new run's id."""
+        run = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return str(run["dag_run_id"])
+
+    def set_paused(self, paused: bool, dag_id: str = DAG_ID) -> None:
+        self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        return self._pages(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs")
+
+    def dag_run(self, run_id: str, dag_id: str = DAG_ID) -> dict[str, Any]:
+        return dict(self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}"))
+
+    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        return self._pages(f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances", "task_instances")
+
+    def _pages(self, path: str, key: str, page: int = 100) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            body = self.call("GET", f"{path}?limit={page}&offset={len(items)}")
+            items += body[key]
+            if len(items) >= body["total_entries"] or not body[key]:
+                return items
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _http(method: str, url: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
+            return int(response.status), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw or b"null")
+        except ValueError:
+            return err.code, raw.decode(errors="replace")
+
+
+@dataclass
+class AirflowStack:
+    """The running services: their URL, login, environment and process groups."""
+
+    base_url: str
+    username: str
+    password: str
+    env: dict[str, str]
+    home: Path
+    api: AirflowApi
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log_path(self, service: str) -> Path:
+        return self.home / "services" / f"{service}.log"
+
+    def start(self, service: str) -> None:
+        """Start one service (``airflow <service>``) in its own process group."""
+        cmd = [sys.executable, "-m", "airflow", service]
+        if service == "api-server":
+            port = urllib.parse.urlsplit(self.base_url).port
+            cmd += ["--host", "127.0.0.1", "--port", str(port)]
+        log = self.log_path(service).open("ab")
+        try:
+            self.procs[service] = subprocess.Popen(
+                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+
+    def stop(self, service: str, *, crash: bool = False) -> None:
+        """Stop one service and everything it forked (``crash``: SIGKILL, no clean-up)."""
+        proc = self.procs.pop(service)
+        (kill_group if crash else stop_group)(proc)
+
+    def restart(self, service: str, *, crash: bool = False) -> None:
+        self.stop(service, crash=crash)
+        self.start(service)
+        self.wait_healthy(timeout=180)
+
+    def stop_all(self) -> None:
+        # Scheduler first: no new task starts while the others go down.
+        for service in ("scheduler", "triggerer", "dag-processor", "api-server"):
+            if service in self.procs:
+                self.stop(service)
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        """Until the api-server answers and reports scheduler, triggerer and dag-processor healthy."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while True:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise ServiceError(f"airflow {name} exited ({proc.returncode}); log:\n{self.tail(name)}")
+            try:
+                status, last = _http("GET", f"{self.base_url}/api/v2/monitor/health", None, {})
+                if status == 200 and all(
+                    (last.get(part) or {}).get("status") == "healthy"
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Airflow services not healthy after {timeout:.0f}s: {last}")
+            time.sleep(1)
+
+    def wait_for_dag(self, dag_id: str = DAG_ID, timeout: float = 180) -> dict[str, Any]:
+        """Until the dag-processor has parsed ``dag_id`` (no import errors)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.api.request("GET", f"/api/v2/dags/{dag_id}")
+            if status == 200:
+                return dict(body)
+            errors = self.api.call("GET", "/api/v2/importErrors")
+            if errors.get("total_entries"):
+                raise ServiceError(f"DAG import errors: {json.dumps(errors['import_errors'])[:4000]}")
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{dag_id} not parsed after {timeout:.0f}s; dag-processor log:\n"
+                                   f"{self.tail('dag-processor')}")
+            time.sleep(1)
+
+    def tail(self, service: str, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path(service).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def services_env(
+    *, campaign_dsn: str, endpoint: str, home: Path, metadata_dsn: str, port: int, password_file: Path,
+    parallelism: int,
+) -> dict[str, str]:
+    """The services' environment: the local stack's connections and Variables plus the
+    settings docker-compose.yaml gives a deployment (LocalExecutor, Postgres metadata DB,
+    one JWT secret for every component), with secrets generated for this stack only."""
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=endpoint, airflow_home=home)}
+    env.update({
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_dsn.replace("postgresql://", "postgresql+psycopg2://", 1),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        # One worker: two cores; the UI and a few REST calls need no more.
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        # The launch pool (created below); see LAUNCH_POOL.
+        "MRT_TRAINING_POOL": LAUNCH_POOL,
+        "MRT_MAX_PARALLEL_LAUNCHES": str(LAUNCH_POOL_SLOTS),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@contextlib.contextmanager
+def airflow_services(
+    *, campaign_dsn: str, endpoint: str, home: Path, parallelism: int = 8, extra_env: dict[str, str] | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Iterator[AirflowStack]:
+    """Start the metadata DB and the four Airflow services; yield the stack; stop it all."""
+    (home / "services").mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(16)
+    password_file = home / "simple_auth_manager_passwords.json"
+    password_file.write_text(json.dumps({ADMIN_USER: password}) + "\n")
+    password_file.chmod(0o600)
+    with temporary_postgres("airflow") as metadata_dsn:
+        port = free_port()
+        env = services_env(campaign_dsn=campaign_dsn, endpoint=endpoint, home=home, metadata_dsn=metadata_dsn,
+                           port=port, password_file=password_file, parallelism=parallelism)
+        env.update(extra_env or {})
+        progress("migrating Airflow's metadata DB (PostgreSQL)")
+        migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
+                                 capture_output=True, text=True, check=False)
+        if migrate.returncode != 0:
+            raise ServiceError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
+        base = f"http://127.0.0.1:{port}"
+        stack = AirflowStack(base_url=base, username=ADMIN_USER, password=password, env=env, home=home,
+                             api=AirflowApi(base, ADMIN_USER, password))
+        try:
+            progress("starting " + ", ".join(f"airflow {s}" for s in SERVICES))
+            for service in SERVICES:
+                stack.start(service)
+            stack.wait_healthy()
+            stack.api.call("POST", "/api/v2/pools", {
+                "name": LAUNCH_POOL, "slots": LAUNCH_POOL_SLOTS, "include_deferred": False,
+                "description": "Training launches (running tasks only; deferred jobs are not counted)",
+            }, expect=(200, 201))
+            stack.wait_for_dag()
+            yield stack
+        finally:
+            stack.stop_all()
+
+
+# -- following a run -------------------------------------------------------------------
+
+
+def is_training_task(task_id: str) -> bool:
+    """``train``, or ``<group>.train`` once the DAG maps a task group per target."""
+    return task_id == "train" or task_id.endswith(".train")
+
+
+def region_of(ti: dict[str, Any]) -> str:
+    """A mapped task's region, from its rendered name (``map_index_template``)."""
+    found = _REGION.search(str(ti.get("rendered_map_index") or ""))
+    return found.group(0) if found else "?"
+
+
+@dataclass
+class RunProgress:
+    """Per region: training tasks trained / failed / running (incl. deferred) / waiting."""
+
+    counts: dict[str, dict[str, int]]
+
+    @classmethod
+    def of(cls, tis: list[dict[str, Any]]) -> RunProgress:
+        counts: dict[str, dict[str, int]] = {}
+        for ti in tis:
+            if not is_training_task(ti["task_id"]) or ti.get("map_index", -1) < 0:
+                continue
+            row = counts.setdefault(region_of(ti), {"trained": 0, "failed": 0, "running": 0, "waiting": 0})
+            state = ti.get("state")
+            if state == "success":
+                row["trained"] += 1
+            elif state in ("failed", "upstream_failed", "skipped"):
+                row["failed"] += 1
+            elif state in ("running", "deferred"):
+                row["running"] += 1
+            else:
+                row["waiting"] += 1
+        return cls(counts)
+
+    def line(self) -> str:
+        if not self.counts:
+            return "no training tasks yet"
+        parts = []
+        for region, c in sorted(self.counts.items()):
+            text = f"{region} {c['trained']} trained, {c['running']} running, {c['waiting']} waiting"
+            parts.append(text + (f", {c['failed']} failed" if c["failed"] else ""))
+        return " | ".join(parts)
+
+
+@dataclass
+class FollowedRun:
+    """What :func:`follow_run` saw: the final run, its task instances, and every state
+    each (task, map index) was observed in, in order."""
+
+    run: dict[str, Any]
+    task_instances: list[dict[str, Any]]
+    seen: dict[tuple[str, int], list[str]]
+
+
+def follow_run(
+    api: AirflowApi, run_id: str, *, timeout: float = 3600, poll: float = 1.0,
+    on_change: Callable[[RunProgress], None] = lambda _p: None,
+    while_running: Callable[[FollowedRun], bool] | None = None,
+) -> FollowedRun:
+    """Poll ``run_id`` until it succeeds or fails; ``while_running`` (if given) is called
+    each poll and unset once it returns True (a test's mid-run action)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[tuple[str, int], list[str]] = {}
+    last_line = None
+    while True:
+        run = api.dag_run(run_id)
+        tis = api.task_instances(run_id)
+        for ti in tis:
+            states = seen.setdefault((ti["task_id"], ti.get("map_index", -1)), [])
+            state = str(ti.get("state"))
+            if not states or states[-1] != state:
+                states.append(state)
+        progress = RunProgress.of(tis)
+        if progress.line() != last_line:
+            last_line = progress.line()
+            on_change(progress)
+        followed = FollowedRun(run, tis, seen)
+        if run["state"] in FINISHED_RUN_STATES:
+            return followed
+        if while_running is not None and while_running(followed):
+            while_running = None
+        if time.monotonic() > deadline:
+            raise ServiceError(f"run {run_id} still {run['state']} after {timeout:.0f}s: {last_line}")
+        time.sleep(poll)

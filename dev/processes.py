@@ -1,0 +1,52 @@
+"""Child processes of the local stack: free ports, and stopping a process with its children.
+
+Every long-running part (the emulator, each Airflow service) starts in its own session
+(``start_new_session=True``), so it is the leader of a process group holding everything
+it forks: LocalExecutor workers, task supervisors, training jobs. :func:`stop_group`
+signals that whole group, so nothing it started outlives it (a SIGKILLed scheduler
+must not leave workers holding database locks behind; see docs/services.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 30.0) -> None:
+    """SIGTERM ``proc``'s process group, wait ``timeout`` seconds, then SIGKILL what is left.
+
+    ``proc`` must have been started with ``start_new_session=True`` (its pid is its
+    group id); a process that already exited is only reaped.
+    """
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    # The leader is gone; children that ignored SIGTERM (or outlived a crash) still hold
+    # the group id: kill them too.
+    _signal_group(proc.pid, signal.SIGKILL)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s process group at once (a crash, as a test needs it)."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
