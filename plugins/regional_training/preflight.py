@@ -5,17 +5,15 @@ One cheap S3 call per distinct resource, all in parallel (a thread pool; boto3 c
 are thread-safe, created up front per region through the Amazon provider's ``S3Hook``
 with the project's botocore config):
 
-==========================  =====================================  ==============================================
-resource (from the request)  call                                   refused when
-==========================  =====================================  ==============================================
-output bucket               ``HeadBucket``                         404 (does not exist), 403 (not reachable with
-(``S3OutputPath``,                                                 the connection's credentials), or the bucket
-``CheckpointConfig``)                                              is in another region (SageMaker needs it in the
-                                                                   job's region)
-train channel prefix        ``ListObjectsV2`` ``MaxKeys=1``        the bucket is missing or denied, or no object
-(``InputDataConfig``)                                              under the prefix (SageMaker fails the job:
-                                                                   "no S3 objects found")
-==========================  =====================================  ==============================================
+==============  ========================================  ============================================================
+resource        call                                      refused when
+==============  ========================================  ============================================================
+output bucket   ``HeadBucket`` (the bucket of             404 (does not exist); 403 (not reachable with the
+                ``S3OutputPath`` and                      connection's credentials); the bucket is in another region
+                ``CheckpointConfig``)                     (SageMaker needs it in the job's region)
+train prefix    ``ListObjectsV2`` ``MaxKeys=1`` (the      the bucket is missing or denied, or no object is under the
+                ``train`` channel's ``S3Uri``)            prefix (the job would fail: no S3 objects found)
+==============  ========================================  ============================================================
 
 Definitive problems raise one :class:`PreflightError` (``AirflowFailException``: no
 retry) naming every region and bucket/prefix; if only transient errors (throttling,

@@ -4,28 +4,30 @@ Every task retries twice with backoff (the DAG's ``default_args``), which helps 
 when the cause is transient. :func:`classify` maps an exception, a
 ``DescribeTrainingJob`` answer or an error code / ``FailureReason`` text to a decision:
 
-======================  ===========================================================  ==============================
-decision                error class                                                  what happens
-======================  ===========================================================  ==============================
-``fail``                validation, settings and Param errors (``ValueError``:        ``AirflowFailException`` at
-                        ``TargetError``, ``SettingsError``, a request botocore's      once: no retry, no backoff
-                        model refuses; ``ParamValidationError``, pydantic
-                        ``ValidationError``, any ``AirflowFailException``);
-                        a ``ClientError`` of the request (4xx: ``ValidationException``,
-                        ``AccessDeniedException``, ``ResourceNotFound``, ...)
-``failed_job``          a training job that ended ``Failed`` with ``AlgorithmError``  not re-created by an automatic
-                        or ``ClientError`` in its ``FailureReason``, or ``Stopped``   retry: the task fails naming
-                        (max runtime, a person)                                       the reason; a human clear still
-                                                                                     makes one new attempt
-``failover``            capacity or quota (``ResourceLimitExceeded``,                 the operator moves the target
-                        ``CapacityError``, ``InsufficientCapacityError``, ...) at     to its next-ranked candidate
-                        creation or in a job's ``FailureReason``                      (:mod:`.operators`)
-``retry``               throttling (``ThrottlingException``, ``SlowDown``, ...),       Airflow's retry with
-                        HTTP 5xx, ``InternalServerError``/``InternalFailure``,         exponential backoff
-                        connection errors, an unavailable campaign database;
-                        a job that failed with ``InternalServerError``
-``retry`` (default)     anything else (unknown: keep Airflow's behaviour)            Airflow's retry with backoff
-======================  ===========================================================  ==============================
+====================  ==============================================================  ================================
+decision              error class                                                     what happens
+====================  ==============================================================  ================================
+``fail``              validation, settings and Param errors (``ValueError``:          ``AirflowFailException`` at
+                      ``TargetError``, ``SettingsError``, a request botocore's model  once: no retry, no backoff
+                      refuses; ``ParamValidationError``, pydantic
+                      ``ValidationError``, any ``AirflowFailException``); a
+                      ``ClientError`` of the request (4xx: ``ValidationException``,
+                      ``AccessDeniedException``, ...)
+``failed_job``        a training job that ended ``Failed`` with ``AlgorithmError``    not re-created by an automatic
+                      or ``ClientError`` in its ``FailureReason``, or ended           retry: the task fails naming the
+                      ``Stopped`` (max runtime, a person)                             reason; a human clear still
+                                                                                      makes one new attempt
+``failover``          capacity or quota (``ResourceLimitExceeded``,                   the operator moves the target to
+                      ``CapacityError``, ``InsufficientCapacityError``, ...) at       its next-ranked candidate
+                      creation or in a job's ``FailureReason``                        (:mod:`.operators`)
+``retry``             throttling (``ThrottlingException``, ``SlowDown``, ...), HTTP   Airflow's retry with exponential
+                      5xx, ``InternalServerError``/``InternalFailure``, connection    backoff
+                      errors, an unavailable campaign database; a job that failed
+                      with ``InternalServerError``; no capacity in any candidate
+                      (``NoCapacityError``: it may return, as today)
+``retry`` (default)   anything else (unknown: keep Airflow's behaviour)               Airflow's retry with exponential
+                                                                                      backoff
+====================  ==============================================================  ================================
 
 A human clear vs an automatic retry: Airflow 3 increments ``try_number`` for both, but
 a clear also sets ``max_tries = try_number + retries`` (``clear_task_instances``), so
@@ -44,8 +46,6 @@ from enum import StrEnum
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
-
-from regional_training.operators import CAPACITY_ERROR_CODES, is_capacity_error
 
 
 class Decision(StrEnum):
@@ -84,12 +84,20 @@ class Classification:
         return self.decision in (Decision.RETRY, Decision.FAILOVER)
 
 
+def _is_capacity(code: str, text: str) -> bool:
+    # Imported here: the operator module owns the capacity codes and will import this
+    # module (check_new_attempt), so a top-level import would be circular.
+    from regional_training.operators import CAPACITY_ERROR_CODES, is_capacity_error
+
+    return code in CAPACITY_ERROR_CODES or is_capacity_error(text)
+
+
 class NotRetriedError(AirflowFailException):
     """An error no automatic retry can fix (validation, a deterministic job failure)."""
 
 
 def _from_code(code: str, message: str, http_status: int | None) -> Classification:
-    if code in CAPACITY_ERROR_CODES or is_capacity_error(message):
+    if _is_capacity(code, message):
         return Classification(Decision.FAILOVER, code, message)
     if code in THROTTLING_CODES or http_status == 429:
         return Classification(Decision.RETRY, code, message)
@@ -106,7 +114,7 @@ def _from_description(description: Mapping[str, Any]) -> Classification:
     reason = str(description.get("FailureReason") or f"job ended {status}")
     if status not in ("Failed", "Stopped"):
         raise ValueError(f"a training job that is {status} has no error to classify")
-    if is_capacity_error(reason):
+    if _is_capacity("", reason):
         return Classification(Decision.FAILOVER, "CapacityError", reason)
     prefix = reason.split(":", 1)[0].strip()
     if prefix in SERVER_ERROR_CODES:
@@ -129,8 +137,8 @@ def _from_exception(exc: BaseException) -> Classification:
         return Classification(Decision.FAIL, type(exc).__name__, message)
     if names & TRANSIENT_CLASS_NAMES:
         return Classification(Decision.RETRY, type(exc).__name__, message)
-    if type(exc).__name__ == "NoCapacityError":  # every candidate tried: nothing to fail over to
-        return Classification(Decision.FAIL, "NoCapacityError", message)
+    if type(exc).__name__ == "NoCapacityError":  # every candidate tried; capacity may return (as today)
+        return Classification(Decision.RETRY, "NoCapacityError", message)
     if isinstance(exc, ValueError):
         return Classification(Decision.FAIL, type(exc).__name__, message)
     return Classification(Decision.RETRY, type(exc).__name__, message)
@@ -144,7 +152,7 @@ def classify(error: BaseException | Mapping[str, Any] | str) -> Classification:
     if isinstance(error, Mapping):
         return _from_description(error)
     code = error.split(":", 1)[0].strip()
-    if code in CAPACITY_ERROR_CODES or is_capacity_error(error):
+    if _is_capacity(code, error):
         return Classification(Decision.FAILOVER, code, error)
     if code in ("AlgorithmError", "ClientError"):
         return Classification(Decision.FAILED_JOB, code, error)

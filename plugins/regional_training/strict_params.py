@@ -5,23 +5,21 @@ Airflow accepts conf keys that are not Params (they become schema-less Params), 
 ``{"epochs": 3.0}`` reached the entry point as ``--epochs 3.0`` (``invalid int value``,
 one paid job per try) and ``{"instance_cuont": 4}`` was silently ignored.
 
-=================================  ============================================  =====================================
-check                              where it can be made                          how
-=================================  ============================================  =====================================
-float for an integer Param         at trigger time (REST API, UI form, CLI):      :func:`trigger_time_specs` adds
-                                   Airflow validates conf with                   ``"$schema": draft-04`` to integer
-                                   ``jsonschema.validate``, which picks the      Params; draft 4's type checker does
-                                   validator from ``$schema``                    not count ``3.0`` as an integer
-unknown conf key                   only in a task: Airflow merges unknown keys   :func:`check_conf` in the first task,
-                                   as schema-less Params, no setting refuses     naming the key and the nearest Param
-                                   them
-float for an integer Param         again in the first task (a conf that never     :func:`check_conf`
-                                   met the trigger-time check, e.g. an old
-                                   serialized DAG)
-hyperparameter types               when the requests are built                   :func:`render_hyperparameters`: each
-                                                                                 value as the entry point's parser
-                                                                                 reads it
-=================================  ============================================  =====================================
+====================  ====================================================  ============================================
+check                 where Airflow 3.3 can make it                         how
+====================  ====================================================  ============================================
+float for integer     at trigger time (REST API, UI form, ``airflow dags    :func:`trigger_time_specs` adds ``"$schema":
+                      trigger``): all go through ``create_dagrun``, which   draft-04`` to integer Params; draft 4's type
+                      validates the conf with ``jsonschema.validate``, and  checker does not count ``3.0`` as an integer
+                      that picks the validator from the schema's
+                      ``$schema``
+unknown conf key      only in a task: ``deep_merge`` adds unknown keys as   :func:`check_conf` in the first task, naming
+                      schema-less Params and no setting refuses them        the key and the nearest Param (difflib)
+float for integer     again in the first task, for a conf that never met    :func:`check_conf`, also inside arrays and
+                      the trigger-time check                                nullable types
+hyperparameter types  when the requests are built                           :func:`render_hyperparameters`: each value
+                                                                            as the entry point's parser reads it
+====================  ====================================================  ============================================
 
 Every refusal is a :class:`ParamError` (an ``AirflowFailException``: a retry cannot fix
 a conf) naming the Param.

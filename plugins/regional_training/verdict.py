@@ -5,19 +5,20 @@ gets exactly one outcome, so a target that vanished downstream of planning (a fa
 collector, a training task that failed or was never run) can never vanish from the
 verdict too:
 
-=====================  ===============================================  ==========================================
-outcome                known from                                       what fixes it
-=====================  ===============================================  ==========================================
-``completed``          its ``training_runs`` row: status ``Completed``  nothing
-``training_failed``    its row: any other job status, or no row and     clear ``train[i]`` (one new attempt), then
-                       ``train[i]`` failed                              its collector runs again (ALL_DONE)
-``collection_failed``  no row, and ``train[i]`` succeeded: the job      clear ``collect[i]`` alone: no new
-                       completed but was not recorded                   training job
-``never_launched``     its row says ``NotStarted``, or no row and       fix the upstream failure, clear ``train[i]``
-                       ``train[i]`` was upstream-failed/skipped/absent
-``not_recorded``       no row and no task state given (states unknown)  clear ``collect[i]``; clear ``train[i]`` too
-                                                                        if it failed
-=====================  ===============================================  ==========================================
+=====================  ==================================================  ============================================
+outcome                known from                                          what fixes it
+=====================  ==================================================  ============================================
+``completed``          its ``training_runs`` row: status ``Completed``     nothing
+``training_failed``    its row: any other job status; or no row and        clear ``train[i]`` (one new attempt); its
+                       ``train[i]`` failed                                 collector runs again (ALL_DONE)
+``collection_failed``  no row, and ``train[i]`` succeeded: the job         clear ``collect[i]`` alone: no new training
+                       completed but was not recorded                      job
+``never_launched``     its row says ``NotStarted``; or no row and          fix the upstream failure, clear ``train[i]``
+                       ``train[i]`` was upstream-failed, skipped or never
+                       ran
+``not_recorded``       no row and no task states given (the cause is       clear ``collect[i]``; also ``train[i]`` if
+                       unknown)                                            it failed
+=====================  ==================================================  ============================================
 
 "Nothing to do" (a dry run, no ``ready`` campaign, every dataset left out by placement)
 is a clean verdict with a reason, never an error. :func:`raise_if_incomplete` raises

@@ -6,6 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
+from regional_training.operators import NoCapacityError
 from regional_training.retry_policy import (
     Decision,
     NotRetriedError,
@@ -50,6 +51,7 @@ def failed(reason: str, status: str = "Failed") -> dict:
         (CampaignDbUnavailableError("campaign database is unavailable"), Decision.RETRY,
          "CampaignDbUnavailableError"),
         (RuntimeError("something unknown"), Decision.RETRY, "RuntimeError"),
+        (NoCapacityError("no capacity for x: tried us-east-1 (spot)"), Decision.RETRY, "NoCapacityError"),
         (failed("AlgorithmError: argument --epochs: invalid int value: '3.0'"), Decision.FAILED_JOB,
          "AlgorithmError"),
         (failed("ClientError: Data download failed: NoSuchBucket"), Decision.FAILED_JOB, "ClientError"),
