@@ -58,7 +58,11 @@ def _fetch(query_file: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 
     conn: Any = PostgresHook(postgres_conn_id="campaign_db").get_conn()
     try:
-        conn.set_session(readonly=True)  # a read-only view: the server refuses any write
+        # A read-only view: the server refuses any write (psycopg 3 or psycopg2).
+        if hasattr(conn, "set_session"):
+            conn.set_session(readonly=True)
+        else:
+            conn.read_only = True
         rows = campaign_db.fetch_dicts(conn, query_file, params)
     finally:
         conn.close()
@@ -107,11 +111,13 @@ th{background:#f5f5f5} td.num{text-align:right} svg.chart{max-width:100%;height:
 
 @app.get("/", response_class=HTMLResponse)
 def campaign_page(limit: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> str:
+    from regional_training.links import report_url
+
     runs = _fetch("campaign_recent_runs.sql", {"limit": limit})
     points = _fetch("campaign_trends.sql", {"limit": limit})
     rows = "".join(
         f'<tr data-run="{_e(r["run_id"])}"><td>{_e(r["dag_id"])}</td>'
-        f'<td><a href="{PREFIX}/runs/{_e(r["dag_id"])}/{_e(r["run_id"])}/report">{_e(r["run_id"])}</a></td>'
+        f'<td><a href="{_e(report_url(r["dag_id"], r["run_id"]))}">{_e(r["run_id"])}</a></td>'
         f"<td>{_e(r['started'])}</td><td>{_e(r['regions'])}</td>"
         f'<td class="num">{r["completed"]} / {r["targets"]}</td>'
         f'<td class="num">{_money(r["planned_cost_usd"])}</td><td class="num">{_money(r["actual_cost_usd"])}</td></tr>'

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html.parser
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ DATASETS = {
     "us-east-1": "boston-winter-2026-v1",
     "us-west-2": "seattle-rain-2026-v1",
 }
-START = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 HASH = hashlib.sha256(b"hyperparameters").hexdigest()
 
 
@@ -86,7 +86,8 @@ def failed_and_moved_run() -> tuple[dict[str, Any], dict[str, list[dict[str, flo
         "error_message": "The account-level service limit 'ml.p4d.24xlarge for training job usage' is 0 Instances",
     }], purchase_option="on_demand", placement_rank=2)
     summary = summarize(rows, run_id="manual__2026-11-28T01:00:00+00:00")
-    series = {r["target_key"]: parse_metric_series(log_lines(i)) for i, r in enumerate(rows) if r["status"] == "Completed"}
+    series = {r["target_key"]: parse_metric_series(log_lines(i))
+              for i, r in enumerate(rows) if r["status"] == "Completed"}
     return summary, series
 
 
@@ -161,7 +162,7 @@ def assert_not_blank(png: Path, *, min_colours: int = 8, min_ink: float = 0.02) 
         rgb = image.convert("RGB")
         colours = rgb.getcolors(maxcolors=1 << 20) or []
         pixels = rgb.width * rgb.height
-        ink = sum(count for count, colour in colours if sum(colour) < 3 * 235) / pixels
+        ink = sum(count for count, colour in colours if sum(tuple(colour)) < 3 * 235) / pixels  # type: ignore[arg-type]
     assert len(colours) >= min_colours, f"{png}: only {len(colours)} colour(s): blank"
     assert ink >= min_ink, f"{png}: {ink:.1%} non-white pixels: blank"
 
@@ -169,3 +170,10 @@ def assert_not_blank(png: Path, *, min_colours: int = 8, min_ink: float = 0.02) 
 def console_errors(driver: Any) -> list[dict[str, Any]]:
     """The page's console messages at error level (reading drains chromedriver's log)."""
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def full_page_screenshot(driver: Any, path: Path) -> None:
+    """The whole page, not just the first screen (the window grows to the page)."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(int(height) + 40, 8000))
+    assert driver.save_screenshot(str(path)), path

@@ -12,18 +12,18 @@ import report_support as rs
 
 from regional_training.report import render_report
 
+
+def _dry_run() -> str:
+    summary, plan = rs.dry_run_plan()
+    return render_report(summary, plan=plan)
+
+
 CASES = {
     "four-regions": lambda: render_report(*rs.four_region_run()),
     "failed-and-moved": lambda: render_report(*rs.failed_and_moved_run()),
-    "dry-run": lambda: (lambda s, p: render_report(s, plan=p))(*rs.dry_run_plan()),
+    "dry-run": _dry_run,
 }
 CHARTS = {"four-regions": 5, "failed-and-moved": 5, "dry-run": 0}
-
-
-def full_page_screenshot(browser: Any, path: Path) -> None:
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, min(int(height) + 40, 8000))
-    assert browser.save_screenshot(str(path)), path
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -46,7 +46,7 @@ def test_the_report_renders_offline_with_its_charts_and_no_console_error(
     assert rows >= 4
     assert rs.console_errors(browser) == []
     shot = artifacts / f"report-{case}.png"
-    full_page_screenshot(browser, shot)
+    rs.full_page_screenshot(browser, shot)
     rs.assert_not_blank(shot)
     pdf = base64.b64decode(browser.print_page())
     assert pdf.startswith(b"%PDF") and len(pdf) > 5000

@@ -1,0 +1,223 @@
+"""The campaign view in a real ``airflow api-server``: behind Airflow's authentication,
+listed in the UI's navigation, rendered in headless chromium for a logged-in session,
+linking each run to its report (served from the emulator's central bucket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import report_support as rs
+
+from regional_training.report import REPORT_NAME, render_report
+from regional_training.training_request import run_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: Three nights of the same four targets, so the trend charts have lines.
+NIGHTS = ("scheduled__2026-11-25T02:00:00+00:00", "scheduled__2026-11-26T02:00:00+00:00",
+          "scheduled__2026-11-27T02:00:00+00:00")
+DAG_ID = "campaign_view_test"
+#: A test-only user of the throwaway API server (a viewer: may read DAG runs).
+USER, PASSWORD = "night-watch", "test-only-password"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _record_runs(dsn: str) -> list[dict[str, Any]]:
+    """Three nights' rows in training_runs through the collectors' own UPSERT."""
+    import psycopg2
+
+    from regional_training import campaign_db
+
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT dataset_key, dataset_id FROM datasets")  # test set-up only, no user input
+        ids = dict(cur.fetchall())
+    recorded = []
+    for night_index, run_id in enumerate(NIGHTS):
+        summary, _ = rs.four_region_run()
+        for row in summary["rows"]:
+            start = row["training_start_time"].replace("2026-11-27", run_id[11:21])
+            recorded_row = {
+                **row, "dag_id": DAG_ID, "run_id": run_id, "dataset_id": ids[row["target_key"]], "copy_id": None,
+                "training_start_time": start, "training_end_time": None,
+                "actual_cost_usd": row["actual_cost_usd"] + night_index,
+                "metrics": {**row["metrics"], "train:accuracy": 0.5 + 0.1 * night_index},
+            }
+            campaign_db.execute(conn, "upsert_training_run.sql",
+                                {**recorded_row, "metrics": json.dumps(recorded_row["metrics"])})
+            recorded.append(recorded_row)
+    conn.close()
+    return recorded
+
+
+@pytest.fixture(scope="module")
+def campaign_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterator[str]:
+    from local_stack import airflow_env
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    # Real users and passwords (not "all admins", which lets anonymous requests in).
+    passwords = airflow_db / "campaign-view-passwords.json"
+    passwords.write_text(json.dumps({USER: PASSWORD}))
+    env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db),
+           "PYTHONPATH": os.pathsep.join(sys.path),
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+           "AIRFLOW__API__BASE_URL": base,
+           "MRT_LINKS_BASE_URL": f"{base}/campaign"}
+    log = (airflow_db / "campaign-api-server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
+                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"airflow api-server did not start; see {log.name}")
+            time.sleep(1)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(campaign_dsn: str, aws_endpoint: str) -> list[dict[str, Any]]:
+    """The runs in the DB, and the newest night's report in the central bucket."""
+    import boto3
+
+    from local_stack import CENTRAL_BUCKET
+
+    rows = _record_runs(campaign_dsn)
+    summary, series = rs.four_region_run()
+    summary["run_id"] = NIGHTS[-1]
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=CENTRAL_BUCKET, Key=f"runs/{run_key(DAG_ID, NIGHTS[-1])}/{REPORT_NAME}",
+                  Body=render_report(summary, series).encode(), ContentType="text/html; charset=utf-8")
+    return rows
+
+
+def _get(url: str, token: str | None = None, data: bytes | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, headers=headers, data=data)  # noqa: S310 - loopback only
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _token(base: str) -> str:
+    status, body = _get(f"{base}/auth/token", data=json.dumps({"username": USER, "password": PASSWORD}).encode())
+    assert status in (200, 201), body
+    return str(json.loads(body)["access_token"])
+
+
+def test_anonymous_requests_are_refused(campaign_server: str, recorded: list[dict[str, Any]]) -> None:
+    report = f"/campaign/runs/{DAG_ID}/{quote(NIGHTS[-1], safe='')}/report"
+    for path in ("/campaign/", report, "/campaign/jobs/us-east-1/any-job", "/campaign/logs/us-east-1/any-job"):
+        status, _ = _get(campaign_server + path)
+        assert status in (401, 403), path
+        status, _ = _get(campaign_server + path, token="not-a-valid-token")
+        assert status in (401, 403), path
+
+
+def test_the_view_lists_runs_and_bad_input_is_a_clear_error(campaign_server: str, recorded: list[dict]) -> None:
+    token = _token(campaign_server)
+    status, page = _get(f"{campaign_server}/campaign/?limit=500", token)
+    assert status == 200, page
+    runs = {r["run (report)"]: r for r in rs.tables(page)["runs"] if r["DAG"] == DAG_ID}
+    assert sorted(runs) == sorted(NIGHTS)
+    for index, night in enumerate(NIGHTS):
+        rows = [r for r in recorded if r["run_id"] == night]
+        assert runs[night]["completed"] == "4 / 4"
+        assert runs[night]["regions"] == ", ".join(sorted(r["region_code"] for r in rows))
+        assert runs[night]["planned USD"] == f"{sum(r['planned_cost_usd'] for r in rows):.2f}"
+        assert runs[night]["actual USD"] == f"{sum(r['actual_cost_usd'] for r in rows):.2f}", index
+    status, body = _get(f"{campaign_server}/campaign/?limit=0", token)
+    assert status == 422 and "limit" in body
+    status, body = _get(f"{campaign_server}/campaign/jobs/not-a-region/job", token)
+    assert status == 400 and "not-a-region" in body
+    status, body = _get(f"{campaign_server}/campaign/jobs/us-east-1/no-such-job", token)
+    assert status == 404 and "no-such-job" in body
+    status, body = _get(f"{campaign_server}/campaign/runs/{DAG_ID}/no-such-run/report", token)
+    assert status == 404 and "no-such-run" in body
+
+
+def test_the_view_is_in_the_ui_navigation(campaign_server: str) -> None:
+    status, body = _get(f"{campaign_server}/api/v2/plugins", _token(campaign_server))
+    assert status == 200, body
+    plugin = next(p for p in json.loads(body)["plugins"] if p["name"] == "campaign_view")
+    assert plugin["external_views"][0]["href"] == "/campaign/"
+    assert plugin["external_views"][0]["url_route"] == "campaign"
+
+
+def test_a_logged_in_session_sees_the_view_and_opens_a_report(
+    campaign_server: str, recorded: list[dict], browser: Any, artifacts: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Log in through Airflow's own login form: it sets the UI's session cookie.
+    browser.get(f"{campaign_server}/auth/login?next={quote(campaign_server + '/campaign/?limit=500')}")
+    WebDriverWait(browser, 60).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+    username = browser.find_element(By.CSS_SELECTOR, "input:not([type=password]):not([type=hidden])")
+    username.send_keys(USER)
+    password = browser.find_element(By.CSS_SELECTOR, "input[type=password]")
+    password.send_keys(PASSWORD)
+    password.submit()
+    WebDriverWait(browser, 60).until(expected_conditions.title_is("Training campaigns"))
+    assert browser.execute_script("return document.querySelectorAll('svg.chart').length") == 3
+    lines = browser.execute_script("return document.querySelectorAll('svg.chart g[id^=line2d] path').length")
+    assert lines >= 4 * 3  # at least one line per dataset/region in each chart
+    assert rs.console_errors(browser) == []
+    shot = artifacts / "campaign-view.png"
+    rs.full_page_screenshot(browser, shot)
+    rs.assert_not_blank(shot)
+
+    browser.find_element(By.LINK_TEXT, NIGHTS[-1]).click()
+    WebDriverWait(browser, 30).until(expected_conditions.title_contains(NIGHTS[-1]))
+    assert browser.execute_script("return document.querySelectorAll('svg.chart').length") == 5
+    assert rs.console_errors(browser) == []
+    shot = artifacts / "campaign-view-report.png"
+    rs.full_page_screenshot(browser, shot)
+    rs.assert_not_blank(shot)
+
+    # Inside Airflow's own UI: the navigation entry opens the view in its frame.
+    browser.set_window_size(1280, 1000)
+    browser.get(f"{campaign_server}/plugin/campaign")
+    frame = WebDriverWait(browser, 60).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "iframe[src*='/campaign/']")))
+    browser.switch_to.frame(frame)
+    WebDriverWait(browser, 60).until(expected_conditions.presence_of_element_located((By.ID, "runs")))
+    browser.switch_to.default_content()
+    shot = artifacts / "campaign-view-in-airflow-ui.png"
+    assert browser.save_screenshot(str(shot))
+    rs.assert_not_blank(shot)
