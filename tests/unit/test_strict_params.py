@@ -90,14 +90,33 @@ def test_well_typed_confs_pass(conf: dict[str, Any]) -> None:
 
 # --- at trigger time, through Airflow's own validation ---------------------------------------------------------
 
-def _serialized_params():
+def _serialized_dag():
+    """The DAG as the API server holds it (serialized and back)."""
     from airflow.sdk import DAG, Param
     from airflow.serialization.serialized_objects import DagSerialization
 
     params = {name: Param(**spec) for name, spec in trigger_time_specs(SPECS).items()}
     with DAG("strict_params_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1), params=params) as dag:
         pass
-    return DagSerialization.from_dict(DagSerialization.to_dict(dag)).params
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+
+def _serialized_params():
+    return _serialized_dag().params
+
+
+def test_create_dagrun_refuses_a_float_for_an_integer_before_any_run_exists() -> None:
+    """The server function behind the REST API's trigger route, the UI form and ``airflow dags trigger``."""
+    from airflow.exceptions import ParamValidationError
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    with pytest.raises(ParamValidationError, match=r"Invalid input for param epochs: 3\.0 is not of type 'integer'"):
+        _serialized_dag().create_dagrun(
+            run_id="manual__strict", run_after=pendulum.now("UTC"), conf={"epochs": 3.0}, run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.REST_API, state=DagRunState.QUEUED,
+            session=object(),  # refused before the session is touched: no run row exists
+        )
 
 
 def test_trigger_time_specs_make_airflow_refuse_a_float_for_an_integer() -> None:
