@@ -94,6 +94,10 @@ class AirflowApi:
     def set_paused(self, paused: bool, dag_id: str = DAG_ID) -> None:
         self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
+    def set_run_state(self, run_id: str, state: str, dag_id: str = DAG_ID) -> None:
+        """Mark a run ``success`` or ``failed`` (the grid's "Mark run as")."""
+        self.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}", {"state": state})
+
     def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self._pages(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs")
 
@@ -164,10 +168,12 @@ class AirflowStack:
         proc = self.procs.pop(service)
         (kill_group if crash else stop_group)(proc)
 
-    def restart(self, service: str, *, crash: bool = False) -> None:
+    def restart(self, service: str, *, crash: bool = False, wait: bool = True) -> None:
+        """Stop and start ``service``; ``wait``: until every service reports healthy again."""
         self.stop(service, crash=crash)
         self.start(service)
-        self.wait_healthy(timeout=180)
+        if wait:
+            self.wait_healthy(timeout=180)
 
     def stop_all(self) -> None:
         # Scheduler first: no new task starts while the others go down.

@@ -36,9 +36,12 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 SampleWriter = Callable[[str, str, Path], None]
 
 
-def fake_image_map() -> dict[str, Any]:
-    """Images -> the stand-in entry point (no TensorFlow needed)."""
-    return {TRAINING_REPOSITORY: {"command": [sys.executable, str(REPO / "dev/local_aws/fake_entry_point.py")]}}
+def fake_image_map(seconds: float | None = None) -> dict[str, Any]:
+    """Images -> the stand-in entry point (no TensorFlow needed); ``seconds``: each job's length."""
+    image: dict[str, Any] = {"command": [sys.executable, str(REPO / "dev/local_aws/fake_entry_point.py")]}
+    if seconds is not None:
+        image["env"] = {"MRT_FAKE_TRAINING_SECONDS": str(seconds)}
+    return {TRAINING_REPOSITORY: image}
 
 
 def real_image_map(train_python: str | os.PathLike[str]) -> dict[str, Any]:

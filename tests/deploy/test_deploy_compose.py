@@ -326,3 +326,88 @@ def test_docker_compose_config_fails_without_env(tmp_path):
         env=_compose_env(tmp_path),
     )
     assert proc.returncode != 0 and "is missing a value" in proc.stderr and "in .env" in proc.stderr
+
+
+#: Services that only run offline (the emulator): outside them, no password may have a default.
+OFFLINE_ONLY = {"local-aws", "local-aws-seed"}
+_REQUIRED = r"\$\{(\w+):\?[^}]+\}"
+
+
+def _secrets_in(key: str, value: str) -> list[str]:
+    """Every password-like part of one environment entry: a *PASSWORD variable, a URL's
+    ``user:secret@`` or a libpq ``password=`` field."""
+    found = []
+    if "PASSWORD" in key.upper():
+        found.append(value)
+    found += re.findall(r"://[^:/@\s]+:(\$\{[^}]*\}|[^@\s]*)@", value)
+    found += re.findall(r"password=(\$\{[^}]*\}|\S*)", value)
+    return found
+
+
+def test_every_password_outside_offline_comes_from_env_without_default(services):
+    """Issue 12, item 8: no default password anywhere a deployment runs."""
+    checked = 0
+    for name, svc in services.items():
+        if name in OFFLINE_ONLY:
+            continue
+        for key, value in (svc.get("environment") or {}).items():
+            for secret in _secrets_in(key, str(value)):
+                checked += 1
+                assert re.fullmatch(_REQUIRED, secret), f"{name}: {key} has a password not from .env: {secret}"
+    # The metadata DB, its URLs, the campaign DB and its DSN, the admin user.
+    assert checked >= 6
+    text = COMPOSE.read_text()
+    assert not re.search(r"PASSWORD:-", text), "a password with a default"
+    assert "airflow:airflow@" not in text
+
+
+def test_env_example_has_every_required_setting(env_example):
+    """.env.example names every ${VAR:?} the compose file requires."""
+    required = set(re.findall(_REQUIRED, COMPOSE.read_text()))
+    assert {"AIRFLOW_DB_PASSWORD", "CAMPAIGN_DB_PASSWORD", "_AIRFLOW_WWW_USER_PASSWORD"} <= required
+    assert required <= set(env_example), required - set(env_example)
+    db = re.search(r"://(\w+):([^@]+)@", env_example["AIRFLOW_CONN_CAMPAIGN_DB"])
+    assert db and db.group(2) == env_example["CAMPAIGN_DB_PASSWORD"]
+
+
+def test_host_ports_bind_to_loopback_unless_configured(services, env_example):
+    """Issue 12, item 8: every published port binds to HOST_BIND_ADDRESS, default 127.0.0.1."""
+    published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
+    assert {"campaign-db", "local-aws", "airflow-apiserver", "flower"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert isinstance(port, str) and port.startswith("${HOST_BIND_ADDRESS:-127.0.0.1}:"), (name, port)
+    assert env_example["HOST_BIND_ADDRESS"] == "127.0.0.1"
+
+
+def test_a_killed_scheduler_leaves_no_worker_holding_locks(services):
+    """Issue 12, item 7 (docs/services.md): the scheduler's workers die with it; orphaned
+    transactions on the metadata DB are ended by Postgres."""
+    scheduler = services["airflow-scheduler"]
+    assert scheduler["stop_signal"] == "SIGTERM" and scheduler["stop_grace_period"] == "60s"
+    assert scheduler["restart"] == "always" and "/health" in scheduler["healthcheck"]["test"][-1]
+    # No entrypoint override: the base image's dumb-init stays PID 1.
+    assert "entrypoint" not in scheduler
+    instructions = _dockerfile_instructions(DOCKERFILE)
+    airflow_stage = next(i for i, (w, r) in enumerate(instructions) if w == "FROM" and r.endswith("AS airflow"))
+    assert "ENTRYPOINT" not in [word for word, _ in instructions[airflow_stage:]]
+    command = services["postgres"]["command"]
+    timeout = next(c.split("=", 1)[1] for c in command if c.startswith("idle_in_transaction_session_timeout="))
+    assert 0 < int(timeout) <= 600_000
+
+
+@pytest.mark.parametrize("profiles", [set(), {"offline", "celery"}], ids=["default", "offline+celery"])
+def test_docker_compose_publishes_on_loopback(profiles, tmp_path):
+    binary = _compose_binary()
+    if binary is None:
+        pytest.skip("no Docker Compose v2 binary (run scripts/lint.sh once to fetch it into .local/bin)")
+    args = [a for p in sorted(profiles) for a in ("--profile", p)]
+    proc = subprocess.run(
+        [*binary, "--project-directory", str(REPO), "-f", str(COMPOSE), "--env-file", str(REPO / ".env.example"),
+         *args, "config", "--format", "json"],
+        capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path, env=_compose_env(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    resolved = json.loads(proc.stdout)["services"]
+    ports = [p for svc in resolved.values() for p in svc.get("ports", [])]
+    assert ports and all(p["host_ip"] == "127.0.0.1" for p in ports), ports

@@ -1,0 +1,147 @@
+"""The DAG on Airflow's real services, as users run it (issue 12).
+
+One stack for the whole module (``services``): a PostgreSQL metadata DB, ``airflow
+api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and ``triggerer``
+(``dev/airflow_services.py``, what ``scripts/run_local.sh`` runs), the campaign DB and
+the emulator with the stand-in entry point (jobs of :data:`JOB_SECONDS`). Runs are
+triggered through ``POST /api/v2/dags/.../dagRuns`` with a JWT, as the trigger form does.
+
+One run (``restarted_run``) serves several assertions: the triggerer and then the
+scheduler are restarted while its training jobs are in flight; afterwards every target
+was trained by exactly one job, every training task passed through ``deferred`` on its
+first try, and jobs of several regions overlapped in time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import jobs_of_run
+
+from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
+from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+#: Long enough that both restarts happen while jobs run; short enough for CI.
+JOB_SECONDS = 40
+REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
+
+
+@pytest.fixture(scope="module")
+def services_endpoint(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator of its own: jobs of JOB_SECONDS, all targets' jobs at once."""
+    logs = tmp_path_factory.mktemp("services-aws")
+    with local_aws(fake_image_map(seconds=JOB_SECONDS), max_concurrent_jobs=8,
+                   log_path=logs / "local-aws.log") as endpoint:
+        seed_aws(endpoint, campaign_dsn)
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def services(
+    campaign_dsn: str, services_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
+    """The four Airflow services on a PostgreSQL metadata DB, shared by this module."""
+    home = tmp_path_factory.mktemp("services-home")
+    started = time.monotonic()
+    with airflow_services(campaign_dsn=campaign_dsn, endpoint=services_endpoint, home=Path(home)) as stack:
+        # Shown with -s: the fixture's start-up time (migrate, four services, DAG parsed).
+        print(f"\nAirflow services up in {time.monotonic() - started:.1f}s at {stack.base_url}")
+        yield stack
+
+
+def test_unpausing_creates_no_run_before_the_next_0200(services: AirflowStack) -> None:
+    """Unpausing at any time of day starts nothing until the next 02:00 UTC (issue 12, item 3)."""
+    api = services.api
+    assert api.dag_runs() == [], "a run exists before anything was triggered or unpaused"
+    api.set_paused(False)
+    # Several scheduler loops (1 s each by default) and a DAG re-parse window.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not api.dag_runs():
+        time.sleep(1)
+    created = api.dag_runs()
+    # Leave no production-default run behind for the other tests (max_active_runs=1).
+    for run in created:
+        api.set_run_state(run["dag_run_id"], "failed")
+    assert created == [], f"unpausing created {[r['dag_run_id'] for r in created]} at once"
+    dag = api.call("GET", "/api/v2/dags/multi_region_training")
+    now = datetime.now(UTC)
+    next_0200 = (now + timedelta(days=1 if now.hour >= 2 else 0)).replace(hour=2, minute=0, second=0, microsecond=0)
+    run_after = datetime.fromisoformat(dag["next_dagrun_run_after"].replace("Z", "+00:00"))
+    assert run_after == next_0200, dag["next_dagrun_run_after"]
+
+
+@pytest.fixture(scope="module")
+def restarted_run(services: AirflowStack, services_endpoint: str) -> dict[str, Any]:
+    """A run triggered via REST; the triggerer, then the scheduler restarted mid-run."""
+    api = services.api
+    run_id = api.trigger(dict(LOCAL_RUN_CONF))
+    api.set_paused(False)
+    restarts: list[dict[str, Any]] = []
+
+    def restart_when_deferred(followed: FollowedRun) -> bool:
+        train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"]) and ti["map_index"] >= 0]
+        if not train or any(ti["state"] != "deferred" for ti in train):
+            return False
+        # One after the other, without waiting in between: on a loaded 2-core machine a
+        # service takes tens of seconds to start, longer than the jobs would last.
+        for service in ("triggerer", "scheduler"):
+            in_progress = _jobs_in_progress(services_endpoint, run_id)
+            services.restart(service, wait=False)
+            restarts.append({"service": service, "jobs_in_progress": in_progress})
+        services.wait_healthy(timeout=240)
+        return True
+
+    followed = follow_run(api, run_id, timeout=900, while_running=restart_when_deferred)
+    return {"run_id": run_id, "followed": followed, "restarts": restarts}
+
+
+def _jobs_in_progress(endpoint: str, run_id: str) -> int:
+    return sum(job["TrainingJobStatus"] == "InProgress" for job in jobs_of_run(endpoint, run_id, REGIONS))
+
+
+def test_restarts_mid_run_lose_nothing(restarted_run: dict[str, Any], services_endpoint: str) -> None:
+    followed: FollowedRun = restarted_run["followed"]
+    restarts = restarted_run["restarts"]
+    assert [r["service"] for r in restarts] == ["triggerer", "scheduler"], "the run ended before the restarts"
+    assert all(r["jobs_in_progress"] > 0 for r in restarts), restarts
+    assert followed.run["state"] == "success", {ti["task_id"]: ti["state"] for ti in followed.task_instances}
+    assert {ti["state"] for ti in followed.task_instances} == {"success"}
+    train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"])]
+    # Nothing was retried: the restarted triggerer resumed the same deferred tries.
+    assert [ti["try_number"] for ti in train] == [1] * len(train)
+    jobs = jobs_of_run(services_endpoint, restarted_run["run_id"], REGIONS)
+    per_target = Counter(job["TagMap"]["target"] for job in jobs)
+    assert len(per_target) == len(train) >= 4
+    assert set(per_target.values()) == {1}, per_target
+    assert {job["TrainingJobStatus"] for job in jobs} == {"Completed"}
+
+
+def test_training_tasks_pass_through_deferred(restarted_run: dict[str, Any]) -> None:
+    followed: FollowedRun = restarted_run["followed"]
+    train = {key: states for key, states in followed.seen.items() if is_training_task(key[0]) and key[1] >= 0}
+    assert len(train) >= 4
+    for key, states in train.items():
+        assert "deferred" in states, (key, states)
+        assert states[-1] == "success", (key, states)
+
+
+def test_jobs_of_several_regions_overlap(restarted_run: dict[str, Any], services_endpoint: str) -> None:
+    jobs = jobs_of_run(services_endpoint, restarted_run["run_id"], REGIONS)
+    spans = [(job["Region"], job["TrainingStartTime"], job["TrainingEndTime"]) for job in jobs]
+    overlapping = {
+        frozenset((a[0], b[0]))
+        for a in spans for b in spans
+        if a[0] != b[0] and max(a[1], b[1]) < min(a[2], b[2])
+    }
+    assert len({region for pair in overlapping for region in pair}) >= 3, spans
+    # And the job logs are the emulator's, as CloudWatch would hold them.
+    logs = aws_client("logs", services_endpoint, spans[0][0])
+    assert logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs")["logStreams"]
