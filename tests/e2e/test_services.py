@@ -57,21 +57,30 @@ def services(
         yield stack
 
 
-def test_unpausing_creates_no_run_before_the_next_0200(services: AirflowStack) -> None:
-    """Unpausing at any time of day starts nothing until the next 02:00 UTC (issue 12, item 3)."""
+@pytest.fixture(scope="module")
+def unpaused(services: AirflowStack) -> list[str]:
+    """Unpause the DAG before anything was triggered; the runs that created at once.
+
+    Those (none, once the schedule starts at the next 02:00) are marked failed, so no
+    production-default run blocks this module's runs (``max_active_runs=1``).
+    """
     api = services.api
     assert api.dag_runs() == [], "a run exists before anything was triggered or unpaused"
     api.set_paused(False)
-    # Several scheduler loops (1 s each by default) and a DAG re-parse window.
+    # Several scheduler loops (1 s each by default).
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not api.dag_runs():
         time.sleep(1)
-    created = api.dag_runs()
-    # Leave no production-default run behind for the other tests (max_active_runs=1).
-    for run in created:
-        api.set_run_state(run["dag_run_id"], "failed")
-    assert created == [], f"unpausing created {[r['dag_run_id'] for r in created]} at once"
-    dag = api.call("GET", "/api/v2/dags/multi_region_training")
+    created = [run["dag_run_id"] for run in api.dag_runs()]
+    for run_id in created:
+        api.set_run_state(run_id, "failed")
+    return created
+
+
+def test_unpausing_creates_no_run_before_the_next_0200(services: AirflowStack, unpaused: list[str]) -> None:
+    """Unpausing at any time of day starts nothing until the next 02:00 UTC (issue 12, item 3)."""
+    assert unpaused == [], f"unpausing created {unpaused} at once"
+    dag = services.api.call("GET", "/api/v2/dags/multi_region_training")
     now = datetime.now(UTC)
     next_0200 = (now + timedelta(days=1 if now.hour >= 2 else 0)).replace(hour=2, minute=0, second=0, microsecond=0)
     run_after = datetime.fromisoformat(dag["next_dagrun_run_after"].replace("Z", "+00:00"))
@@ -79,11 +88,10 @@ def test_unpausing_creates_no_run_before_the_next_0200(services: AirflowStack) -
 
 
 @pytest.fixture(scope="module")
-def restarted_run(services: AirflowStack, services_endpoint: str) -> dict[str, Any]:
+def restarted_run(services: AirflowStack, services_endpoint: str, unpaused: list[str]) -> dict[str, Any]:
     """A run triggered via REST; the triggerer, then the scheduler restarted mid-run."""
     api = services.api
     run_id = api.trigger(dict(LOCAL_RUN_CONF))
-    api.set_paused(False)
     restarts: list[dict[str, Any]] = []
 
     def restart_when_deferred(followed: FollowedRun) -> bool:

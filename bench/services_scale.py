@@ -1,0 +1,161 @@
+"""Trigger -> end and per-target overhead of one run on Airflow's real services (issue 12).
+
+For each ``--targets N``: a fresh offline stack (campaign DB with the sample data plus
+N - 4 bench campaigns from ``bench/sql/scale_targets.sql``, the emulator running the
+stand-in entry point for ``--job-seconds``, and the services of
+``dev/airflow_services.py``: PostgreSQL metadata DB, api-server, scheduler with
+LocalExecutor, dag-processor, triggerer), one run triggered through the REST API,
+followed to its end. Prints per N:
+
+* wall: trigger (the POST) -> the run's end_date;
+* longest job: the longest TrainingEndTime - TrainingStartTime of the run's jobs;
+* overhead per target: (wall - longest job) / N;
+* most jobs in flight at once (from the jobs' start/end times);
+* the collect phase: first collect start -> last collect end, and the tail after the
+  last job ended (last job end -> run end), as shares of wall.
+
+    .venv/bin/python bench/services_scale.py --targets 4 --targets 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "dev"), str(REPO / "plugins")]
+
+from airflow_services import airflow_services, follow_run, is_training_task  # noqa: E402
+from local_pg import temporary_postgres  # noqa: E402
+from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws  # noqa: E402
+
+SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
+SAMPLE_TARGETS = 4
+
+
+def _ts(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _seed_campaigns(dsn: str, targets: int, conf: dict[str, Any]) -> None:
+    import psycopg2
+
+    from regional_training import campaign_db
+
+    conn = psycopg2.connect(dsn)
+    try:
+        campaign_db.migrate(conn, seed=True)
+        with conn.cursor() as cur:
+            cur.execute(SCALE_SQL.read_text(), {
+                "extra": max(0, targets - SAMPLE_TARGETS),
+                "quota": targets * int(conf.get("instance_count", 1)),
+                "instance_type": conf["instance_type"],
+            })
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _jobs(endpoint: str, run_id: str) -> list[dict[str, Any]]:
+    jobs = []
+    for region in ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2"):
+        sm = aws_client("sagemaker", endpoint, region)
+        for page in sm.get_paginator("list_training_jobs").paginate():
+            for summary in page["TrainingJobSummaries"]:
+                job = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+                tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
+                if tags.get("dag_run") == run_id:
+                    jobs.append(job)
+    return jobs
+
+
+def _max_in_flight(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
+    conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
+    home = Path(tempfile.mkdtemp(prefix=f"mrt-bench-services-{targets}-"))
+    with temporary_postgres() as dsn:
+        _seed_campaigns(dsn, targets, conf)
+        with local_aws(fake_image_map(seconds=args.job_seconds),
+                       max_concurrent_jobs=args.max_concurrent_jobs or targets,
+                       log_path=home / "local-aws.log") as endpoint:
+            copies = seed_aws(endpoint, dsn)
+            print(f"[{targets}] seeded {len(copies)} copies; starting the services", flush=True)
+            started = time.monotonic()
+            with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home,
+                                  parallelism=args.parallelism) as stack:
+                print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
+                triggered = time.time()
+                run_id = stack.api.trigger(conf)
+                stack.api.set_paused(False)
+                followed = follow_run(
+                    stack.api, run_id, timeout=args.timeout, poll=2.0,
+                    on_change=lambda p: print(f"[{targets}] {time.time() - triggered:6.0f}s {p.line()}", flush=True),
+                )
+                jobs = _jobs(endpoint, run_id)
+    run = followed.run
+    wall = _ts(run["end_date"]) - triggered
+    spans = [(_ts(j["TrainingStartTime"]), _ts(j["TrainingEndTime"])) for j in jobs if j.get("TrainingEndTime")]
+    longest = max((e - s for s, e in spans), default=0.0)
+    collects = [ti for ti in followed.task_instances
+                if ti["task_id"].split(".")[-1] == "collect" and ti.get("start_date") and ti.get("end_date")]
+    collect_span = (max(_ts(t["end_date"]) for t in collects) - min(_ts(t["start_date"]) for t in collects)
+                    if collects else 0.0)
+    last_job_end = max((e for _, e in spans), default=triggered)
+    trained = sum(1 for ti in followed.task_instances if is_training_task(ti["task_id"]) and ti["state"] == "success")
+    return {
+        "targets": targets, "state": run["state"], "trained": trained, "jobs": len(jobs), "wall_s": wall,
+        "longest_job_s": longest, "overhead_per_target_s": (wall - longest) / targets,
+        "max_jobs_in_flight": _max_in_flight(spans), "collect_span_s": collect_span,
+        "tail_after_last_job_s": _ts(run["end_date"]) - last_job_end, "home": str(home),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, action="append", help="targets per run (repeat; default: 4)")
+    parser.add_argument("--job-seconds", type=float, default=20, help="stand-in job length (default: %(default)s)")
+    parser.add_argument("--parallelism", type=int, default=8, help="LocalExecutor slots (default: %(default)s)")
+    parser.add_argument("--max-concurrent-jobs", type=int, default=0,
+                        help="jobs the emulator runs at once (default: all of them)")
+    parser.add_argument("--conf", default="{}", help="JSON Params overriding the local defaults")
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each run")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    results = []
+    for targets in args.targets or [4]:
+        if targets < SAMPLE_TARGETS:
+            parser.error(f"--targets must be at least {SAMPLE_TARGETS} (the sample data's targets)")
+        results.append(measure(targets, args))
+    print(f"\n{'targets':>7} {'state':>8} {'trained':>7} {'wall s':>8} {'longest job s':>13} "
+          f"{'overhead/target s':>17} {'max in flight':>13} {'collect span':>12} {'tail after last job':>19}")
+    for r in results:
+        wall = r["wall_s"]
+        print(f"{r['targets']:>7} {r['state']:>8} {r['trained']:>7} {wall:>8.1f} {r['longest_job_s']:>13.1f} "
+              f"{r['overhead_per_target_s']:>17.2f} {r['max_jobs_in_flight']:>13} "
+              f"{r['collect_span_s']:>6.1f} ({r['collect_span_s'] / wall:>3.0%}) "
+              f"{r['tail_after_last_job_s']:>11.1f} ({r['tail_after_last_job_s'] / wall:>3.0%})")
+    print(f"(job length {args.job_seconds:g}s, stand-in entry point; LocalExecutor parallelism {args.parallelism}; "
+          f"{os.cpu_count()} CPUs)")
+    return 0 if all(r["state"] == "success" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
