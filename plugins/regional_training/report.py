@@ -140,10 +140,21 @@ def plan_from_jobs(jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # -- charts -------------------------------------------------------------------------
 
 
-def new_figure(height: float) -> Any:
+#: Above this many rows a chart uses fixed margins: the constrained-layout solver takes
+#: tens of seconds over hundreds of tick labels (bench/report_bench.py).
+FIXED_LAYOUT_ROWS = 40
+
+
+def new_figure(height: float, labels: Sequence[str] = ()) -> Any:
+    """A figure ``height`` inches tall; ``labels``: the y tick labels, if one per row."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(9, height), layout="constrained")
+    if len(labels) <= FIXED_LAYOUT_ROWS:
+        return Figure(figsize=(9, height), layout="constrained")
+    fig = Figure(figsize=(9, height))
+    left_inches = 0.3 + 0.065 * max(len(label) for label in labels)  # ~9 pt characters
+    fig.subplots_adjust(left=min(0.6, left_inches / 9), right=0.97, top=1 - 0.45 / height, bottom=0.6 / height)
+    return fig
 
 
 def svg_of(fig: Any, title: str) -> str:
@@ -165,9 +176,9 @@ def _label(row: Mapping[str, Any]) -> str:
 
 def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """Planned vs actual cost per target (horizontal bars: any number of targets fits)."""
-    fig = new_figure(1.2 + 0.32 * len(rows))
-    ax = fig.add_subplot()
     labels = [_label(r) for r in rows]
+    fig = new_figure(1.2 + 0.32 * len(rows), labels)
+    ax = fig.add_subplot()
     positions = list(range(len(rows)))
     planned = [r.get("planned_cost_usd") or 0.0 for r in rows]
     actual = [r.get("actual_cost_usd") or 0.0 for r in rows]
@@ -190,7 +201,10 @@ def step_chart(
     for row in rows:
         points = [p for p in series.get(row["target_key"], []) if metric in p]
         if points:
-            ax.plot([p["step"] for p in points], [p[metric] for p in points], marker=".", label=_label(row))
+            # markers only while a reader can tell the lines apart (and the SVG stays small)
+            few = len(rows) <= LEGEND_LIMIT
+            ax.plot([p["step"] for p in points], [p[metric] for p in points], label=_label(row),
+                    marker="." if few else None, linewidth=1.5 if few else 0.6)
     ax.set_xlabel("step")
     ax.set_ylabel(CHARTED[metric])
     ax.set_title(f"{CHARTED[metric]} over the steps")
@@ -209,7 +223,7 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """Each target's recorded job (start to end, by status) with its attempt and moves."""
     from matplotlib.dates import DateFormatter, date2num
 
-    fig = new_figure(1.4 + 0.4 * len(rows))
+    fig = new_figure(1.4 + 0.4 * len(rows), [_label(r) for r in rows])
     ax = fig.add_subplot()
     times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time"))) if t]
     for index, row in enumerate(rows):

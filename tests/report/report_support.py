@@ -162,7 +162,7 @@ def assert_not_blank(png: Path, *, min_colours: int = 8, min_ink: float = 0.02) 
         rgb = image.convert("RGB")
         colours = rgb.getcolors(maxcolors=1 << 20) or []
         pixels = rgb.width * rgb.height
-        ink = sum(count for count, colour in colours if sum(tuple(colour)) < 3 * 235) / pixels  # type: ignore[arg-type]
+        ink = sum(count for count, colour in colours if sum(tuple(colour)) < 3 * 235) / pixels  # type: ignore[arg-type,misc]
     assert len(colours) >= min_colours, f"{png}: only {len(colours)} colour(s): blank"
     assert ink >= min_ink, f"{png}: {ink:.1%} non-white pixels: blank"
 

@@ -109,3 +109,16 @@ def test_values_are_escaped(bad: str) -> None:
     summary["rows"][0]["failure_reason"] = bad
     page = render_report(summary, series)
     assert bad not in page
+
+
+def test_a_large_run_names_every_target_in_the_table_and_the_charts() -> None:
+    from regional_training.report import FIXED_LAYOUT_ROWS
+
+    count = FIXED_LAYOUT_ROWS + 20
+    rows = [rs.row(i % 40, rs.REGIONS[i % 4], f"dataset-{i:03d}-v1") for i in range(count)]
+    summary = rs.summarize(rows, run_id="large")
+    page = render_report(summary, {r["target_key"]: rs.parse_metric_series(rs.log_lines(0)) for r in rows})
+    assert len(rs.tables(page)["targets"]) == count
+    for row in rows:
+        # the cost and timeline charts' labels (the step charts have no legend past LEGEND_LIMIT)
+        assert page.count(f"{row['target_key']} ({row['region_code']})") == 2, row["target_key"]
