@@ -84,12 +84,13 @@ def multi_region_training() -> None:
 
     @task
     def render_array_file(targets: list[dict[str, Any]]) -> str:
-        from regional_training import array_file, aws_io, steps
+        from regional_training import array_file, aws_io
+        from regional_training.run_layout import RunLayout
         from regional_training.settings import load_settings
         from regional_training.targets import Target
 
         settings = load_settings()
-        uri = steps.run_uri(settings, *_run_ids(), "array.csv")
+        uri = RunLayout(settings.central_bucket, *_run_ids()).array_file
         aws_io.put_text(uri, array_file.render(Target.from_dict(t) for t in targets), region=settings.central_region)
         return uri
 

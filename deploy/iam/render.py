@@ -32,6 +32,7 @@ import itertools
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from deploy import campaign_targets
+from regional_training import identifiers
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATES = (
@@ -50,14 +52,20 @@ SCALARS = ("ACCOUNT_ID", "EXECUTION_ROLE_NAME", "CENTRAL_BUCKET", "TRAINING_IMAG
 LISTS = ("REGIONS", "DATA_BUCKETS", "OUTPUT_BUCKETS")
 PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
-_CHECKS = {
-    "ACCOUNT_ID": re.compile(r"^[0-9]{12}$"),
-    "EXECUTION_ROLE_NAME": re.compile(r"^[\w+=,.@-]{1,64}$"),
-    "CENTRAL_BUCKET": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-    "TRAINING_IMAGE_REPOSITORY": re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$"),
-    "REGIONS": re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"),
-    "DATA_BUCKETS": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-    "OUTPUT_BUCKETS": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+def _pattern(regex: str) -> Callable[[object], bool]:
+    compiled = re.compile(regex)
+    return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
+
+
+#: Region and bucket rules are the package's (regional_training.identifiers).
+_CHECKS: dict[str, Callable[[object], bool]] = {
+    "ACCOUNT_ID": _pattern(r"^[0-9]{12}$"),
+    "EXECUTION_ROLE_NAME": _pattern(r"^[\w+=,.@-]{1,64}$"),
+    "CENTRAL_BUCKET": identifiers.is_bucket,
+    "TRAINING_IMAGE_REPOSITORY": _pattern(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$"),
+    "REGIONS": identifiers.is_region,
+    "DATA_BUCKETS": identifiers.is_bucket,
+    "OUTPUT_BUCKETS": identifiers.is_bucket,
 }
 
 
@@ -73,7 +81,7 @@ def validate(values: dict[str, Any]) -> None:
         if name in LISTS and (not isinstance(items, list) or not items):
             raise RenderError(f"${{{name}}} needs a non-empty list")
         for item in items:
-            if not isinstance(item, str) or not _CHECKS[name].match(item):
+            if not _CHECKS[name](item):
                 raise RenderError(f"bad value for ${{{name}}}: {item!r}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from regional_training.targets import BUCKET, REGION_CODE, S3_URI, Target, TargetError
+from regional_training.targets import FIELD_RULES, Target, TargetError
 
 FIELDS = ("region", "s3_uri", "target_key", "campaign_key", "output_bucket")
 _FORBIDDEN = (",", "\n", "\r", '"')
@@ -22,20 +22,29 @@ def _line(target: Target) -> tuple[str, ...]:
     return (target.region_code, target.s3_uri, target.target_key, target.campaign_key, target.output_bucket)
 
 
+#: Array-file field -> the target field whose identifier rule it follows.
+_RULE_OF = {"region": "region_code", "s3_uri": "s3_uri", "output_bucket": "output_bucket"}
+
+
+def _check_line(number: int, row: dict[str, str]) -> None:
+    """One line's fields: nothing that needs quoting, and each field's identifier rule
+    (rendering and parsing both check: the stored file is what the jobs are built from)."""
+    for field, value in row.items():
+        if not value or any(c in value for c in _FORBIDDEN):
+            raise TargetError(f"array line {number}: field {field!r} = {value!r} would break the CSV format")
+    for field, target_field in _RULE_OF.items():
+        rule, what = FIELD_RULES[target_field]
+        if not rule(row[field]):
+            raise TargetError(f"array line {number}: field {field!r} = {row[field]!r} is not {what}")
+
+
 def render(targets: Iterable[Target]) -> str:
     """Render targets as array-file text, sorted by (region, target key)."""
     lines = []
-    for index, target in enumerate(sorted(targets, key=lambda t: (t.region_code, t.target_key)), start=1):
-        values = _line(target)
-        for field, value in zip(FIELDS, values, strict=True):
-            bad = [c for c in _FORBIDDEN if c in value]
-            if bad or not value:
-                raise TargetError(f"array line {index}: field {field!r} = {value!r} would break the CSV format")
-        if not REGION_CODE.fullmatch(target.region_code):
-            raise TargetError(f"array line {index}: field 'region' = {target.region_code!r} is not a region code")
-        if not S3_URI.fullmatch(target.s3_uri):
-            raise TargetError(f"array line {index}: field 's3_uri' = {target.s3_uri!r} is not an s3:// URI")
-        lines.append(",".join(values))
+    for number, target in enumerate(sorted(targets, key=lambda t: (t.region_code, t.target_key)), start=1):
+        row = dict(zip(FIELDS, _line(target), strict=True))
+        _check_line(number, row)
+        lines.append(",".join(row.values()))
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -52,11 +61,6 @@ def parse(text: str) -> list[dict[str, str]]:
                 f"found {len(values)}: {line!r}"
             )
         row = dict(zip(FIELDS, values, strict=True))
-        if not REGION_CODE.fullmatch(row["region"]):
-            raise TargetError(f"array line {number}: field 'region' = {row['region']!r} is not a region code")
-        if not S3_URI.fullmatch(row["s3_uri"]):
-            raise TargetError(f"array line {number}: field 's3_uri' = {row['s3_uri']!r} is not an s3:// URI")
-        if not BUCKET.fullmatch(row["output_bucket"]):
-            raise TargetError(f"array line {number}: field 'output_bucket' = {row['output_bucket']!r} is not a bucket")
+        _check_line(number, row)
         rows.append(row)
     return rows

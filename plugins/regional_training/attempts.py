@@ -1,25 +1,96 @@
-"""Attempts of one (DAG run, target): which SageMaker job is *the* job right now.
+"""Which SageMaker job is a target's job right now, and what to do about it.
 
-Attempt 1 runs under the deterministic name, attempt N > 1 under ``<name>-a<N>``. A new
-attempt starts only after the previous one ended ``Failed`` or ``Stopped``; a job that
-is running or completed is followed, never duplicated. So at most one job per
-(DAG run, target) is ever live, whatever retries or clears happen.
+One target has ranked *candidates* (a request in a region: the planned placement, then
+its failover alternatives). Each candidate's jobs are *attempts*: attempt 1 runs under
+the candidate's deterministic name, attempt N > 1 under ``<name>-a<N>``. A new attempt
+starts only after the previous one ended ``Failed`` or ``Stopped``; a job that is
+running or completed is followed, never duplicated. A candidate whose newest job ended
+for lack of capacity (or whose creation was refused for it) blocks its region and the
+target moves to the next candidate outside the blocked regions. So at most one job per
+(DAG run, target) is ever live, whatever retries, clears or failovers happen.
+
+:func:`resolve` is the one place that answers "which job, and what now?": the training
+operator (``execute`` and ``execute_complete``) and the collector both call it with a
+``describe(region, name)`` callable, so it is pure and unit-tested with describe
+sequences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 LIVE_STATES = frozenset({"InProgress", "Stopping"})
 RETRYABLE_END_STATES = frozenset({"Failed", "Stopped"})
 #: Fits the 4 characters :mod:`training_request` reserves ("-a99").
 MAX_ATTEMPTS = 99
+#: Errors that mean "no capacity here", not "the job is broken": move to another region.
+CAPACITY_ERROR_CODES = frozenset(
+    {"ResourceLimitExceeded", "CapacityError", "InsufficientCapacityError", "InsufficientInstanceCapacity"}
+)
+
+#: ``describe(region, job_name)``: the job's description, or ``None`` if no such job.
+Describe = Callable[[str, str], "dict[str, Any] | None"]
+Action = Literal["create", "wait", "done", "exhausted"]
 
 
 def attempt_name(base_name: str, attempt: int) -> str:
     return base_name if attempt == 1 else f"{base_name}-a{attempt}"
+
+
+def is_capacity_error(text: str | None) -> bool:
+    """Whether an error code or ``FailureReason`` says the region lacks capacity or quota."""
+    if not text:
+        return False
+    lowered = text.lower()
+    return any(code.lower() in lowered for code in CAPACITY_ERROR_CODES) or "insufficient capacity" in lowered
+
+
+def capacity_signal(description: dict[str, Any] | None) -> tuple[str, str] | None:
+    """``(code, message)`` if an ended job says its region had no capacity, else ``None``.
+
+    SageMaker says so three ways: ``FailureReason`` naming a capacity error; a managed
+    spot job ``Stopped`` with ``SecondaryStatus`` ``MaxWaitTimeExceeded`` (no spot
+    capacity within the wait); a status transition whose message reports insufficient
+    capacity.
+    """
+    if not description or description.get("TrainingJobStatus") not in RETRYABLE_END_STATES:
+        return None
+    reason = description.get("FailureReason") or ""
+    if is_capacity_error(reason):
+        return "CapacityError", reason
+    if description.get("SecondaryStatus") == "MaxWaitTimeExceeded":
+        return "MaxWaitTimeExceeded", reason or "no spot capacity within MaxWaitTimeInSeconds"
+    for transition in description.get("SecondaryStatusTransitions") or []:
+        message = transition.get("StatusMessage") or ""
+        if "insufficient capacity" in message.lower():
+            return "InsufficientCapacity", message
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One place a target may train: a complete ``CreateTrainingJob`` request and its region."""
+
+    request: dict[str, Any]
+    region: str
+
+    @property
+    def base_name(self) -> str:
+        return str(self.request["TrainingJobName"])
+
+    @property
+    def purchase_option(self) -> str | None:
+        return next((t["Value"] for t in self.request.get("Tags", []) if t["Key"] == "purchase_option"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request, "region": self.region}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(request=data["request"], region=data["region"])
 
 
 @dataclass(frozen=True)
@@ -34,6 +105,45 @@ class Attempt:
         return None if self.description is None else str(self.description["TrainingJobStatus"])
 
 
+@dataclass(frozen=True)
+class Move:
+    """One failover move of a target (a ``placement_moves`` row, less the run's keys)."""
+
+    move_number: int
+    from_region: str
+    from_option: str | None
+    to_region: str | None
+    to_option: str | None
+    error_code: str
+    error_message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a target's task must do now.
+
+    ``create``: create ``attempt`` (not yet a job) of ``candidates[index]``; ``wait``:
+    follow the live ``attempt``; ``done``: ``attempt`` completed; ``exhausted``: every
+    allowed candidate lacked capacity (``index``/``attempt`` are ``None``).
+    """
+
+    action: Action
+    index: int | None
+    attempt: Attempt | None
+    #: The newest job the target has (candidate index, attempt): what a collector records.
+    latest: tuple[int, Attempt] | None
+    moves: tuple[Move, ...] = field(default=())
+    #: Each candidate's newest attempt (``None``: it has no job).
+    newest: tuple[Attempt | None, ...] = field(default=())
+
+    def ended_for_capacity(self, job_name: str) -> bool:
+        """Whether ``job_name`` is one of the target's jobs and ended for lack of capacity."""
+        return any(a is not None and a.name == job_name and capacity_signal(a.description) for a in self.newest)
+
+
 def latest_attempt(base_name: str, describe: Callable[[str], dict[str, Any] | None]) -> Attempt | None:
     """The newest existing attempt, or ``None`` if no job was ever created."""
     latest: Attempt | None = None
@@ -46,21 +156,60 @@ def latest_attempt(base_name: str, describe: Callable[[str], dict[str, Any] | No
     return latest
 
 
-def next_action(base_name: str, describe: Callable[[str], dict[str, Any] | None]) -> tuple[str, Attempt]:
-    """What a (re)started training task must do: ``create``, ``wait`` or ``done``.
-
-    ``create`` comes with the attempt to create (its description is ``None``).
-    """
-    latest = latest_attempt(base_name, describe)
+def _next_attempt(base_name: str, latest: Attempt | None) -> Attempt:
     if latest is None:
-        return "create", Attempt(1, attempt_name(base_name, 1), None)
-    if latest.status in LIVE_STATES:
-        return "wait", latest
-    if latest.status == "Completed":
-        return "done", latest
-    if latest.status in RETRYABLE_END_STATES:
-        if latest.number >= MAX_ATTEMPTS:
-            raise RuntimeError(f"{base_name}: {MAX_ATTEMPTS} attempts failed; not starting another")
-        number = latest.number + 1
-        return "create", Attempt(number, attempt_name(base_name, number), None)
-    raise RuntimeError(f"{latest.name}: unexpected training job status {latest.status!r}")
+        return Attempt(1, attempt_name(base_name, 1), None)
+    if latest.status not in RETRYABLE_END_STATES:
+        raise RuntimeError(f"{latest.name}: unexpected training job status {latest.status!r}")
+    if latest.number >= MAX_ATTEMPTS:
+        raise RuntimeError(f"{base_name}: {MAX_ATTEMPTS} attempts failed; not starting another")
+    return Attempt(latest.number + 1, attempt_name(base_name, latest.number + 1), None)
+
+
+def resolve(
+    candidates: Sequence[Candidate],
+    describe: Describe,
+    *,
+    refused: Mapping[str, tuple[str, str]] | None = None,
+) -> Resolution:
+    """Which candidate and attempt is the target's job, and what to do.
+
+    ``candidates`` in rank order (already cut to ``max_failovers + 1``); ``refused``:
+    region -> (error code, message) of creations refused for capacity (they leave no
+    job to describe). A live or completed job on any candidate is followed; otherwise
+    the candidates are walked in order, each one whose newest job ended for capacity
+    (or whose region refused a creation) blocking its region, and the first remaining
+    one gets its next attempt.
+    """
+    refused = dict(refused or {})
+    newest = [latest_attempt(c.base_name, functools.partial(describe, c.region)) for c in candidates]
+    followed = next((i for i, a in enumerate(newest) if a and (a.status in LIVE_STATES or a.status == "Completed")),
+                    None)
+    latest = next(((i, a) for i, a in reversed(list(enumerate(newest))) if a is not None), None)
+    blocked: set[str] = set()
+    moves: list[Move] = []
+    for index, candidate in enumerate(candidates):
+        attempt = newest[index]
+        if index == followed and attempt is not None:
+            action: Action = "wait" if attempt.status in LIVE_STATES else "done"
+            return Resolution(action, index, attempt, (index, attempt), tuple(moves), tuple(newest))
+        if candidate.region in blocked:
+            continue
+        signal = capacity_signal(attempt.description if attempt else None) or refused.get(candidate.region)
+        if signal is None:
+            if followed is None:
+                return Resolution("create", index, _next_attempt(candidate.base_name, attempt), latest, tuple(moves),
+                                  tuple(newest))
+            continue
+        blocked.add(candidate.region)
+        following = next((c for c in candidates[index + 1 :] if c.region not in blocked), None)
+        moves.append(Move(
+            move_number=len(moves) + 1,
+            from_region=candidate.region,
+            from_option=candidate.purchase_option,
+            to_region=following.region if following else None,
+            to_option=following.purchase_option if following else None,
+            error_code=signal[0],
+            error_message=signal[1][:1000],
+        ))
+    return Resolution("exhausted", None, None, latest, tuple(moves), tuple(newest))

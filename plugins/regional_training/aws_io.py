@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from regional_training.collection import split_s3_uri
-
 AWS_CONN_ID = "aws_default"
 #: Retries with client-side rate limiting on throttling errors.
 BOTOCORE_CONFIG: dict[str, Any] = {"retries": {"mode": "adaptive", "max_attempts": 10}}
@@ -19,6 +17,16 @@ def _s3_client(region: str | None) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG).get_conn()
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of an ``s3://`` URI, by the provider's own parser."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, key = S3Hook.parse_s3_url(uri)
+    return bucket, key
 
 
 def put_text(uri: str, text: str, *, region: str) -> None:

@@ -95,6 +95,28 @@ def _migrate(conn: PgConnection, seed: bool, applied_now: list[str]) -> None:
                 cur.execute(path.read_text(encoding="utf-8"))
 
 
+#: The Airflow connection of the campaign-metadata database.
+CAMPAIGN_DB_CONN_ID = "campaign_db"
+
+
+class CampaignDbUnavailableError(RuntimeError):
+    """The campaign-metadata database cannot be reached (the task retries with backoff)."""
+
+
+def airflow_connection() -> Any:
+    """A connection through ``PostgresHook``; an unreachable server is a named error."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    try:
+        return PostgresHook(postgres_conn_id=CAMPAIGN_DB_CONN_ID).get_conn()
+    except Exception as err:
+        if type(err).__name__ != "OperationalError":  # psycopg2's or psycopg's
+            raise
+        raise CampaignDbUnavailableError(
+            f"campaign database (connection {CAMPAIGN_DB_CONN_ID!r}) is unavailable: {str(err).strip()}"
+        ) from err
+
+
 def fetch_dicts(conn: PgConnection, query_file: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Run ``queries/<query_file>`` with bound ``params``; rows as dicts."""
     with conn.cursor() as cur:

@@ -12,23 +12,21 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from regional_training.attempts import latest_attempt
+from regional_training.attempts import Candidate, Describe, resolve
 from regional_training.placement import actual_cost_usd
+from regional_training.run_layout import RunLayout
 from regional_training.targets import Target
 
 #: A job that was never created (e.g. its launch failed before CreateTrainingJob).
 NOT_STARTED = "NotStarted"
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
-def central_artifact_uri(central_bucket: str, run_key: str, target: Target) -> str:
-    return f"s3://{central_bucket}/runs/{run_key}/artifacts/{target.target_key}/model.tar.gz"
+def job_candidates(job: dict[str, Any]) -> tuple[list[Target], list[Candidate]]:
+    """A build step's job as (targets, candidates) in rank order, cut to ``max_failovers``."""
+    entries = [{"target": job["target"], "request": job["request"]}, *job.get("failover", [])]
+    entries = entries[: int(job.get("max_failovers", len(entries))) + 1]
+    targets = [Target.from_dict(e["target"]) for e in entries]
+    return targets, [Candidate(e["request"], t.region_code) for e, t in zip(entries, targets, strict=True)]
 
 
 def final_metrics(description: dict[str, Any]) -> dict[str, float]:
@@ -55,35 +53,31 @@ def collect(
     job: dict[str, Any],
     dag_id: str,
     run_id: str,
-    central_bucket: str,
-    run_key: str,
-    describe: Callable[[str], Callable[[str], dict[str, Any] | None]],
+    layout: RunLayout,
+    describe: Describe,
     copy: Callable[[str, str], None],
     upsert: Callable[[dict[str, Any]], object],
 ) -> dict[str, Any]:
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 
-    ``job`` is one entry of the build step's ``jobs`` (target, request, hash);
-    ``describe(region)(name)`` returns the job's description in ``region`` or ``None``
-    if no such job (the newest attempt is collected: a re-run region replaces its row,
-    never adds one);
-    ``copy(src_uri, dst_uri)`` copies server-side; ``upsert(row)`` records the row.
+    ``job`` is one entry of the build step's ``jobs`` (targets and their candidates,
+    hash); ``describe(region, name)`` returns the job's description in ``region`` or
+    ``None`` if no such job (the target's newest job is collected, as
+    :func:`regional_training.attempts.resolve` finds it: a re-run region replaces its
+    row, never adds one); ``copy(src_uri, dst_uri)`` copies server-side;
+    ``upsert(row)`` records the row.
     """
-    # Failover only moves forward through the ranked candidates: the job that counts is
-    # the newest attempt of the last candidate that has any job.
-    candidates = [{"target": job["target"], "request": job["request"]}, *job.get("failover", [])]
-    target, request, attempt = Target.from_dict(job["target"]), job["request"], None
-    for candidate in candidates:
-        found = latest_attempt(candidate["request"]["TrainingJobName"], describe(candidate["target"]["region_code"]))
-        if found is not None:
-            target, request, attempt = Target.from_dict(candidate["target"]), candidate["request"], found
+    targets, candidates = job_candidates(job)
+    latest = resolve(candidates, describe).latest
+    index, attempt = latest if latest else (0, None)
+    target, request = targets[index], candidates[index].request
     name = attempt.name if attempt else request["TrainingJobName"]
     description = attempt.description if attempt else None
     status = description["TrainingJobStatus"] if description else NOT_STARTED
     source_uri = model_uri = None
     if status == "Completed":
         source_uri = description["ModelArtifacts"]["S3ModelArtifacts"]  # type: ignore[index]
-        model_uri = central_artifact_uri(central_bucket, run_key, target)
+        model_uri = layout.artifact(target.target_key)
         copy(source_uri, model_uri)
     failure = None
     if description is None:

@@ -12,44 +12,48 @@ What the stock operator does wrong for long multi-region jobs, and what this add
 * Nothing stops the job when the task is killed or marked failed. Here ``on_kill``
   (worker side) and the trigger's ``on_kill`` (deferred side) call ``StopTrainingJob``.
 * A region without capacity fails the task. Here a capacity or quota error at creation
-  (``ResourceLimitExceeded`` ...) or at start (a job that failed for capacity) moves the
-  target to its next-ranked candidate (prebuilt requests in ``failover``), blocking the
-  failed region as SkyPilot's recovery does, at most ``max_failovers`` times; each move
-  is pushed to XCom (``placement_moves``) for the collector to record.
+  (``ResourceLimitExceeded`` ...) or a job that ended for capacity (``CapacityError``,
+  spot ``MaxWaitTimeExceeded``, "insufficient capacity") moves the target to its
+  next-ranked candidate (prebuilt requests in ``failover``) within the same task try,
+  blocking the failed region as SkyPilot's recovery does, at most ``max_failovers``
+  times; the moves are pushed to XCom (``placement_moves``, always present) for the
+  collector to record.
+
+Which job is the target's job, and what to do next, is decided by
+:func:`regional_training.attempts.resolve`; this class only acts on its answer, in the
+provider's linear shape: create -> defer -> ``execute_complete``.
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import json
 import math
-import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from botocore.exceptions import ClientError
 
-from regional_training.attempts import LIVE_STATES, RETRYABLE_END_STATES, latest_attempt, next_action
+from regional_training.attempts import CAPACITY_ERROR_CODES, Candidate, Move, Resolution, is_capacity_error, resolve
 from regional_training.aws_io import describe_or_none
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+__all__ = [
+    "CAPACITY_ERROR_CODES", "WAIT_MARGIN_SECONDS", "DurableSageMakerTrainingOperator", "NoCapacityError",
+    "StoppingSageMakerTrigger", "is_capacity_error", "wait_limit_seconds",
+]
+
 #: Extra time beyond the stopping condition: start-up, download, upload.
 WAIT_MARGIN_SECONDS = 3600
-#: Errors that mean "no capacity here", not "the job is broken": move to another region.
-CAPACITY_ERROR_CODES = frozenset(
-    {"ResourceLimitExceeded", "CapacityError", "InsufficientCapacityError", "InsufficientInstanceCapacity"}
-)
-
-
-def is_capacity_error(text: str | None) -> bool:
-    """Whether an error code or ``FailureReason`` says the region lacks capacity or quota."""
-    if not text:
-        return False
-    lowered = text.lower()
-    return any(code.lower() in lowered for code in CAPACITY_ERROR_CODES) or "insufficient capacity" in lowered
+#: XCom key of the failover moves (always pushed, so the collector never misses it).
+MOVES_KEY = "placement_moves"
 
 
 class NoCapacityError(RuntimeError):
@@ -63,6 +67,11 @@ def wait_limit_seconds(config: dict[str, Any]) -> int:
     # With managed spot, MaxWaitTimeInSeconds already includes the runtime.
     total = max(runtime, int(stopping.get("MaxWaitTimeInSeconds", 0)))
     return total + WAIT_MARGIN_SECONDS
+
+
+def request_digest(request: dict[str, Any]) -> str:
+    """A short digest of a request: logged instead of the whole request."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class StoppingSageMakerTrigger(SageMakerTrigger):
@@ -88,146 +97,138 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param config: the ``CreateTrainingJob`` request; its ``TrainingJobName`` is the
         deterministic base name (attempts append ``-a<N>``).
     :param region_name: the region the job runs in (required, templated, mappable).
+    :param failover: the ranked alternatives, as :class:`~regional_training.attempts.Candidate`
+        dicts (``{"request": ..., "region": ...}``).
+    :param max_failovers: how many moves to alternatives one target may make.
     """
+
+    # failover and max_failovers are templated so a mapped task group can pass them.
+    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "failover", "max_failovers")
 
     def __init__(
         self, *, failover: list[dict[str, Any]] | None = None, max_failovers: int = 0, **kwargs: Any
     ) -> None:
-        kwargs.setdefault("check_if_job_exists", False)  # attempts.next_action decides
+        kwargs.setdefault("check_if_job_exists", False)  # attempts.resolve decides
         kwargs.setdefault("print_log", False)
         kwargs.setdefault("deferrable", True)
         super().__init__(**kwargs)
-        self.failover = list(failover or [])
+        self.failover = failover if failover is not None else []
         self.max_failovers = max_failovers
-        self._job_name: str | None = None
+        #: The job this try acts on (candidate, name), for ``on_kill``.
+        self._current: tuple[Candidate, str] | None = None
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    @property
+    def target_key(self) -> str | None:
+        """The target this task trains (its request's ``target`` tag): names the mapped task."""
+        tags = self.config.get("Tags", []) if isinstance(self.config, dict) else []
+        return next((t["Value"] for t in tags if t["Key"] == "target"), None)
+
+    def candidates(self) -> list[Candidate]:
+        """The target's candidates in rank order, cut to ``max_failovers`` moves."""
         if not self.region_name:
             raise ValueError(f"{self.task_id}: region_name is required (the job's region)")
-        candidates = [{"config": copy.deepcopy(self.config), "region_name": self.region_name}, *self.failover]
-        candidates = candidates[: self.max_failovers + 1]
-        # A retry after a failover must follow the job it moved to, not start the first
-        # candidate again: at most one live job per target.
-        for candidate in candidates:
-            self._use(candidate)
-            latest = latest_attempt(self.config["TrainingJobName"], self._describe)
-            if latest and (latest.status in LIVE_STATES or latest.status == "Completed"):
-                return self._run_candidate(context)
-        moves: list[dict[str, Any]] = []
-        blocked: set[str] = set()
-        for index, candidate in enumerate(candidates):
-            if candidate["region_name"] in blocked:
-                continue
-            self._use(candidate)
-            latest = latest_attempt(self.config["TrainingJobName"], self._describe)
-            if latest and latest.status in RETRYABLE_END_STATES and is_capacity_error(
-                (latest.description or {}).get("FailureReason")
-            ):
-                reason = (latest.description or {}).get("FailureReason", "")
-                self._move(context, moves, blocked, candidate, candidates[index + 1 :], "CapacityError", reason)
-                continue
-            try:
-                return self._run_candidate(context)
-            except ClientError as err:
-                error = err.response.get("Error", {})
-                if not is_capacity_error(error.get("Code")) and not is_capacity_error(error.get("Message")):
-                    raise
-                self._move(context, moves, blocked, candidate, candidates[index + 1 :],
-                           str(error.get("Code")), str(error.get("Message")))
-        tried = ", ".join(f"{m['from_region']} ({m['from_option']})" for m in moves) or "no candidate"
-        raise NoCapacityError(
-            f"no capacity for {candidates[0]['config']['TrainingJobName']}: tried {tried}; "
-            f"no further candidate within max_failovers={self.max_failovers}"
-        )
+        first = Candidate(request=self.config, region=self.region_name)
+        return [first, *(Candidate.from_dict(c) for c in self.failover)][: self.max_failovers + 1]
 
-    def _run_candidate(self, context: Context) -> dict[str, Any]:
-        base_name = self.config["TrainingJobName"]
-        limit = wait_limit_seconds(self.config)
-        self.max_ingestion_time = limit
-        self.max_attempts = math.ceil(limit / self.check_interval) + 1
-        action, attempt = next_action(base_name, self._describe)
-        self._job_name = attempt.name
-        self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, self.region_name,
-                      {"create": "creating it", "wait": "reattaching", "done": "already completed"}[action])
-        if action == "done":
-            return {"Training": serialize(attempt.description or {})}
-        if action == "wait":
-            self._defer_on(attempt.name, limit)
-        self.config["TrainingJobName"] = attempt.name
-        result = super().execute(context)
-        return result  # type: ignore[no-any-return]
-
-    def _use(self, candidate: dict[str, Any]) -> None:
-        """Point the operator at one candidate: its request and region (and a new hook)."""
-        self.config = copy.deepcopy(candidate["config"])
-        self.region_name = candidate["region_name"]
-        self.__dict__.pop("hook", None)  # the cached hook is bound to the previous region
-
-    def _move(self, context: Context, moves: list[dict[str, Any]], blocked: set[str], candidate: dict[str, Any],
-              rest: list[dict[str, Any]], code: str, message: str) -> None:
-        blocked.add(candidate["region_name"])
-        following = next((c for c in rest if c["region_name"] not in blocked), None)
-        move = {
-            "move_number": len(moves) + 1,
-            "from_region": candidate["region_name"],
-            "from_option": _tag(candidate["config"], "purchase_option"),
-            "to_region": following["region_name"] if following else None,
-            "to_option": _tag(following["config"], "purchase_option") if following else None,
-            "error_code": code,
-            "error_message": message[:1000],
-        }
-        moves.append(move)
-        self.log.warning("No capacity for %s in %s (%s: %s); moving to %s.", candidate["config"]["TrainingJobName"],
-                         candidate["region_name"], code, message, move["to_region"] or "nothing")
-        if "ti" in context:
-            context["ti"].xcom_push(key="placement_moves", value=moves)
-
-    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
-              timeout: timedelta | int | float | None = None) -> NoReturn:
-        # The base class defers on the stock trigger; swap in the stopping, region-pinned one.
-        if isinstance(trigger, SageMakerTrigger) and not isinstance(trigger, StoppingSageMakerTrigger):
-            trigger = self._trigger(trigger.job_name)
-        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._act(context, refused={})
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-        # Resumed in a fresh operator: find the candidate (request, region) whose job the
-        # trigger waited on from the job's name (the base name or "<base>-a<N>").
-        name = str((event or {}).get("job_name", ""))
-        for candidate in [{"config": self.config, "region_name": self.region_name}, *self.failover]:
-            base = candidate["config"]["TrainingJobName"]
-            if name == base or re.fullmatch(rf"{re.escape(base)}-a\d+", name):
-                self._use(candidate)
-                break
-        return super().execute_complete(context, event)
+        event = validate_execute_complete_event(event)
+        refused = self._refused_before(context)
+        resolution = resolve(self.candidates(), self._describe, refused=refused)
+        if event["status"] == "success" or resolution.ended_for_capacity(str(event.get("job_name"))):
+            # Success: the resolution returns the job. A job that ended for capacity: it
+            # has moved on to the next candidate (or none is left); act within this try.
+            return self._act(context, refused=refused, resolution=resolution)
+        raise RuntimeError(f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}")
 
-    def _trigger(self, job_name: str) -> StoppingSageMakerTrigger:
-        return StoppingSageMakerTrigger(
+    def _act(self, context: Context, *, refused: dict[str, tuple[str, str]],
+             resolution: Resolution | None = None) -> dict[str, Any]:
+        candidates = self.candidates()
+        while True:
+            resolution = resolution or resolve(candidates, self._describe, refused=refused)
+            self._push_moves(context, resolution.moves)
+            if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
+                raise NoCapacityError(self._exhausted_message(resolution.moves))
+            candidate, attempt = candidates[resolution.index], resolution.attempt
+            self._current = (candidate, attempt.name)
+            self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, candidate.region,
+                          {"create": "creating it", "wait": "reattaching", "done": "already completed"}
+                          [resolution.action])
+            if resolution.action == "done":
+                return {"Training": serialize(attempt.description or {})}
+            if resolution.action == "wait":
+                self._defer_on(candidate, attempt.name)
+            try:
+                self._create(candidate, attempt.name)
+            except ClientError as err:
+                error = err.response.get("Error", {})
+                code, message = str(error.get("Code")), str(error.get("Message"))
+                if not is_capacity_error(code) and not is_capacity_error(message):
+                    raise
+                self.log.warning("No capacity for %s in %s (%s: %s).", attempt.name, candidate.region, code, message)
+                refused[candidate.region] = (code, message)
+                resolution = None
+                continue
+            self._defer_on(candidate, attempt.name)
+
+    def _create(self, candidate: Candidate, name: str) -> None:
+        request = {**candidate.request, "TrainingJobName": name}
+        self.log.info("Creating training job %s in %s (request sha256 %s).", name, candidate.region,
+                      request_digest(request))
+        self._hook(candidate.region).create_training_job(request, wait_for_completion=False, print_log=False)
+
+    def _defer_on(self, candidate: Candidate, job_name: str) -> NoReturn:
+        limit = wait_limit_seconds(candidate.request)
+        trigger = StoppingSageMakerTrigger(
             job_name=job_name,
             job_type="Training",
             waiter_delay=self.check_interval,
-            waiter_max_attempts=self.max_attempts,
+            waiter_max_attempts=math.ceil(limit / self.check_interval) + 1,
             aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
+            region_name=candidate.region,
             verify=self.verify,
             botocore_config=self.botocore_config,
         )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit))
 
-    def _defer_on(self, job_name: str, limit: int) -> NoReturn:
-        self.defer(trigger=self._trigger(job_name), method_name="execute_complete", timeout=timedelta(seconds=limit))
+    def _hook(self, region: str) -> SageMakerHook:
+        """The provider's hook in one candidate's region (``self.hook`` is bound to ``region_name``)."""
+        return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=region, verify=self.verify,
+                             config=self.botocore_config)
 
-    def _describe(self, name: str) -> dict[str, Any] | None:
-        return describe_or_none(self.hook, name)
+    def _describe(self, region: str, name: str) -> dict[str, Any] | None:
+        return describe_or_none(self._hook(region), name)
+
+    def _refused_before(self, context: Context) -> dict[str, tuple[str, str]]:
+        """Regions whose creation was refused earlier in this try (they left no job): from
+        the moves this task pushed before it deferred."""
+        ti = context.get("ti")
+        if ti is None:
+            return {}
+        moves = ti.xcom_pull(task_ids=ti.task_id, key=MOVES_KEY, map_indexes=ti.map_index) or []
+        return {m["from_region"]: (m["error_code"], m["error_message"]) for m in moves}
+
+    def _push_moves(self, context: Context, moves: tuple[Move, ...]) -> None:
+        if "ti" in context:
+            context["ti"].xcom_push(key=MOVES_KEY, value=[m.to_dict() for m in moves])
+        for move in moves:
+            self.log.info("Move %d: %s (%s) -> %s (%s) after %s.", move.move_number, move.from_region,
+                          move.from_option, move.to_region or "nothing", move.to_option, move.error_code)
+
+    def _exhausted_message(self, moves: tuple[Move, ...]) -> str:
+        tried = ", ".join(f"{m.from_region} ({m.from_option})" for m in moves) or "no candidate"
+        return (f"no capacity for {self.config['TrainingJobName']}: tried {tried}; "
+                f"no further candidate within max_failovers={self.max_failovers}")
 
     def on_kill(self) -> None:
-        name = self._job_name or self.config.get("TrainingJobName")
-        if not name:
+        candidate, name = self._current or (Candidate(self.config, self.region_name or ""), self.config.get(
+            "TrainingJobName"))
+        if not name or not candidate.region:
             return
-        self.log.info("Task killed: stopping training job %s in %s.", name, self.region_name)
+        self.log.info("Task killed: stopping training job %s in %s.", name, candidate.region)
         try:
-            self.hook.conn.stop_training_job(TrainingJobName=name)
+            self._hook(candidate.region).conn.stop_training_job(TrainingJobName=name)
         except Exception as err:  # already ended, or never created
             self.log.warning("StopTrainingJob %s: %s", name, err)
-
-
-def _tag(config: dict[str, Any], key: str) -> str | None:
-    return next((t["Value"] for t in config.get("Tags", []) if t["Key"] == key), None)

@@ -6,8 +6,10 @@ form and the REST API both), so a value outside its schema never reaches a task.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from regional_training import identifiers
 from regional_training.training_request import GPUS_PER_INSTANCE
 
 #: Model choices of the training entry point (``resnet50`` is the production recipe;
@@ -22,7 +24,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "campaigns": {
             "default": [],
             "type": "array",
-            "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,47}$"},
+            "items": {"type": "string", "pattern": identifiers.KEY_PATTERN},
             "uniqueItems": True,
             "title": "Campaigns",
             "description": "Campaign keys to train on. Empty: every campaign whose status is 'ready'.",
@@ -30,7 +32,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "regions": {
             "default": [],
             "type": "array",
-            "items": {"type": "string", "pattern": "^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"},
+            "items": {"type": "string", "pattern": identifiers.REGION_PATTERN},
             "uniqueItems": True,
             "title": "Region allow-list",
             "description": "Train only in these AWS regions. Empty: every training-enabled region.",
@@ -135,7 +137,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
         "purchase_options": {
             "default": [],
             "type": "array",
-            "items": {"type": "string", "enum": ["reserved", "spot", "on_demand"]},
+            "items": {"type": "string", "enum": list(identifiers.PURCHASE_OPTIONS)},
             "uniqueItems": True,
             "title": "Allowed purchase options",
             "description": "Empty: all of reserved, spot, on_demand.",
@@ -172,12 +174,12 @@ HYPERPARAMETER_PARAMS = (
 )
 
 
-def training_hyperparameters(params: dict[str, Any]) -> dict[str, Any]:
+def training_hyperparameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe part of the Params (unset optional values are left out)."""
     return {name: params[name] for name in HYPERPARAMETER_PARAMS if params.get(name) is not None}
 
 
-def processes_per_host(params: dict[str, Any]) -> int:
+def processes_per_host(params: Mapping[str, Any]) -> int:
     """Horovod processes per host; more than the instance's GPUs is a named error."""
     gpus = GPUS_PER_INSTANCE[params["instance_type"]]
     wanted = params.get("processes_per_host") or gpus

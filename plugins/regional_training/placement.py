@@ -23,13 +23,15 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from regional_training import identifiers
+
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
 
 QUERY_FILE = "place_targets.sql"
 
 #: Purchase options, in the order the placement prefers them at equal expected cost.
-PURCHASE_OPTIONS: tuple[str, ...] = ("reserved", "on_demand", "spot")
+PURCHASE_OPTIONS = identifiers.PURCHASE_OPTIONS
 
 #: Why a target was left out of the plan (``TargetPlacement.left_out_reason``).
 LEFT_OUT_REASONS: dict[str, str] = {
@@ -238,13 +240,3 @@ def actual_cost_usd(
     cost = Decimal(int(billable_seconds)) * int(instance_count) * price / Decimal(3600)
     return cost if quantum is None else cost.quantize(quantum, rounding=ROUND_HALF_UP)
 
-
-def planned_columns(row: PlacementRow) -> dict[str, Any]:
-    """The training_runs cost columns (V002) for the candidate actually launched."""
-    return {
-        "purchase_option": row.purchase_option,
-        "placement_rank": row.rank,
-        "price_per_instance_hour": row.price_per_instance_hour,
-        "billing_usd_per_hour": row.billing_usd_per_hour,
-        "planned_cost_usd": row.expected_cost_usd,
-    }

@@ -9,15 +9,19 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from regional_training import identifiers
+
 #: Variable name -> (field, pattern the value must match).
 VARIABLES: dict[str, tuple[str, str]] = {
     "mrt_aws_account_id": ("aws_account_id", r"^[0-9]{12}$"),
     "mrt_sagemaker_role_arn": ("sagemaker_role_arn", r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"),
     "mrt_training_image_repository": ("training_image_repository", r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$"),
     "mrt_training_image_tag": ("training_image_tag", r"^[\w][\w.-]{0,127}$"),
-    "mrt_central_bucket": ("central_bucket", r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-    "mrt_central_region": ("central_region", r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"),
+    "mrt_central_bucket": ("central_bucket", identifiers.BUCKET_PATTERN),
+    "mrt_central_region": ("central_region", identifiers.REGION_PATTERN),
 }
+#: Extra rules beyond the pattern (S3's full bucket naming rules).
+_RULES = {"mrt_central_bucket": identifiers.is_bucket, "mrt_central_region": identifiers.is_region}
 
 
 class SettingsError(ValueError):
@@ -51,7 +55,7 @@ def settings_from_mapping(values: dict[str, str | None]) -> Settings:
         value = values.get(name)
         if value is None or value == "":
             raise SettingsError(f"Airflow Variable {name!r} (or AIRFLOW_VAR_{name.upper()}) is not set")
-        if not re.fullmatch(pattern, value):
+        if not re.fullmatch(pattern, value) or not _RULES.get(name, bool)(value):
             raise SettingsError(f"Airflow Variable {name!r} = {value!r} does not match {pattern}")
         fields[field] = value
     return Settings(**fields)

@@ -11,6 +11,7 @@ from typing import Any
 
 from regional_training import array_file, campaign_db, collection, placement, summary, training_request
 from regional_training.params import processes_per_host, training_hyperparameters
+from regional_training.run_layout import RunLayout
 from regional_training.settings import Settings
 from regional_training.targets import Target, check_row, validate_rows
 
@@ -111,11 +112,6 @@ def _placement_row(row: placement.PlacementRow) -> dict[str, Any]:
     }
 
 
-def run_uri(settings: Settings, dag_id: str, run_id: str, name: str) -> str:
-    """Where a run's own files live in the central bucket (array file, summary)."""
-    return f"s3://{settings.central_bucket}/runs/{training_request.run_key(dag_id, run_id)}/{name}"
-
-
 def build_jobs(
     *,
     array_text: str,
@@ -183,7 +179,7 @@ def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "config": job["request"],
         "region_name": job["target"]["region_code"],
-        "failover": [{"config": f["request"], "region_name": f["target"]["region_code"]} for f in job["failover"]],
+        "failover": [c.to_dict() for c in collection.job_candidates(job)[1][1:]],
         "max_failovers": job["max_failovers"],
     }
 
@@ -204,9 +200,8 @@ def collect_job(
             job=job,
             dag_id=dag_id,
             run_id=run_id,
-            central_bucket=settings.central_bucket,
-            run_key=training_request.run_key(dag_id, run_id),
-            describe=lambda region: lambda name: aws_io.describe_training_job(name, region=region),
+            layout=RunLayout(settings.central_bucket, dag_id, run_id),
+            describe=lambda region, name: aws_io.describe_training_job(name, region=region),
             copy=lambda src, dst: aws_io.copy_object(src, dst, dest_region=settings.central_region),
             upsert=lambda row: campaign_db.execute(conn, "upsert_training_run.sql", row),
         )
@@ -230,7 +225,7 @@ def summarize_run(
     from regional_training import aws_io
 
     result = summary.summarize(rows, run_id=run_id, dry_run=dry_run, planned=planned, left_out=left_out)
-    uri = run_uri(settings, dag_id, run_id, "summary.json")
+    uri = RunLayout(settings.central_bucket, dag_id, run_id).summary
     aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=settings.central_region)
     for line in result["text"].splitlines():
         log.info("%s", line)

@@ -7,17 +7,11 @@ an error names the row (its region and dataset) and the offending field.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: AWS region codes such as ``us-east-1``, ``eu-central-1``, ``us-gov-west-1``.
-REGION_CODE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-#: An ``s3://bucket/prefix/`` URI: DNS-style bucket name, printable key without
-#: separators that would break a CSV line or an S3 prefix.
-S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s,\"]*)?$")
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+from regional_training import identifiers
 
 
 class TargetError(ValueError):
@@ -64,23 +58,26 @@ class Target:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
-def _check(row_label: str, field: str, value: Any, pattern: re.Pattern[str], what: str) -> None:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise TargetError(f"{row_label}: field {field!r} = {value!r} is not {what}")
+#: Row field -> (identifier rule, what it must be).
+FIELD_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "region_code": (identifiers.is_region, "an AWS region code"),
+    "s3_uri": (identifiers.is_s3_uri, "an s3:// URI without commas or spaces"),
+    "campaign_key": (identifiers.is_key, "a campaign key"),
+    "dataset_key": (identifiers.is_key, "a dataset key"),
+    "output_bucket": (identifiers.is_bucket, "an S3 bucket name"),
+}
 
 
 def check_row(label: str, row: dict[str, Any], allowed_regions: list[str]) -> None:
     """Field-level checks of one candidate row (a target or one of its alternatives)."""
-    _check(label, "region_code", row.get("region_code"), REGION_CODE, "an AWS region code")
-    _check(label, "s3_uri", row.get("s3_uri"), S3_URI, "an s3:// URI without commas or spaces")
-    _check(label, "campaign_key", row.get("campaign_key"), KEY, "a campaign key")
-    _check(label, "dataset_key", row.get("dataset_key"), KEY, "a dataset key")
-    _check(label, "output_bucket", row.get("output_bucket"), BUCKET, "an S3 bucket name")
+    for field, (rule, what) in FIELD_RULES.items():
+        if not rule(row.get(field)):
+            raise TargetError(f"{label}: field {field!r} = {row.get(field)!r} is not {what}")
     if allowed_regions and row["region_code"] not in allowed_regions:
         raise TargetError(f"{label}: region {row['region_code']!r} is not in the allowed regions")
-    if not str(row["s3_uri"]).endswith("/"):
+    if not identifiers.is_s3_prefix(row["s3_uri"]):
         raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
-    if row.get("purchase_option", "on_demand") not in ("reserved", "spot", "on_demand"):
+    if not identifiers.is_purchase_option(row.get("purchase_option", "on_demand")):
         raise TargetError(f"{label}: field 'purchase_option' = {row.get('purchase_option')!r} is unknown")
 
 
@@ -98,7 +95,7 @@ def validate_rows(
     or target appears twice, and that every explicitly requested campaign has data.
     """
     for region in allowed_regions:
-        if not REGION_CODE.fullmatch(region):
+        if not identifiers.is_region(region):
             raise TargetError(f"param 'regions': {region!r} is not an AWS region code")
         if known_regions is not None and region not in known_regions:
             raise TargetError(

@@ -13,7 +13,10 @@ import json
 import re
 from typing import Any
 
+from regional_training import identifiers
 from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.run_layout import checkpoint_uri, output_path
+from regional_training.run_layout import run_key as run_key  # re-exported: dev/ and campaign_view use it here
 from regional_training.settings import Settings
 from regional_training.targets import Target
 
@@ -41,14 +44,6 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 JOB_NAME_MAX = 63
 #: Characters kept free at the end of a job name for a retry's attempt suffix.
 ATTEMPT_SUFFIX_RESERVE = 4
-_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-
-
-def run_key(dag_id: str, run_id: str) -> str:
-    """A path-safe, unique key for a DAG run (run ids contain ':' and '+')."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-")
-    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:8]
-    return f"{dag_id}/{safe}-{digest}"
 
 
 def job_name(dag_id: str, run_id: str, target: Target) -> str:
@@ -64,7 +59,7 @@ def job_name(dag_id: str, run_id: str, target: Target) -> str:
     slug = re.sub(r"[^a-z0-9-]+", "-", f"{target.region_code}-{target.dataset_key}".lower())
     slug = slug[:budget].strip("-")
     name = f"mrt-{slug}-{digest}"
-    if not _JOB_NAME.fullmatch(name):  # pragma: no cover - guarded by construction
+    if not identifiers.is_job_name(name):  # pragma: no cover - guarded by construction
         raise ValueError(f"job name {name!r} is not valid for SageMaker")
     return name
 
@@ -117,7 +112,6 @@ def build_request(
     rejects a max wait without spot, so on-demand and reserved requests never carry it.
     """
     name = job_name(dag_id, run_id, target)
-    key = run_key(dag_id, run_id)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime_seconds}
     spot: dict[str, Any] = {}
     if target.is_spot:
@@ -147,7 +141,7 @@ def build_request(
                 "InputMode": "File",
             }
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{target.output_bucket}/training-jobs/"},
+        "OutputDataConfig": {"S3OutputPath": output_path(target.output_bucket)},
         "ResourceConfig": {
             "InstanceType": instance_type,
             "InstanceCount": instance_count,
@@ -158,7 +152,7 @@ def build_request(
         # Same-region checkpoints, unique per run and target: a retried, resumed or
         # spot-interrupted job continues from the newest one instead of from epoch 0.
         "CheckpointConfig": {
-            "S3Uri": f"s3://{target.output_bucket}/checkpoints/{key}/{target.target_key}/",
+            "S3Uri": checkpoint_uri(target.output_bucket, dag_id, run_id, target.target_key),
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         },
         "Tags": [
@@ -173,17 +167,16 @@ def build_request(
     }
 
 
-def model_artifact_uri(request: dict[str, Any]) -> str:
-    """Where SageMaker writes the model of ``request``'s job."""
-    return f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{request['TrainingJobName']}/output/model.tar.gz"
-
-
 def validate_request(request: dict[str, Any]) -> None:
     """Validate against botocore's SageMaker model; raise naming the job and the fields."""
     import botocore.session
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
+    bad_tags = [t["Key"] for t in request.get("Tags", []) if not identifiers.is_tag_value(t.get("Value"))]
+    if bad_tags:
+        raise ValueError(f"training request {request.get('TrainingJobName')!r}: tag value(s) of {bad_tags} "
+                         "break SageMaker's tag rules")
     model = botocore.session.get_session().get_service_model("sagemaker")
     try:
         validate_parameters(request, model.operation_model("CreateTrainingJob").input_shape)

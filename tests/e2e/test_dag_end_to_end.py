@@ -13,7 +13,7 @@ import pytest
 from helpers import jobs_of_run, rows_of_run
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
-from regional_training import array_file, training_request
+from regional_training import array_file, run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
@@ -48,7 +48,7 @@ def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
 
     # The array file in S3 is exactly the expected lines.
     s3 = aws_client("s3", endpoint, "us-east-1")
-    key = f"runs/{training_request.run_key('multi_region_training', run_id)}"
+    key = f"runs/{run_layout.run_key('multi_region_training', run_id)}"
     text = s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/array.csv")["Body"].read().decode()
     assert [(r["region"], r["s3_uri"]) for r in array_file.parse(text)] == [
         ("eu-central-1", "s3://mrt-campaign-data-eu-central-1/datasets/munich-autobahn-2026/munich-autobahn-2026-v1/"),
@@ -107,7 +107,7 @@ def test_one_region_fails_the_others_are_collected(
     assert "DataLossError: corrupted record" in by_region["eu-west-1"]["failure_reason"]
     assert all(by_region[r]["status"] == "Completed" and by_region[r]["model_artifact_uri"] for r in REGIONS
                if r != "eu-west-1")
-    key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}"
+    key = f"runs/{run_layout.run_key('multi_region_training', dag_run.run_id)}"
     summary = json.loads(
         aws_client("s3", endpoint, "us-east-1").get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"]
         .read()

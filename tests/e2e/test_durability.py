@@ -137,7 +137,7 @@ def test_a_retry_after_failover_follows_the_job_it_moved_to(offline_stack: str) 
                                                check_interval=1))
     retry = DurableSageMakerTrainingOperator(
         task_id="train", config=_copy(primary), region_name=REGION, check_interval=1, max_failovers=1,
-        failover=[{"config": _copy(alternative), "region_name": "us-east-1"}],
+        failover=[{"request": _copy(alternative), "region": "us-east-1"}],
     )
     deferred = _deferred(retry)
     assert (deferred.trigger.job_name, deferred.trigger.region_name) == (alternative["TrainingJobName"], "us-east-1")

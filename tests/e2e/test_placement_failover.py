@@ -12,7 +12,7 @@ import pytest
 from helpers import jobs_of_run, training_dag
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from regional_training import training_request
+from regional_training import run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -77,7 +77,7 @@ def test_cheapest_placement_fails_over_when_a_region_has_no_capacity(starved_sta
     # Actual cost: SageMaker's billable seconds at the billing rate, per instance.
     assert actual == (Decimal(billable) * count * rate / 3600).quantize(Decimal("0.01"))
 
-    key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}/summary.json"
+    key = f"runs/{run_layout.run_key('multi_region_training', dag_run.run_id)}/summary.json"
     summary = json.loads(aws_client("s3", endpoint, "us-east-1").get_object(Bucket=CENTRAL_BUCKET, Key=key)["Body"]
                          .read())
     assert summary["moves"]["boston-winter-2026-v1"][0]["to_region"] == "us-east-1"

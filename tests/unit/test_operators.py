@@ -1,8 +1,23 @@
 from __future__ import annotations
 
-import pytest
+import copy
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
 
-from regional_training.operators import WAIT_MARGIN_SECONDS, is_capacity_error, wait_limit_seconds
+import pytest
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.sdk.exceptions import TaskDeferred
+from botocore.exceptions import ClientError
+
+from regional_training.operators import (
+    WAIT_MARGIN_SECONDS,
+    DurableSageMakerTrainingOperator,
+    NoCapacityError,
+    StoppingSageMakerTrigger,
+    is_capacity_error,
+    wait_limit_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,3 +42,118 @@ def test_wait_limit_follows_runtime_and_spot_max_wait() -> None:
     assert wait_limit_seconds({"StoppingCondition": {"MaxRuntimeInSeconds": 7200}}) == 7200 + WAIT_MARGIN_SECONDS
     spot = {"StoppingCondition": {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 90000}}
     assert wait_limit_seconds(spot) == 90000 + WAIT_MARGIN_SECONDS
+
+
+# --- The operator in the provider's test style: hook patched, describe answers, TaskDeferred.
+
+REQUEST = {"TrainingJobName": "mrt-a", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+           "Tags": [{"Key": "purchase_option", "Value": "reserved"}]}
+ALTERNATIVE = {"TrainingJobName": "mrt-b", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+               "Tags": [{"Key": "purchase_option", "Value": "spot"}]}
+
+
+class FakeSageMaker:
+    """Jobs by (region, name); ``describe_training_job`` answers like SageMaker does."""
+
+    def __init__(self, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.created: list[tuple[str, str]] = []
+        self.refuse = refuse
+
+    def describe(self, hook: Any, name: str) -> dict[str, Any]:
+        try:
+            return {"TrainingJobName": name, **self.jobs[(hook.region_name, name)]}
+        except KeyError:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "not found"}},
+                              "DescribeTrainingJob") from None
+
+    def create(self, hook: Any, config: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if hook.region_name in self.refuse:
+            raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "quota 0"}},
+                              "CreateTrainingJob")
+        self.created.append((hook.region_name, config["TrainingJobName"]))
+        self.jobs[(hook.region_name, config["TrainingJobName"])] = {"TrainingJobStatus": "InProgress"}
+        return {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+
+@pytest.fixture()
+def sagemaker() -> Iterator[FakeSageMaker]:
+    fake = FakeSageMaker()
+    with mock.patch.object(SageMakerHook, "describe_training_job", autospec=True, side_effect=fake.describe), \
+            mock.patch.object(SageMakerHook, "create_training_job", autospec=True, side_effect=fake.create):
+        yield fake
+
+
+def operator(max_failovers: int = 1) -> DurableSageMakerTrainingOperator:
+    return DurableSageMakerTrainingOperator(
+        task_id="train", config=copy.deepcopy(REQUEST), region_name="us-west-2", check_interval=5,
+        failover=[{"request": copy.deepcopy(ALTERNATIVE), "region": "us-east-1"}], max_failovers=max_failovers,
+    )
+
+
+def deferred(call: Any) -> Any:
+    with pytest.raises(TaskDeferred) as raised:
+        call()
+    trigger = raised.value.trigger
+    assert isinstance(trigger, StoppingSageMakerTrigger)
+    assert raised.value.method_name == "execute_complete"
+    return trigger
+
+
+def test_execute_creates_the_job_and_defers_in_its_region(sagemaker: FakeSageMaker) -> None:
+    trigger = deferred(lambda: operator().execute({}))
+    assert (trigger.job_name, trigger.region_name) == ("mrt-a", "us-west-2")
+    assert sagemaker.created == [("us-west-2", "mrt-a")]
+
+
+def test_a_retry_reattaches_to_the_running_job(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "InProgress"}
+    trigger = deferred(lambda: operator().execute({}))
+    assert trigger.job_name == "mrt-a" and sagemaker.created == []
+
+
+def test_a_retry_after_a_failure_creates_one_new_attempt(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
+    trigger = deferred(lambda: operator().execute({}))
+    assert trigger.job_name == "mrt-a-a2" and sagemaker.created == [("us-west-2", "mrt-a-a2")]
+
+
+def test_a_completed_job_is_returned_without_deferring(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Completed"}
+    assert operator().execute({})["Training"]["TrainingJobName"] == "mrt-a"
+    assert sagemaker.created == []
+
+
+def test_a_refused_creation_fails_over_to_the_next_region(sagemaker: FakeSageMaker) -> None:
+    sagemaker.refuse = {"us-west-2"}
+    trigger = deferred(lambda: operator().execute({}))
+    assert (trigger.job_name, trigger.region_name) == ("mrt-b", "us-east-1")
+    assert sagemaker.created == [("us-east-1", "mrt-b")]
+
+
+def test_a_job_that_ended_for_capacity_fails_over_within_the_same_try(sagemaker: FakeSageMaker) -> None:
+    deferred(lambda: operator().execute({}))
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxWaitTimeExceeded"}
+    # Resumed in a fresh operator, as Airflow does: re-defers on the next candidate.
+    event = {"status": "stopped", "job_name": "mrt-a", "message": "stopped"}
+    trigger = deferred(lambda: operator().execute_complete({}, event))
+    assert (trigger.job_name, trigger.region_name) == ("mrt-b", "us-east-1")
+    # The moved job completes: the resumed task returns it.
+    sagemaker.jobs[("us-east-1", "mrt-b")] = {"TrainingJobStatus": "Completed"}
+    result = operator().execute_complete({}, {"status": "success", "job_name": "mrt-b"})
+    assert result["Training"]["TrainingJobName"] == "mrt-b"
+    assert sagemaker.created == [("us-west-2", "mrt-a"), ("us-east-1", "mrt-b")]
+
+
+def test_failover_is_bounded_by_max_failovers(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "CapacityError"}
+    with pytest.raises(NoCapacityError, match="max_failovers=0"):
+        operator(max_failovers=0).execute_complete({}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
+    assert sagemaker.created == []
+
+
+def test_a_job_that_failed_for_another_reason_fails_the_try(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
+    with pytest.raises(RuntimeError, match="AlgorithmError"):
+        operator().execute_complete({}, {"status": "failed", "job_name": "mrt-a", "message": "AlgorithmError"})
+    assert sagemaker.created == []

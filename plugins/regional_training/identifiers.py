@@ -1,0 +1,88 @@
+"""The identifier rules, in one place: region codes, S3 buckets and URIs, dataset keys,
+purchase options, job names, tag values.
+
+Targets, settings, the Params' JSON schema, the placement, the array file and the IAM
+rendering (``deploy/iam/render.py``) all check against these; the database's own
+``CHECK`` constraints (``include/sql/migrations``) repeat the patterns as its last guard,
+and ``tests/unit/test_identifiers.py`` keeps both in step. The patterns are plain
+strings too, because JSON schema (the trigger form) and SQL need them as text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+#: AWS region codes such as ``us-east-1``, ``eu-central-1``, ``us-gov-west-1``.
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
+#: The shape of an S3 bucket name (3-63 characters of ``a-z0-9.-``, alphanumeric at both
+#: ends); :func:`is_bucket` adds S3's remaining rules.
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+#: Campaign, dataset and target keys.
+KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+#: SageMaker's job-name rule (``CreateTrainingJob``'s ``TrainingJobName``).
+JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+#: Purchase options, in the order the placement prefers them at equal expected cost.
+PURCHASE_OPTIONS: tuple[str, ...] = ("reserved", "on_demand", "spot")
+
+#: S3's reserved prefixes and suffixes (general purpose buckets, 2024 rules).
+_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+#: A tag value: up to 256 Unicode letters, digits, spaces and ``_ . : / = + - @``.
+TAG_VALUE_MAX = 256
+_TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]*$")
+
+_REGION = re.compile(REGION_PATTERN)
+_BUCKET = re.compile(BUCKET_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
+_JOB_NAME = re.compile(JOB_NAME_PATTERN)
+#: An ``s3://bucket[/prefix]`` URI whose key has no separator that would break a CSV
+#: line (``,`` ``"``) or an S3 prefix (whitespace).
+_S3_URI = re.compile(r"^s3://([^/]+)(/[^\s,\"]*)?$")
+
+
+def is_region(value: object) -> bool:
+    return isinstance(value, str) and _REGION.fullmatch(value) is not None
+
+
+def is_bucket(value: object) -> bool:
+    """S3's general-purpose bucket naming rules, all of them."""
+    if not isinstance(value, str) or not _BUCKET.fullmatch(value):
+        return False
+    if ".." in value or value.startswith(_BUCKET_PREFIXES) or value.endswith(_BUCKET_SUFFIXES):
+        return False
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return True
+    return False  # formatted as an IP address
+
+
+def is_key(value: object) -> bool:
+    return isinstance(value, str) and _KEY.fullmatch(value) is not None
+
+
+def is_s3_uri(value: object) -> bool:
+    """``s3://<valid bucket>[/key]`` without commas, quotes or whitespace in the key."""
+    if not isinstance(value, str):
+        return False
+    match = _S3_URI.fullmatch(value)
+    return match is not None and is_bucket(match.group(1))
+
+
+def is_s3_prefix(value: object) -> bool:
+    """An :func:`is_s3_uri` that names a prefix (ends with ``/``)."""
+    return is_s3_uri(value) and str(value).endswith("/")
+
+
+def is_purchase_option(value: object) -> bool:
+    return value in PURCHASE_OPTIONS
+
+
+def is_job_name(value: object) -> bool:
+    return isinstance(value, str) and _JOB_NAME.fullmatch(value) is not None
+
+
+def is_tag_value(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= TAG_VALUE_MAX and _TAG_VALUE.fullmatch(value) is not None
+
