@@ -1,0 +1,56 @@
+-- Record a target that was not trained because an identical completed job exists:
+-- status 'Reused', the earlier job's name/ARN/metrics, its artifact as the source and
+-- this run's copy as the model, no billable time, actual cost 0 (planned cost stays
+-- what placement planned, so the report shows the saving). Re-running replaces the row.
+INSERT INTO training_runs (
+    dag_id, run_id, target_key, region_code, dataset_id, copy_id,
+    training_job_name, training_job_arn, attempt, status, failure_reason,
+    hyperparameters_sha256, instance_type, instance_count,
+    training_start_time, training_end_time, billable_seconds, metrics,
+    source_artifact_uri, model_artifact_uri,
+    purchase_option, placement_rank, price_per_instance_hour, billing_usd_per_hour,
+    planned_cost_usd, actual_cost_usd,
+    training_image, dataset_version, reuse_key,
+    reused_from_dag_id, reused_from_run_id, reused_from_target_key
+) VALUES (
+    %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
+    %(training_job_name)s, %(training_job_arn)s, 0, 'Reused', NULL,
+    %(hyperparameters_sha256)s, %(instance_type)s, %(instance_count)s,
+    NULL, NULL, 0, %(metrics)s,
+    %(source_artifact_uri)s, %(model_artifact_uri)s,
+    %(purchase_option)s, %(placement_rank)s, %(price_per_instance_hour)s, %(billing_usd_per_hour)s,
+    %(planned_cost_usd)s, 0,
+    %(training_image)s, %(dataset_version)s, %(reuse_key)s,
+    %(reused_from_dag_id)s, %(reused_from_run_id)s, %(reused_from_target_key)s
+)
+ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
+    region_code            = EXCLUDED.region_code,
+    dataset_id             = EXCLUDED.dataset_id,
+    copy_id                = EXCLUDED.copy_id,
+    training_job_name      = EXCLUDED.training_job_name,
+    training_job_arn       = EXCLUDED.training_job_arn,
+    attempt                = EXCLUDED.attempt,
+    status                 = EXCLUDED.status,
+    failure_reason         = EXCLUDED.failure_reason,
+    hyperparameters_sha256 = EXCLUDED.hyperparameters_sha256,
+    instance_type          = EXCLUDED.instance_type,
+    instance_count         = EXCLUDED.instance_count,
+    training_start_time    = EXCLUDED.training_start_time,
+    training_end_time      = EXCLUDED.training_end_time,
+    billable_seconds       = EXCLUDED.billable_seconds,
+    metrics                = EXCLUDED.metrics,
+    source_artifact_uri    = EXCLUDED.source_artifact_uri,
+    model_artifact_uri     = EXCLUDED.model_artifact_uri,
+    purchase_option        = EXCLUDED.purchase_option,
+    placement_rank         = EXCLUDED.placement_rank,
+    price_per_instance_hour = EXCLUDED.price_per_instance_hour,
+    billing_usd_per_hour   = EXCLUDED.billing_usd_per_hour,
+    planned_cost_usd       = EXCLUDED.planned_cost_usd,
+    actual_cost_usd        = EXCLUDED.actual_cost_usd,
+    training_image         = EXCLUDED.training_image,
+    dataset_version        = EXCLUDED.dataset_version,
+    reuse_key              = EXCLUDED.reuse_key,
+    reused_from_dag_id     = EXCLUDED.reused_from_dag_id,
+    reused_from_run_id     = EXCLUDED.reused_from_run_id,
+    reused_from_target_key = EXCLUDED.reused_from_target_key,
+    updated_at             = now();
