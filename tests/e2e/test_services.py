@@ -121,7 +121,8 @@ def test_restarts_mid_run_lose_nothing(restarted_run: dict[str, Any], services_e
     assert [r["service"] for r in restarts] == ["triggerer", "scheduler"], "the run ended before the restarts"
     assert all(r["jobs_in_progress"] > 0 for r in restarts), restarts
     assert followed.run["state"] == "success", {ti["task_id"]: ti["state"] for ti in followed.task_instances}
-    assert {ti["state"] for ti in followed.task_instances} == {"success"}
+    # ("removed": a task the DAG no longer has, when its file changed during the run.)
+    assert {ti["state"] for ti in followed.task_instances} - {"removed"} == {"success"}
     train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"])]
     # Nothing was retried: the restarted triggerer resumed the same deferred tries.
     assert [ti["try_number"] for ti in train] == [1] * len(train)
