@@ -4,6 +4,7 @@ linking each run to its report (served from the emulator's central bucket)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import pytest
 import report_support as rs
 
-from regional_training.report import REPORT_NAME, render_report
+from regional_training.report import LOG_GROUP, REPORT_NAME, render_report
 from regional_training.training_request import run_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,6 +32,7 @@ NIGHTS = ("scheduled__2026-11-25T02:00:00+00:00", "scheduled__2026-11-26T02:00:0
 DAG_ID = "campaign_view_test"
 #: A test-only user of the throwaway API server (a viewer: may read DAG runs).
 USER, PASSWORD = "night-watch", "test-only-password"
+LOGGED_JOB = "mrt-campaign-view-logged-job"
 
 
 def _free_port() -> int:
@@ -112,6 +114,13 @@ def recorded(campaign_dsn: str, aws_endpoint: str) -> list[dict[str, Any]]:
     from local_stack import CENTRAL_BUCKET
 
     rows = _record_runs(campaign_dsn)
+    logs = boto3.client("logs", endpoint_url=aws_endpoint, region_name="eu-west-1")
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=f"{LOGGED_JOB}/algo-1-1764300000")
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=f"{LOGGED_JOB}/algo-1-1764300000",
+                        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(rs.log_lines(0))])
     summary, series = rs.four_region_run()
     summary["run_id"] = NIGHTS[-1]
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
@@ -167,6 +176,12 @@ def test_the_view_lists_runs_and_bad_input_is_a_clear_error(campaign_server: str
     assert status == 404 and "no-such-job" in body
     status, body = _get(f"{campaign_server}/campaign/runs/{DAG_ID}/no-such-run/report", token)
     assert status == 404 and "no-such-run" in body
+    # the train task's offline "logs" link: the job's streams in its own region
+    status, body = _get(f"{campaign_server}/campaign/logs/eu-west-1/{LOGGED_JOB}", token)
+    assert status == 200 and body.splitlines()[0] == f"== {LOGGED_JOB}/algo-1-1764300000", body
+    assert body.splitlines()[1:] == rs.log_lines(0)
+    status, body = _get(f"{campaign_server}/campaign/logs/us-west-2/{LOGGED_JOB}", token)
+    assert status == 404
 
 
 def test_the_view_is_in_the_ui_navigation(campaign_server: str) -> None:

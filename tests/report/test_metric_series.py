@@ -50,10 +50,11 @@ def test_the_series_comes_from_the_first_hosts_streams_in_the_jobs_region(offlin
     assert [p["step"] for p in series] == [float(s) for s in range(4, 49, 4)]
     assert fetch_metric_series("mrt-never-started", "eu-west-1") == []
 
-    rows = [{"target_key": "dublin-urban-2026-v1", "training_job_name": job, "region_code": "eu-west-1",
-             "training_job_arn": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/x"},
-            {"target_key": "never", "training_job_name": "never", "region_code": "eu-west-1",
-             "training_job_arn": None}]
+    rows: list[dict[str, Any]] = [
+        {"target_key": "dublin-urban-2026-v1", "training_job_name": job, "region_code": "eu-west-1",
+         "training_job_arn": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/x"},
+        {"target_key": "never", "training_job_name": "never", "region_code": "eu-west-1", "training_job_arn": None},
+    ]
     loss_only = [d for d in METRIC_DEFINITIONS if d["Name"] == "train:loss"]
     jobs = [{"target": {"dataset_key": "dublin-urban-2026-v1"}, "request": {"MetricDefinitions": loss_only}}]
     by_target = fetch_run_series(rows, jobs)
