@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# Create (or reuse) the training venv: TensorFlow + Horovod built from source.
+# Create (or reuse) the training venv: the training image's Python set, CPU build:
+# TensorFlow + Horovod built from source with MPI and gloo, plus the image-only
+# additions (the sagemaker-training toolkit whose `train` command the local AWS
+# emulator launches every job through, and mpi4py, which its mpirun launch runs
+# `python -m mpi4py train.py` with). The same two files the Dockerfile installs.
+#
+# System packages: OpenMPI (mpirun, and mpicc for Horovod's MPI build and mpi4py) and
+# sshd (the toolkit's multi-host launch). When root and missing, they are installed
+# from Debian's packages (apt-get); otherwise the script stops and names them.
 #
 # The venv lives at ${MRT_CACHE:-$HOME/.cache/mrt}/venv-train-<key>, where <key> is
 # the first 12 hex digits of sha256(requirements/training.txt + this script's
@@ -20,6 +28,7 @@ log() { printf '[setup_training_env] %s\n' "$*" >&2; }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 requirements="${repo_root}/requirements/training.txt"
+image_requirements="${repo_root}/requirements/training-image.txt"
 cache="${MRT_CACHE:-${HOME}/.cache/mrt}"
 
 base_python="${MRT_TRAIN_BASE_PYTHON:-}"
@@ -35,17 +44,38 @@ if [[ -z "${horovod_pin}" ]]; then
     exit 1
 fi
 
+# OpenMPI and sshd, as the image has them (images/training/Dockerfile).
+need_packages=()
+command -v mpirun >/dev/null 2>&1 || need_packages+=(openmpi-bin)
+command -v mpicc >/dev/null 2>&1 || need_packages+=(libopenmpi-dev)
+[[ -x /usr/sbin/sshd ]] || need_packages+=(openssh-server)
+if ((${#need_packages[@]})); then
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing ${need_packages[*]} (apt-get)"
+        apt-get install -y -q --no-install-recommends openmpi-bin libopenmpi-dev openssh-server >&2 \
+            || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends \
+                openmpi-bin libopenmpi-dev openssh-server >&2; }
+    else
+        log "missing ${need_packages[*]}: install openmpi-bin libopenmpi-dev openssh-server"
+        exit 1
+    fi
+fi
+
 # Build-relevant settings: they go into the cache key, so changing any of them
 # (or the pins) builds a new venv instead of silently reusing an old one.
+# MPI as well as gloo: SageMaker launches sagemaker_mpi_enabled jobs under mpirun, and
+# a Horovod without MPI then runs every rank alone (hvd.size() == 1), silently.
 horovod_env=(
     HOROVOD_WITH_TENSORFLOW=1
     HOROVOD_WITH_GLOO=1
-    HOROVOD_WITHOUT_MPI=1
+    HOROVOD_WITH_MPI=1
     HOROVOD_WITHOUT_PYTORCH=1
     HOROVOD_WITHOUT_MXNET=1
 )
-settings="python=${py_version};${horovod_env[*]};cmake<4;layout=1"
-key="$( { cat "${requirements}"; printf '%s\n' "${settings}"; } | sha256sum | cut -c1-12)"
+mpi_version="$(mpirun --version 2>/dev/null | head -n1 || true)"
+settings="python=${py_version};${horovod_env[*]};cmake<4;mpi=${mpi_version};layout=2"
+key="$( { cat "${requirements}" "${image_requirements}"; printf '%s\n' "${settings}"; } \
+    | sha256sum | cut -c1-12)"
 venv="${cache}/venv-train-${key}"
 # The Horovod wheel depends only on Horovod, TensorFlow, Python and the flags, so
 # other pin changes (protobuf, numpy patch) reuse it instead of recompiling.
@@ -99,6 +129,9 @@ uv venv --quiet --relocatable --python "${base_python}" "${tmp}/venv" >&2
 grep -vE '^horovod==' "${requirements}" >"${tmp}/requirements-no-horovod.txt"
 VIRTUAL_ENV="${tmp}/venv" uv pip install --quiet --python "${tmp}/venv/bin/python" \
     -r "${tmp}/requirements-no-horovod.txt" >&2
+# The image-only set (toolkit, mpi4py), constrained by the set above, as the Dockerfile does.
+VIRTUAL_ENV="${tmp}/venv" uv pip install --quiet --python "${tmp}/venv/bin/python" \
+    -r "${image_requirements}" -c "${tmp}/requirements-no-horovod.txt" >&2
 
 if ! compgen -G "${wheel_dir}/horovod-*.whl" >/dev/null; then
     cmake_bin="$(find_cmake)" || { log "need cmake >= 3.13 and < 4 (apt-get install cmake)"; exit 1; }
@@ -119,15 +152,20 @@ fi
 VIRTUAL_ENV="${tmp}/venv" uv pip install --quiet --no-deps --python "${tmp}/venv/bin/python" \
     "${wheel_dir}"/horovod-*.whl >&2
 
-# Verify before publishing: Horovod must have its TensorFlow op library and gloo.
+# Verify before publishing: Horovod must have its TensorFlow op library, MPI and gloo;
+# mpi4py and the toolkit's `train` command must be there.
 "${tmp}/venv/bin/python" - >&2 <<'PY'
 import horovod.tensorflow as hvd
+import mpi4py
+import sagemaker_training
 import tensorflow as tf
 
 assert hvd.gloo_built(), "horovod built without gloo"
+assert hvd.mpi_built(), "horovod built without MPI"
 hvd.init()
-print("tensorflow", tf.__version__, "horovod ok, size", hvd.size())
+print("tensorflow", tf.__version__, "mpi4py", mpi4py.__version__, "horovod ok, size", hvd.size())
 PY
+[[ -x "${tmp}/venv/bin/train" ]] || { log "no sagemaker-training 'train' command in the venv"; exit 1; }
 
 mv -T "${tmp}/venv" "${venv}"
 log "ready: ${venv}"

@@ -2,10 +2,30 @@
 
 SageMaker pulls ``TrainingImage`` and runs its entry point; locally, the image's
 repository name (account, region and tag ignored: the same image everywhere) maps to a
-command run under the SageMaker container contract. The mapping is JSON:
+command run under the SageMaker container contract. The mapping is JSON. Two launches:
+
+**Container launch** (``"container": true``; the production path, what the training
+image gets): ``command`` is what SageMaker runs in the container (``docker run <image>
+train``: the sagemaker-training toolkit's ``train``), with the image's ``env``. Each
+emulated host runs it in a private mount (and PID) namespace where the host's own job
+directory is bound onto ``/opt/ml``, and ``code`` (``{"<path in /opt/ml/code>":
+"<local file or directory>"}``, the Dockerfile's ``COPY``s) is copied into
+``/opt/ml/code``. The toolkit reads the hyperparameters from ``/opt/ml/input/config``
+and starts ``mpirun`` itself. Needs root (``unshare``, ``mount``), OpenMPI and sshd:
+
+    {"<repository>": {"container": true,
+                      "command": ["/path/to/venv/bin/train"],
+                      "code": {"train.py": "images/training/train.py"},
+                      "env": {"SAGEMAKER_PROGRAM": "train.py", "PATH": "..."}}}
+
+**Direct launch** (the default; for the stand-in entry point, which has no toolkit):
+``command`` plus the hyperparameters as ``--name value`` and the ``SM_*`` environment.
+``horovodrun`` (optional) is a *fallback* for machines without root: it runs the
+command under ``horovodrun --gloo`` instead of the toolkit's ``mpirun``, a launch
+SageMaker never uses, so nothing in CI uses it:
 
     {"<repository>": {"command": ["python", "path/to/entry.py", "--checkpoint-dir", "{checkpoint_dir}"],
-                      "horovodrun": ["path/to/horovodrun"],   # optional
+                      "horovodrun": ["path/to/horovodrun"],   # optional fallback
                       "env": {"PYTHONPATH": "..."}}}          # optional
 
 Placeholders in ``command``, ``horovodrun`` and ``env`` values are filled per job with
@@ -17,6 +37,7 @@ the job's own directories (``str.format`` fields; ``{{`` for a literal brace):
   container's ``/opt/ml/model``, ``/opt/ml/output``, ``/opt/ml/input`` and the request's
   ``CheckpointConfig.LocalPath`` (default ``/opt/ml/checkpoints``) are for this job.
 
+(Direct launch only: in the container launch the container paths are the real ones.)
 They exist because an entry point that defaults to an absolute container path (the
 training image's ``--checkpoint-dir /opt/ml/checkpoints``) must be pointed at the job
 directory locally, while the request's hyperparameters stay exactly what SageMaker gets.
@@ -44,11 +65,24 @@ class LocalImage:
     command: list[str]
     horovodrun: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: Run ``command`` as the container's command in a container-like /opt/ml (see above).
+    container: bool = False
+    #: Container launch: files copied into /opt/ml/code, by their path there.
+    code: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> LocalImage:
         """Fail at load time (not in the middle of a job) on a bad command or placeholder."""
         if not self.command or not all(isinstance(part, str) for part in self.command):
             raise ValueError(f"an image's command must be a non-empty list of strings, not {self.command!r}")
+        if self.container and self.horovodrun:
+            raise ValueError("a container launch runs the image's own launcher: drop 'horovodrun'")
+        if self.code and not self.container:
+            raise ValueError("'code' is copied into /opt/ml/code of a container launch: set 'container': true")
+        for dest, source in self.code.items():
+            if dest.startswith("/") or ".." in Path(dest).parts:
+                raise ValueError(f"'code' key {dest!r} must be a relative path inside /opt/ml/code")
+            if not Path(source).exists():
+                raise ValueError(f"'code' source {source!r} (for /opt/ml/code/{dest}) does not exist")
         blank = {name: "" for name in PLACEHOLDERS}
         for text in [*self.command, *(self.horovodrun or []), *self.env.values()]:
             _fill(text, blank)
@@ -64,7 +98,48 @@ class LocalImage:
             command=[fill(p) for p in self.command],
             horovodrun=[fill(p) for p in self.horovodrun] if self.horovodrun else None,
             env={k: fill(v) for k, v in self.env.items()},
+            container=self.container,
+            code=dict(self.code),
         )
+
+
+def toolkit_image(train_python: str | os.PathLike[str], repo: str | os.PathLike[str]) -> dict[str, object]:
+    """The training image's map entry: its container launch from the training venv.
+
+    What ``images/training/Dockerfile`` puts in the image, locally: the toolkit's ``train``
+    (the venv's, from requirements/training-image.txt), the same ``COPY``s into
+    ``/opt/ml/code`` and the same ``ENV`` (the venv first on ``PATH``, as ``/opt/venv/bin``
+    is in the image). Kept here, next to the launch that runs it, so the two agree.
+    """
+    python = Path(train_python)
+    bin_dir = python.parent
+    train = bin_dir / "train"
+    if not os.access(python, os.X_OK):
+        raise FileNotFoundError(f"training python {python} is not executable (scripts/setup_training_env.sh)")
+    if not train.exists():
+        raise FileNotFoundError(f"no sagemaker-training 'train' next to {python} (scripts/setup_training_env.sh)")
+    root = Path(repo)
+    return {
+        "container": True,
+        "command": [str(train)],
+        "code": {
+            "metric_format.py": str(root / "plugins/regional_training/metric_format.py"),
+            "resnet_hvd": str(root / "images/training/resnet_hvd"),
+            "train.py": str(root / "images/training/train.py"),
+        },
+        "env": {
+            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "1",
+            "OMPI_ALLOW_RUN_AS_ROOT": "1",
+            "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+            "SAGEMAKER_PROGRAM": "train.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/code",
+            # A CPU instance: no GPU probing.
+            "CUDA_VISIBLE_DEVICES": "",
+        },
+    }
 
 
 def _fill(text: str, dirs: dict[str, str]) -> str:

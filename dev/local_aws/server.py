@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from local_aws.images import load_image_map
+from local_aws.lifecycles import load_lifecycles
 from local_aws.training_jobs import EmulatorConfig, install, stop_all
 
 
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between SIGTERM and SIGKILL when a job is stopped")
     parser.add_argument("--capacity-error-region", action="append", default=[],
                         help="fail CreateTrainingJob in this region with ResourceLimitExceeded")
+    parser.add_argument("--lifecycles", default=None,
+                        help="JSON of spot/capacity/throttling lifecycles per region or job "
+                        "(local_aws.lifecycles; default: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             max_processes=args.max_processes_per_job,
             capacity_errors=set(args.capacity_error_region),
             stop_grace_seconds=args.stop_grace_seconds,
+            lifecycles=load_lifecycles(args.lifecycles),
         )
     )
     print(f"local AWS emulator listening on http://{host}:{port}", flush=True)

@@ -1,7 +1,9 @@
 """Real training through the local emulator: the README's local run, as tests.
 
-The emulated SageMaker runs ``images/training/train.py`` (TensorFlow + Horovod, two gloo
-ranks, CPU) for every job the real DAG launches, on each region's generated TFRecords.
+The emulated SageMaker launches every job the real DAG creates as SageMaker does: the
+sagemaker-training toolkit's ``train`` in a container-like ``/opt/ml``, which runs
+``images/training/train.py`` under OpenMPI's ``mpirun`` (two ranks, ``python -m mpi4py``;
+TensorFlow + Horovod on CPU) on each region's generated TFRecords.
 Needs ``MRT_TRAIN_PYTHON`` (fails without it). About 2-3 minutes on 2 cores.
 """
 
@@ -112,8 +114,11 @@ def test_two_regions_train_for_real(
         assert row["status"] == "Completed", row
         job = aws_client("sagemaker", endpoint, region).describe_training_job(TrainingJobName=row["training_job_name"])
         log_text = _job_log(endpoint, region, row["training_job_name"])
-        # Two Horovod ranks trained (rank 0 logs the world; horovodrun prefixes its output).
-        assert "[0]<stdout>:" in log_text and "horovod size=2 (local 2)" in log_text
+        # The toolkit's launch: mpirun, mpi4py, two Horovod ranks (rank 0 logs the world;
+        # mpirun --tag-output prefixes every line with [1,<rank>]).
+        assert "mpirun --host algo-1:2 -np 2" in log_text and "-m mpi4py train.py" in log_text
+        assert "[1,0]<stdout>:" in log_text and "horovod size=2 (local 2)" in log_text
+        assert "Reporting training SUCCESS" in log_text
         last = _last_metric_line(log_text)
         assert last["step"] == LOCAL_RUN_CONF["max_steps"]
         # The metrics recorded for the run are the job's log's final values.
@@ -200,12 +205,13 @@ def _job_processes(job_name: str) -> list[psutil.Process]:
     return found
 
 
-def _argv1(proc: psutil.Process) -> str:
+def _is_rank(proc: psutil.Process) -> bool:
+    """A training rank as the toolkit starts it: ``python -m mpi4py train.py ...``."""
     try:
         cmdline = proc.cmdline()
     except psutil.Error:
-        return ""
-    return cmdline[1] if len(cmdline) > 1 else ""
+        return False
+    return cmdline[1:4] == ["-m", "mpi4py", "train.py"]
 
 
 def _create_job(endpoint: str, name: str, image: str, max_steps: int) -> Any:
@@ -245,14 +251,14 @@ def test_stopped_job_leaves_no_process(real_aws_endpoint: str) -> None:
     image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{TRAINING_REPOSITORY}:local"
     sm = _create_job(endpoint, name, image, max_steps=1_000_000)
     deadline = time.monotonic() + 90
-    while True:  # horovodrun and both ranks (python train.py) are up
-        ranks = [p for p in _job_processes(name) if _argv1(p).endswith("images/training/train.py")]
+    while True:  # the toolkit's mpirun and both ranks (python -m mpi4py train.py) are up
+        ranks = [p for p in _job_processes(name) if _is_rank(p)]
         if len(ranks) >= 2:
             break
         assert time.monotonic() < deadline, "the job's ranks never started"
         assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
         time.sleep(0.5)
-    assert len(_job_processes(name)) >= 3  # horovodrun, its middlemen/shells, the ranks
+    assert len(_job_processes(name)) >= 4  # the toolkit, its sshd, mpirun, the ranks
     sm.stop_training_job(TrainingJobName=name)
     job = _wait_status(sm, name, timeout=60)
     assert job["TrainingJobStatus"] == "Stopped", job

@@ -12,7 +12,9 @@ Contract (what SageMaker, or the local emulator, provides):
 * checkpoints under ``/opt/ml/checkpoints`` (``--checkpoint-dir``), which SageMaker syncs
   with ``checkpoint_s3_uri``, so a spot-interrupted job resumes where it stopped;
 * hosts from ``SM_HOSTS`` / ``SM_CURRENT_HOST`` (logged; the Horovod world itself comes
-  from the launcher: ``mpirun`` under SageMaker, ``horovodrun`` locally).
+  from the launcher: the toolkit's ``mpirun`` under SageMaker and the local emulator),
+  checked against what the launch started (``OMPI_COMM_WORLD_SIZE``, hosts x processes
+  per host): a mismatch fails the job instead of training N copies alone.
 
 Horovod: one GPU per local rank, learning rate scaled by the global batch with
 warm-up, gradients averaged by allreduce, initial state broadcast from rank 0,
@@ -163,6 +165,49 @@ def sagemaker_hosts() -> tuple[list[str], str | None]:
     return hosts, os.environ.get("SM_CURRENT_HOST")
 
 
+class WorldSizeError(RuntimeError):
+    """Horovod's world is not the one the launch started: ranks would train alone."""
+
+
+def expected_world_sizes() -> dict[str, int]:
+    """The world size each launcher in the environment says it started, by source.
+
+    ``mpirun`` (SageMaker's launch, through the toolkit) gives every rank
+    ``OMPI_COMM_WORLD_SIZE``; ``horovodrun`` gives ``HOROVOD_SIZE``; the toolkit's
+    ``SM_FRAMEWORK_PARAMS`` + ``SM_HOSTS`` say hosts x processes per host for an MPI job.
+    """
+    found: dict[str, int] = {}
+    for var in ("OMPI_COMM_WORLD_SIZE", "HOROVOD_SIZE"):
+        if os.environ.get(var, "").strip().isdigit():
+            found[var] = int(os.environ[var])
+    try:
+        framework = json.loads(os.environ.get("SM_FRAMEWORK_PARAMS") or "{}")
+    except json.JSONDecodeError:
+        framework = {}
+    hosts, _ = sagemaker_hosts()
+    if hosts and str(framework.get("sagemaker_mpi_enabled", "false")).lower() == "true":
+        per_host = int(framework.get("sagemaker_mpi_num_of_processes_per_host") or 1)
+        found["SM_HOSTS x sagemaker_mpi_num_of_processes_per_host"] = len(hosts) * per_host
+    return found
+
+
+def check_world_size(size: int, mpi_built: bool) -> None:
+    """Fail (every rank) when ``hvd.size()`` differs from what the launch started.
+
+    A Horovod built without MPI, run under ``mpirun``, initialises each rank alone
+    (size 1): N independent trainings, one model overwritten N times, reported as
+    success. This turns that into the job's failure, with the reason.
+    """
+    wrong = {source: n for source, n in expected_world_sizes().items() if n != size}
+    if wrong:
+        said = ", ".join(f"{source}={n}" for source, n in wrong.items())
+        raise WorldSizeError(
+            f"Horovod world size {size} differs from the launch's ({said}); Horovod "
+            f"{'is' if mpi_built else 'is not'} built with MPI. Each rank would train on its own: "
+            "stopping instead (the image needs Horovod with MPI, and mpi4py)."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -177,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from .schedule import WarmupDecay, peak_learning_rate
 
     hvd.init()
+    check_world_size(hvd.size(), hvd.mpi_built())
     rank, size, local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
     chief = rank == 0
     logging.basicConfig(

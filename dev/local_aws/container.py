@@ -1,0 +1,145 @@
+"""Emulated SageMaker hosts for the container launch: one private /opt/ml per host.
+
+SageMaker runs each instance of a job as a container whose ``/opt/ml`` holds that
+host's config, data and model, whose host name is ``algo-<n>``, and which reaches the
+other hosts by name over the job's network (the toolkit's multi-host MPI launch is
+``mpirun`` over ssh to the other hosts' sshd). Locally, each host is a private mount
+and PID namespace (``unshare``, as root) with:
+
+* the host's own directory bound onto ``/opt/ml`` (the toolkit, and its ``LD_PRELOAD``
+  gethostname library, read ``/opt/ml/input/config/resourceconfig.json`` whatever
+  ``SAGEMAKER_BASE_DIR`` says, so the real path has to be the host's);
+* ``/etc/hosts`` naming every host of the job, each at its own loopback address
+  (``127.N.N.<host>``, unique per job), so the hosts are distinct addresses;
+* ``/etc/ssh`` with an ``sshd_config`` that listens on that host's address only (the
+  toolkit starts ``/usr/sbin/sshd -D`` on every host), and ``/root/.ssh`` with the job's
+  key pair, as the image bakes in one (images/training/Dockerfile);
+* its own ``/tmp`` (the toolkit's MPI status files) and ``/etc/environment`` (which the
+  toolkit's workers append their environment to).
+
+The PID namespace makes the host's processes (sshd, mpirun, orted, the ranks) die with
+the host's first process, as a container's do when it exits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+#: Runs inside the new namespaces: $1 is the host's root, the rest the container command.
+_ENTER = r"""
+set -eu
+root="$1"; shift
+mkdir -p /opt/ml /root/.ssh /run/sshd
+mount --bind "$root/opt/ml" /opt/ml
+mount --bind "$root/etc/hosts" /etc/hosts
+mount --bind "$root/etc/ssh" /etc/ssh
+mount --bind "$root/root/.ssh" /root/.ssh
+mount --bind "$root/etc/environment" /etc/environment
+mount --bind "$root/tmp" /tmp
+cd /opt/ml/code
+exec "$@"
+"""
+
+_SSHD_CONFIG = """\
+# Emulated host {host}: listens on its own address only, key login for root.
+ListenAddress {address}
+Port 22
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile .ssh/authorized_keys
+# No PAM: what the toolkit's docs have the image do with pam_loginuid (optional), here
+# by not running the session stack at all (no login records in a private namespace).
+UsePAM no
+StrictModes no
+PidFile none
+AcceptEnv *
+Subsystem sftp internal-sftp
+"""
+
+_SSH_CONFIG = """\
+Host *
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+"""
+
+_job_numbers = itertools.count(1)
+_job_numbers_lock = threading.Lock()
+
+
+class ContainerLaunchUnavailable(RuntimeError):
+    """The machine cannot run the container launch (not root, no unshare/mpirun/sshd)."""
+
+
+def check_available() -> None:
+    """Fail with what is missing, before a job relies on it."""
+    missing = [tool for tool in ("unshare", "mount", "ssh-keygen", "mpirun") if not shutil.which(tool)]
+    if not os.path.exists("/usr/sbin/sshd"):
+        missing.append("/usr/sbin/sshd")
+    if missing:
+        raise ContainerLaunchUnavailable(
+            f"container launch needs {', '.join(missing)} (scripts/setup_training_env.sh installs them)"
+        )
+    if os.geteuid() != 0:
+        raise ContainerLaunchUnavailable("container launch needs root (unshare --mount, mount --bind)")
+
+
+def host_addresses(hosts: list[str]) -> dict[str, str]:
+    """A distinct loopback address per host, unique per job (concurrent jobs never share one)."""
+    with _job_numbers_lock:
+        number = next(_job_numbers)
+    second, third = 10 + (number // 256) % 240, number % 256
+    return {host: f"127.{second}.{third}.{index + 1}" for index, host in enumerate(hosts)}
+
+
+def prepare_hosts(jobdir: Path, hosts: list[str], addresses: dict[str, str]) -> dict[str, Path]:
+    """Each host's root (its ``/opt/ml`` is ``<root>/opt/ml``) with the files above."""
+    keys = jobdir / "keys"
+    keys.mkdir(mode=0o700)
+    for name in ("id_ed25519", "ssh_host_ed25519_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{jobdir.name}-{name}", "-f", str(keys / name)],
+            check=True, capture_output=True,
+        )
+    hosts_file = "127.0.0.1 localhost\n" + "".join(f"{addresses[h]} {h}\n" for h in hosts)
+    roots = {}
+    for host in hosts:
+        root = jobdir / host
+        (root / "opt" / "ml").mkdir(parents=True)
+        (root / "etc" / "ssh").mkdir(parents=True)
+        (root / "root" / ".ssh").mkdir(parents=True, mode=0o700)
+        (root / "tmp").mkdir()
+        (root / "tmp").chmod(0o1777)
+        (root / "etc" / "hosts").write_text(hosts_file)
+        (root / "etc" / "environment").write_text("")
+        ssh_etc, ssh_home = root / "etc" / "ssh", root / "root" / ".ssh"
+        (ssh_etc / "sshd_config").write_text(_SSHD_CONFIG.format(host=host, address=addresses[host]))
+        (ssh_etc / "ssh_config").write_text(_SSH_CONFIG)
+        (ssh_home / "config").write_text(_SSH_CONFIG)
+        for source, target in (
+            (keys / "ssh_host_ed25519_key", ssh_etc / "ssh_host_ed25519_key"),
+            (keys / "ssh_host_ed25519_key.pub", ssh_etc / "ssh_host_ed25519_key.pub"),
+            (keys / "id_ed25519", ssh_home / "id_ed25519"),
+            (keys / "id_ed25519.pub", ssh_home / "id_ed25519.pub"),
+            (keys / "id_ed25519.pub", ssh_home / "authorized_keys"),
+        ):
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+        roots[host] = root
+    return roots
+
+
+def host_command(root: Path, command: list[str]) -> list[str]:
+    """``command`` run as host ``root``'s container command, in its own namespaces."""
+    return [
+        "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc",
+        "--", "sh", "-c", _ENTER, "mrt-host", str(root), *command,
+    ]

@@ -1,0 +1,174 @@
+"""The emulator's container launch: every job through the sagemaker-training toolkit.
+
+Real processes throughout: the emulator server, the toolkit's ``train`` in a private
+``/opt/ml`` per emulated host, OpenMPI's ``mpirun`` (over ssh between hosts), Horovod
+and TensorFlow on generated TFRecords. The requests carry the DAG's own
+HyperParameters (``training_request.sagemaker_hyperparameters``).
+Needs ``MRT_TRAIN_PYTHON`` and root (about 3-4 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_stack import LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, local_aws, real_image_map, tfrecord_samples
+from regional_training import training_request
+from regional_training.metric_format import METRIC_DEFINITIONS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.training]
+
+REGION = "us-east-1"
+BUCKET = "mrt-toolkit-launch"
+IMAGE = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{TRAINING_REPOSITORY}:local"
+RECIPE = {key: LOCAL_RUN_CONF[key] for key in (
+    "model", "num_classes", "epochs", "max_steps", "batch_size", "image_size", "warmup_epochs",
+    "learning_rate", "log_every",
+)}
+
+
+def _hyperparameters(**recipe: Any) -> dict[str, str]:
+    return training_request.sagemaker_hyperparameters({**RECIPE, **recipe}, processes_per_host=2)
+
+
+def _emulator(image_map: dict[str, Any], train_python: Path, log_name: str) -> Iterator[str]:
+    log_path = Path(tempfile.gettempdir()) / log_name
+    with local_aws(image_map, max_concurrent_jobs=2, stop_grace_seconds=5, log_path=log_path) as endpoint:
+        s3 = aws_client("s3", endpoint, REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        with tempfile.TemporaryDirectory() as tmp:
+            tfrecord_samples(train_python)(REGION, "toolkit", Path(tmp))
+            for path in sorted(Path(tmp).iterdir()):
+                s3.upload_file(str(path), BUCKET, f"data/{path.name}")
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def endpoint(train_python: Path) -> Iterator[str]:
+    yield from _emulator(real_image_map(train_python), train_python, "mrt-toolkit-launch.log")
+
+
+def _create(endpoint: str, name: str, *, instance_count: int = 1, **recipe: Any) -> Any:
+    sm = aws_client("sagemaker", endpoint, REGION)
+    sm.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File",
+                                "MetricDefinitions": METRIC_DEFINITIONS},
+        RoleArn="arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        HyperParameters=_hyperparameters(**recipe),
+        InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/", "S3DataDistributionType": "FullyReplicated"}}}],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.g5.12xlarge", "InstanceCount": instance_count, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 900},
+        CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/{name}",
+                          "LocalPath": training_request.CHECKPOINT_LOCAL_PATH},
+    )
+    return sm
+
+
+def _wait(sm: Any, name: str, timeout: float = 420) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(1)
+
+
+def _logs(endpoint: str, name: str) -> dict[str, str]:
+    """Every host's CloudWatch stream, by stream name."""
+    logs = aws_client("logs", endpoint, REGION)
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                        logStreamNamePrefix=f"{name}/")["logStreams"]
+    return {
+        s["logStreamName"]: "\n".join(e["message"] for e in logs.get_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=s["logStreamName"], startFromHead=True,
+        )["events"])
+        for s in streams
+    }
+
+
+def _model_members(endpoint: str, job: dict[str, Any]) -> list[str]:
+    bucket, _, key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
+    body = aws_client("s3", endpoint, REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return tar.getnames()
+
+
+def test_one_host_two_ranks_through_the_toolkit(endpoint: str) -> None:
+    name = "toolkit-one-host"
+    job = _wait(_create(endpoint, name), name)
+    [log] = _logs(endpoint, name).values()
+    assert job["TrainingJobStatus"] == "Completed", (job.get("FailureReason"), log[-4000:])
+    # The toolkit's launch, not a bypass: its mpirun command, mpi4py, both ranks tagged.
+    assert "Invoking script with the following command" in log
+    assert "mpirun --host algo-1:2 -np 2" in log
+    assert "-m mpi4py train.py" in log
+    # Rank 0 logs (rank 1 only warns): one world of two ranks.
+    assert "[1,0]<stdout>:" in log
+    assert "horovod size=2 (local 2)" in log
+    assert "Reporting training SUCCESS" in log
+    assert any(m.startswith("1/") or m == "1" for m in _model_members(endpoint, job))
+    # The metric regexes match through mpirun's "[1,0]<stdout>:" prefix.
+    names = {m["MetricName"] for m in job["FinalMetricDataList"]}
+    assert {"train:loss", "train:accuracy", "train:images_per_sec"} <= names, job["FinalMetricDataList"]
+
+
+def test_two_instances_train_as_four_ranks_over_two_hosts(endpoint: str) -> None:
+    name = "toolkit-two-hosts"
+    job = _wait(_create(endpoint, name, instance_count=2), name)
+    logs = _logs(endpoint, name)
+    master = next(text for stream, text in logs.items() if stream.startswith(f"{name}/algo-1-"))
+    assert job["TrainingJobStatus"] == "Completed", (job.get("FailureReason"), master[-4000:])
+    assert sorted(stream.split("/")[1].rsplit("-", 1)[0] for stream in logs) == ["algo-1", "algo-2"]
+    assert "mpirun --host algo-1:2,algo-2:2 -np 4" in master
+    assert "horovod size=4" in master
+    for rank in range(4):
+        assert f"[1,{rank}]<" in master, f"rank {rank} missing"
+    worker = next(text for stream, text in logs.items() if stream.startswith(f"{name}/algo-2-"))
+    assert "Starting MPI run as worker node" in worker
+    # One model: the master's (rank 0 writes it; only algo-1's /opt/ml/model is uploaded).
+    assert _model_members(endpoint, job)
+    objects = aws_client("s3", endpoint, REGION).list_objects_v2(Bucket=BUCKET, Prefix=f"output/{name}/")
+    assert [o["Key"] for o in objects["Contents"]] == [f"output/{name}/output/model.tar.gz"]
+
+
+@pytest.fixture(scope="module")
+def venv_without_mpi4py(train_python: Path) -> Iterator[Path]:
+    """The training venv as a hard-linked copy (instant, no extra space) minus mpi4py:
+    the image as it was built before mpi4py was pinned."""
+    venv = train_python.parent.parent
+    copy = Path(tempfile.mkdtemp(prefix="mrt-venv-no-mpi4py-", dir=venv.parent))
+    try:
+        subprocess.run(["cp", "-al", f"{venv}/.", str(copy)], check=True)
+        site = next(copy.glob("lib/python3*/site-packages"))
+        for path in [*site.glob("mpi4py"), *site.glob("mpi4py-*.dist-info")]:
+            shutil.rmtree(path)
+        yield copy / "bin" / "python"
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_without_mpi4py_the_job_fails_as_on_sagemaker(venv_without_mpi4py: Path, train_python: Path) -> None:
+    assert os.access(venv_without_mpi4py, os.X_OK)
+    for endpoint in _emulator(real_image_map(venv_without_mpi4py), train_python, "mrt-toolkit-no-mpi4py.log"):
+        name = "toolkit-no-mpi4py"
+        job = _wait(_create(endpoint, name), name, timeout=240)
+        [log] = _logs(endpoint, name).values()
+        assert job["TrainingJobStatus"] == "Failed", log[-3000:]
+        assert job["FailureReason"].startswith("AlgorithmError: ExecuteUserScriptError"), job["FailureReason"]
+        assert "No module named mpi4py" in log
+        assert "Reporting training FAILURE" in log
+        assert "ModelArtifacts" not in job or not job["ModelArtifacts"].get("S3ModelArtifacts")
