@@ -1,0 +1,192 @@
+"""The package's assets: what schedules training, and what training publishes.
+
+Three assets, each one stable URI known at parse time (no I/O, no Variable), so any DAG
+can be scheduled on them; *which* dataset or model an event is about travels in the
+event's ``extra``:
+
+==================  =====================================  ===========================================
+asset (name)        URI                                    one event per ... ; ``extra``
+==================  =====================================  ===========================================
+``mrt_dataset_      ``mrt://campaign-db/datasets/ready``   dataset that became ``ready`` (labelling
+ready``                                                    side: ``python -m regional_training.
+                                                           emit_ready``); ``campaign_key``,
+                                                           ``dataset_key``
+``mrt_trained_      ``mrt://central-artifacts/models``     completed (or reused) target; see
+model``                                                    :func:`model_event_extra`
+``mrt_run_          ``mrt://central-artifacts/             run that reached its verdict; see
+summary``           run-summaries``                        :func:`summary_event_extra`
+==================  =====================================  ===========================================
+
+Why one asset per kind and not one per dataset or model: an asset a DAG is scheduled on
+must be declared in the DAG file, and the datasets and the central bucket are only
+known at run time (campaign DB, Variables). The ``mrt`` scheme is this package's own
+(Airflow reserves only ``airflow``); the artifact's real ``s3://`` URI is in ``extra``.
+
+Schedule (the DAG): ``AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *",
+timezone="UTC"), assets=DATASET_READY)``. A timetable run trains what is ``ready``; an
+asset-triggered run trains exactly the datasets named by its triggering events (all the
+events queued since the last run, de-duplicated): :func:`dataset_selection`.
+
+Outlets: the collectors declare ``outlets=[MODEL_ALIAS]`` and call
+:func:`emit_model_event`, which adds an event for :data:`MODEL` only for a target that
+completed or was reused (a plain ``outlets=[MODEL]`` would emit for every successful
+collector, failed jobs included). Each mapped task instance emits its own event. The
+summary task declares ``outlets=[RUN_SUMMARY]`` and sets
+``outlet_events[RUN_SUMMARY].extra = summary_event_extra(...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias
+
+from regional_training import identifiers
+
+DATASET_READY = Asset(name="mrt_dataset_ready", uri="mrt://campaign-db/datasets/ready", group="mrt")
+MODEL = Asset(name="mrt_trained_model", uri="mrt://central-artifacts/models", group="mrt")
+#: What the collectors declare as their outlet; events are added to :data:`MODEL` through it.
+MODEL_ALIAS = AssetAlias(name="mrt_trained_models", group="mrt")
+RUN_SUMMARY = Asset(name="mrt_run_summary", uri="mrt://central-artifacts/run-summaries", group="mrt")
+
+#: ``training_runs`` statuses whose target has a model in this run's place.
+MODEL_STATUSES = frozenset({"Completed", "Reused"})
+
+
+class ReadyEventError(ValueError):
+    """A triggering ``mrt_dataset_ready`` event whose ``extra`` is unusable (names the event)."""
+
+
+@dataclass(frozen=True, order=True)
+class ReadyDataset:
+    """One dataset named by a ``mrt_dataset_ready`` event."""
+
+    campaign_key: str
+    dataset_key: str
+
+    def extra(self) -> dict[str, str]:
+        return {"campaign_key": self.campaign_key, "dataset_key": self.dataset_key}
+
+
+def ready_dataset(extra: Mapping[str, Any], *, where: str = "event") -> ReadyDataset:
+    """The dataset an event's ``extra`` names; a missing or malformed key is a named error."""
+    values = {}
+    for field in ("campaign_key", "dataset_key"):
+        value = extra.get(field)
+        if not isinstance(value, str) or not re.fullmatch(identifiers.KEY_PATTERN, value):
+            raise ReadyEventError(
+                f"{where} of asset {DATASET_READY.name!r}: extra[{field!r}] = {value!r} is not a key "
+                f"matching {identifiers.KEY_PATTERN}"
+            )
+        values[field] = value
+    return ReadyDataset(**values)
+
+
+def dataset_selection(context: Mapping[str, Any]) -> list[ReadyDataset] | None:
+    """The datasets an asset-triggered run trains, or ``None`` for a timetable or manual run.
+
+    Reads ``context["triggering_asset_events"]`` (every event queued since the last
+    run); de-duplicated, sorted. A bad event fails here, before anything is launched.
+    """
+    events = context.get("triggering_asset_events") or {}
+    try:
+        ready = list(events[DATASET_READY]) if events else []
+    except KeyError:
+        ready = []
+    if not ready:
+        return None
+    found = {
+        ready_dataset(event.extra or {}, where=f"event {index} (source {_source(event)})")
+        for index, event in enumerate(ready)
+    }
+    return sorted(found)
+
+
+def _source(event: Any) -> str:
+    if getattr(event, "source_dag_id", None):
+        return f"{event.source_dag_id}/{event.source_run_id}"
+    return "REST API" if (event.extra or {}).get("from_rest_api") else "unknown"
+
+
+def selection_keys(selection: Sequence[ReadyDataset]) -> tuple[list[str], list[str]]:
+    """``(campaign keys, dataset keys)`` for the target query's Params."""
+    return sorted({d.campaign_key for d in selection}), sorted({d.dataset_key for d in selection})
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def model_event_extra(row: Mapping[str, Any], *, campaign_key: str | None = None) -> dict[str, Any]:
+    """The ``mrt_trained_model`` event's ``extra`` from a ``training_runs`` row (as the
+    collector returns it, or as read back): JSON values only."""
+    metrics = row.get("metrics") or {}
+    if isinstance(metrics, str):
+        import json
+
+        metrics = json.loads(metrics)
+    extra: dict[str, Any] = {
+        "dag_id": row["dag_id"],
+        "run_id": row["run_id"],
+        "target_key": row["target_key"],
+        "dataset_key": row["target_key"],
+        "dataset_id": row["dataset_id"],
+        "region": row["region_code"],
+        "status": row["status"],
+        "artifact_uri": row["model_artifact_uri"],
+        "training_job_name": row["training_job_name"],
+        "training_job_arn": row.get("training_job_arn"),
+        "hyperparameters_sha256": row["hyperparameters_sha256"],
+        "instance_type": row["instance_type"],
+        "instance_count": row["instance_count"],
+        "final_metrics": {str(k): float(v) for k, v in metrics.items()},
+        "planned_cost_usd": _number(row.get("planned_cost_usd")),
+        "actual_cost_usd": _number(row.get("actual_cost_usd")),
+    }
+    if campaign_key is not None:
+        extra["campaign_key"] = campaign_key
+    if row.get("reused_from_run_id"):
+        extra["reused_from_run_id"] = row["reused_from_run_id"]
+    return extra
+
+
+def emit_model_event(outlet_events: Any, row: Mapping[str, Any], *, campaign_key: str | None = None) -> bool:
+    """Add a :data:`MODEL` event through :data:`MODEL_ALIAS` if the row has a model.
+
+    ``outlet_events`` is the task's ``context["outlet_events"]``; the task must declare
+    ``outlets=[MODEL_ALIAS]``. Returns whether an event was added.
+    """
+    if row.get("status") not in MODEL_STATUSES or not row.get("model_artifact_uri"):
+        return False
+    outlet_events[MODEL_ALIAS].add(MODEL, extra=model_event_extra(row, campaign_key=campaign_key))
+    return True
+
+
+def summary_event_extra(
+    *, dag_id: str, run_id: str, verdict: Mapping[str, Any], rows: Iterable[Mapping[str, Any]],
+    summary_uri: str, report_uri: str | None,
+) -> dict[str, Any]:
+    """The ``mrt_run_summary`` event's ``extra``: the verdict's headline, counts and cost.
+
+    ``verdict`` is ``Verdict.to_dict()`` (regional_training.verdict).
+    """
+    rows = list(rows)
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[str(row.get("status"))] = by_status.get(str(row.get("status")), 0) + 1
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "ok": bool(verdict.get("ok")),
+        "headline": verdict.get("headline"),
+        "nothing_to_do": verdict.get("nothing_to_do"),
+        "planned_targets": len(verdict.get("targets") or ()),
+        "targets_by_status": dict(sorted(by_status.items())),
+        "planned_cost_usd": round(sum(_number(r.get("planned_cost_usd")) or 0.0 for r in rows), 4),
+        "actual_cost_usd": round(sum(_number(r.get("actual_cost_usd")) or 0.0 for r in rows), 4),
+        "summary_uri": summary_uri,
+        "report_uri": report_uri,
+    }
