@@ -3,6 +3,7 @@ it after a failover; the summarize task's report link; local equivalents offline
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -92,3 +93,23 @@ def test_report_links_name_each_targets_job_logs_and_model(monkeypatch: pytest.M
     moved = out[rs.DATASETS["eu-west-1"]]
     assert "region=us-east-1" in moved["SageMaker job"] and moved["model"].startswith("s3://")
     assert "model" not in out[rs.DATASETS["eu-central-1"]]  # the failed region has no model
+
+
+def test_the_api_server_gives_summarize_the_report_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the API server does: deserialize the DAG with the plugins' links."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    monkeypatch.delenv(links.LINKS_BASE_URL_ENV, raising=False)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.local:8080")
+    dag = DagBag(str(Path(links.__file__).resolve().parents[2] / "dags")).dags["multi_region_training"]
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+    def link_of(task_id: str) -> dict[str, str]:
+        task = served.get_task(task_id)
+        key = SimpleNamespace(dag_id=dag.dag_id, run_id="manual__2026-11-28", task_id=task_id, map_index=-1)
+        return {link.name: link.get_link(task, ti_key=key) for link in task.operator_extra_links}
+
+    assert link_of("summarize") == {
+        "Run report": "http://airflow.local:8080/campaign/runs/multi_region_training/manual__2026-11-28/report"}
+    assert link_of("select_targets") == {"Run report": ""}
