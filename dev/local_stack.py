@@ -93,6 +93,7 @@ def local_aws(
     image_map: dict[str, Any],
     *,
     capacity_error_regions: tuple[str, ...] = (),
+    lifecycles: dict[str, Any] | None = None,
     max_concurrent_jobs: int = 2,
     max_processes_per_job: int = 2,
     stop_grace_seconds: float = 10.0,
@@ -110,6 +111,9 @@ def local_aws(
     ]
     for region in capacity_error_regions:
         cmd += ["--capacity-error-region", region]
+    if lifecycles:  # spot, capacity and throttling lifecycles: local_aws.lifecycles
+        (workdir / "lifecycles.json").write_text(json.dumps(lifecycles))
+        cmd += ["--lifecycles", str(workdir / "lifecycles.json")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "dev"), str(REPO / "plugins")])}
     log_file = (log_path or workdir / "local-aws.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)

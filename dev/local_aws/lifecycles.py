@@ -39,6 +39,9 @@ class Lifecycle(BaseModel):
     #: same launch restarts on fresh hosts with ``CheckpointConfig.S3Uri`` downloaded.
     spot_interruptions: int = Field(0, ge=0)
     interrupt_after_seconds: float = Field(10.0, gt=0)
+    #: ... and not before the master host's checkpoint directory holds a checkpoint
+    #: (``checkpoint`` index file): an interruption that a test can see resume.
+    interrupt_after_checkpoint: bool = False
     #: Managed spot jobs only: capacity never comes. The job waits in ``Starting`` until
     #: ``MaxWaitTimeInSeconds`` (or ``max_wait_seconds``, if smaller), then ends ``Stopped``
     #: with SecondaryStatus ``MaxWaitTimeExceeded``; the capacity message is only in a

@@ -96,6 +96,7 @@ class _Runner:
         self.interrupted = False
         #: Seconds the job's containers ran, over every launch (spot billing).
         self.active_seconds = 0.0
+        self.checkpoint_dir = Path("/nonexistent")  # the master's, once the job has hosts
         self.thread = threading.Thread(target=self._run, name=f"job-{job.training_job_name}", daemon=True)
 
     # --- AWS clients against this same server -------------------------------------------
@@ -264,6 +265,7 @@ class _Runner:
             launches = {hosts[0]: self._direct_launch(image, master_root, hps, hosts, sorted(channels))}
         self._set(secondary_status="Training")
         max_runtime = float((job.stopping_condition or {}).get("MaxRuntimeInSeconds") or 0)
+        self.checkpoint_dir = ckpt_dir
         returncode = self._train(
             launches, jobdir, max_runtime, self.lifecycle.interrupt_after_seconds if interrupt else None
         )
@@ -469,7 +471,9 @@ class _Runner:
         elif max_wait and (_now() - self.job.creation_time).total_seconds() > max_wait:
             self.max_wait_exceeded = True
             self.stop()
-        elif interrupt_after and elapsed > interrupt_after:
+        elif interrupt_after and elapsed > interrupt_after and (
+            not self.lifecycle.interrupt_after_checkpoint or (self.checkpoint_dir / "checkpoint").is_file()
+        ):
             # The spot instances are reclaimed: every container goes at once.
             log.info("job %s in %s: spot interruption", self.job.training_job_name, self.region)
             self.interrupted = True
