@@ -107,7 +107,7 @@ def test_the_api_server_gives_summarize_the_report_link(monkeypatch: pytest.Monk
 
     def link_of(task_id: str) -> dict[str, str]:
         task = served.get_task(task_id)
-        key = SimpleNamespace(dag_id=dag.dag_id, run_id="manual__2026-11-28", task_id=task_id, map_index=-1)
+        key: Any = SimpleNamespace(dag_id=dag.dag_id, run_id="manual__2026-11-28", task_id=task_id, map_index=-1)
         return {link.name: link.get_link(task, ti_key=key) for link in task.operator_extra_links}
 
     assert link_of("summarize") == {
