@@ -101,9 +101,9 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
             with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home,
                                   parallelism=args.parallelism) as stack:
                 print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
+                stack.api.unpause()  # clears a schedule already due, if any (issue 12, item 3)
                 triggered = time.time()
                 run_id = stack.api.trigger(conf)
-                stack.api.set_paused(False)
                 followed = follow_run(
                     stack.api, run_id, timeout=args.timeout, poll=2.0,
                     on_change=lambda p: print(f"[{targets}] {time.time() - triggered:6.0f}s {p.line()}", flush=True),

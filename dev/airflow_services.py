@@ -31,6 +31,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,33 @@ class AirflowApi:
     def set_run_state(self, run_id: str, state: str, dag_id: str = DAG_ID) -> None:
         """Mark a run ``success`` or ``failed`` (the grid's "Mark run as")."""
         self.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}", {"state": state})
+
+    def unpause(self, dag_id: str = DAG_ID) -> list[str]:
+        """Unpause the DAG; the runs that unpausing created (marked failed).
+
+        Unpausing a DAG whose schedule was due while it was paused may create a
+        scheduled run at once, with empty conf (production defaults) and ahead of a
+        triggered one (``max_active_runs=1``). If the DAG says its next run is already
+        due, we wait for the scheduler to create it and mark it failed; a schedule that
+        starts at the next 02:00 costs no wait.
+        """
+        before = {run["dag_run_id"] for run in self.dag_runs(dag_id)}
+        self.set_paused(False, dag_id)
+        run_after = self.call("GET", f"/api/v2/dags/{dag_id}").get("next_dagrun_run_after")
+        created: list[str] = []
+        if run_after and datetime.fromisoformat(run_after.replace("Z", "+00:00")) <= datetime.now(UTC):
+            deadline = time.monotonic() + 60
+            while not created and time.monotonic() < deadline:
+                time.sleep(1)
+                created = [r["dag_run_id"] for r in self.dag_runs(dag_id) if r["dag_run_id"] not in before]
+            for run_id in created:
+                self.set_run_state(run_id, "failed", dag_id)
+        return created
+
+    def unpause_then_trigger(self, conf: dict[str, Any], dag_id: str = DAG_ID) -> tuple[str, list[str]]:
+        """:meth:`unpause`, then :meth:`trigger`: the new run's id and the runs unpausing created."""
+        created = self.unpause(dag_id)
+        return self.trigger(conf, dag_id), created
 
     def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self._pages(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs")

@@ -171,11 +171,10 @@ def _services_run(
         if args.no_run:
             _serve(stack)
             return 0, None
-        # Triggered first, unpaused second: the run is queued with this conf before the
-        # scheduler may start anything.
-        run_id = stack.api.trigger(conf)
-        stack.api.set_paused(False)
-        print(f"triggered {run_id} through POST /api/v2/dags/{DAG_ID}/dagRuns; DAG unpaused", flush=True)
+        run_id, superseded = stack.api.unpause_then_trigger(conf)
+        for other in superseded:
+            print(f"unpausing created {other} at once (a schedule already due): marked failed", flush=True)
+        print(f"DAG unpaused; triggered {run_id} through POST /api/v2/dags/{DAG_ID}/dagRuns", flush=True)
         followed = follow_run(
             stack.api, run_id, timeout=args.timeout,
             on_change=lambda p: print(f"[{time.monotonic() - started:5.0f}s] {p.line()}", flush=True),
