@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -41,9 +42,15 @@ def _hyperparameters(**recipe: Any) -> dict[str, str]:
     return training_request.sagemaker_hyperparameters({**RECIPE, **recipe}, processes_per_host=2)
 
 
+#: Spot jobs named toolkit-spot-* lose their instances once, after their first checkpoint.
+LIFECYCLES = {"jobs": {"toolkit-spot-*": {"spot_interruptions": 1, "interrupt_after_seconds": 1,
+                                          "interrupt_after_checkpoint": True}}}
+
+
 def _emulator(image_map: dict[str, Any], train_python: Path, log_name: str) -> Iterator[str]:
     log_path = Path(tempfile.gettempdir()) / log_name
-    with local_aws(image_map, max_concurrent_jobs=2, stop_grace_seconds=5, log_path=log_path) as endpoint:
+    with local_aws(image_map, max_concurrent_jobs=2, stop_grace_seconds=5, log_path=log_path,
+                   lifecycles=LIFECYCLES) as endpoint:
         s3 = aws_client("s3", endpoint, REGION)
         s3.create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
@@ -58,9 +65,11 @@ def endpoint(train_python: Path) -> Iterator[str]:
     yield from _emulator(real_image_map(train_python), train_python, "mrt-toolkit-launch.log")
 
 
-def _create(endpoint: str, name: str, *, instance_count: int = 1, **recipe: Any) -> Any:
+def _create(endpoint: str, name: str, *, instance_count: int = 1, spot: bool = False, **recipe: Any) -> Any:
     sm = aws_client("sagemaker", endpoint, REGION)
+    extra: dict[str, Any] = {"EnableManagedSpotTraining": True} if spot else {}
     sm.create_training_job(
+        **extra,
         TrainingJobName=name,
         AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File",
                                 "MetricDefinitions": METRIC_DEFINITIONS},
@@ -70,7 +79,7 @@ def _create(endpoint: str, name: str, *, instance_count: int = 1, **recipe: Any)
             "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/", "S3DataDistributionType": "FullyReplicated"}}}],
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
         ResourceConfig={"InstanceType": "ml.g5.12xlarge", "InstanceCount": instance_count, "VolumeSizeInGB": 10},
-        StoppingCondition={"MaxRuntimeInSeconds": 900},
+        StoppingCondition={"MaxRuntimeInSeconds": 900, **({"MaxWaitTimeInSeconds": 1800} if spot else {})},
         CheckpointConfig={"S3Uri": f"s3://{BUCKET}/checkpoints/{name}",
                           "LocalPath": training_request.CHECKPOINT_LOCAL_PATH},
     )
@@ -143,6 +152,26 @@ def test_two_instances_train_as_four_ranks_over_two_hosts(endpoint: str) -> None
     assert _model_members(endpoint, job)
     objects = aws_client("s3", endpoint, REGION).list_objects_v2(Bucket=BUCKET, Prefix=f"output/{name}/")
     assert [o["Key"] for o in objects["Contents"]] == [f"output/{name}/output/model.tar.gz"]
+
+
+def test_a_spot_job_interrupted_mid_training_resumes_from_its_checkpoint(endpoint: str) -> None:
+    name = "toolkit-spot-1"
+    job = _wait(_create(endpoint, name, spot=True, checkpoint_every=8), name, timeout=900)
+    logs = _logs(endpoint, name)
+    assert job["TrainingJobStatus"] == "Completed", (job.get("FailureReason"), logs)
+    statuses = [t["Status"] for t in job["SecondaryStatusTransitions"]]
+    assert statuses[statuses.index("Interrupted"):] == [
+        "Interrupted", "Starting", "Downloading", "Training", "Uploading", "Completed"
+    ]
+    # Two launches of algo-1 (a stream each); the second resumed after the first's checkpoint.
+    first, second = (text for _, text in sorted(logs.items()))
+    assert "no checkpoint found in /opt/ml/checkpoints: starting at step 0" in first
+    resumed = re.search(r"resumed from checkpoint \S+ at step (\d+)", second)
+    assert resumed and int(resumed.group(1)) > 0, second[-3000:]
+    steps = [int(m) for m in re.findall(r"\[metrics\] step=(\d+)", second)]
+    assert steps and steps[0] > int(resumed.group(1)), steps
+    assert steps[-1] == RECIPE["max_steps"]
+    assert 1 <= job["BillableTimeInSeconds"] < job["TrainingTimeInSeconds"]
 
 
 @pytest.fixture(scope="module")
