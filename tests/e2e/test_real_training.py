@@ -176,18 +176,21 @@ def test_entry_point_error_fails_the_job_and_the_run(
         TrainingJobName=row["training_job_name"]
     )
     assert job["TrainingJobStatus"] == "Failed"
-    # The entry point's own error (the first failing rank's exception), not Horovod's echo.
-    assert job["FailureReason"].startswith("AlgorithmError: exit code 1: DataLossError: corrupted record")
+    # What SageMaker reports for a failed MPI launch: the toolkit's failure file (its mpirun
+    # path does not capture stderr, so no message); the cause is in the job's log.
+    assert job["FailureReason"].startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\n")
+    assert 'Command "mpirun --host algo-1:2 -np 2' in job["FailureReason"]
     assert row["failure_reason"] == job["FailureReason"]
     log_text = _job_log(endpoint, "eu-west-1", row["training_job_name"])
     assert "DataLossError" in log_text and "corrupted record at 0" in log_text
+    assert "Reporting training FAILURE" in log_text
     key = f"runs/{training_request.run_key('multi_region_training', dag_run.run_id)}"
     summary = json.loads(
         aws_client("s3", endpoint, "us-east-1").get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/summary.json")["Body"]
         .read()
     )
     assert [f["region"] for f in summary["failed"]] == ["eu-west-1"]
-    assert "FAILED regions: eu-west-1 (AlgorithmError: exit code 1: DataLossError" in summary["text"]
+    assert "FAILED regions: eu-west-1 (AlgorithmError: ExecuteUserScriptError:" in summary["text"]
     assert "RegionsFailedError: training failed in region(s) eu-west-1: " in capsys.readouterr().out
 
 

@@ -144,8 +144,12 @@ def test_two_instances_train_as_four_ranks_over_two_hosts(endpoint: str) -> None
     assert sorted(stream.split("/")[1].rsplit("-", 1)[0] for stream in logs) == ["algo-1", "algo-2"]
     assert "mpirun --host algo-1:2,algo-2:2 -np 4" in master
     assert "horovod size=4" in master
-    for rank in range(4):
-        assert f"[1,{rank}]<" in master, f"rank {rank} missing"
+    # mpirun's job map (--display-map): ranks 0-1 on algo-1, ranks 2-3 on algo-2.
+    for host, ranks in (("algo-1", (0, 1)), ("algo-2", (2, 3))):
+        block = master.split(f"Data for node: {host}", 1)[1].split("Data for node", 1)[0]
+        assert "Num procs: 2" in block, block
+        for rank in ranks:
+            assert f"Process rank: {rank} " in block, (host, rank, block)
     worker = next(text for stream, text in logs.items() if stream.startswith(f"{name}/algo-2-"))
     assert "Starting MPI run as worker node" in worker
     # One model: the master's (rank 0 writes it; only algo-1's /opt/ml/model is uploaded).
