@@ -69,9 +69,10 @@ def report_url(dag_id: str, run_id: str, api_base_url: str | None = None) -> str
 
 
 def persist_training_job(context: Context, operator: BaseOperator, *, region_name: str, job_name: str,
-                         attempt: int) -> None:
-    """Record the job the train task is on now (called by the operator on every switch)."""
-    SageMakerTrainingJobLink.persist(context, operator, region_name=region_name, aws_partition="aws",
+                         attempt: int, aws_partition: str = "aws") -> None:
+    """Record the job the train task is on now (called by the operator on every switch;
+    ``aws_partition``: the hook's ``conn_partition``, for the console's domain)."""
+    SageMakerTrainingJobLink.persist(context, operator, region_name=region_name, aws_partition=aws_partition,
                                      job_name=job_name, attempt=attempt)
 
 

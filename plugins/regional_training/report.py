@@ -81,24 +81,32 @@ def parse_metric_series(
     return points
 
 
+def logs_hook(region: str) -> Any:
+    """The Amazon provider's CloudWatch Logs hook in ``region``, its client made now."""
+    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+    from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+
+    hook = AwsLogsHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
+    hook.conn  # noqa: B018 - resolve the connection here, not in a worker thread
+    return hook
+
+
 def fetch_metric_series(
     job_name: str,
     region: str,
     *,
     definitions: Sequence[Mapping[str, str]] | None = None,
-    aws_conn_id: str = "aws_default",
+    hook: Any = None,
 ) -> list[dict[str, float]]:
     """Read a job's metric points from its first host's CloudWatch log stream(s).
 
     Uses the Amazon provider's ``AwsLogsHook`` in the job's own region (the emulator
-    offline, through the connection's ``endpoint_url``). A job that never logged (or
-    never started) has no stream: an empty series, not an error.
+    offline, through the connection's ``endpoint_url``); ``hook``: one already made for
+    that region. A job that never logged (or never started) has no stream: an empty
+    series, not an error.
     """
-    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-
-    from regional_training.aws_io import BOTOCORE_CONFIG
-
-    hook = AwsLogsHook(aws_conn_id=aws_conn_id, region_name=region, config=BOTOCORE_CONFIG)
+    hook = hook or logs_hook(region)
     prefix = FIRST_HOST_STREAM.format(job_name=job_name)
     streams: list[str] = []
     paginator = hook.conn.get_paginator("describe_log_streams")
@@ -117,19 +125,28 @@ def fetch_run_series(
     jobs: Sequence[Mapping[str, Any]] = (),
     *,
     fetch: Callable[..., list[dict[str, float]]] = fetch_metric_series,
+    max_workers: int = 8,
 ) -> dict[str, list[dict[str, float]]]:
     """Metric series of every row's recorded job, keyed by target key.
 
     ``jobs`` (the build step's) supply each target's ``MetricDefinitions``; a row whose
     job never started is skipped.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     definitions = {j["target"]["dataset_key"]: j["request"].get("MetricDefinitions") for j in jobs}
-    return {
-        row["target_key"]: fetch(row["training_job_name"], row["region_code"],
-                                 definitions=definitions.get(row["target_key"]))
-        for row in rows
-        if row.get("training_job_arn")
-    }
+    started = [row for row in rows if row.get("training_job_arn")]
+    # The connection is read here (in a task, through the supervisor); the threads only
+    # call AWS, with one thread-safe boto3 client per region.
+    hooks = {region: logs_hook(region) for region in sorted({row["region_code"] for row in started})}
+    # One log read per job, each a few API calls: in parallel, so 500 targets take seconds.
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        results = pool.map(
+            lambda row: fetch(row["training_job_name"], row["region_code"],
+                              definitions=definitions.get(row["target_key"]), hook=hooks[row["region_code"]]),
+            started,
+        )
+        return {row["target_key"]: series for row, series in zip(started, results, strict=True)}
 
 
 def plan_from_jobs(jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
