@@ -96,8 +96,18 @@ class AirflowApi:
         self.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
     def set_run_state(self, run_id: str, state: str, dag_id: str = DAG_ID) -> None:
-        """Mark a run ``success`` or ``failed`` (the grid's "Mark run as")."""
-        self.call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}", {"state": state})
+        """Mark a run ``success`` or ``failed`` (the grid's "Mark run as").
+
+        Retried on HTTP 5xx: a run the scheduler is creating its task instances for at
+        that moment can fail the update with a database error.
+        """
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}"
+        for _ in range(9):
+            status, _body = self.request("PATCH", path, {"state": state})
+            if status < 500:
+                break
+            time.sleep(2)
+        self.call("PATCH", path, {"state": state})
 
     def unpause(self, dag_id: str = DAG_ID) -> list[str]:
         """Unpause the DAG; the runs that unpausing created (marked failed).
