@@ -14,7 +14,7 @@ processes hits every case alike), for three ways of selecting the night's target
 
 then prints EXPLAIN (ANALYZE, BUFFERS) of the nightly query at each size.
 
-    PYTHONPATH=plugins:dev python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
+    PYTHONPATH=dev .venv/bin/python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT / "plugins", ROOT / "dev"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
 
 READY_GENERATED = 96
 PARAMS = {

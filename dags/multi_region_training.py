@@ -13,12 +13,13 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
 2. **render_array_file**: one `region,s3_uri,...` line per job, stored with the run in S3.
 3. **build_requests**: one `CreateTrainingJob` request per line, validated against
    botocore's SageMaker model.
-4. **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one new
+4. **jobs_to_launch**: the requests to start (none for a dry run).
+5. **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one new
    attempt after a failure, stop on kill, failover on capacity errors), deferrable,
    mapped over the requests.
-5. **collect**: per region (whatever happened), server-side copy of the model to the
+6. **collect**: per target (whatever happened), server-side copy of the model to the
    central bucket and an UPSERT of the result into `training_runs`.
-6. **summarize** the run; **check_regions** fails the run naming any failed region.
+7. **summarize** the run; **check_regions** fails the run naming any failed region.
 
 Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (README).
 """
@@ -30,12 +31,13 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
+from regional_training import tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+from regional_training.jobs import training_operator_kwargs
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
-from regional_training.steps import training_operator_kwargs
 
 default_args = {
     "owner": "ml-platform",
@@ -55,11 +57,6 @@ MAX_PARALLEL_LAUNCHES = int(os.environ.get("MRT_MAX_PARALLEL_LAUNCHES", "16"))
 TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
 
 
-def _run_ids() -> tuple[str, str]:
-    context = get_current_context()
-    return context["dag"].dag_id, context["run_id"]
-
-
 @dag(
     dag_id="multi_region_training",
     doc_md=__doc__,
@@ -73,88 +70,41 @@ def _run_ids() -> tuple[str, str]:
 )
 def multi_region_training() -> None:
     @task(multiple_outputs=True)
-    def select_targets(**context: Any) -> dict[str, Any]:
-        from regional_training import steps
-
-        conn = steps.campaign_db_connection()
-        try:
-            return steps.select_targets(conn, context["params"])
-        finally:
-            conn.close()
+    def select_targets() -> dict[str, Any]:
+        return tasks.select_targets(tasks.current_run())
 
     @task
     def render_array_file(targets: list[dict[str, Any]]) -> str:
-        from regional_training import array_file, aws_io
-        from regional_training.run_layout import RunLayout
-        from regional_training.settings import load_settings
-        from regional_training.targets import Target
-
-        settings = load_settings()
-        uri = RunLayout(settings.central_bucket, *_run_ids()).array_file
-        aws_io.put_text(uri, array_file.render(Target.from_dict(t) for t in targets), region=settings.central_region)
-        return uri
+        return tasks.render_array_file(tasks.current_run(), targets)
 
     @task
-    def build_requests(array_uri: str, targets: list[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
-        from regional_training import aws_io, steps
-        from regional_training.settings import load_settings
-
-        settings = load_settings()
-        dag_id, run_id = _run_ids()
-        return steps.build_jobs(
-            array_text=aws_io.get_text(array_uri, region=settings.central_region),
-            targets=targets,
-            params=context["params"],
-            settings=settings,
-            dag_id=dag_id,
-            run_id=run_id,
-        )
+    def build_requests(array_uri: str, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return tasks.build_requests(tasks.current_run(), array_uri, targets)
 
     @task
-    def launchable(jobs: list[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
-        """The jobs to start: none for a dry run (the mapped tasks are then skipped)."""
-        return [] if context["params"]["dry_run"] else list(jobs)
+    def jobs_to_launch(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ job.target.region_code }}")
     def collect(job: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from regional_training import steps
-        from regional_training.settings import load_settings
-
-        dag_id, run_id = _run_ids()
-        # The training task of the same map index pushes any failover moves it made.
+        # The training task of the same map index always pushes its failover moves.
         moves = context["ti"].xcom_pull(task_ids="train", key="placement_moves", map_indexes=context["ti"].map_index)
-        return steps.collect_job(job=job, moves=list(moves or []), settings=load_settings(), dag_id=dag_id,
-                                 run_id=run_id)
+        return tasks.collect_target(tasks.current_run(), job, list(moves or []))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def summarize(
-        rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]], **context: Any
-    ) -> dict[str, Any]:
-        from regional_training import steps
-        from regional_training.settings import load_settings
-
-        dag_id, run_id = _run_ids()
-        return steps.summarize_run(
-            rows=list(rows or []),
-            settings=load_settings(),
-            dag_id=dag_id,
-            run_id=run_id,
-            dry_run=context["params"]["dry_run"],
-            planned=len(jobs),
-            left_out=list(left_out or []),
-        )
+    def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+        return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def check_regions(run_summary: dict[str, Any] | None) -> None:
         """Watcher: the ALL_DONE collectors must never let a failed region show green."""
-        from regional_training.summary import raise_if_failed
-
-        raise_if_failed(run_summary)
+        tasks.check_regions(run_summary)
 
     selection = select_targets()
     array_uri = render_array_file(selection["targets"])
     jobs = build_requests(array_uri, selection["targets"])
-    to_launch = launchable(jobs)
+    to_launch = jobs_to_launch(jobs)
     # Follows its deterministic job on retry or clear, waits as long as the stopping
     # condition allows, stops the job when killed (regional_training.operators).
     train = DurableSageMakerTrainingOperator.partial(
@@ -171,8 +121,7 @@ def multi_region_training() -> None:
     ).expand_kwargs(to_launch.map(training_operator_kwargs))
     collected = collect.expand(job=to_launch)
     train >> collected
-    run_summary = summarize(collected, jobs, selection["left_out"])
-    check_regions(run_summary)
+    check_regions(summarize(collected, jobs, selection["left_out"]))
 
 
 multi_region_training()

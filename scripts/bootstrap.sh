@@ -30,5 +30,12 @@ if [ ! -f "$venv/.complete" ]; then
         -r "$repo/requirements/dev.txt" "${extra[@]}" >&2
     touch "$venv/.complete"
 fi
+# The project's package (pyproject.toml, plugins layout), editable: the tree is the code.
+installed=$("$venv/bin/python" -c 'import os, regional_training as r; print(os.path.dirname(r.__file__))' \
+    2>/dev/null || true)
+if [ "$installed" != "$repo/plugins/regional_training" ]; then
+    command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$uv_version" >&2
+    VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps -e "$repo" >&2
+fi
 ln -sfn "$venv" "$repo/.venv"
 echo "$venv/bin/python"

@@ -45,7 +45,7 @@ def test_training_dag_shape() -> None:
         "multi_region_training"
     ]
     assert set(dag.task_ids) >= {
-        "select_targets", "render_array_file", "build_requests", "launchable", "train", "collect", "summarize",
+        "select_targets", "render_array_file", "build_requests", "jobs_to_launch", "train", "collect", "summarize",
         "check_regions",
     }
     train = dag.get_task("train")

@@ -127,11 +127,12 @@ def _copy(request: dict[str, Any]) -> dict[str, Any]:
 def test_a_retry_after_failover_follows_the_job_it_moved_to(offline_stack: str) -> None:
     from dataclasses import replace
 
-    primary = _request("after-failover", seconds=3)
+    # Long enough to still run when the retry looks (a 3 s job can end first on a loaded machine).
+    primary = _request("after-failover", seconds=15)
     alternative_target = replace(GOOD, region_code="us-east-1", copy_id=2, output_bucket="mrt-output-us-east-1",
                                  s3_uri="s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/"
                                  "boston-winter-2026-v1/", purchase_option="spot")
-    alternative = _request("after-failover", alternative_target, seconds=3)
+    alternative = _request("after-failover", alternative_target, seconds=15)
     # The first try moved to the alternative and created its job there.
     _deferred(DurableSageMakerTrainingOperator(task_id="train", config=_copy(alternative), region_name="us-east-1",
                                                check_interval=1))
@@ -143,7 +144,7 @@ def test_a_retry_after_failover_follows_the_job_it_moved_to(offline_stack: str) 
     assert (deferred.trigger.job_name, deferred.trigger.region_name) == (alternative["TrainingJobName"], "us-east-1")
     assert _jobs(offline_stack, primary["TrainingJobName"]) == {}  # nothing started in the first region
     assert _wait_in(aws_client("sagemaker", offline_stack, "us-east-1"), alternative["TrainingJobName"],
-                    {"Completed"}) == "Completed"
+                    {"Completed"}, timeout=180) == "Completed"
 
 
 def test_killing_the_task_stops_the_job(offline_stack: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from regional_training import campaign_db, steps
+from regional_training import campaign_db
+from regional_training.selection import select_targets
 from regional_training.targets import TargetError
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_a_changed_applied_migration_is_refused(db) -> None:
 
 
 def test_default_selection_is_one_region_local_copy_per_ready_campaign(db) -> None:
-    targets = steps.select_targets(db, DEFAULTS)["targets"]
+    targets = select_targets(db, DEFAULTS)["targets"]
     assert [(t["region_code"], t["campaign_key"]) for t in targets] == [
         ("eu-central-1", "munich-autobahn-2026"),
         ("eu-west-1", "dublin-urban-2026"),
@@ -55,10 +56,10 @@ def test_default_selection_is_one_region_local_copy_per_ready_campaign(db) -> No
 
 
 def test_region_allow_list_and_explicit_campaigns(db) -> None:
-    only_eu = steps.select_targets(db, {**DEFAULTS, "regions": ["eu-west-1", "eu-central-1"]})["targets"]
+    only_eu = select_targets(db, {**DEFAULTS, "regions": ["eu-west-1", "eu-central-1"]})["targets"]
     assert {t["region_code"] for t in only_eu} == {"eu-west-1", "eu-central-1"}
     # A campaign still labelling is not trained by default, but can be asked for.
-    berlin = steps.select_targets(db, {**DEFAULTS, "campaigns": ["berlin-night-2026"]})["targets"]
+    berlin = select_targets(db, {**DEFAULTS, "campaigns": ["berlin-night-2026"]})["targets"]
     assert [t["dataset_key"] for t in berlin] == ["berlin-night-2026-v1"]
 
 
@@ -73,11 +74,11 @@ def test_region_allow_list_and_explicit_campaigns(db) -> None:
 )
 def test_bad_selection_is_named_before_launch(db, params: dict, message: str) -> None:
     with pytest.raises((TargetError, ValueError), match=message):
-        steps.select_targets(db, {**DEFAULTS, **params})
+        select_targets(db, {**DEFAULTS, **params})
 
 
 def test_cheapest_placement_uses_reserved_capacity_and_keeps_ranked_alternatives(db) -> None:
-    selection = steps.select_targets(db, CHEAPEST)
+    selection = select_targets(db, CHEAPEST)
     by_dataset = {t["dataset_key"]: t for t in selection["targets"]}
     boston = by_dataset["boston-winter-2026-v1"]
     # us-west-2 holds prepaid reserved p4d capacity and a replica of the Boston dataset.
@@ -93,7 +94,7 @@ def test_cheapest_placement_uses_reserved_capacity_and_keeps_ranked_alternatives
 
 
 def test_a_budget_leaves_targets_out_and_lists_them(db) -> None:
-    selection = steps.select_targets(db, {**CHEAPEST, "budget_usd": 40, "purchase_options": ["on_demand", "spot"]})
+    selection = select_targets(db, {**CHEAPEST, "budget_usd": 40, "purchase_options": ["on_demand", "spot"]})
     placed = sum(t["planned_cost_usd"] for t in selection["targets"])
     assert placed <= 40
     assert selection["left_out"], "a 40 USD budget cannot place four p4d jobs"
@@ -124,5 +125,5 @@ def test_an_unreachable_database_is_a_named_error(monkeypatch: pytest.MonkeyPatc
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("AIRFLOW_CONN_CAMPAIGN_DB", f"postgresql://postgres@127.0.0.1:{port}/campaigns")
-    with pytest.raises(steps.CampaignDbUnavailableError, match=r"connection .campaign_db..* is unavailable"):
-        steps.campaign_db_connection()
+    with pytest.raises(campaign_db.CampaignDbUnavailableError, match=r"connection .campaign_db..* is unavailable"):
+        campaign_db.airflow_connection()

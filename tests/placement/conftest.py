@@ -7,16 +7,10 @@ the sample data, for tests that go through ``fetch_placement``, which commits).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-for extra in (ROOT / "plugins", ROOT / "dev", Path(__file__).resolve().parent):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
 
 
 def pytest_configure(config: pytest.Config) -> None:

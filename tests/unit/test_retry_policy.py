@@ -6,6 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
+from regional_training.campaign_db import CampaignDbUnavailableError
 from regional_training.operators import NoCapacityError
 from regional_training.retry_policy import (
     Decision,
@@ -16,7 +17,6 @@ from regional_training.retry_policy import (
     is_automatic_retry,
 )
 from regional_training.settings import SettingsError
-from regional_training.steps import CampaignDbUnavailableError
 from regional_training.strict_params import ParamError
 from regional_training.targets import TargetError
 

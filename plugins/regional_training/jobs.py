@@ -1,0 +1,94 @@
+"""The run's training jobs: one validated ``CreateTrainingJob`` request per target and
+per failover alternative, and the mapped training operator's kwargs.
+
+A job (one XCom entry, JSON) holds ``target`` and ``request`` (the planned placement),
+``failover`` (the ranked alternatives, each ``target`` and ``request``),
+``max_failovers`` and ``hyperparameters_sha256``;
+:func:`regional_training.collection.job_candidates` gives its typed view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from regional_training import array_file, training_request
+from regional_training.collection import job_candidates
+from regional_training.params import processes_per_host, training_hyperparameters
+from regional_training.settings import Settings
+from regional_training.targets import Target
+
+log = logging.getLogger(__name__)
+
+
+def build_jobs(
+    *,
+    array_text: str,
+    targets: list[dict[str, Any]],
+    params: Mapping[str, Any],
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+) -> list[dict[str, Any]]:
+    """One validated request per array-file line, plus what the collectors need.
+
+    Built from the stored array file (the record of what this run trains), cross-checked
+    against the selected targets. Each job holds its target and request, a request per
+    ranked failover alternative (built and validated now, so a failover never needs the
+    database), the failover limit and the hyperparameter hash.
+    """
+    by_key = {t["dataset_key"]: t for t in targets}
+    lines = array_file.parse(array_text)
+    if sorted(line["target_key"] for line in lines) != sorted(by_key):
+        raise ValueError("the array file's targets differ from the selected targets; re-run select_targets")
+    hyperparameters = training_request.sagemaker_hyperparameters(
+        training_hyperparameters(params), processes_per_host=processes_per_host(params)
+    )
+    digest = training_request.hyperparameters_sha256(hyperparameters)
+
+    def request_for(target: Target) -> dict[str, Any]:
+        request = training_request.build_request(
+            target=target,
+            settings=settings,
+            hyperparameters=hyperparameters,
+            dag_id=dag_id,
+            run_id=run_id,
+            instance_type=params["instance_type"],
+            instance_count=params["instance_count"],
+            volume_size_gb=params["volume_size_gb"],
+            max_runtime_seconds=params["max_runtime_hours"] * 3600,
+            spot_extra_wait_seconds=params["spot_extra_wait_hours"] * 3600,
+        )
+        training_request.validate_request(request)
+        return request
+
+    jobs = []
+    for line in lines:
+        data = by_key[line["target_key"]]
+        target = Target.from_dict(data)
+        jobs.append(
+            {
+                "target": target.to_dict(),
+                "request": request_for(target),
+                "failover": [
+                    {"target": alt, "request": request_for(Target.from_dict(alt))}
+                    for alt in data.get("alternatives", [])
+                ],
+                "max_failovers": params["max_failovers"],
+                "hyperparameters_sha256": digest,
+            }
+        )
+    log.info("Built %d request(s); hyperparameters sha256 %s", len(jobs), digest)
+    return jobs
+
+
+def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    """Per-job kwargs of the mapped training operator: the request, in its own region,
+    and the ranked failover requests."""
+    return {
+        "config": job["request"],
+        "region_name": job["target"]["region_code"],
+        "failover": [c.to_dict() for c in job_candidates(job)[1][1:]],
+        "max_failovers": job["max_failovers"],
+    }

@@ -1,0 +1,91 @@
+"""Which targets a run trains: placed in the campaign database, validated before launch.
+
+An error names the bad row and field (or Param) before any job exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from regional_training import campaign_db, placement
+from regional_training.params import processes_per_host
+from regional_training.targets import Target, check_row, validate_rows
+
+log = logging.getLogger(__name__)
+
+
+def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Place and validate this run's targets (raises naming the bad row or Param).
+
+    Returns ``targets`` (each with its ranked ``alternatives`` for failover),
+    ``left_out`` (datasets the plan could not place, with the reason) and the plan's
+    expected total.
+    """
+    processes_per_host(params)  # cross-field Param check, before anything else
+    campaigns, regions = list(params["campaigns"]), list(params["regions"])
+    known = {row["region_code"] for row in campaign_db.fetch_dicts(conn, "known_regions.sql", {})}
+    if params["placement"] == "region_local":
+        rows = campaign_db.fetch_dicts(
+            conn, "select_targets.sql", {"campaign_keys": campaigns, "region_codes": regions}
+        )
+        alternatives: dict[int, list[dict[str, Any]]] = {}
+        left_out: list[dict[str, Any]] = []
+    else:
+        plan = placement.fetch_placement(
+            conn,
+            instance_type=params["instance_type"],
+            instance_count=params["instance_count"],
+            estimated_hours=params["estimated_hours"],
+            budget_usd=params["budget_usd"],
+            allowed_purchase_options=params["purchase_options"],
+            campaign_keys=campaigns,
+            region_codes=regions,
+        )
+        rows = [_placement_row(t.chosen) for t in plan.placed if t.chosen]
+        alternatives = {
+            t.dataset_id: [_placement_row(a) for a in t.alternatives if a.fits] for t in plan.placed
+        }
+        left_out = [
+            {"dataset_key": t.dataset_key, "campaign_key": t.campaign_key, "reason": t.left_out_reason,
+             "explanation": placement.LEFT_OUT_REASONS.get(t.left_out_reason or "", "")}
+            for t in plan.left_out
+        ]
+        for item in left_out:
+            log.warning("Left out %s (%s): %s", item["dataset_key"], item["reason"], item["explanation"])
+    requested = [c for c in campaigns if c not in {item["campaign_key"] for item in left_out}]
+    targets = validate_rows(rows, requested_campaigns=requested, allowed_regions=regions, known_regions=known,
+                            allow_empty=bool(left_out))
+    out = []
+    for target in targets:
+        alts = alternatives.get(target.dataset_id, [])
+        for rank, alt in enumerate(alts, start=1):
+            check_row(f"alternative {rank} of {target.target_key} ({alt['region_code']!r})", alt, regions)
+        out.append({**target.to_dict(), "alternatives": [Target.from_dict(a).to_dict() for a in alts]})
+    log.info("Selected %d target(s): %s", len(out), ", ".join(
+        f"{t['dataset_key']} -> {t['region_code']} {t['purchase_option']}" for t in out))
+    planned = [t["planned_cost_usd"] for t in out if t["planned_cost_usd"] is not None]
+    return {"targets": out, "left_out": left_out, "planned_total_usd": sum(planned) if planned else None}
+
+
+def _placement_row(row: placement.PlacementRow) -> dict[str, Any]:
+    """A placement candidate as a target row (JSON-safe numbers for XCom)."""
+
+    def num(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        "region_code": row.region_code,
+        "s3_uri": row.s3_uri,
+        "campaign_key": row.campaign_key,
+        "dataset_key": row.dataset_key,
+        "dataset_id": row.dataset_id,
+        "copy_id": row.copy_id,
+        "output_bucket": row.output_bucket,
+        "purchase_option": row.purchase_option,
+        "placement_rank": row.rank,
+        "price_per_instance_hour": num(row.price_per_instance_hour),
+        "billing_usd_per_hour": num(row.billing_usd_per_hour),
+        "planned_cost_usd": num(row.expected_cost_usd),
+    }
