@@ -37,16 +37,24 @@ summary task declares ``outlets=[RUN_SUMMARY]`` and sets
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
-from regional_training import identifiers
+from regional_training.emit_ready import (
+    READY_ASSET_NAME,
+    READY_ASSET_URI,
+    ReadyDataset,
+    ReadyEventError,
+    ready_dataset,
+)
 
-DATASET_READY = Asset(name="mrt_dataset_ready", uri="mrt://campaign-db/datasets/ready", group="mrt")
+__all__ = ["DATASET_READY", "MODEL", "MODEL_ALIAS", "RUN_SUMMARY", "ReadyDataset", "ReadyEventError",
+           "dataset_selection", "emit_model_event", "model_event_extra", "ready_dataset", "summary_event_extra"]
+
+#: Name, URI and ``extra`` of the ready event are owned by emit_ready (no Airflow import there).
+DATASET_READY = Asset(name=READY_ASSET_NAME, uri=READY_ASSET_URI, group="mrt")
 MODEL = Asset(name="mrt_trained_model", uri="mrt://central-artifacts/models", group="mrt")
 #: What the collectors declare as their outlet; events are added to :data:`MODEL` through it.
 MODEL_ALIAS = AssetAlias(name="mrt_trained_models", group="mrt")
@@ -54,35 +62,6 @@ RUN_SUMMARY = Asset(name="mrt_run_summary", uri="mrt://central-artifacts/run-sum
 
 #: ``training_runs`` statuses whose target has a model in this run's place.
 MODEL_STATUSES = frozenset({"Completed", "Reused"})
-
-
-class ReadyEventError(ValueError):
-    """A triggering ``mrt_dataset_ready`` event whose ``extra`` is unusable (names the event)."""
-
-
-@dataclass(frozen=True, order=True)
-class ReadyDataset:
-    """One dataset named by a ``mrt_dataset_ready`` event."""
-
-    campaign_key: str
-    dataset_key: str
-
-    def extra(self) -> dict[str, str]:
-        return {"campaign_key": self.campaign_key, "dataset_key": self.dataset_key}
-
-
-def ready_dataset(extra: Mapping[str, Any], *, where: str = "event") -> ReadyDataset:
-    """The dataset an event's ``extra`` names; a missing or malformed key is a named error."""
-    values = {}
-    for field in ("campaign_key", "dataset_key"):
-        value = extra.get(field)
-        if not isinstance(value, str) or not re.fullmatch(identifiers.KEY_PATTERN, value):
-            raise ReadyEventError(
-                f"{where} of asset {DATASET_READY.name!r}: extra[{field!r}] = {value!r} is not a key "
-                f"matching {identifiers.KEY_PATTERN}"
-            )
-        values[field] = value
-    return ReadyDataset(**values)
 
 
 def dataset_selection(context: Mapping[str, Any]) -> list[ReadyDataset] | None:

@@ -23,13 +23,52 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from regional_training.assets import DATASET_READY, ReadyDataset, ReadyEventError, ready_dataset
+# Only the standard library and identifiers: the labelling side needs no Airflow installed.
+from regional_training import identifiers
+
+#: The dataset-ready asset (regional_training.assets.DATASET_READY is built from these).
+READY_ASSET_NAME = "mrt_dataset_ready"
+READY_ASSET_URI = "mrt://campaign-db/datasets/ready"
+
+
+
+class ReadyEventError(ValueError):
+    """A ready event whose ``extra`` is unusable (names the event and the field)."""
+
+
+@dataclass(frozen=True, order=True)
+class ReadyDataset:
+    """One dataset named by a ``mrt_dataset_ready`` event."""
+
+    campaign_key: str
+    dataset_key: str
+
+    def extra(self) -> dict[str, str]:
+        return {"campaign_key": self.campaign_key, "dataset_key": self.dataset_key}
+
+
+def ready_dataset(extra: Mapping[str, Any], *, where: str = "event") -> ReadyDataset:
+    """The dataset an event's ``extra`` names; a missing or malformed key is a named error."""
+    values = {}
+    for field in ("campaign_key", "dataset_key"):
+        value = extra.get(field)
+        if not isinstance(value, str) or not re.fullmatch(identifiers.KEY_PATTERN, value):
+            raise ReadyEventError(
+                f"{where} of asset {READY_ASSET_NAME!r}: extra[{field!r}] = {value!r} is not a key "
+                f"matching {identifiers.KEY_PATTERN}"
+            )
+        values[field] = value
+    return ReadyDataset(**values)
+
 
 TOKEN_ENV = "MRT_AIRFLOW_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 
@@ -56,14 +95,14 @@ def _call(method: str, url: str, token: str, body: Any = None, timeout: float = 
 
 
 def asset_id(api_url: str, token: str) -> int:
-    """The id of :data:`DATASET_READY` in this deployment (exact name match)."""
-    query = urllib.parse.urlencode({"name_pattern": DATASET_READY.name, "limit": 100})
+    """The id of the dataset-ready asset in this deployment (exact name and URI match)."""
+    query = urllib.parse.urlencode({"name_pattern": READY_ASSET_NAME, "limit": 100})
     body = _call("GET", f"{api_url}/api/v2/assets?{query}", token)
     for asset in body.get("assets", []):
-        if asset["name"] == DATASET_READY.name and asset["uri"] == DATASET_READY.uri:
+        if asset["name"] == READY_ASSET_NAME and asset["uri"] == READY_ASSET_URI:
             return int(asset["id"])
     raise EmitError(
-        f"asset {DATASET_READY.name!r} ({DATASET_READY.uri}) is not known to {api_url}: has the training DAG, "
+        f"asset {READY_ASSET_NAME!r} ({READY_ASSET_URI}) is not known to {api_url}: has the training DAG, "
         "which is scheduled on it, been parsed?"
     )
 
