@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -93,11 +94,26 @@ def check_available() -> None:
 
 
 def host_addresses(hosts: list[str]) -> dict[str, str]:
-    """A distinct loopback address per host, unique per job (concurrent jobs never share one)."""
+    """A distinct loopback address per host, unique per job: concurrent jobs, also of
+    other emulator processes, never share one (each host's sshd listens on port 22 of
+    its address, so a free port 22 on every address of the block is the test)."""
     with _job_numbers_lock:
-        number = next(_job_numbers)
-    second, third = 10 + (number // 256) % 240, number % 256
-    return {host: f"127.{second}.{third}.{index + 1}" for index, host in enumerate(hosts)}
+        for _ in range(4096):
+            number = next(_job_numbers) + os.getpid() * 256
+            second, third = 10 + (number // 256) % 240, number % 256
+            addresses = {host: f"127.{second}.{third}.{index + 1}" for index, host in enumerate(hosts)}
+            if all(_port_22_free(address) for address in addresses.values()):
+                return addresses
+    raise RuntimeError("no free loopback address block for the job's hosts")
+
+
+def _port_22_free(address: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 22))
+        except OSError:
+            return False
+    return True
 
 
 def prepare_hosts(jobdir: Path, hosts: list[str], addresses: dict[str, str]) -> dict[str, Path]:
