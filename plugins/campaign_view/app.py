@@ -142,13 +142,12 @@ def run_report(dag_id: str, run_id: str) -> str:
     from airflow.models.variable import Variable
 
     from regional_training import aws_io
-    from regional_training.report import REPORT_NAME
-    from regional_training.training_request import run_key
+    from regional_training.run_layout import RunLayout
 
     bucket, region = Variable.get("mrt_central_bucket", None), Variable.get("mrt_central_region", None)
     if not bucket or not region:
         raise HTTPException(500, "Variables mrt_central_bucket and mrt_central_region must be set")
-    uri = f"s3://{bucket}/runs/{run_key(dag_id, run_id)}/{REPORT_NAME}"
+    uri = RunLayout(central_bucket=bucket, dag_id=dag_id, run_id=run_id).report
     try:
         return aws_io.get_text(uri, region=region)
     except Exception as err:

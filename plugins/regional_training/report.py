@@ -1,5 +1,6 @@
 """The per-run report: one self-contained HTML page a person opens after a night's run.
 
+The summary step writes it to ``run_layout.RunLayout.report`` (next to ``summary.json``).
 Input is what the run already records, nothing new to keep in step:
 
 * ``summary`` -- :func:`regional_training.summary.summarize`'s result (its ``rows`` are
@@ -30,8 +31,6 @@ from typing import Any
 
 from regional_training.metric_format import LINE_PREFIX, METRIC_DEFINITIONS
 
-#: The report's name next to ``summary.json`` in the run's folder of the central bucket.
-REPORT_NAME = "report.html"
 #: SageMaker's log group for training jobs; each host logs to ``<job>/algo-<n>-<epoch>``.
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: Rank 0 runs on the first host and is the only rank that prints metric lines.

@@ -21,8 +21,8 @@ from urllib.parse import quote
 import pytest
 import report_support as rs
 
-from regional_training.report import LOG_GROUP, REPORT_NAME, render_report
-from regional_training.training_request import run_key
+from regional_training.report import LOG_GROUP, render_report
+from regional_training.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,7 +124,8 @@ def recorded(campaign_dsn: str, aws_endpoint: str) -> list[dict[str, Any]]:
     summary, series = rs.four_region_run()
     summary["run_id"] = NIGHTS[-1]
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
-    s3.put_object(Bucket=CENTRAL_BUCKET, Key=f"runs/{run_key(DAG_ID, NIGHTS[-1])}/{REPORT_NAME}",
+    key = RunLayout(central_bucket=CENTRAL_BUCKET, dag_id=DAG_ID, run_id=NIGHTS[-1]).report.split("/", 3)[3]
+    s3.put_object(Bucket=CENTRAL_BUCKET, Key=key,
                   Body=render_report(summary, series).encode(), ContentType="text/html; charset=utf-8")
     return rows
 
