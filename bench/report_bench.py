@@ -8,25 +8,22 @@ failover move every tenth target. Render time is the median of ``--repeats`` ren
 in this process (matplotlib already imported: the first render's import cost is
 printed separately).
 
-    PYTHONPATH=plugins:tests/report .venv/bin/python bench/report_bench.py [--targets 4,500] [--repeats 3]
+    PYTHONPATH=tests/report .venv/bin/python bench/report_bench.py [--targets 4,500] [--repeats 3]
+
+(``tests/report/report_support.py`` makes the realistic inputs the report tests use.)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests" / "report")]
+import report_support as rs
 
-import report_support as rs  # noqa: E402 - after the path set-up above
-
-from regional_training.metric_format import METRIC_DEFINITIONS  # noqa: E402
-from regional_training.report import parse_metric_series, render_report  # noqa: E402
-from regional_training.summary import summarize  # noqa: E402
+from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.report import parse_metric_series, render_report
+from regional_training.summary import summarize
 
 
 def run_of(targets: int) -> tuple[dict, dict]:
