@@ -347,7 +347,7 @@ def is_training_task(task_id: str) -> bool:
 def region_of(ti: dict[str, Any]) -> str:
     """A mapped task's region, from its rendered name (``map_index_template``)."""
     found = _REGION.search(str(ti.get("rendered_map_index") or ""))
-    return found.group(0) if found else "?"
+    return found.group(0) if found else "(not named yet)"
 
 
 @dataclass
