@@ -187,7 +187,8 @@ def _services_run(
             print("\n" + (summary or "no run summary was written"), flush=True)
             _serve(stack)
             summary = None
-        return (0 if state == "success" else 1), summary
+        # A failed task in a "successful" run is still a failure of the local run.
+        return (0 if state == "success" and not failed else 1), summary
 
 
 def _serve(stack: AirflowStack) -> None:
