@@ -14,8 +14,11 @@ and PID namespace (``unshare``, as root) with:
 * ``/etc/ssh`` with an ``sshd_config`` that listens on that host's address only (the
   toolkit starts ``/usr/sbin/sshd -D`` on every host), and ``/root/.ssh`` with the job's
   key pair, as the image bakes in one (images/training/Dockerfile);
-* its own ``/tmp`` (the toolkit's MPI status files) and ``/etc/environment`` (which the
-  toolkit's workers append their environment to).
+* its own ``/tmp`` (the toolkit's MPI status files), ``/etc/environment`` (which the
+  toolkit's workers append their environment to) and ``/dev/shm``: OpenMPI's shared
+  memory segments are named after the host name and a job id derived from ``mpirun``'s
+  PID, which repeat across PID namespaces, so a shared ``/dev/shm`` lets a relaunch (or
+  another job) map a dead launch's segments and crash.
 
 The PID namespace makes the host's processes (sshd, mpirun, orted, the ranks) die with
 the host's first process, as a container's do when it exits.
@@ -42,6 +45,7 @@ mount --bind "$root/etc/ssh" /etc/ssh
 mount --bind "$root/root/.ssh" /root/.ssh
 mount --bind "$root/etc/environment" /etc/environment
 mount --bind "$root/tmp" /tmp
+mount -t tmpfs -o mode=1777 shm /dev/shm
 cd /opt/ml/code
 exec "$@"
 """
