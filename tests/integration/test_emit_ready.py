@@ -152,7 +152,8 @@ def _accessor(events: list[dict[str, Any]]) -> Any:
 
     return TriggeringAssetEventsAccessor.build(
         AssetEventDagRunReferenceResult(
-            asset={"name": e["name"], "uri": e["uri"], "extra": {}}, extra=e["extra"],
+            asset={"name": e["name"], "uri": e["uri"], "extra": {}},  # type: ignore[arg-type] # pydantic coerces
+            extra=e["extra"],
             source_task_id=e["source_task_id"], source_dag_id=e["source_dag_id"], source_run_id=e["source_run_id"],
             source_map_index=e["source_map_index"], source_aliases=[], timestamp=e["timestamp"],
         )

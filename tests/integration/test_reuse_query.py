@@ -131,7 +131,9 @@ def test_a_resynced_copy_is_new_data(conn: Any) -> None:
                     (copy["copy_id"],))
     conn.commit()
     assert _find(conn, key) is None  # the old key's version no longer matches the copy
-    fresh = dataclasses.replace(key, dataset_version=reuse.dataset_version(conn, copy["copy_id"]))
+    version = reuse.dataset_version(conn, copy["copy_id"])
+    assert version is not None
+    fresh = dataclasses.replace(key, dataset_version=version)
     assert fresh.dataset_version == "2026-11-27T12:00:00.000000Z"
     assert _find(conn, fresh) is None  # nothing trained on the new version yet
 

@@ -75,7 +75,7 @@ def test_one_message_per_run_failure_always_success_only_when_configured() -> No
     clean = compute_verdict(JOBS[:1], [{"target_key": "us-east-1-data", "region_code": "us-east-1",
                                         "status": "Completed"}])
     recorder = Recorder()
-    kwargs = {"dag_id": "d", "run_id": "r", "report_url": None, "notifier_factory": recorder.factory}
+    kwargs: dict[str, Any] = {"dag_id": "d", "run_id": "r", "report_url": None, "notifier_factory": recorder.factory}
     assert notify_run(clean, settings=NotificationSettings(TOPIC, False), **kwargs) is None
     assert recorder.sent == []
     sent = notify_run(clean, settings=NotificationSettings(TOPIC, True), context={"run_id": "r"}, **kwargs)

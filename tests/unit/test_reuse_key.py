@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -38,7 +39,7 @@ CHANGES = {
 @given(key=keys, data=st.data())
 def test_a_changed_input_never_has_the_same_key(key: ReuseKey, data: st.DataObject) -> None:
     field = data.draw(st.sampled_from(sorted(CHANGES)))
-    value = data.draw(CHANGES[field].filter(lambda v: v != getattr(key, field)))
+    value: Any = data.draw(CHANGES[field].filter(lambda v: v != getattr(key, field)))
     changed = dataclasses.replace(key, **{field: value})
     assert changed.digest() != key.digest()
     assert changed.row_fields()["reuse_key"] != key.row_fields()["reuse_key"]
