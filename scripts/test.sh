@@ -12,6 +12,8 @@ cd "$repo"
 
 python=$(scripts/bootstrap.sh | tail -n1)
 MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh | tail -n1)
+# The report and campaign-view tests drive a real headless chromium (Debian's).
+bash scripts/setup_browser.sh
 export MRT_TRAIN_PYTHON
 venv_bin=$(dirname "$python")
 export PATH="$venv_bin:$PATH"
