@@ -14,12 +14,17 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
 3. **build_requests**: one `CreateTrainingJob` request per line, validated against
    botocore's SageMaker model.
 4. **jobs_to_launch**: the requests to start (none for a dry run).
-5. **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one new
-   attempt after a failure, stop on kill, failover on capacity errors), deferrable,
-   mapped over the requests.
-6. **collect**: per target (whatever happened), server-side copy of the model to the
-   central bucket and an UPSERT of the result into `training_runs`.
-7. **summarize** the run; **check_regions** fails the run naming any failed region.
+5. **target** (a mapped task group, one per target, named region + target):
+   * **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one
+     new attempt after a failure, stop on kill, failover on capacity errors), deferred
+     while the job runs (deferred tasks hold no pool slot: only launches are bounded);
+   * **collect**: as soon as *this* target's training ends (whatever happened),
+     server-side copy of the model to the central bucket and an UPSERT of the result
+     into `training_runs`.
+6. **summarize** the run; **check_regions** fails the run naming any failed region.
+
+Schedule: 02:00 UTC nightly; unpausing never starts a run for a time already past, and
+the DAG is paused when first deployed.
 
 Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (README).
 """
@@ -31,11 +36,10 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
 
 from regional_training import tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
-from regional_training.jobs import training_operator_kwargs
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
 
@@ -52,17 +56,24 @@ default_args = {
 POLL_SECONDS = int(os.environ.get("MRT_SAGEMAKER_POLL_SECONDS", "60"))
 
 
-#: Training tasks running or deferred at once, per run and across runs (the pool).
-MAX_PARALLEL_LAUNCHES = int(os.environ.get("MRT_MAX_PARALLEL_LAUNCHES", "16"))
+#: The pool that bounds how many training tasks *launch* (create or reattach) at once,
+#: across runs: SageMaker's API rate limits. It must leave deferred tasks out
+#: (``include_deferred`` false, Airflow's default; ``default_pool`` is such a pool), so
+#: jobs being waited on, which the triggerer holds cheaply, take no slot. A deployment
+#: creates its own (``airflow pools set mrt_training_launches 16 ...``) and names it here.
 TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
 
 
 @dag(
     dag_id="multi_region_training",
     doc_md=__doc__,
-    schedule="0 2 * * *",
+    description="Nightly multi-region distributed training (SageMaker, Horovod) where the data is",
+    # A trigger timetable with run_immediately=False: unpausing waits for the next 02:00
+    # instead of starting the run of a time already past.
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    is_paused_upon_creation=True,
     max_active_runs=1,
     default_args=default_args,
     params={name: Param(**spec) for name, spec in param_specs().items()},
@@ -85,11 +96,36 @@ def multi_region_training() -> None:
     def jobs_to_launch(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ job.target.region_code }}")
-    def collect(job: dict[str, Any], **context: Any) -> dict[str, Any]:
-        # The training task of the same map index always pushes its failover moves.
-        moves = context["ti"].xcom_pull(task_ids="train", key="placement_moves", map_indexes=context["ti"].map_index)
-        return tasks.collect_target(tasks.current_run(), job, list(moves or []))
+    # Inside a mapped task group the group's arguments are not in the template context:
+    # the collector names itself (tasks.collect_target sets "mrt_target").
+    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}")
+    def collect(job: dict[str, Any]) -> dict[str, Any]:
+        return tasks.collect_target(tasks.current_run(), job)
+
+    # prefix_group_id=False: the tasks keep their ids, "train" and "collect".
+    @task_group(prefix_group_id=False)
+    def target(job: dict[str, Any], config: dict[str, Any], region_name: str, failover: list[dict[str, Any]],
+               max_failovers: int) -> Any:
+        """One target: train, then collect as soon as this target's training ends."""
+        # Follows its deterministic job on retry or clear, waits as long as the stopping
+        # condition allows, stops the job when killed (regional_training.operators).
+        train = DurableSageMakerTrainingOperator(
+            task_id="train",
+            config=config,
+            region_name=region_name,
+            failover=failover,
+            max_failovers=max_failovers,
+            aws_conn_id=AWS_CONN_ID,
+            botocore_config=BOTOCORE_CONFIG,
+            deferrable=True,
+            wait_for_completion=True,
+            check_interval=POLL_SECONDS,
+            pool=TRAINING_POOL,
+            map_index_template="{{ task.region_name }} {{ task.target_key }}",
+        )
+        collected = collect(job)
+        train >> collected
+        return collected
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
@@ -105,23 +141,7 @@ def multi_region_training() -> None:
     array_uri = render_array_file(selection["targets"])
     jobs = build_requests(array_uri, selection["targets"])
     to_launch = jobs_to_launch(jobs)
-    # Follows its deterministic job on retry or clear, waits as long as the stopping
-    # condition allows, stops the job when killed (regional_training.operators).
-    train = DurableSageMakerTrainingOperator.partial(
-        task_id="train",
-        aws_conn_id=AWS_CONN_ID,
-        botocore_config=BOTOCORE_CONFIG,
-        deferrable=True,
-        wait_for_completion=True,
-        check_interval=POLL_SECONDS,
-        # Bounded fan-out: 500 targets must not hit SageMaker's API rate limits at once.
-        max_active_tis_per_dagrun=MAX_PARALLEL_LAUNCHES,
-        pool=TRAINING_POOL,
-        map_index_template="{{ task.region_name }}",
-    ).expand_kwargs(to_launch.map(training_operator_kwargs))
-    collected = collect.expand(job=to_launch)
-    train >> collected
+    collected = target.expand_kwargs(to_launch.map(tasks.target_group_kwargs))
     check_regions(summarize(collected, jobs, selection["left_out"]))
-
 
 multi_region_training()

@@ -92,3 +92,4 @@ def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
         "failover": [c.to_dict() for c in job_candidates(job)[1][1:]],
         "max_failovers": job["max_failovers"],
     }
+

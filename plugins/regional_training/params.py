@@ -19,11 +19,15 @@ LR_SCHEDULES = ("poly", "cosine", "steps")
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
-    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first)."""
+    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first).
+
+    A list whose help says "Empty: every ..." allows ``null`` too: Airflow's trigger
+    form marks a field required (red asterisk) when its type does not include null.
+    """
     return {
         "campaigns": {
             "default": [],
-            "type": "array",
+            "type": ["null", "array"],
             "items": {"type": "string", "pattern": identifiers.KEY_PATTERN},
             "uniqueItems": True,
             "title": "Campaigns",
@@ -31,7 +35,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
         },
         "regions": {
             "default": [],
-            "type": "array",
+            "type": ["null", "array"],
             "items": {"type": "string", "pattern": identifiers.REGION_PATTERN},
             "uniqueItems": True,
             "title": "Region allow-list",
@@ -136,7 +140,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
         },
         "purchase_options": {
             "default": [],
-            "type": "array",
+            "type": ["null", "array"],
             "items": {"type": "string", "enum": list(identifiers.PURCHASE_OPTIONS)},
             "uniqueItems": True,
             "title": "Allowed purchase options",

@@ -24,7 +24,7 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     expected total.
     """
     processes_per_host(params)  # cross-field Param check, before anything else
-    campaigns, regions = list(params["campaigns"]), list(params["regions"])
+    campaigns, regions = list(params["campaigns"] or []), list(params["regions"] or [])
     known = {row["region_code"] for row in campaign_db.fetch_dicts(conn, "known_regions.sql", {})}
     if params["placement"] == "region_local":
         rows = campaign_db.fetch_dicts(
@@ -39,7 +39,7 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             instance_count=params["instance_count"],
             estimated_hours=params["estimated_hours"],
             budget_usd=params["budget_usd"],
-            allowed_purchase_options=params["purchase_options"],
+            allowed_purchase_options=params["purchase_options"] or [],
             campaign_keys=campaigns,
             region_codes=regions,
         )

@@ -33,6 +33,8 @@ class Run:
     dag_id: str
     run_id: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: The running task instance (XCom), when there is one.
+    ti: Any = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -63,7 +65,7 @@ def current_run() -> Run:
     from airflow.sdk import get_current_context
 
     context = get_current_context()
-    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]))
+    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]), context.get("ti"))
 
 
 def select_targets(run: Run) -> dict[str, Any]:
@@ -104,11 +106,28 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [] if run.params.get("dry_run") else list(jobs)
 
 
-def collect_target(run: Run, job: dict[str, Any], moves: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collect one target's job and record it with its failover moves."""
-    from regional_training import aws_io, campaign_db, collection
+def target_group_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    """Per-target kwargs of the DAG's mapped task group (the ``target`` group): the job,
+    for the collector, and the training operator's kwargs."""
+    from regional_training.jobs import training_operator_kwargs
 
+    return {"job": job, **training_operator_kwargs(job)}
+
+
+def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
+    """Collect one target's job and record it with its failover moves (which the
+    target's training task always pushes, maybe empty: there is no "not found")."""
+    from regional_training import aws_io, campaign_db, collection
+    from regional_training.operators import MOVES_KEY
+
+    if run.ti is not None:  # the mapped task's name: region + target (DAG's map_index_template)
+        from airflow.sdk import get_current_context
+
+        get_current_context()["mrt_target"] = (  # type: ignore[typeddict-unknown-key]
+            f"{job['target']['region_code']} {job['target']['dataset_key']}")
     settings = run.settings
+    moves = list(run.ti.xcom_pull(task_ids="train", key=MOVES_KEY, map_indexes=run.ti.map_index) or []
+                 ) if run.ti is not None else []
     with run.campaign_db() as conn:
         key = job["target"]["dataset_key"]
         for move in moves:

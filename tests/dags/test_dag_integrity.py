@@ -49,12 +49,32 @@ def test_training_dag_shape() -> None:
         "check_regions",
     }
     train = dag.get_task("train")
-    assert train.partial_kwargs["deferrable"] is True
+    assert train.deferrable is True
+    # Each target flows train -> collect on its own: one mapped task group per target.
+    assert train.task_group.group_id == "target" and dag.get_task("collect").task_group is train.task_group
+    assert "train" in dag.get_task("collect").upstream_task_ids
+    # Deferred training tasks are not capped; launches are bounded by a pool instead.
+    assert train.max_active_tis_per_dagrun is None and train.pool
+    assert "{{" in train.map_index_template and "target_key" in train.map_index_template
     assert dag.get_task("collect").trigger_rule == "all_done"
     assert dag.get_task("check_regions").trigger_rule == "all_done"
     params = dag.params
     for name in ("campaigns", "regions", "instance_type", "instance_count", "epochs", "batch_size",
                  "learning_rate", "dry_run"):
         assert params.get_param(name).schema.get("title"), f"Param {name} has no title"
-    assert dag.schedule == "0 2 * * *"
+    # A Param whose help says "Empty: ..." must not be a required field of the form.
+    for name in params:
+        schema = params.get_param(name).schema
+        if "Empty:" in schema.get("description", ""):
+            assert "null" in schema["type"], f"Param {name} says 'Empty' but the form would require it"
 
+
+def test_training_dag_schedule_creates_no_run_for_a_past_time() -> None:
+    from airflow.sdk import CronTriggerTimetable
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / "multi_region_training.py")).dags["multi_region_training"]
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.timetable.run_immediately is False  # unpausing waits for the next 02:00
+    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "UTC"
+    assert dag.is_paused_upon_creation is True
+    assert dag.description

@@ -47,7 +47,7 @@ def _clear_region_and_rerun(dag: Any, dag_run: Any, region: str) -> Any:
     dr = session.get(DagRun, dag_run.id)
     tis = [
         ti for ti in dr.get_task_instances(session=session)
-        if (ti.task_id in {"train", "collect"} and ti.rendered_map_index == region)
+        if (ti.task_id in {"train", "collect"} and ti.rendered_map_index.split()[0] == region)
         or ti.task_id in {"summarize", "check_regions"}
     ]
     assert sorted(ti.task_id for ti in tis) == ["check_regions", "collect", "summarize", "train"]
