@@ -42,6 +42,7 @@ from regional_training import tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
+from regional_training.strict_params import trigger_time_specs
 
 default_args = {
     "owner": "ml-platform",
@@ -76,7 +77,8 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     is_paused_upon_creation=True,
     max_active_runs=1,
     default_args=default_args,
-    params={name: Param(**spec) for name, spec in param_specs().items()},
+    # Integer Params validated as draft-04 integers: Airflow itself refuses 3.0 at trigger time.
+    params={name: Param(**spec) for name, spec in trigger_time_specs(param_specs()).items()},
     tags=["training", "sagemaker", "multi-region", "horovod"],
 )
 def multi_region_training() -> None:
@@ -133,15 +135,16 @@ def multi_region_training() -> None:
         return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
-    def check_regions(run_summary: dict[str, Any] | None) -> None:
-        """Watcher: the ALL_DONE collectors must never let a failed region show green."""
-        tasks.check_regions(run_summary)
+    def check_regions(run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
+                      left_out: list[dict[str, Any]]) -> None:
+        """Watcher: green only when every *planned* target completed and was recorded."""
+        tasks.check_regions(tasks.current_run(), run_summary, jobs, rows, left_out)
 
     selection = select_targets()
     array_uri = render_array_file(selection["targets"])
     jobs = build_requests(array_uri, selection["targets"])
     to_launch = jobs_to_launch(jobs)
     collected = target.expand_kwargs(to_launch.map(tasks.target_group_kwargs))
-    check_regions(summarize(collected, jobs, selection["left_out"]))
+    check_regions(summarize(collected, jobs, selection["left_out"]), jobs, collected, selection["left_out"])
 
 multi_region_training()

@@ -29,9 +29,9 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def put_text(uri: str, text: str, *, region: str) -> None:
+def put_text(uri: str, text: str, *, region: str, content_type: str = "text/csv") -> None:
     bucket, key = split_s3_uri(uri)
-    _s3_client(region).put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType="text/csv")
+    _s3_client(region).put_object(Bucket=bucket, Key=key, Body=text.encode(), ContentType=content_type)
 
 
 def get_text(uri: str, *, region: str) -> str:

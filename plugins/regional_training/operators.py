@@ -41,6 +41,8 @@ from botocore.exceptions import ClientError
 
 from regional_training.attempts import CAPACITY_ERROR_CODES, Candidate, Move, Resolution, is_capacity_error, resolve
 from regional_training.aws_io import describe_or_none
+from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
+from regional_training.retry_policy import Decision, NotRetriedError, check_new_attempt, classify
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -104,6 +106,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     # failover and max_failovers are templated so a mapped task group can pass them.
     template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "failover", "max_failovers")
+    # The provider's links would point at the first region; these follow the current job.
+    operator_extra_links = (SageMakerTrainingJobLink(), TrainingJobLogsLink())
 
     def __init__(
         self, *, failover: list[dict[str, Any]] | None = None, max_failovers: int = 0, **kwargs: Any
@@ -141,7 +145,14 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             # Success: the resolution returns the job. A job that ended for capacity: it
             # has moved on to the next candidate (or none is left); act within this try.
             return self._act(context, refused=refused, resolution=resolution)
-        raise RuntimeError(f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}")
+        message = f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}"
+        ended = next((a.description for a in resolution.newest if a is not None and a.name == event.get("job_name")),
+                     None)
+        if ended and classify(ended).decision is Decision.FAILED_JOB:
+            # AlgorithmError or a bad request: a retry would pay for the same failure.
+            raise NotRetriedError(f"{message} ({classify(ended).reason}; not retried: clear the task to make one "
+                                  "new attempt)")
+        raise RuntimeError(message)
 
     def _act(self, context: Context, *, refused: dict[str, tuple[str, str]],
              resolution: Resolution | None = None) -> dict[str, Any]:
@@ -156,10 +167,20 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, candidate.region,
                           {"create": "creating it", "wait": "reattaching", "done": "already completed"}
                           [resolution.action])
+            # The task's extra links (console, logs) follow the job it is on now.
+            persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
+                                 attempt=attempt.number)
             if resolution.action == "done":
                 return {"Training": serialize(attempt.description or {})}
             if resolution.action == "wait":
                 self._defer_on(candidate, attempt.name)
+            previous = resolution.newest[resolution.index] if resolution.newest else None
+            if previous is not None and previous.description and "ti" in context:
+                # An automatic retry after a deterministic failure would fail the same way:
+                # no new paid job (a human clear's first try still makes one).
+                ti = context["ti"]
+                check_new_attempt(previous.description, try_number=ti.try_number, max_tries=ti.max_tries,
+                                  retries=self.retries or 0)
             try:
                 self._create(candidate, attempt.name)
             except ClientError as err:

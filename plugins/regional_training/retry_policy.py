@@ -47,6 +47,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from regional_training.attempts import CAPACITY_ERROR_CODES, is_capacity_error
+
 
 class Decision(StrEnum):
     FAIL = "fail"
@@ -85,10 +87,6 @@ class Classification:
 
 
 def _is_capacity(code: str, text: str) -> bool:
-    # Imported here: the operator module owns the capacity codes and will import this
-    # module (check_new_attempt), so a top-level import would be circular.
-    from regional_training.operators import CAPACITY_ERROR_CODES, is_capacity_error
-
     return code in CAPACITY_ERROR_CODES or is_capacity_error(text)
 
 

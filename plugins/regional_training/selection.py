@@ -56,7 +56,7 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             log.warning("Left out %s (%s): %s", item["dataset_key"], item["reason"], item["explanation"])
     requested = [c for c in campaigns if c not in {item["campaign_key"] for item in left_out}]
     targets = validate_rows(rows, requested_campaigns=requested, allowed_regions=regions, known_regions=known,
-                            allow_empty=bool(left_out))
+                            allow_empty=True)  # nothing to train is a clean outcome (verdict)
     out = []
     for target in targets:
         alts = alternatives.get(target.dataset_id, [])

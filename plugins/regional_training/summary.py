@@ -65,7 +65,7 @@ def summarize(
     text_lines = [f"Run {run_id}: " + (
         f"dry run, {planned} training request(s) built, nothing launched"
         if dry_run
-        else f"{len(rows) - len(failed)} of {len(rows)} target(s) completed"
+        else f"{len(rows) - len(failed)} of {max(planned, len(rows))} target(s) completed"
     )]
     if rows:
         text_lines += ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
@@ -80,7 +80,7 @@ def summarize(
     return {
         "run_id": run_id,
         "dry_run": dry_run,
-        "targets": len(rows),
+        "targets": max(planned, len(rows)),
         "completed": len(rows) - len(failed),
         "failed": failed,
         "left_out": list(left_out or []),
@@ -90,16 +90,3 @@ def summarize(
         "rows": rows,
         "text": "\n".join(text_lines),
     }
-
-
-class RegionsFailedError(RuntimeError):
-    """Raised by the watcher so a run with a failed region ends failed."""
-
-
-def raise_if_failed(summary: dict[str, Any] | None) -> None:
-    if summary is None:
-        raise RegionsFailedError("the run summary is missing: an upstream step failed before collection")
-    if summary["failed"]:
-        regions = sorted({f["region"] for f in summary["failed"]})
-        details = "; ".join(f"{f['region']} {f['target']}: {f['status']} ({f['reason']})" for f in summary["failed"])
-        raise RegionsFailedError(f"training failed in region(s) {', '.join(regions)}: {details}")

@@ -35,6 +35,8 @@ class Run:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: The running task instance (XCom), when there is one.
     ti: Any = None
+    #: The conf the run was triggered with, as given (Params are checked strictly against it).
+    conf: Mapping[str, Any] = field(default_factory=dict)
 
     @cached_property
     def settings(self) -> Settings:
@@ -65,15 +67,33 @@ def current_run() -> Run:
     from airflow.sdk import get_current_context
 
     context = get_current_context()
-    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]), context.get("ti"))
+    dag_run = context.get("dag_run")
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]), context.get("ti"), conf)
 
 
 def select_targets(run: Run) -> dict[str, Any]:
     """Place and validate the run's targets in the campaign database."""
+    from regional_training import limits, strict_params
+    from regional_training.params import param_specs
+    from regional_training.retry_policy import by_error_class
     from regional_training.selection import select_targets as place
+    from regional_training.verdict import nothing_to_do_reason
 
-    with run.campaign_db() as conn:
-        return place(conn, run.params)
+    # Strict Params first: an unknown key or a float for an integer fails here, before
+    # anything is read or launched, and is not retried.
+    strict_params.check_conf(run.conf, param_specs())
+    with by_error_class("select_targets"), run.campaign_db() as conn:
+        result = place(conn, run.params)
+    targets = result["targets"]
+    limits.check_regions([(f"param 'regions' item {i}", r) for i, r in enumerate(run.params.get("regions") or [], 1)]
+                         + [(f"target row {i} ({t['dataset_key']!r})", t["region_code"])
+                            for i, t in enumerate(targets, 1)])
+    limits.check_target_count(len(targets))
+    reason = nothing_to_do_reason(planned=len(targets), dry_run=False, left_out=result["left_out"])
+    if reason:
+        log.info("Nothing to train: %s.", reason)
+    return result
 
 
 def render_array_file(run: Run, targets: list[dict[str, Any]]) -> str:
@@ -102,8 +122,19 @@ def build_requests(run: Run, array_uri: str, targets: list[dict[str, Any]]) -> l
 
 
 def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs to start: none for a dry run (the mapped tasks are then skipped)."""
-    return [] if run.params.get("dry_run") else list(jobs)
+    """The jobs to start: none for a dry run (the mapped tasks are then skipped).
+
+    Before the first launch, every output bucket and train-channel prefix is checked in
+    its region (:mod:`regional_training.preflight`): a missing one fails here, naming
+    it, with no job created.
+    """
+    from regional_training import preflight
+
+    if run.params.get("dry_run") or not jobs:
+        return []
+    checks = preflight.preflight(jobs)
+    log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
+    return list(jobs)
 
 
 def target_group_kwargs(job: dict[str, Any]) -> dict[str, Any]:
@@ -145,25 +176,69 @@ def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
         return {**row, "moves": moves}
 
 
+def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
+             left_out: list[dict[str, Any]], *, with_states: bool) -> Any:
+    """The verdict from the plan (``jobs``), never from what arrived (``rows``)."""
+    from regional_training.verdict import compute_verdict, states_by_map_index
+
+    train_states = collect_states = None
+    if with_states and run.ti is not None:
+        states = run.ti.get_task_states(dag_id=run.dag_id, task_ids=["train", "collect"], run_ids=[run.run_id])
+        states = states.get(run.run_id, {})
+        train_states = states_by_map_index(states, "train")
+        collect_states = states_by_map_index(states, "collect")
+    return compute_verdict(jobs, rows, dry_run=bool(run.params.get("dry_run")), left_out=left_out,
+                           train_states=train_states, collect_states=collect_states)
+
+
 def summarize_run(
     run: Run, rows: list[dict[str, Any]] | None, jobs: list[dict[str, Any]], left_out: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    """The run summary: logged as a table and stored next to the array file."""
+    """The run summary and report: logged as a table, stored next to the array file."""
     import json
 
-    from regional_training import aws_io, summary
+    from airflow.configuration import conf
 
-    result = summary.summarize(list(rows or []), run_id=run.run_id, dry_run=bool(run.params.get("dry_run")),
-                               planned=len(jobs), left_out=list(left_out or []))
+    from regional_training import aws_io, links, report, summary
+
+    rows, left_out = list(rows or []), list(left_out or [])
+    dry_run = bool(run.params.get("dry_run"))
+    result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out)
+    result["verdict"] = _verdict(run, jobs, rows, left_out, with_states=False).to_dict()
+    region = run.settings.central_region
     uri = run.layout.summary
-    aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=run.settings.central_region)
+    aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=region)
+    page = report.render_report(
+        result,
+        report.fetch_run_series(rows, jobs),
+        links.report_links(result, dag_id=run.dag_id, api_base_url=conf.get("api", "base_url", fallback="")),
+        plan=report.plan_from_jobs(jobs) if dry_run else None,
+    )
+    aws_io.put_text(run.layout.report, page, region=region, content_type="text/html; charset=utf-8")
     for line in result["text"].splitlines():
         log.info("%s", line)
-    return {**result, "summary_uri": uri}
+    log.info("Report: %s", run.layout.report)
+    return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"]}
 
 
-def check_regions(run_summary: dict[str, Any] | None) -> None:
-    """Watcher: fails the run naming every failed region."""
-    from regional_training.summary import raise_if_failed
+def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]] | None,
+                  rows: list[dict[str, Any]] | None, left_out: list[dict[str, Any]] | None) -> None:
+    """Watcher: every planned target completed and was recorded, or the run fails naming
+    each one that did not (and why); one notification per run."""
+    from airflow.configuration import conf
 
-    raise_if_failed(run_summary)
+    from regional_training import links, notifications
+    from regional_training.verdict import IncompleteRunError, raise_if_incomplete
+
+    if jobs is None:
+        raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
+                                 "(see its log); nothing was launched")
+    verdict = _verdict(run, jobs, list(rows or []), list(left_out or []), with_states=True)
+    for line in verdict.lines():
+        log.info("%s", line)
+    report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))
+    notifications.notify_run(verdict, dag_id=run.dag_id, run_id=run.run_id, report_url=report_url)
+    raise_if_incomplete(verdict)
+    if run_summary is None:
+        raise IncompleteRunError("every target is recorded, but summarize failed: no summary or report was "
+                                 "written (clear summarize)")

@@ -187,3 +187,50 @@ def test_local_run_conf_is_within_the_params_schema() -> None:
     from regional_training.params import param_specs
 
     assert set(LOCAL_RUN_CONF) <= set(param_specs())
+
+
+class _RetryTi:
+    """The task instance fields the operator reads: Airflow's numbers for try 2 of a task
+    with ``retries=2`` (an automatic retry) or for the first try after a clear."""
+
+    task_id = "t"
+    map_index = -1
+
+    def __init__(self, try_number: int, max_tries: int) -> None:
+        self.try_number, self.max_tries = try_number, max_tries
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+    def xcom_pull(self, **_: Any) -> None:
+        return None
+
+
+def test_an_automatic_retry_after_an_algorithm_error_creates_no_job(offline_stack: str) -> None:
+    from regional_training.retry_policy import NotRetriedError
+
+    s3 = aws_client("s3", offline_stack, "eu-west-1")
+    bad = Target("eu-west-1", "s3://mrt-campaign-data-eu-west-1/datasets/corrupt-retry/", "c", "corrupt-retry", 3, 5,
+                 "mrt-output-eu-west-1")
+    s3.put_object(Bucket="mrt-campaign-data-eu-west-1", Key="datasets/corrupt-retry/train-0", Body=b"garbage")
+    request = _request("no-auto-retry", bad)
+    name = request["TrainingJobName"]
+    sm = aws_client("sagemaker", offline_stack, "eu-west-1")
+
+    def op() -> DurableSageMakerTrainingOperator:
+        return DurableSageMakerTrainingOperator(task_id="t", config=_copy(request), region_name="eu-west-1",
+                                                check_interval=1, retries=2)
+
+    with pytest.raises(TaskDeferred):
+        op().execute({"ti": _RetryTi(1, 2)})  # type: ignore[arg-type, typeddict-item]
+    assert _wait_in(sm, name, {"Failed"}) == "Failed"
+    # Airflow's automatic retry (try 2 of 3): the same input would fail again, so no new job.
+    with pytest.raises(NotRetriedError, match="AlgorithmError"):
+        op().execute({"ti": _RetryTi(2, 2)})  # type: ignore[arg-type, typeddict-item]
+    names = [j["TrainingJobName"] for j in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+             if j["TrainingJobName"].startswith(name)]
+    assert names == [name]
+    # A human clear (max_tries raised to try_number + retries): exactly one new attempt.
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute({"ti": _RetryTi(3, 4)})  # type: ignore[arg-type, typeddict-item]
+    assert deferred.value.trigger.job_name == f"{name}-a2"

@@ -191,7 +191,9 @@ def test_entry_point_error_fails_the_job_and_the_run(
     )
     assert [f["region"] for f in summary["failed"]] == ["eu-west-1"]
     assert "FAILED regions: eu-west-1 (AlgorithmError: ExecuteUserScriptError:" in summary["text"]
-    assert "RegionsFailedError: training failed in region(s) eu-west-1: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "IncompleteRunError: 1 of 2 planned target(s) not completed or not recorded: " in out
+    assert "(eu-west-1, map index" in out
 
 
 def _job_processes(job_name: str) -> list[psutil.Process]:

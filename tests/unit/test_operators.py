@@ -18,6 +18,7 @@ from regional_training.operators import (
     is_capacity_error,
     wait_limit_seconds,
 )
+from regional_training.retry_policy import NotRetriedError
 
 
 @pytest.mark.parametrize(
@@ -154,6 +155,15 @@ def test_failover_is_bounded_by_max_failovers(sagemaker: FakeSageMaker) -> None:
 
 def test_a_job_that_failed_for_another_reason_fails_the_try(sagemaker: FakeSageMaker) -> None:
     sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
-    with pytest.raises(RuntimeError, match="AlgorithmError"):
+    # A deterministic failure: the task fails without an automatic retry (no second paid job).
+    with pytest.raises(NotRetriedError, match=r"AlgorithmError.*not retried"):
         operator().execute_complete({}, {"status": "failed", "job_name": "mrt-a", "message": "AlgorithmError"})
     assert sagemaker.created == []
+
+
+def test_a_job_that_failed_inside_sagemaker_is_retried(sagemaker: FakeSageMaker) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed",
+                                              "FailureReason": "InternalServerError: We encountered an internal error"}
+    with pytest.raises(RuntimeError, match="InternalServerError") as raised:
+        operator().execute_complete({}, {"status": "failed", "job_name": "mrt-a", "message": "InternalServerError"})
+    assert not isinstance(raised.value, NotRetriedError)
