@@ -223,8 +223,23 @@ def _read_summary(endpoint: str, key: str | None = None) -> str | None:
         summaries = [o for o in summaries if key in o["Key"]]
     if not summaries:
         return None
-    body = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=summaries[-1]["Key"])["Body"].read())
-    return str(body["text"])
+    summary_key = summaries[-1]["Key"]
+    body = json.loads(s3.get_object(Bucket=CENTRAL_BUCKET, Key=summary_key)["Body"].read())
+    return str(body["text"]) + _save_report(s3, summary_key)
+
+
+def _save_report(s3: Any, summary_key: str) -> str:
+    """Copy the run's report.html out of the emulated central bucket (which goes away
+    with the stack) to .local/reports/; the line that says where it is."""
+    report_key = summary_key.rsplit("/", 1)[0] + "/report.html"
+    try:
+        page = s3.get_object(Bucket=CENTRAL_BUCKET, Key=report_key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return "\nno run report was written"
+    path = REPO / ".local" / "reports" / (report_key.removeprefix("runs/").replace("/", "_"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(page)
+    return f"\nreport: {path.as_uri()} (s3://{CENTRAL_BUCKET}/{report_key})"
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("s3", "UploadPartCopy"),
     ("s3", "CompleteMultipartUpload"),
     ("s3", "AbortMultipartUpload"),
+    # The run report reads each job's metric lines from its CloudWatch log stream.
+    ("logs", "DescribeLogStreams"),
+    ("logs", "GetLogEvents"),
 ]
 
 #: Calls SageMaker makes with the execution role while a training job runs.

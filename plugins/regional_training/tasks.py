@@ -176,6 +176,17 @@ def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
         return {**row, "moves": moves}
 
 
+def collected_rows(value: Any) -> list[dict[str, Any]]:
+    """The collectors' rows as a list. Pulled from a task inside the mapped task group,
+    Airflow hands over a single dict when the group expanded once, a sequence otherwise
+    (``None`` when none ran)."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [dict(value)]
+    return [dict(v) for v in value if v is not None]
+
+
 def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
              left_out: list[dict[str, Any]], *, with_states: bool) -> Any:
     """The verdict from the plan (``jobs``), never from what arrived (``rows``)."""
@@ -201,7 +212,7 @@ def summarize_run(
 
     from regional_training import aws_io, links, report, summary
 
-    rows, left_out = list(rows or []), list(left_out or [])
+    rows, left_out = collected_rows(rows), list(left_out or [])
     dry_run = bool(run.params.get("dry_run"))
     result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out)
     result["verdict"] = _verdict(run, jobs, rows, left_out, with_states=False).to_dict()
@@ -233,7 +244,7 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     if jobs is None:
         raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
                                  "(see its log); nothing was launched")
-    verdict = _verdict(run, jobs, list(rows or []), list(left_out or []), with_states=True)
+    verdict = _verdict(run, jobs, collected_rows(rows), list(left_out or []), with_states=True)
     for line in verdict.lines():
         log.info("%s", line)
     report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))

@@ -72,6 +72,8 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("s3", "UploadPartCopy"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "CompleteMultipartUpload"): [("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "AbortMultipartUpload"): [("s3:AbortMultipartUpload", ARTIFACT_DST, {})],
+    ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {})],
+    ("logs", "GetLogEvents"): [("logs:GetLogEvents", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
 }
 
 CKPT = f"arn:aws:s3:::{OUTPUT}/checkpoints/{RUN}/boston-winter-2026/ckpt-0001.index"

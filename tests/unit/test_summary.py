@@ -32,3 +32,12 @@ def test_the_count_is_of_planned_targets_not_of_rows_that_arrived() -> None:
     # Three planned, one collector never returned a row: "1 of 3", not "1 of 2".
     result = summarize([row("us-east-1", "Completed"), row("eu-west-1", "Failed")], run_id="r2", planned=3)
     assert result["targets"] == 3 and "1 of 3 target(s) completed" in result["text"]
+
+
+def test_collected_rows_accepts_the_shapes_airflow_hands_over() -> None:
+    from regional_training.tasks import collected_rows
+
+    one = row("us-east-1", "Completed")
+    assert collected_rows(None) == []
+    assert collected_rows(one) == [one]  # a mapped group that expanded once
+    assert collected_rows([one, None]) == [one]  # a collector that returned nothing

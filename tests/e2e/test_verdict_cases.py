@@ -1,0 +1,126 @@
+"""Issue 11's cases on the real DAG (``dag.test()``, real Postgres, the emulator).
+
+Each asserts the run's final state, the named error, the jobs created (none where the
+input was bad) and that rows already in ``training_runs`` are unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helpers
+import psycopg2
+import pytest
+from helpers import jobs_of_run, rows_of_run
+
+from local_stack import LOCAL_RUN_CONF
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+
+def run_dag(conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:
+    return helpers.run_dag({**LOCAL_RUN_CONF, "placement": "region_local", **conf})
+
+
+def _all_rows(dsn: str) -> list[tuple[Any, ...]]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT * FROM training_runs ORDER BY run_id, target_key")
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _execute_sql(dsn: str, statement: str, params: tuple[Any, ...]) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+    finally:
+        conn.close()
+
+
+def test_a_failed_collector_fails_the_run_naming_its_target(
+    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database blip at collection time for one of four targets: the job completed, the
+    row is missing, and the run must not end green."""
+    from regional_training import campaign_db
+
+    real_execute = campaign_db.execute
+
+    def flaky_execute(conn: Any, query: str, params: dict[str, Any]) -> Any:
+        if query == "upsert_training_run.sql" and params.get("region_code") == "eu-west-1":
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return real_execute(conn, query, params)
+
+    monkeypatch.setattr(campaign_db, "execute", flaky_execute)
+    dag_run, states = run_dag({})
+    assert str(dag_run.state) == "failed", states
+    assert states["train"] == ["success"] * 4
+    assert sorted(states["check_regions"]) == ["failed"]
+    out = capsys.readouterr().out
+    assert "1 of 4 planned target(s) not completed or not recorded" in out
+    assert "(eu-west-1, map index" in out and "collection failed" in out
+    assert "clearing that collector alone" in out
+    # Four jobs, one per target, all completed; three rows recorded.
+    jobs = jobs_of_run(offline_stack, dag_run.run_id)
+    assert sorted(j["Region"] for j in jobs) == ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
+    assert {j["TrainingJobStatus"] for j in jobs} == {"Completed"}
+    rows = rows_of_run(campaign_dsn, dag_run.run_id, "region_code", "status")
+    assert [r["region_code"] for r in rows] == ["eu-central-1", "us-east-1", "us-west-2"]
+
+
+def test_nothing_to_train_is_a_clean_success(offline_stack: str, campaign_dsn: str) -> None:
+    """Every dataset left out by the placement (a budget nothing fits): success, with the
+    reason, and the per-target tasks skipped."""
+    before = _all_rows(campaign_dsn)
+    dag_run, states = helpers.run_dag({**LOCAL_RUN_CONF, "budget_usd": 0.01})
+    assert str(dag_run.state) == "success", states
+    assert set(states.get("train", ["skipped"])) == {"skipped"}
+    assert states["check_regions"] == ["success"]
+    assert jobs_of_run(offline_stack, dag_run.run_id) == []
+    assert _all_rows(campaign_dsn) == before
+
+
+def test_an_unknown_param_fails_before_anything_with_the_nearest_name(
+    offline_stack: str, campaign_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _all_rows(campaign_dsn)
+    dag_run, states = run_dag({"instance_cuont": 4})
+    assert str(dag_run.state) == "failed", states
+    assert states["select_targets"] == ["failed"]
+    select = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "select_targets")
+    assert select.try_number == 1  # a Param error is not retried
+    assert "'instance_cuont' (did you mean 'instance_count'?)" in capsys.readouterr().out
+    assert jobs_of_run(offline_stack, dag_run.run_id) == []
+    assert _all_rows(campaign_dsn) == before
+
+
+def test_a_float_for_an_integer_param_is_refused_at_trigger_time(offline_stack: str, campaign_dsn: str) -> None:
+    from airflow.exceptions import ParamValidationError
+
+    before = _all_rows(campaign_dsn)
+    with pytest.raises(ParamValidationError, match="epochs"):
+        run_dag({"epochs": 3.0})
+    assert _all_rows(campaign_dsn) == before
+
+
+def test_a_missing_output_bucket_fails_preflight_with_zero_jobs(
+    offline_stack: str, campaign_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _all_rows(campaign_dsn)
+    _execute_sql(campaign_dsn, "UPDATE regions SET output_bucket = %s WHERE region_code = %s",
+                 ("mrt-output-does-not-exist", "eu-west-1"))
+    try:
+        dag_run, states = run_dag({})
+    finally:
+        _execute_sql(campaign_dsn, "UPDATE regions SET output_bucket = %s WHERE region_code = %s",
+                     ("mrt-output-eu-west-1", "eu-west-1"))
+    assert str(dag_run.state) == "failed", states
+    assert states["jobs_to_launch"] == ["failed"]
+    out = capsys.readouterr().out
+    assert "mrt-output-does-not-exist" in out and "eu-west-1" in out
+    assert jobs_of_run(offline_stack, dag_run.run_id) == []
+    assert _all_rows(campaign_dsn) == before
