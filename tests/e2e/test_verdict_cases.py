@@ -72,14 +72,34 @@ def test_a_failed_collector_fails_the_run_naming_its_target(
     assert [r["region_code"] for r in rows] == ["eu-central-1", "us-east-1", "us-west-2"]
 
 
-def test_nothing_to_train_is_a_clean_success(offline_stack: str, campaign_dsn: str) -> None:
-    """Every dataset left out by the placement (a budget nothing fits): success, with the
-    reason, and the per-target tasks skipped."""
+@pytest.mark.parametrize("case", ["every dataset left out", "no ready campaign"])
+def test_nothing_to_train_is_a_clean_success(offline_stack: str, campaign_dsn: str, case: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing to train, for either reason: success, the reason in the log, and the
+    per-target tasks skipped; the same outcome as a dry run."""
     before = _all_rows(campaign_dsn)
-    dag_run, states = helpers.run_dag({**LOCAL_RUN_CONF, "budget_usd": 0.01})
+    if case == "every dataset left out":  # a budget no spot or on-demand job fits
+        dag_run, states = helpers.run_dag({**LOCAL_RUN_CONF, "placement": "cheapest", "budget_usd": 0.01,
+                                           "purchase_options": ["spot", "on_demand"]})
+        reason = "every selected dataset was left out by placement"
+    else:
+        conn = psycopg2.connect(campaign_dsn)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("UPDATE campaigns SET status = 'labelling' WHERE status = 'ready' RETURNING campaign_id")
+                ready = [r[0] for r in cur.fetchall()]
+            try:
+                dag_run, states = run_dag({})
+            finally:
+                with conn, conn.cursor() as cur:
+                    cur.execute("UPDATE campaigns SET status = 'ready' WHERE campaign_id = ANY(%s)", (ready,))
+        finally:
+            conn.close()
+        reason = "no target selected: no campaign is 'ready'"
     assert str(dag_run.state) == "success", states
-    assert set(states.get("train", ["skipped"])) == {"skipped"}
+    assert set(states.get("train", ["skipped"])) == {"skipped"}, states
     assert states["check_regions"] == ["success"]
+    assert reason in capsys.readouterr().out
     assert jobs_of_run(offline_stack, dag_run.run_id) == []
     assert _all_rows(campaign_dsn) == before
 
