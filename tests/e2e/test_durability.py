@@ -94,12 +94,16 @@ def test_retry_while_in_progress_reattaches_and_clear_after_completion_starts_no
     assert _jobs(offline_stack, name) == {name: "Completed"}
 
 
+def _corrupt_target(endpoint: str, key: str) -> Target:
+    """A eu-west-1 target whose only shard is garbage: its job fails with AlgorithmError."""
+    aws_client("s3", endpoint, "eu-west-1").put_object(
+        Bucket="mrt-campaign-data-eu-west-1", Key=f"datasets/{key}/train-0", Body=b"garbage")
+    return Target("eu-west-1", f"s3://mrt-campaign-data-eu-west-1/datasets/{key}/", "c", key, 3, 5,
+                  "mrt-output-eu-west-1")
+
+
 def test_a_failed_job_gets_exactly_one_new_attempt(offline_stack: str) -> None:
-    s3 = aws_client("s3", offline_stack, "eu-west-1")
-    bad = Target("eu-west-1", "s3://mrt-campaign-data-eu-west-1/datasets/corrupt/", "c", "corrupt", 3, 5,
-                 "mrt-output-eu-west-1")
-    s3.put_object(Bucket="mrt-campaign-data-eu-west-1", Key="datasets/corrupt/train-0", Body=b"garbage")
-    request = _request("failed-attempts", bad)
+    request = _request("failed-attempts", _corrupt_target(offline_stack, "corrupt"))
     name = request["TrainingJobName"]
     op = DurableSageMakerTrainingOperator(task_id="t", config=_copy(request), region_name="eu-west-1",
                                           check_interval=1)
@@ -209,11 +213,7 @@ class _RetryTi:
 def test_an_automatic_retry_after_an_algorithm_error_creates_no_job(offline_stack: str) -> None:
     from regional_training.retry_policy import NotRetriedError
 
-    s3 = aws_client("s3", offline_stack, "eu-west-1")
-    bad = Target("eu-west-1", "s3://mrt-campaign-data-eu-west-1/datasets/corrupt-retry/", "c", "corrupt-retry", 3, 5,
-                 "mrt-output-eu-west-1")
-    s3.put_object(Bucket="mrt-campaign-data-eu-west-1", Key="datasets/corrupt-retry/train-0", Body=b"garbage")
-    request = _request("no-auto-retry", bad)
+    request = _request("no-auto-retry", _corrupt_target(offline_stack, "corrupt-retry"))
     name = request["TrainingJobName"]
     sm = aws_client("sagemaker", offline_stack, "eu-west-1")
 
