@@ -1,0 +1,178 @@
+"""The training operator against the emulator's SageMaker lifecycles (issue 10).
+
+A spot job that never gets capacity ends ``Stopped``/``MaxWaitTimeExceeded`` (the
+capacity message only in a status transition), and a job that fails for capacity after
+start: both move the target to its next candidate *within the same task try*. A
+throttling burst on Create/DescribeTrainingJob loses nothing and creates one job.
+The operator is driven as the worker and the triggerer drive it: ``execute`` until it
+defers, then ``execute_complete`` with the event the provider's trigger sends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from airflow.exceptions import TaskDeferred
+
+from local_aws.fake_entry_point import SHARD_MAGIC
+from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws
+from regional_training.aws_io import BOTOCORE_CONFIG
+from regional_training.operators import DurableSageMakerTrainingOperator
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+BUCKET = "mrt-op-lifecycles"
+LIFECYCLES = {
+    "regions": {"us-west-2": {"spot_never_launched": True, "max_wait_seconds": 3}},
+    "jobs": {
+        "cap-*": {"capacity_error_after_start": True},
+        "thr-*": {"throttle": {"CreateTrainingJob": 2, "DescribeTrainingJob": 3}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with local_aws(fake_image_map(), lifecycles=LIFECYCLES, max_concurrent_jobs=4) as url:
+        for region in ("us-east-1", "us-west-2", "eu-west-1"):
+            s3 = aws_client("s3", url, region)
+            bucket = f"{BUCKET}-{region}"
+            config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            s3.create_bucket(Bucket=bucket, **config)
+            s3.put_object(Bucket=bucket, Key="data/shard-0", Body=SHARD_MAGIC + b"x" * 64)
+        yield url
+
+
+@pytest.fixture
+def aws_conn(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
+        {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}))
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    return endpoint
+
+
+def _request(name: str, region: str, *, spot: bool = False) -> dict[str, Any]:
+    bucket = f"{BUCKET}-{region}"
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": f"123456789012.dkr.ecr.{region}.amazonaws.com/"
+                                   f"{TRAINING_REPOSITORY}:local", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        "HyperParameters": {"max_steps": "10", "seconds": "1"},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data/"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
+        "ResourceConfig": {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "Tags": [{"Key": "purchase_option", "Value": "spot" if spot else "on_demand"}],
+    }
+    if spot:
+        request["EnableManagedSpotTraining"] = True
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = 1200
+        request["CheckpointConfig"] = {"S3Uri": f"s3://{bucket}/checkpoints/{name}"}
+    return request
+
+
+class _Ti:
+    """The task instance as the operator uses it: XCom (its moves) and try numbers."""
+
+    task_id, map_index, try_number, max_tries = "train", -1, 1, 2
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def xcom_pull(self, key: str, **_: Any) -> Any:
+        return self.xcom.get(key)
+
+
+def _operator(first: dict[str, Any], region: str, failover: list[dict[str, Any]]) -> DurableSageMakerTrainingOperator:
+    return DurableSageMakerTrainingOperator(task_id="train", config=first, region_name=region, failover=failover,
+                                            max_failovers=len(failover), check_interval=1,
+                                            botocore_config=BOTOCORE_CONFIG)
+
+
+def _wait(endpoint: str, region: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    sm = aws_client("sagemaker", endpoint, region)
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+
+
+def _event(job: dict[str, Any]) -> dict[str, Any]:
+    """What the provider's SageMakerTrigger yields for an ended job."""
+    status = job["TrainingJobStatus"]
+    if status == "Completed":
+        return {"status": "success", "job_name": job["TrainingJobName"]}
+    return {"status": status.lower(), "job_name": job["TrainingJobName"], "message": job.get("FailureReason", "")}
+
+
+def _follow(endpoint: str, first: dict[str, Any], region: str, failover: list[dict[str, Any]]
+            ) -> tuple[dict[str, Any], list[tuple[str, str]], _Ti]:
+    """One task try: execute, then resume after each deferral until it returns; the
+    (region, job) of every deferral."""
+    ti = _Ti()
+    deferrals: list[tuple[str, str]] = []
+    with pytest.raises(TaskDeferred) as deferred:
+        _operator(first, region, failover).execute({"ti": ti})  # type: ignore[arg-type, typeddict-item]
+    while True:
+        trigger = deferred.value.trigger
+        deferrals.append((trigger.region_name, trigger.job_name))
+        job = _wait(endpoint, trigger.region_name, trigger.job_name)
+        try:
+            # A fresh operator, as the worker resumes it after the triggerer.
+            return (_operator(first, region, failover).execute_complete(  # type: ignore[arg-type, typeddict-item]
+                {"ti": ti}, _event(job)), deferrals, ti)
+        except TaskDeferred as again:
+            deferred = pytest.ExceptionInfo.from_exc_info((TaskDeferred, again, again.__traceback__))
+
+
+@pytest.mark.parametrize(("name", "first_region", "spot"), [
+    ("spot-never", "us-west-2", True),  # Stopped / MaxWaitTimeExceeded
+    ("cap-after-start", "eu-west-1", False),  # Failed / CapacityError after start
+])
+def test_a_job_that_ends_for_capacity_moves_within_the_same_try(
+    aws_conn: str, name: str, first_region: str, spot: bool
+) -> None:
+    first = _request(name, first_region, spot=spot)
+    # The failover candidate, in another region (its name outside the lifecycle patterns).
+    fallback = {"request": _request(f"fallback-{name}", "us-east-1"), "region": "us-east-1"}
+    result, deferrals, ti = _follow(aws_conn, first, first_region, [fallback])
+    assert [region for region, _ in deferrals] == [first_region, "us-east-1"]
+    assert result["Training"]["TrainingJobStatus"] == "Completed"
+    ended = _wait(aws_conn, first_region, name)
+    if spot:
+        assert (ended["TrainingJobStatus"], ended["SecondaryStatus"]) == ("Stopped", "MaxWaitTimeExceeded")
+        assert "FailureReason" not in ended or "capacity" not in ended["FailureReason"].lower()
+    else:
+        assert ended["FailureReason"].startswith("CapacityError")
+    moves = ti.xcom["placement_moves"]
+    assert [(m["from_region"], m["to_region"]) for m in moves] == [(first_region, "us-east-1")]
+    # No second job anywhere: one in the starved region, one where it moved.
+    for region, expected in ((first_region, [name]), ("us-east-1", [f"fallback-{name}"])):
+        names = [j["TrainingJobName"] for j in aws_client("sagemaker", aws_conn, region)
+                 .list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+                 if name in j["TrainingJobName"]]
+        assert names == expected, (region, names)
+
+
+def test_a_throttling_burst_loses_nothing_and_creates_one_job(aws_conn: str) -> None:
+    first = _request("thr-burst", "us-east-1")
+    result, deferrals, _ = _follow(aws_conn, first, "us-east-1", [])
+    assert deferrals == [("us-east-1", "thr-burst")]
+    assert result["Training"]["TrainingJobStatus"] == "Completed"
+    names = [j["TrainingJobName"] for j in aws_client("sagemaker", aws_conn, "us-east-1")
+             .list_training_jobs(MaxResults=100)["TrainingJobSummaries"] if j["TrainingJobName"].startswith("thr-")]
+    assert names == ["thr-burst"]
