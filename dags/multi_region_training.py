@@ -35,7 +35,6 @@ import os
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
 
 from regional_training import tasks
@@ -72,7 +71,11 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     # A trigger timetable with run_immediately=False: unpausing waits for the next 02:00
     # instead of starting the run of a time already past.
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date, on purpose: with catchup off, Airflow's CronTriggerTimetable schedules
+    # max(the latest past 02:00, the first run after start_date), so any start_date in the
+    # past made unpausing start "today's 02:00" at once. Without one, the first run is the
+    # next 02:00 (run_immediately=False); later, a 02:00 missed while the scheduler was
+    # down still runs once when it comes back (catchup off: only the latest).
     catchup=False,
     is_paused_upon_creation=True,
     max_active_runs=1,

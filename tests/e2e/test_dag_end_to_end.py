@@ -49,6 +49,13 @@ def test_four_regions_end_to_end(offline_stack: str, campaign_dsn: str) -> None:
     # The array file in S3 is exactly the expected lines.
     s3 = aws_client("s3", endpoint, "us-east-1")
     key = f"runs/{run_layout.run_key('multi_region_training', run_id)}"
+    # The report, written by the real summary step next to the summary: every target,
+    # with its job and its charts (the per-step series read back from the job logs).
+    report = s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/report.html")
+    assert report["ContentType"].startswith("text/html")
+    page = report["Body"].read().decode()
+    assert all(j["TrainingJobName"] in page for j in jobs)
+    assert "4 of 4 target(s) completed" in page and page.count("<svg") >= 3
     text = s3.get_object(Bucket=CENTRAL_BUCKET, Key=f"{key}/array.csv")["Body"].read().decode()
     assert [(r["region"], r["s3_uri"]) for r in array_file.parse(text)] == [
         ("eu-central-1", "s3://mrt-campaign-data-eu-central-1/datasets/munich-autobahn-2026/munich-autobahn-2026-v1/"),

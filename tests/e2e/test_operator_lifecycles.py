@@ -158,6 +158,9 @@ def test_a_job_that_ends_for_capacity_moves_within_the_same_try(
         assert "FailureReason" not in ended or "capacity" not in ended["FailureReason"].lower()
     else:
         assert ended["FailureReason"].startswith("CapacityError")
+    # The task's extra links (console, logs) follow the job it moved to.
+    assert (ti.xcom["mrt_training_job"]["region_name"], ti.xcom["mrt_training_job"]["job_name"]) == (
+        "us-east-1", f"fallback-{name}")
     moves = ti.xcom["placement_moves"]
     assert [(m["from_region"], m["to_region"]) for m in moves] == [(first_region, "us-east-1")]
     # No second job anywhere: one in the starved region, one where it moved.
