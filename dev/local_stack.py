@@ -143,6 +143,18 @@ def aws_client(service: str, endpoint: str, region: str) -> Any:
     )
 
 
+def wait_for_job_end(sm: Any, name: str, *, timeout: float, poll: float = 0.5) -> dict[str, Any]:
+    """Poll a training job until it has ended (Completed, Failed or Stopped); its
+    description. Fails (assert) with the last description after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(poll)
+
+
 def _create_bucket(endpoint: str, bucket: str, region: str) -> None:
     s3 = aws_client("s3", endpoint, region)
     kwargs: dict[str, Any] = {"Bucket": bucket}

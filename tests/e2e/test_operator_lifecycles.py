@@ -10,7 +10,6 @@ defers, then ``execute_complete`` with the event the provider's trigger sends.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from airflow.exceptions import TaskDeferred
 
 from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws
+from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training.aws_io import BOTOCORE_CONFIG
 from regional_training.operators import DurableSageMakerTrainingOperator
 
@@ -101,14 +100,7 @@ def _operator(first: dict[str, Any], region: str, failover: list[dict[str, Any]]
 
 
 def _wait(endpoint: str, region: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    sm = aws_client("sagemaker", endpoint, region)
-    deadline = time.monotonic() + timeout
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.5)
+    return wait_for_job_end(aws_client("sagemaker", endpoint, region), name, timeout=timeout)
 
 
 def _event(job: dict[str, Any]) -> dict[str, Any]:

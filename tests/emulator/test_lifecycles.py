@@ -8,7 +8,6 @@ spot interruption is in test_toolkit_launch.py.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import botocore.exceptions
 import pytest
 
 from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws
+from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 
 pytestmark = [pytest.mark.integration]
 
@@ -77,13 +76,7 @@ def _request(name: str, region: str, *, spot: bool = False, seconds: float = 1) 
 
 
 def _wait(sm: Any, name: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.5)
+    return wait_for_job_end(sm, name, timeout=timeout)
 
 
 def _statuses(job: dict[str, Any]) -> list[str]:

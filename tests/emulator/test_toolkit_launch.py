@@ -16,14 +16,21 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local_stack import LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, local_aws, real_image_map, tfrecord_samples
+from local_stack import (
+    LOCAL_RUN_CONF,
+    TRAINING_REPOSITORY,
+    aws_client,
+    local_aws,
+    real_image_map,
+    tfrecord_samples,
+    wait_for_job_end,
+)
 from regional_training import training_request
 from regional_training.metric_format import METRIC_DEFINITIONS
 
@@ -87,13 +94,7 @@ def _create(endpoint: str, name: str, *, instance_count: int = 1, spot: bool = F
 
 
 def _wait(sm: Any, name: str, timeout: float = 420) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(1)
+    return wait_for_job_end(sm, name, timeout=timeout, poll=1)
 
 
 def _logs(endpoint: str, name: str) -> dict[str, str]:
