@@ -1,0 +1,269 @@
+"""The AWS Batch launchers' DAG side (the ``launcher`` Param; docs/batch.md).
+
+* ``batch_array``: :class:`BatchArrayLaunchOperator` (the provider's ``BatchOperator``)
+  stores the run's requests next to the array file and submits **one** array job of
+  size N (the array file's lines) in the central region, whose child N runs
+  :mod:`regional_training.batch_launcher` on line N. It does not wait for the array:
+  each target's ``train`` task follows the job its child makes
+  (``DurableSageMakerTrainingOperator`` in follow mode, :func:`array_child`).
+* ``batch_service``: each ``train`` task submits its request as a Batch **service job**
+  (``SubmitServiceJob``, ``SAGEMAKER_TRAINING``) to its region's queue
+  (:func:`service_job_args`) and defers on :class:`BatchServiceJobTrigger` until it
+  ends; a job left waiting for capacity (``statusReason`` ``CAPACITY:*``) longer than
+  ``batch_capacity_wait_minutes`` is terminated and reported as a capacity refusal, so
+  the operator moves the target to its next candidate.
+
+Queue and job-definition names are deployment settings, Airflow Variables read at run
+time (:func:`batch_settings`); the defaults are what ``deploy/`` and the local stack
+create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+from airflow.providers.amazon.aws.operators.batch import BatchOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: The launch task's id in the DAG (the train tasks read its XCom in follow mode).
+LAUNCH_TASK_ID = "launch_batch_array"
+#: Batch service-job states (DescribeServiceJob).
+SERVICE_ENDED = frozenset({"SUCCEEDED", "FAILED"})
+CAPACITY_PREFIX = "CAPACITY:"
+#: AWS Batch refuses array jobs smaller than this: one line is submitted as a plain job
+#: whose environment sets AWS_BATCH_JOB_ARRAY_INDEX=0.
+MIN_ARRAY_SIZE = 2
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    #: The central region's job queue of the array job (a Fargate or EC2 compute environment).
+    launcher_queue: str
+    #: The launcher's job definition (the Airflow image running batch_launcher).
+    launcher_job_definition: str
+    #: Each region's service-job queue (SAGEMAKER_TRAINING service environment): ``{region}`` is replaced.
+    service_queue_pattern: str
+
+    def service_queue(self, region: str) -> str:
+        return self.service_queue_pattern.format(region=region)
+
+
+#: Variable name -> (field, default).
+VARIABLES = {
+    "mrt_batch_launcher_queue": ("launcher_queue", "mrt-launchers"),
+    "mrt_batch_launcher_job_definition": ("launcher_job_definition", "mrt-launcher"),
+    "mrt_batch_service_queue_pattern": ("service_queue_pattern", "mrt-sagemaker-{region}"),
+}
+
+
+def batch_settings() -> BatchSettings:
+    """The Batch names, from Airflow Variables (call inside a task only)."""
+    from airflow.sdk import Variable
+
+    return BatchSettings(**{field: Variable.get(name, default=default) for name, (field, default) in VARIABLES.items()})
+
+
+def requests_uri(array_uri: str) -> str:
+    """Where the run's requests are stored: next to its array file."""
+    from regional_training.batch_launcher import REQUESTS_FILE
+
+    return array_uri.rsplit("/", 1)[0] + "/" + REQUESTS_FILE
+
+
+def array_job_name(dag_id: str, run_id: str) -> str:
+    """A deterministic Batch job name per DAG run (letters, digits, - and _; 128 at most)."""
+    from regional_training.run_layout import run_key
+
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:10]
+    return f"mrt-array-{digest}-{run_key(dag_id, run_id).split('/')[-1]}"[:128].replace(".", "-")
+
+
+class BatchArrayLaunchOperator(BatchOperator):
+    """Submit the run's one array job (``launcher=batch_array``); skipped otherwise.
+
+    Returns ``{"job_id", "region", "size", "index": {target_key: line index}}``: the
+    train tasks find their child by it. A retried or cleared task reattaches to the
+    run's array job if it is still queued or running (same deterministic job name).
+    """
+
+    def __init__(self, *, array_uri: Any, jobs: Any, central_region: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("job_name", "set-at-execute")
+        kwargs.setdefault("job_definition", "set-at-execute")
+        kwargs.setdefault("job_queue", "set-at-execute")
+        kwargs.setdefault("wait_for_completion", False)
+        super().__init__(**kwargs)
+        self.array_uri, self.jobs, self.central_region = array_uri, jobs, central_region
+
+    template_fields = (*BatchOperator.template_fields, "array_uri", "jobs")
+
+    def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from regional_training import array_file, aws_io
+        from regional_training.targets import target_key_of
+        from regional_training.tasks import current_run
+
+        run = current_run()
+        if run.params.get("launcher") != "batch_array":
+            raise AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job")
+        jobs = list(self.jobs or [])
+        if not jobs:
+            raise AirflowSkipException("nothing to launch (dry run, or every target reused)")
+        region = run.settings.central_region
+        settings = batch_settings()
+        lines = array_file.parse(aws_io.get_text(self.array_uri, region=region))
+        index = {line["target_key"]: i for i, line in enumerate(lines)}
+        stored = {"jobs": {target_key_of(job["target"]): job for job in jobs}}
+        aws_io.put_text(requests_uri(self.array_uri), json.dumps(stored, sort_keys=True), region=region,
+                        content_type="application/json")
+        self.region_name = region
+        self.job_name = array_job_name(run.dag_id, run.run_id)
+        self.job_queue, self.job_definition = settings.launcher_queue, settings.launcher_job_definition
+        self.parameters = {"array_uri": self.array_uri, "requests_uri": requests_uri(self.array_uri),
+                           "region": region}
+        if len(lines) >= MIN_ARRAY_SIZE:
+            self.array_properties = {"size": len(lines)}
+        else:
+            self.container_overrides = {"environment": [{"name": "AWS_BATCH_JOB_ARRAY_INDEX", "value": "0"}]}
+        result = {"region": region, "size": len(lines), "array": len(lines) >= MIN_ARRAY_SIZE, "index": index}
+        existing = self._live_job()
+        if existing:
+            self.log.info("Reattaching to the run's array job %s (%s).", existing, self.job_name)
+            return {**result, "job_id": existing}
+        super().execute(context)
+        self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
+        return {**result, "job_id": self.job_id}
+
+    def _live_job(self) -> str | None:
+        """The run's array job, if one is queued or running already."""
+        client: Any = self.hook.client  # botocore's client (BatchProtocol types only a few calls)
+        pages = client.get_paginator("list_jobs").paginate(
+            jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
+        for page in pages:
+            for summary in page.get("jobSummaryList", []):
+                if summary.get("status") not in ("SUCCEEDED", "FAILED"):
+                    return str(summary["jobId"])
+        return None
+
+
+def array_child(launch: dict[str, Any], target_key: str) -> str:
+    """The Batch job id of the child that launches ``target_key``."""
+    if target_key not in launch["index"]:
+        raise KeyError(f"target {target_key!r} is not a line of the array file")
+    return f"{launch['job_id']}:{launch['index'][target_key]}" if launch["array"] else str(launch["job_id"])
+
+
+def describe_batch_job(job_id: str, *, region: str) -> dict[str, Any]:
+    from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+
+    hook = BatchClientHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
+    jobs = hook.client.describe_jobs(jobs=[job_id]).get("jobs", [])
+    if not jobs:
+        raise RuntimeError(f"AWS Batch job {job_id} not found in {region}")
+    return dict(jobs[0])
+
+
+def client_token(job_name: str) -> str:
+    """``clientToken`` of a service job: one per deterministic training-job name (64 max)."""
+    return hashlib.sha256(job_name.encode()).hexdigest()[:64]
+
+
+def service_job_args(request: dict[str, Any], name: str, *, queue: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``SubmitServiceJob`` arguments for one training-job attempt."""
+    payload = {**request, "TrainingJobName": name}
+    args: dict[str, Any] = {
+        "jobName": name[:128],
+        "jobQueue": queue,
+        "serviceJobType": "SAGEMAKER_TRAINING",
+        "serviceRequestPayload": json.dumps(payload, sort_keys=True, default=str),
+        "clientToken": client_token(name),
+        "schedulingPriority": int(params.get("batch_scheduling_priority") or 0),
+        "tags": {t["Key"]: t["Value"] for t in request.get("Tags", [])},
+    }
+    if params.get("batch_share_identifier"):
+        args["shareIdentifier"] = params["batch_share_identifier"]
+    return args
+
+
+class BatchServiceJobTrigger(BaseTrigger):
+    """Waits for a Batch service job to end (``DescribeServiceJob``), in its region.
+
+    Yields ``{"status": "success" | "error" | "capacity", "job_name", "service_job_id",
+    "message"}``. ``capacity``: the job waited for capacity (``statusReason``
+    ``CAPACITY:*``) longer than ``capacity_wait_seconds`` after its submission; it has
+    been terminated. Killing the deferred task terminates the service job.
+    """
+
+    def __init__(self, *, service_job_id: str, job_name: str, region_name: str, capacity_wait_seconds: float,
+                 poll_seconds: float, aws_conn_id: str | None = "aws_default",
+                 botocore_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.service_job_id, self.job_name, self.region_name = service_job_id, job_name, region_name
+        self.capacity_wait_seconds, self.poll_seconds = capacity_wait_seconds, poll_seconds
+        self.aws_conn_id, self.botocore_config = aws_conn_id, botocore_config
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {
+            "service_job_id": self.service_job_id, "job_name": self.job_name, "region_name": self.region_name,
+            "capacity_wait_seconds": self.capacity_wait_seconds, "poll_seconds": self.poll_seconds,
+            "aws_conn_id": self.aws_conn_id, "botocore_config": self.botocore_config,
+        })
+
+    def hook(self) -> BatchClientHook:
+        return BatchClientHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                               config=self.botocore_config)
+
+    def _event(self, status: str, message: str) -> TriggerEvent:
+        return TriggerEvent({"status": status, "job_name": self.job_name, "service_job_id": self.service_job_id,
+                             "region": self.region_name, "message": message})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with await self.hook().get_async_conn() as client:
+            while True:
+                job = await client.describe_service_job(jobId=self.service_job_id)
+                status, reason = job.get("status"), job.get("statusReason") or ""
+                if status in SERVICE_ENDED:
+                    yield self._event("success" if status == "SUCCEEDED" else "error",
+                                      f"service job {self.service_job_id} {status}: {reason}")
+                    return
+                waited = time.time() - _epoch_seconds(job.get("createdAt"))
+                if reason.startswith(CAPACITY_PREFIX) and waited > self.capacity_wait_seconds:
+                    self.log.warning("Service job %s waited %.0f s for capacity (%s): terminating it.",
+                                     self.service_job_id, waited, reason)
+                    await client.terminate_service_job(
+                        jobId=self.service_job_id, reason=f"no capacity within {self.capacity_wait_seconds:.0f} s")
+                    yield self._event("capacity", reason)
+                    return
+                await asyncio.sleep(self.poll_seconds)
+
+    async def on_kill(self) -> None:
+        self.log.info("Task killed: terminating service job %s in %s.", self.service_job_id, self.region_name)
+        async with await self.hook().get_async_conn() as client:
+            try:
+                await client.terminate_service_job(jobId=self.service_job_id, reason="Airflow task killed")
+            except client.exceptions.ClientError as err:  # already ended
+                self.log.warning("TerminateServiceJob %s: %s", self.service_job_id, err)
+
+
+def _epoch_seconds(value: Any) -> float:
+    """Batch's timestamps are epoch milliseconds."""
+    return float(value or 0) / 1000.0 if value else time.time()
+
+
+def submit_service_job(request: dict[str, Any], name: str, *, region: str, params: dict[str, Any],
+                       aws_conn_id: str | None, botocore_config: dict[str, Any] | None) -> str:
+    """Submit (idempotently, by ``clientToken``) one attempt's service job; its id."""
+    hook = BatchClientHook(aws_conn_id=aws_conn_id, region_name=region, config=botocore_config)
+    args = service_job_args(request, name, queue=batch_settings().service_queue(region), params=params)
+    client: Any = hook.client
+    return str(client.submit_service_job(**args)["jobId"])

@@ -1,0 +1,254 @@
+"""The AWS Batch array-job launcher: child *N* launches line *N* of the array file.
+
+``launcher=batch_array`` submits one Batch array job of size N (the array file's
+lines) in the central region (:mod:`regional_training.batch_service` has the task). Each
+child runs, in the Airflow image (it already holds this package, botocore and the
+Amazon provider, and the Airflow role's image pipeline builds it: no second image to
+build, scan and pin)::
+
+    python -m regional_training.batch_launcher --array-uri s3://.../array.csv \\
+        --requests-uri s3://.../requests.json --region us-east-1
+
+It reads the stored array file, takes line ``AWS_BATCH_JOB_ARRAY_INDEX`` (zero-based:
+the seed's ``sed -n "$((AWS_BATCH_JOB_ARRAY_INDEX + 1))p"``), finds that target's
+stored request (with its failover requests) and creates-or-reattaches its training
+job with the DAG operator's durable logic, decided by the same
+:func:`regional_training.attempts.resolve`: deterministic names, reattach to a live or
+completed job (a child retried by Batch never starts a second job), one new attempt
+after a failure (but not on Batch's automatic retry after a deterministic failure, as
+:func:`regional_training.retry_policy.check_new_attempt` for Airflow's), a move to the
+next candidate on a capacity error. It waits for the job and exits 0 when it
+completed, non-zero (naming the job and region) when it did not; ``SIGTERM`` (Batch's
+``TerminateJob``) stops the training job first.
+
+The DAG's mapped ``train`` task follows the job the child made (the operator's
+``follow`` mode), so the collectors, summary and ``training_runs`` are the same as for
+``launcher=airflow``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from regional_training.attempts import Candidate, is_capacity_error, resolve
+
+log = logging.getLogger("regional_training.batch_launcher")
+
+#: The run's requests, as the launch task stored them next to the array file.
+REQUESTS_FILE = "requests.json"
+#: A child's exit code when Batch's TerminateJob (SIGTERM) stopped it.
+EXIT_TERMINATED = 143
+#: Exit code when the child's target needs no launch in this run (e.g. reused).
+EXIT_NOTHING = 0
+ENDED = frozenset({"Completed", "Failed", "Stopped"})
+
+#: ``sagemaker(region)``: a SageMaker client in ``region``.
+Clients = Callable[[str], Any]
+
+
+class LaunchError(RuntimeError):
+    """The child cannot launch its line (bad index, no request): names what is wrong."""
+
+
+def select_line(text: str, index: int) -> dict[str, str]:
+    """Line ``index`` (zero-based) of the array file, parsed and checked; the same line
+    ``sed -n "$((index + 1))p"`` prints."""
+    from regional_training import array_file
+
+    lines = array_file.parse(text)
+    if not 0 <= index < len(lines):
+        raise LaunchError(f"AWS_BATCH_JOB_ARRAY_INDEX={index} but the array file has {len(lines)} line(s)")
+    return lines[index]
+
+
+def array_index(environ: dict[str, str] | os._Environ[str]) -> int:
+    value = environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    if value is None or not value.isdigit():
+        raise LaunchError(f"AWS_BATCH_JOB_ARRAY_INDEX is {value!r}: run this as a child of a Batch array job")
+    return int(value)
+
+
+def candidates_of(job: dict[str, Any]) -> list[Candidate]:
+    from regional_training.collection import job_candidates
+
+    return job_candidates(job)[1]
+
+
+class Launcher:
+    """Create-or-reattach one target's job and wait for it (one Batch child)."""
+
+    def __init__(self, job: dict[str, Any], clients: Clients, *, poll_seconds: float = 30.0,
+                 batch_attempt: int = 1) -> None:
+        self.job, self.clients, self.poll_seconds, self.batch_attempt = job, clients, poll_seconds, batch_attempt
+        self.candidates = candidates_of(job)
+        self.terminated = threading.Event()
+        self.current: tuple[str, str] | None = None  # (region, job name)
+
+    def describe(self, region: str, name: str) -> dict[str, Any] | None:
+        client = self.clients(region)
+        try:
+            return client.describe_training_job(TrainingJobName=name)  # type: ignore[no-any-return]
+        except client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ValidationException":
+                return None
+            raise
+
+    def run(self) -> int:
+        refused: dict[str, tuple[str, str]] = {}
+        while True:
+            resolution = resolve(self.candidates, self.describe, refused=refused)
+            for move in resolution.moves:
+                log.info("Move %d: %s -> %s after %s.", move.move_number, move.from_region,
+                         move.to_region or "nothing", move.error_code)
+            if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
+                log.error("No capacity for %s in any allowed candidate.", self.job["request"]["TrainingJobName"])
+                return 1
+            candidate, attempt = self.candidates[resolution.index], resolution.attempt
+            self.current = (candidate.region, attempt.name)
+            if resolution.action == "done":
+                log.info("Training job %s in %s completed.", attempt.name, candidate.region)
+                return 0
+            if resolution.action == "create":
+                previous = resolution.newest[resolution.index] if resolution.newest else None
+                if previous is not None and previous.description and self.batch_attempt > 1:
+                    refusal = self._refuse_automatic_retry(previous.description)
+                    if refusal:
+                        log.error("%s", refusal)
+                        return 1
+                error = self._create(candidate, attempt.name)
+                if error is not None:
+                    refused[candidate.region] = error
+                    continue
+            else:
+                log.info("Reattaching to training job %s (attempt %d) in %s.", attempt.name, attempt.number,
+                         candidate.region)
+            ended = self._wait(candidate.region, attempt.name)
+            if ended is None:
+                return EXIT_TERMINATED
+            status = ended["TrainingJobStatus"]
+            if status == "Completed":
+                log.info("Training job %s in %s completed.", attempt.name, candidate.region)
+                return 0
+            if resolution.ended_for_capacity(attempt.name) or self._ended_for_capacity(ended):
+                log.warning("Training job %s in %s ended for lack of capacity: moving on.", attempt.name,
+                            candidate.region)
+                continue
+            log.error("Training job %s in %s ended %s: %s", attempt.name, candidate.region, status,
+                      ended.get("FailureReason") or "no reason given")
+            return 1
+
+    @staticmethod
+    def _ended_for_capacity(description: dict[str, Any]) -> bool:
+        from regional_training.attempts import capacity_signal
+
+        return capacity_signal(description) is not None
+
+    def _refuse_automatic_retry(self, description: dict[str, Any]) -> str | None:
+        """Batch's retry of this child after a deterministic failure would fail the same
+        way: no new paid job (``check_new_attempt``'s rule for Airflow's retries)."""
+        from regional_training.retry_policy import Decision, classify
+
+        verdict = classify(description)
+        if verdict.decision is Decision.FAILED_JOB:
+            return (f"training job {description.get('TrainingJobName')} ended {description.get('TrainingJobStatus')}:"
+                    f" {verdict.reason}; Batch attempt {self.batch_attempt} creates no new job (clear the "
+                    "DAG's train task or submit the array again to make one new attempt)")
+        return None
+
+    def _create(self, candidate: Candidate, name: str) -> tuple[str, str] | None:
+        """Create the job; a capacity refusal is returned as (code, message), not raised."""
+        client = self.clients(candidate.region)
+        log.info("Creating training job %s in %s.", name, candidate.region)
+        try:
+            client.create_training_job(**{**candidate.request, "TrainingJobName": name})
+        except client.exceptions.ClientError as err:
+            error = err.response.get("Error", {})
+            code, message = str(error.get("Code")), str(error.get("Message"))
+            if code == "ResourceInUse":  # a concurrent try of this child made it first: follow it
+                return None
+            if not is_capacity_error(code) and not is_capacity_error(message):
+                raise
+            log.warning("No capacity for %s in %s (%s: %s).", name, candidate.region, code, message)
+            return code, message
+        return None
+
+    def _wait(self, region: str, name: str) -> dict[str, Any] | None:
+        """The job's description once it ended; ``None`` if this child was terminated
+        (the job is stopped first)."""
+        while True:
+            description = self.describe(region, name)
+            if description is not None and description["TrainingJobStatus"] in ENDED:
+                return description
+            if self.terminated.wait(self.poll_seconds):
+                log.warning("Terminated: stopping training job %s in %s.", name, region)
+                try:
+                    self.clients(region).stop_training_job(TrainingJobName=name)
+                except Exception as err:  # already ended
+                    log.warning("StopTrainingJob %s: %s", name, err)
+                return None
+
+
+def load_job(array_text: str, requests: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """The stored job of the target on line ``index``; ``None`` if the run launches
+    nothing for it (the launch task stores only the jobs to launch)."""
+    line = select_line(array_text, index)
+    job = requests.get("jobs", {}).get(line["target_key"])
+    if job is not None and job["target"]["region_code"] != line["region"]:
+        raise LaunchError(f"array line {index + 1}: region {line['region']!r} differs from the stored request's "
+                          f"{job['target']['region_code']!r}")
+    return job
+
+
+def _client(service: str, region: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    from regional_training.aws_io import BOTOCORE_CONFIG
+
+    # boto3 reads AWS_ENDPOINT_URL (the local emulator) and the task role's credentials.
+    return boto3.client(service, region_name=region, config=Config(**BOTOCORE_CONFIG))
+
+
+def _get_text(uri: str, region: str) -> str:
+    if not uri.startswith("s3://"):
+        raise LaunchError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return str(_client("s3", region).get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Launch one array-file line's training job (an AWS Batch child).")
+    parser.add_argument("--array-uri", required=True)
+    parser.add_argument("--requests-uri", required=True)
+    parser.add_argument("--region", required=True, help="the central bucket's region")
+    parser.add_argument("--poll-seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stdout)
+    try:
+        index = array_index(os.environ)
+        job = load_job(_get_text(args.array_uri, args.region), json.loads(_get_text(args.requests_uri, args.region)),
+                       index)
+    except LaunchError as err:
+        log.error("%s", err)
+        return 2
+    if job is None:
+        log.info("Array line %d: nothing to launch in this run.", index + 1)
+        return EXIT_NOTHING
+    launcher = Launcher(job, lambda region: _client("sagemaker", region), poll_seconds=args.poll_seconds,
+                        batch_attempt=int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")))
+    signal.signal(signal.SIGTERM, lambda *_: launcher.terminated.set())
+    log.info("Array line %d: target %s in %s.", index + 1, job["target"]["dataset_key"], job["target"]["region_code"])
+    return launcher.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
