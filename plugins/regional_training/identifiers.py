@@ -20,6 +20,9 @@ REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 #: Campaign, dataset and target keys.
 KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+#: A target's key in a run: ``dataset`` or, when two selected campaigns share the
+#: dataset key, ``campaign.dataset`` (keys never contain ``.``, so it cannot collide).
+TARGET_KEY_PATTERN = r"^([a-z0-9][a-z0-9-]{0,47}\.)?[a-z0-9][a-z0-9-]{0,47}$"
 #: SageMaker's job-name rule (``CreateTrainingJob``'s ``TrainingJobName``).
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 #: Purchase options, in the order the placement prefers them at equal expected cost.
@@ -31,11 +34,16 @@ _BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 #: A tag value: up to 256 Unicode letters, digits, spaces and ``_ . : / = + - @``.
 TAG_VALUE_MAX = 256
 _TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]*$")
+_NOT_TAG_VALUE = re.compile(r"[^\w\s.:/=+\-@]")
+#: SageMaker's limit on an ``S3Uri`` (channels, output, checkpoints): 1,024 characters;
+#: S3 itself limits a key to 1,024 bytes.
+S3_URI_MAX = 1024
 
 _REGION = re.compile(REGION_PATTERN)
 _BUCKET = re.compile(BUCKET_PATTERN)
 _KEY = re.compile(KEY_PATTERN)
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
+_TARGET_KEY = re.compile(TARGET_KEY_PATTERN)
 #: An ``s3://bucket[/prefix]`` URI whose key has no separator that would break a CSV
 #: line (``,`` ``"``) or an S3 prefix (whitespace).
 _S3_URI = re.compile(r"^s3://([^/]+)(/[^\s,\"]*)?$")
@@ -62,12 +70,23 @@ def is_key(value: object) -> bool:
     return isinstance(value, str) and _KEY.fullmatch(value) is not None
 
 
+def target_key(dataset_key: str, campaign_key: str | None = None) -> str:
+    """The target key: the dataset key, qualified by its campaign when that is needed."""
+    return f"{campaign_key}.{dataset_key}" if campaign_key else dataset_key
+
+
+def is_target_key(value: object) -> bool:
+    return isinstance(value, str) and _TARGET_KEY.fullmatch(value) is not None
+
+
 def is_s3_uri(value: object) -> bool:
     """``s3://<valid bucket>[/key]`` without commas, quotes or whitespace in the key."""
     if not isinstance(value, str):
         return False
     match = _S3_URI.fullmatch(value)
-    return match is not None and is_bucket(match.group(1))
+    if match is None or not is_bucket(match.group(1)) or len(value) > S3_URI_MAX:
+        return False
+    return len((match.group(2) or "").lstrip("/").encode()) <= S3_URI_MAX
 
 
 def is_s3_prefix(value: object) -> bool:
@@ -85,4 +104,11 @@ def is_job_name(value: object) -> bool:
 
 def is_tag_value(value: object) -> bool:
     return isinstance(value, str) and len(value) <= TAG_VALUE_MAX and _TAG_VALUE.fullmatch(value) is not None
+
+
+def tag_value(text: str) -> str:
+    """``text`` as a SageMaker tag value: characters the tag rule forbids (Airflow allows
+    ``~``, ``,`` and more in run ids) become ``_``, and it is cut to 256 characters. The
+    tag is for people and cost reports; identity is in the job name's digest."""
+    return _NOT_TAG_VALUE.sub("_", text)[:TAG_VALUE_MAX]
 

@@ -17,7 +17,7 @@ from regional_training import array_file, training_request
 from regional_training.collection import job_candidates
 from regional_training.params import processes_per_host, training_hyperparameters
 from regional_training.settings import Settings
-from regional_training.targets import Target
+from regional_training.targets import Target, target_key_of
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def build_jobs(
     ranked failover alternative (built and validated now, so a failover never needs the
     database), the failover limit and the hyperparameter hash.
     """
-    by_key = {t["dataset_key"]: t for t in targets}
+    by_key = {target_key_of(t): t for t in targets}
     lines = array_file.parse(array_text)
     if sorted(line["target_key"] for line in lines) != sorted(by_key):
         raise ValueError("the array file's targets differ from the selected targets; re-run select_targets")

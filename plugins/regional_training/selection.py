@@ -6,7 +6,7 @@ An error names the bad row and field (or Param) before any job exists.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from regional_training import campaign_db, placement
@@ -16,8 +16,12 @@ from regional_training.targets import Target, check_row, validate_rows
 log = logging.getLogger(__name__)
 
 
-def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+def select_targets(conn: Any, params: Mapping[str, Any], *, dataset_ids: Sequence[int] | None = None
+                   ) -> dict[str, Any]:
     """Place and validate this run's targets (raises naming the bad row or Param).
+
+    ``dataset_ids`` (an asset-triggered run: the datasets its events name) narrows the
+    selection to exactly those datasets; ``None``: the Params' campaigns decide.
 
     Returns ``targets`` (each with its ranked ``alternatives`` for failover),
     ``left_out`` (datasets the plan could not place, with the reason) and the plan's
@@ -32,6 +36,8 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         )
         alternatives: dict[int, list[dict[str, Any]]] = {}
         left_out: list[dict[str, Any]] = []
+        if dataset_ids is not None:  # region_local places only each ready campaign's newest dataset
+            rows = [r for r in rows if r["dataset_id"] in set(dataset_ids)]
     else:
         plan = placement.fetch_placement(
             conn,
@@ -42,6 +48,7 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             allowed_purchase_options=params["purchase_options"] or [],
             campaign_keys=campaigns,
             region_codes=regions,
+            dataset_ids=dataset_ids or (),
         )
         rows = [_placement_row(t.chosen) for t in plan.placed if t.chosen]
         alternatives = {
@@ -62,7 +69,9 @@ def select_targets(conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         alts = alternatives.get(target.dataset_id, [])
         for rank, alt in enumerate(alts, start=1):
             check_row(f"alternative {rank} of {target.target_key} ({alt['region_code']!r})", alt, regions)
-        out.append({**target.to_dict(), "alternatives": [Target.from_dict(a).to_dict() for a in alts]})
+        # An alternative is the same target elsewhere: it keeps the target's key.
+        out.append({**target.to_dict(), "alternatives": [
+            Target.from_dict({**a, "campaign_qualified": target.campaign_qualified}).to_dict() for a in alts]})
     log.info("Selected %d target(s): %s", len(out), ", ".join(
         f"{t['dataset_key']} -> {t['region_code']} {t['purchase_option']}" for t in out))
     planned = [t["planned_cost_usd"] for t in out if t["planned_cost_usd"] is not None]

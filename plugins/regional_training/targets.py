@@ -7,7 +7,7 @@ an error names the row (its region and dataset) and the offending field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,12 +39,17 @@ class Target:
     price_per_instance_hour: float | None = None
     billing_usd_per_hour: float | None = None
     planned_cost_usd: float | None = None
+    #: Set when another selected campaign has a dataset with the same key (the schema
+    #: makes dataset keys unique per campaign only): the target key then names both.
+    campaign_qualified: bool = False
 
     @property
     def target_key(self) -> str:
-        """Stable identity of the work within a run: the dataset (a failover moves the
-        same target to another region, it does not make a new one)."""
-        return self.dataset_key
+        """Stable identity of the work within a run (a failover moves the same target to
+        another region, it does not make a new one): the dataset key, or
+        ``campaign.dataset`` when the dataset key alone is ambiguous in this run
+        (:func:`identifiers.target_key`)."""
+        return target_key_of(asdict(self))
 
     @property
     def is_spot(self) -> bool:
@@ -56,6 +61,12 @@ class Target:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Target:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+def target_key_of(target: Mapping[str, Any]) -> str:
+    """:attr:`Target.target_key` of a target as it travels (``Target.to_dict()``)."""
+    campaign = target.get("campaign_key") if target.get("campaign_qualified") else None
+    return identifiers.target_key(str(target["dataset_key"]), campaign)
 
 
 #: Row field -> (identifier rule, what it must be).
@@ -79,6 +90,16 @@ def check_row(label: str, row: dict[str, Any], allowed_regions: list[str]) -> No
         raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
     if not identifiers.is_purchase_option(row.get("purchase_option", "on_demand")):
         raise TargetError(f"{label}: field 'purchase_option' = {row.get('purchase_option')!r} is unknown")
+
+
+def ambiguous_dataset_keys(rows: list[dict[str, Any]]) -> set[str]:
+    """Dataset keys that more than one campaign of these rows uses: their targets are
+    keyed ``campaign.dataset`` so both train (a key unique alone keeps its plain key, so
+    existing runs' keys, job names and S3 paths do not change)."""
+    campaigns: dict[str, set[str]] = {}
+    for row in rows:
+        campaigns.setdefault(str(row.get("dataset_key")), set()).add(str(row.get("campaign_key")))
+    return {key for key, owners in campaigns.items() if len(owners) > 1}
 
 
 def validate_rows(
@@ -105,6 +126,7 @@ def validate_rows(
     targets: list[Target] = []
     seen_uris: dict[str, str] = {}
     seen_keys: set[str] = set()
+    ambiguous = ambiguous_dataset_keys(rows)
     for index, row in enumerate(rows, start=1):
         label = f"target row {index} ({row.get('region_code')!r}, {row.get('dataset_key')!r})"
         check_row(label, row, allowed_regions)
@@ -112,7 +134,7 @@ def validate_rows(
             raise TargetError(
                 f"{label}: field 's3_uri' {row['s3_uri']!r} duplicates {seen_uris[row['s3_uri']]}"
             )
-        target = Target.from_dict(row)
+        target = Target.from_dict({**row, "campaign_qualified": row["dataset_key"] in ambiguous})
         if target.target_key in seen_keys:
             raise TargetError(f"{label}: target {target.target_key!r} appears twice")
         seen_uris[target.s3_uri] = label

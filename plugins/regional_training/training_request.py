@@ -161,7 +161,7 @@ def build_request(
             {"Key": "target", "Value": target.target_key},
             {"Key": "purchase_option", "Value": target.purchase_option},
             {"Key": "dag_id", "Value": dag_id},
-            {"Key": "dag_run", "Value": run_id[:256]},
+            {"Key": "dag_run", "Value": identifiers.tag_value(run_id)},
             {"Key": "hyperparameters_sha256", "Value": hyperparameters_sha256(hyperparameters)},
         ],
     }

@@ -9,6 +9,8 @@ verdict too:
 outcome                known from                                          what fixes it
 =====================  ==================================================  ============================================
 ``completed``          its ``training_runs`` row: status ``Completed``     nothing
+``reused``             its row: status ``Reused`` (an identical job        nothing (counts as done; not launched, so
+                       completed within ``reuse_completed_within``)        the mapped indexes skip it)
 ``training_failed``    its row: any other job status; or no row and        clear ``train[i]`` (one new attempt); its
                        ``train[i]`` failed                                 collector runs again (ALL_DONE)
 ``collection_failed``  no row, and ``train[i]`` succeeded: the job         clear ``collect[i]`` alone: no new training
@@ -40,7 +42,13 @@ from typing import Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
-Outcome = Literal["completed", "training_failed", "collection_failed", "never_launched", "not_recorded"]
+from regional_training.targets import target_key_of
+
+Outcome = Literal["completed", "reused", "training_failed", "collection_failed", "never_launched", "not_recorded"]
+#: Outcomes that account for a target: it has a model in this run's place.
+DONE: frozenset[str] = frozenset({"completed", "reused"})
+#: Row status of a target served by an identical earlier job (regional_training.reuse.REUSED).
+REUSED = "Reused"
 #: Job status a collector records for a job that was never created (collection.NOT_STARTED).
 NOT_STARTED = "NotStarted"
 #: ``train`` task states meaning "no training job was launched by this task".
@@ -55,7 +63,8 @@ class IncompleteRunError(AirflowFailException):
 class TargetOutcome:
     """One planned target's outcome; ``recorded``: its ``training_runs`` row exists."""
 
-    map_index: int
+    #: The mapped ``train``/``collect`` index; ``None`` for a reused target (nothing launched).
+    map_index: int | None
     target_key: str
     region_code: str
     outcome: Outcome
@@ -63,7 +72,8 @@ class TargetOutcome:
     recorded: bool
 
     def describe(self) -> str:
-        where = f"{self.target_key} ({self.region_code}, map index {self.map_index})"
+        where = (f"{self.target_key} ({self.region_code})" if self.map_index is None
+                 else f"{self.target_key} ({self.region_code}, map index {self.map_index})")
         return f"{where}: {self.outcome.replace('_', ' ')}" + (f" - {self.reason}" if self.reason else "")
 
 
@@ -78,7 +88,7 @@ class Verdict:
 
     @property
     def incomplete(self) -> tuple[TargetOutcome, ...]:
-        return tuple(t for t in self.targets if t.outcome != "completed")
+        return tuple(t for t in self.targets if t.outcome not in DONE)
 
     @property
     def ok(self) -> bool:
@@ -88,7 +98,9 @@ class Verdict:
         if self.nothing_to_do is not None:
             return f"nothing to do: {self.nothing_to_do}"
         done = len(self.targets) - len(self.incomplete)
-        return f"{done} of {len(self.targets)} planned target(s) completed and recorded"
+        reused = sum(1 for t in self.targets if t.outcome == "reused")
+        return (f"{done} of {len(self.targets)} planned target(s) completed and recorded"
+                + (f" ({reused} reused from an identical earlier job, not trained again)" if reused else ""))
 
     def lines(self) -> list[str]:
         """The verdict as log/summary lines (headline first)."""
@@ -143,8 +155,7 @@ def _planned(jobs: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
     out = []
     for index, job in enumerate(jobs):
         target = job["target"]
-        # The target key is the dataset key (targets.Target.target_key); accept either.
-        key = target.get("target_key") or target["dataset_key"]
+        key = target_key_of(target)
         out.append((index, str(key), str(target["region_code"])))
     return out
 
@@ -200,8 +211,16 @@ def compute_verdict(
     planned = _planned(jobs)
     states_known = train_states is not None
     outcomes = []
-    for index, key, region in planned:
+    # Reused targets are not launched: the mapped tasks' indexes count the others only.
+    launched = -1
+    for _, key, region in planned:
         row = by_key.get(key)
+        if row is not None and row.get("status") == REUSED:
+            outcomes.append(TargetOutcome(None, key, str(row.get("region_code")), "reused",
+                                          f"identical to run {row.get('reused_from_run_id')}", True))
+            continue
+        launched += 1
+        index = launched
         if row is not None:
             outcomes.append(_from_row(index, key, row))
             continue

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg2
 
 from local_stack import aws_client
+from regional_training import identifiers
 
 ALL_REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
 
@@ -39,7 +40,7 @@ def jobs_of_run(endpoint: str, run_id: str, regions: tuple[str, ...] = ALL_REGIO
         for summary in sm.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]:
             job = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
             tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]}
-            if tags.get("dag_run") == run_id:
+            if tags.get("dag_run") == identifiers.tag_value(run_id):
                 jobs.append({**job, "Region": region, "TagMap": tags})
     return jobs
 

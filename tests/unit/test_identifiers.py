@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from regional_training import identifiers
 
@@ -66,3 +68,26 @@ def test_the_database_checks_match_the_rules(column: str, expected: str) -> None
         assert sorted(re.findall(r"'(\w+)'", found)) == sorted(identifiers.PURCHASE_OPTIONS)
     else:
         assert found == expected
+
+
+def test_uris_longer_than_sagemaker_and_s3_allow_are_refused() -> None:
+    prefix = "s3://mrt-data/"
+    assert identifiers.is_s3_uri(prefix + "k" * (identifiers.S3_URI_MAX - len(prefix)))
+    assert not identifiers.is_s3_uri(prefix + "k" * (identifiers.S3_URI_MAX - len(prefix) + 1))
+    # S3 counts a key's bytes: 1,000 two-byte characters are over its 1,024.
+    assert not identifiers.is_s3_uri(prefix + "é" * 600)
+
+
+@given(st.text(max_size=300))
+def test_any_text_becomes_a_valid_tag_value(text: str) -> None:
+    value = identifiers.tag_value(text)
+    assert identifiers.is_tag_value(value)
+    if identifiers.is_tag_value(text):
+        assert value == text  # valid values are kept as they are
+
+
+def test_target_keys_are_the_dataset_key_or_campaign_qualified() -> None:
+    assert identifiers.target_key("d-v1") == "d-v1"
+    assert identifiers.target_key("d-v1", "boston") == "boston.d-v1"
+    assert identifiers.is_target_key("boston.d-v1") and identifiers.is_target_key("d-v1")
+    assert not identifiers.is_target_key("a.b.c") and not identifiers.is_target_key(".d")

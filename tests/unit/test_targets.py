@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from regional_training.targets import TargetError, validate_rows
+from regional_training.targets import Target, TargetError, validate_rows
 
 
 def row(**overrides: Any) -> dict[str, Any]:
@@ -46,3 +46,13 @@ def test_bad_input_is_named(rows: list[dict[str, Any]], kwargs: dict[str, Any], 
     args = {"requested_campaigns": [], "allowed_regions": [], "known_regions": {"eu-west-1", "us-east-1"}, **kwargs}
     with pytest.raises(TargetError, match=message):
         validate_rows(rows, **args)
+
+
+def test_a_dataset_key_shared_by_two_campaigns_gives_both_a_qualified_key() -> None:
+    """The schema makes dataset keys unique per campaign only: both datasets train, each
+    under ``campaign.dataset``; a key used once keeps its plain form."""
+    rows = [row(), row(campaign_key="other", s3_uri="s3://mrt-campaign-data-eu-west-1/datasets/other/d/",
+                       dataset_id=4, copy_id=6), row(dataset_key="e", s3_uri="s3://b-e/e/", dataset_id=7)]
+    targets = validate_rows(rows, requested_campaigns=[], allowed_regions=[], known_regions={"eu-west-1"})
+    assert [t.target_key for t in targets] == ["c.d", "other.d", "e"]
+    assert [Target.from_dict(t.to_dict()).target_key for t in targets] == ["c.d", "other.d", "e"]

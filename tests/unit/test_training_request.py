@@ -156,3 +156,18 @@ def test_each_failover_candidate_has_its_own_job_name() -> None:
     names = {tr.job_name("d", "r", replace(base, purchase_option=o)) for o in ("reserved", "spot", "on_demand")}
     names.add(tr.job_name("d", "r", replace(base, region_code="us-east-1", copy_id=9)))
     assert len(names) == 4
+
+
+# Airflow accepts almost any run id (manual triggers through the REST API name their own):
+# whatever it is, the request must pass SageMaker's rules, not fail at CreateTrainingJob.
+@given(st.text(min_size=1, max_size=250).filter(lambda s: s.strip() == s and "\0" not in s))
+def test_any_run_id_airflow_allows_builds_a_valid_request(run_id: str) -> None:
+    request = build(target("eu-west-1"), run_id=run_id)
+    tr.validate_request(request)
+    assert SAGEMAKER_NAME.fullmatch(request["TrainingJobName"])
+
+
+def test_a_run_id_with_a_tilde_keeps_a_readable_tag() -> None:
+    request = build(target("eu-west-1"), run_id="manual__2026-11-28~retry,2")
+    tr.validate_request(request)
+    assert {t["Key"]: t["Value"] for t in request["Tags"]}["dag_run"] == "manual__2026-11-28_retry_2"
