@@ -1,7 +1,7 @@
 """
 ### Multi-region distributed training
 
-Nightly (or from the trigger form) this DAG trains ResNet-50 with Horovod **where the
+Nightly, when a dataset becomes ready, or from the trigger form, this DAG trains ResNet-50 with Horovod **where the
 data is**: one SageMaker training job per region, all with the same hyperparameters.
 
 1. **select_targets**: the campaign-metadata database places each selected dataset on a
@@ -23,8 +23,21 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
      into `training_runs`.
 6. **summarize** the run; **check_regions** fails the run naming any failed region.
 
-Schedule: 02:00 UTC nightly; unpausing never starts a run for a time already past, and
-the DAG is paused when first deployed.
+Schedule: 02:00 UTC nightly **or** when the asset `mrt_dataset_ready`
+(URI `mrt://campaign-db/datasets/ready`) gets an event, e.g. from
+`python -m regional_training.emit_ready`; the event's `extra` is
+`{"campaign_key": ..., "dataset_key": ...}`. An asset-triggered run trains exactly the
+datasets named by the events queued since the last run; a nightly or manual run trains
+what the Params select. Unpausing never starts a run for a time already past, and the
+DAG is paused when first deployed.
+
+Outlets: every completed or reused target emits an `mrt_trained_model` event
+(`mrt://central-artifacts/models`; `extra`: the central artifact's URI, dataset, region,
+job ARN, hyperparameter hash, final metrics, cost) through the alias
+`mrt_trained_models`; summarize emits `mrt_run_summary`
+(`mrt://central-artifacts/run-summaries`). With the Param `reuse_completed_within`
+set, a target identical to a job completed within that window is not trained again but
+recorded `Reused` (docs/assets-reuse-notifications.md).
 
 Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (README).
 """
@@ -35,10 +48,11 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
 
-from regional_training import tasks
+from regional_training import assets, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+from regional_training.batch_jobs import LAUNCH_TASK_ID, BatchArrayLaunchOperator
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
 from regional_training.strict_params import trigger_time_specs
@@ -68,9 +82,13 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     dag_id="multi_region_training",
     doc_md=__doc__,
     description="Nightly multi-region distributed training (SageMaker, Horovod) where the data is",
-    # A trigger timetable with run_immediately=False: unpausing waits for the next 02:00
-    # instead of starting the run of a time already past.
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+    # Nightly or when a dataset becomes ready (assets.DATASET_READY; the docstring has its
+    # URI and extra). A trigger timetable with run_immediately=False: unpausing waits for
+    # the next 02:00 instead of starting the run of a time already past.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+        assets=assets.DATASET_READY,
+    ),
     # No start_date, on purpose: with catchup off, Airflow's CronTriggerTimetable schedules
     # max(the latest past 02:00, the first run after start_date), so any start_date in the
     # past made unpausing start "today's 02:00" at once. Without one, the first run is the
@@ -97,13 +115,15 @@ def multi_region_training() -> None:
     def build_requests(array_uri: str, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.build_requests(tasks.current_run(), array_uri, targets)
 
-    @task
+    # Reused targets' model events are emitted here, where they are recorded.
+    @task(outlets=[assets.MODEL_ALIAS])
     def jobs_to_launch(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
     # Inside a mapped task group the group's arguments are not in the template context:
     # the collector names itself (tasks.collect_target sets "mrt_target").
-    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}")
+    # Emits an mrt_trained_model event through the alias only for a model (not a failed job).
+    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS])
     def collect(job: dict[str, Any]) -> dict[str, Any]:
         return tasks.collect_target(tasks.current_run(), job)
 
@@ -127,12 +147,15 @@ def multi_region_training() -> None:
             check_interval=POLL_SECONDS,
             pool=TRAINING_POOL,
             map_index_template="{{ task.region_name }} {{ task.target_key }}",
+            # launch_batch_array is skipped unless launcher=batch_array (docs/batch.md).
+            trigger_rule=TriggerRule.NONE_FAILED,
         )
+        launch >> train  # batch_array: train follows the job its array child creates
         collected = collect(job)
         train >> collected
         return collected
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY])
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
                   ) -> dict[str, Any]:
         return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
@@ -147,6 +170,9 @@ def multi_region_training() -> None:
     array_uri = render_array_file(selection["targets"])
     jobs = build_requests(array_uri, selection["targets"])
     to_launch = jobs_to_launch(jobs)
+    # launcher=batch_array: one AWS Batch array job, child N launching array line N.
+    launch = BatchArrayLaunchOperator(task_id=LAUNCH_TASK_ID, array_uri=array_uri, jobs=to_launch,
+                                      aws_conn_id=AWS_CONN_ID, botocore_config=BOTOCORE_CONFIG)
     collected = target.expand_kwargs(to_launch.map(tasks.target_group_kwargs))
     check_regions(summarize(collected, jobs, selection["left_out"]), jobs, collected, selection["left_out"])
 

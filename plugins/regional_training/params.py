@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regional_training import identifiers
+from regional_training import identifiers, reuse
 from regional_training.training_request import GPUS_PER_INSTANCE
 
 #: Model choices of the training entry point (``resnet50`` is the production recipe;
@@ -168,6 +168,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Dry run",
             "description": "Select targets, write the array file and build the requests; launch nothing.",
         },
+        # Cached identical work: off by default (regional_training.reuse says why).
+        reuse.PARAM_NAME: reuse.param_spec(),
     }
 
 

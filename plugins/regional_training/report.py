@@ -47,7 +47,8 @@ CHARTED = {
 #: Above this many targets the step charts drop their legend (it would hide the lines).
 LEGEND_LIMIT = 12
 
-_STATUS_COLOURS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "NotStarted": "#757575"}
+_STATUS_COLOURS = {"Completed": "#2e7d32", "Reused": "#1565c0", "Failed": "#c62828", "Stopped": "#ef6c00",
+                   "NotStarted": "#757575"}
 
 
 # -- metric series from the job's log ---------------------------------------------------
@@ -278,7 +279,8 @@ h1{font-size:1.4rem} h2{font-size:1.15rem;margin-top:1.6rem;border-bottom:1px so
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.Completed{color:#2e7d32;font-weight:600} .Failed,.NotStarted,.Stopped{color:#c62828;font-weight:600}
+.Completed{color:#2e7d32;font-weight:600}
+.Reused{color:#1565c0;font-weight:600} .Failed,.NotStarted,.Stopped{color:#c62828;font-weight:600}
 svg.chart{width:100%;max-width:64rem;height:auto;display:block;margin:.5rem 0}
 .wide{overflow-x:auto}
 .figure{break-inside:avoid;page-break-inside:avoid}
@@ -331,7 +333,9 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
             + _cell(metrics.get("train:loss"), ".4f")
             + _cell(metrics.get("train:accuracy"), ".4f")
             + _cell(row.get("planned_cost_usd"), ".2f") + _cell(row.get("actual_cost_usd"), ".2f")
-            + _cell(moves or None) + _cell(row.get("failure_reason"))
+            + _cell(moves or None)
+            + _cell(row.get("failure_reason") or (f"reused from run {row['reused_from_run_id']}"
+                                                   if row.get("reused_from_run_id") else None))
             + f"<td>{_links(links.get(row['target_key'], {}))}</td></tr>"
         )
     return _table(head, body, "targets")

@@ -17,8 +17,15 @@ refused: their length varies, a window must be exact. Windows count from the job
 ``training_end_time`` and end at the run's ``as_of`` (its logical date or start, never
 ``now()``: a re-run decides the same way).
 
-SQL: ``queries/dataset_version.sql``, ``find_reusable.sql``, ``record_reuse_inputs.sql``
-(stamp a collected row), ``record_reused.sql`` (the ``Reused`` row); schema
+Where it happens (``tasks.jobs_to_launch``, before any job exists): :func:`job_keys`
+computes each job's keys (one per candidate copy: a failover trains on another copy);
+with a window set, :func:`find_reusable` looks each target up and a hit is recorded as
+``Reused`` (:func:`reused_row`) and not launched. The collector of a trained target
+records its row with the key of the copy it actually trained on (:func:`trained_fields`),
+so a later run can reuse it.
+
+SQL: ``queries/dataset_version.sql``, ``find_reusable.sql``; every row, trained or
+reused, is written by the one ``upsert_training_run.sql``; schema
 ``migrations/V004__reuse_completed_work.sql``.
 """
 
@@ -32,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from regional_training import campaign_db
+from regional_training.targets import target_key_of
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -148,10 +156,41 @@ def find_reusable(
     return rows[0] if rows else None
 
 
-def record_inputs(conn: PgConnection, key: ReuseKey, *, dag_id: str, run_id: str, target_key: str) -> int:
-    """Stamp a collected row with its key (after ``upsert_training_run.sql``); rows updated."""
-    return campaign_db.execute(conn, "record_reuse_inputs.sql",
-                               {**key.row_fields(), "dag_id": dag_id, "run_id": run_id, "target_key": target_key})
+#: The reuse columns of ``upsert_training_run.sql`` for a row that was not reused.
+NOT_REUSED: dict[str, Any] = {"training_image": None, "dataset_version": None, "reuse_key": None,
+                              "reused_from_dag_id": None, "reused_from_run_id": None,
+                              "reused_from_target_key": None}
+
+
+def trained_fields(key: ReuseKey | None) -> dict[str, Any]:
+    """The reuse columns of a trained (collected) row: its inputs, so a later run can reuse
+    it; ``None`` (the copy's version is unknown) records no key: never reused."""
+    return {**NOT_REUSED, **(key.row_fields() if key is not None else {})}
+
+
+def job_keys(conn: PgConnection, job: dict[str, Any], *, training_image: str) -> dict[str, dict[str, Any]]:
+    """``{copy_id: ReuseKey fields}`` for every candidate of a build step's job (its target
+    and failover alternatives), read when the run plans (the copy's version *then*).
+
+    A copy with no known version gets no key. JSON-safe (it travels with the job in XCom).
+    """
+    keys: dict[str, dict[str, Any]] = {}
+    for entry in [job, *job.get("failover", [])]:
+        target, resources = entry["target"], entry["request"]["ResourceConfig"]
+        version = dataset_version(conn, int(target["copy_id"]))
+        if version is None:
+            continue
+        keys[str(target["copy_id"])] = asdict(ReuseKey(
+            dataset_id=int(target["dataset_id"]), copy_id=int(target["copy_id"]), dataset_version=version,
+            hyperparameters_sha256=job["hyperparameters_sha256"], training_image=training_image,
+            instance_type=resources["InstanceType"], instance_count=int(resources["InstanceCount"])))
+    return keys
+
+
+def key_for_copy(job: dict[str, Any], copy_id: Any) -> ReuseKey | None:
+    """The key :func:`job_keys` recorded on ``job`` for the copy trained on, if any."""
+    fields = (job.get("reuse_keys") or {}).get(str(copy_id))
+    return ReuseKey(**fields) if fields else None
 
 
 def reused_row(
@@ -160,21 +199,25 @@ def reused_row(
     """The ``Reused`` row of a target served by ``source`` (a :func:`find_reusable` row).
 
     ``target`` is the planned target (``Target.to_dict()``): where it was placed and
-    what it was planned to cost; actual cost and billable time are 0.
+    what it was planned to cost; actual cost and billable time are 0. JSON-safe
+    (``metrics`` a dict): it travels in XCom to the summary.
     """
     metrics = source.get("metrics") or {}
     return {
-        "dag_id": dag_id, "run_id": run_id, "target_key": target["dataset_key"],
+        "dag_id": dag_id, "run_id": run_id, "target_key": target_key_of(target),
         "region_code": target["region_code"], "dataset_id": key.dataset_id, "copy_id": key.copy_id,
         "training_job_name": source["training_job_name"], "training_job_arn": source["training_job_arn"],
+        "attempt": 0, "status": REUSED, "failure_reason": None,
         "hyperparameters_sha256": key.hyperparameters_sha256, "instance_type": key.instance_type,
         "instance_count": key.instance_count,
-        "metrics": metrics if isinstance(metrics, str) else json.dumps(metrics, sort_keys=True),
+        # No job ran for this run: no start, end or billable time.
+        "training_start_time": None, "training_end_time": None, "billable_seconds": 0,
+        "metrics": json.loads(metrics) if isinstance(metrics, str) else dict(metrics),
         "source_artifact_uri": source["model_artifact_uri"], "model_artifact_uri": model_artifact_uri,
         "purchase_option": target.get("purchase_option"), "placement_rank": target.get("placement_rank"),
         "price_per_instance_hour": target.get("price_per_instance_hour"),
         "billing_usd_per_hour": target.get("billing_usd_per_hour"),
-        "planned_cost_usd": target.get("planned_cost_usd"),
+        "planned_cost_usd": target.get("planned_cost_usd"), "actual_cost_usd": 0.0,
         **key.row_fields(),
         "reused_from_dag_id": source["dag_id"], "reused_from_run_id": source["run_id"],
         "reused_from_target_key": source["target_key"],
@@ -183,4 +226,5 @@ def reused_row(
 
 def record_reused(conn: PgConnection, row: dict[str, Any]) -> int:
     """UPSERT a ``Reused`` row (from :func:`reused_row`); rows written."""
-    return campaign_db.execute(conn, "record_reused.sql", row)
+    return campaign_db.execute(conn, "upsert_training_run.sql",
+                               {**row, "metrics": json.dumps(row["metrics"], sort_keys=True)})

@@ -9,6 +9,8 @@ COLUMNS = (
     "region", "target", "option", "status", "duration_s", "images/sec", "loss", "accuracy",
     "planned $", "actual $", "moves", "artifact / reason",
 )
+#: Statuses whose target has its model (``Reused``: an identical earlier job's, copied).
+DONE_STATUSES = frozenset({"Completed", "Reused"})
 
 
 def _duration(row: dict[str, Any]) -> float | None:
@@ -40,8 +42,9 @@ def summarize(
     failed = [
         {"region": r["region_code"], "target": r["target_key"], "status": r["status"], "reason": r["failure_reason"]}
         for r in rows
-        if r["status"] != "Completed"
+        if r["status"] not in DONE_STATUSES
     ]
+    reused = [r for r in rows if r["status"] == "Reused"]
     table = [COLUMNS]
     for r in rows:
         metrics = r.get("metrics") or {}
@@ -66,6 +69,7 @@ def summarize(
         f"dry run, {planned} training request(s) built, nothing launched"
         if dry_run
         else f"{len(rows) - len(failed)} of {max(planned, len(rows))} target(s) completed"
+        + (f" ({len(reused)} reused, not trained again)" if reused else "")
     )]
     if rows:
         text_lines += ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table]
@@ -75,6 +79,9 @@ def summarize(
         text_lines.append(f"cost: planned {_fmt(planned_total, '.2f')} USD, actual {_fmt(actual_total, '.2f')} USD")
     for item in left_out or []:
         text_lines.append(f"LEFT OUT {item['dataset_key']} ({item['campaign_key']}): {item['reason']}")
+    for r in reused:
+        text_lines.append(f"REUSED {r['target_key']}: identical to run {r.get('reused_from_run_id')} "
+                          f"(job {r.get('training_job_name')}); saved {_fmt(r.get('planned_cost_usd'), '.2f')} USD")
     if failed:
         text_lines.append("FAILED regions: " + ", ".join(f"{f['region']} ({f['reason']})" for f in failed))
     return {
@@ -82,6 +89,7 @@ def summarize(
         "dry_run": dry_run,
         "targets": max(planned, len(rows)),
         "completed": len(rows) - len(failed),
+        "reused": len(reused),
         "failed": failed,
         "left_out": list(left_out or []),
         "planned_cost_usd": planned_total,

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,11 @@ class Run:
     ti: Any = None
     #: The conf the run was triggered with, as given (Params are checked strictly against it).
     conf: Mapping[str, Any] = field(default_factory=dict)
+    #: The moment the run decides "as of" (its ``run_after``: the same on every retry,
+    #: never ``now()``), e.g. the end of the reuse window.
+    as_of: datetime | None = None
+    #: The task's template context (asset events in and out), when there is one.
+    context: Mapping[str, Any] | None = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -69,12 +75,18 @@ def current_run() -> Run:
     context = get_current_context()
     dag_run = context.get("dag_run")
     conf = dict(getattr(dag_run, "conf", None) or {})
-    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]), context.get("ti"), conf)
+    as_of = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    return Run(context["dag"].dag_id, context["run_id"], dict(context["params"]), context.get("ti"), conf,
+               as_of, context)
+
+
+#: XCom key under which ``jobs_to_launch`` hands the summary its ``Reused`` rows.
+REUSED_KEY = "reused_rows"
 
 
 def select_targets(run: Run) -> dict[str, Any]:
     """Place and validate the run's targets in the campaign database."""
-    from regional_training import limits, strict_params
+    from regional_training import limits, reuse, strict_params
     from regional_training.params import param_specs
     from regional_training.retry_policy import by_error_class
     from regional_training.selection import select_targets as place
@@ -84,7 +96,8 @@ def select_targets(run: Run) -> dict[str, Any]:
     # anything is read or launched, and is not retried.
     strict_params.check_conf(run.conf, param_specs())
     with by_error_class("select_targets"), run.campaign_db() as conn:
-        result = place(conn, run.params)
+        reuse.parse_window(run.params.get(reuse.PARAM_NAME))  # a bad window fails here, not at launch
+        result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn))
     targets = result["targets"]
     limits.check_regions([(f"param 'regions' item {i}", r) for i, r in enumerate(run.params.get("regions") or [], 1)]
                          + [(f"target row {i} ({t['dataset_key']!r})", t["region_code"])
@@ -94,6 +107,27 @@ def select_targets(run: Run) -> dict[str, Any]:
     if reason:
         log.info("Nothing to train: %s.", reason)
     return result
+
+
+def _ready_dataset_ids(run: Run, conn: Any) -> list[int] | None:
+    """The datasets an asset-triggered run trains (``None``: a timetable or manual run,
+    which trains what the Params select); a dataset the DB does not know is a named error."""
+    from regional_training import assets, campaign_db
+
+    selection = assets.dataset_selection(run.context or {})
+    if selection is None:
+        return None
+    campaigns = [d.campaign_key for d in selection]
+    rows = campaign_db.fetch_dicts(conn, "ready_datasets.sql",
+                                   {"campaign_keys": campaigns, "dataset_keys": [d.dataset_key for d in selection]})
+    found = {(r["campaign_key"], r["dataset_key"]): int(r["dataset_id"]) for r in rows}
+    unknown = [f"{d.dataset_key} ({d.campaign_key})" for d in selection if (d.campaign_key, d.dataset_key) not in found]
+    if unknown:
+        raise assets.ReadyEventError(f"asset {assets.DATASET_READY.name!r} event(s) name dataset(s) the campaign "
+                                     f"database does not have: {', '.join(unknown)}")
+    log.info("Asset-triggered: training only %s.", ", ".join(f"{d.dataset_key} ({d.campaign_key})"
+                                                             for d in selection))
+    return sorted(found.values())
 
 
 def render_array_file(run: Run, targets: list[dict[str, Any]]) -> str:
@@ -124,17 +158,73 @@ def build_requests(run: Run, array_uri: str, targets: list[dict[str, Any]]) -> l
 def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The jobs to start: none for a dry run (the mapped tasks are then skipped).
 
-    Before the first launch, every output bucket and train-channel prefix is checked in
-    its region (:mod:`regional_training.preflight`): a missing one fails here, naming
-    it, with no job created.
+    Each job gets its reuse keys (``reuse_keys``, for its collector to record). With the
+    Param ``reuse_completed_within`` set, a target whose identical job completed within
+    the window is not launched: its earlier model is copied to this run's place and the
+    target recorded ``Reused`` (:func:`_reuse_completed`; the rows go to the summary
+    through XCom, ``REUSED_KEY``). Before the first launch, every output bucket and
+    train-channel prefix is checked in its region (:mod:`regional_training.preflight`):
+    a missing one fails here, naming it, with no job created.
     """
     from regional_training import preflight
 
     if run.params.get("dry_run") or not jobs:
         return []
-    checks = preflight.preflight(jobs)
-    log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
-    return list(jobs)
+    launch, reused = _reuse_completed(run, jobs)
+    if run.ti is not None:  # always pushed (maybe empty): a retry replaces the earlier try's rows
+        run.ti.xcom_push(key=REUSED_KEY, value=reused)
+    if launch:
+        checks = preflight.preflight(launch)
+        log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
+    return launch
+
+
+def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(jobs to launch, Reused rows)``; each reused model is copied server-side within
+    the central bucket (as a collector copies a trained one) and announced as a model
+    asset event, like a collected one."""
+    from regional_training import assets, aws_io, reuse
+    from regional_training.targets import target_key_of
+
+    settings = run.settings
+    image = reuse.image_reference(settings.training_image_repository, settings.training_image_tag)
+    window = reuse.parse_window(run.params.get(reuse.PARAM_NAME))
+    if window is not None and run.as_of is None:
+        raise ValueError(f"Param {reuse.PARAM_NAME!r} is set but the run has no as-of time (run_after)")
+    launch, reused = [], []
+    with run.campaign_db() as conn:
+        for planned in jobs:
+            job = {**planned, "reuse_keys": reuse.job_keys(conn, planned, training_image=image)}
+            key = reuse.key_for_copy(job, job["target"]["copy_id"])
+            source = None
+            if key is not None and window is not None and run.as_of is not None:
+                source = reuse.find_reusable(conn, key, window=window, as_of=run.as_of, dag_id=run.dag_id,
+                                             run_id=run.run_id)
+            if source is None or key is None:
+                launch.append(job)
+                continue
+            model_uri = run.layout.artifact(target_key_of(job["target"]))
+            aws_io.copy_object(source["model_artifact_uri"], model_uri, dest_region=settings.central_region)
+            row = reuse.reused_row(source, key, target=job["target"], dag_id=run.dag_id, run_id=run.run_id,
+                                   model_artifact_uri=model_uri)
+            reuse.record_reused(conn, row)
+            log.info("Reused %s: identical to %s/%s (job %s), ended %s; not trained again.", row["target_key"],
+                     source["run_id"], source["target_key"], source["training_job_name"], source["training_end_time"])
+            if run.context is not None and "outlet_events" in run.context:
+                assets.emit_model_event(run.context["outlet_events"], row,
+                                        campaign_key=job["target"].get("campaign_key"))
+            reused.append(row)
+    if window is not None:
+        log.info("Reuse within %s: %d of %d target(s) reused, %d to train.", window, len(reused), len(jobs),
+                 len(launch))
+    return launch, reused
+
+
+def reused_rows(run: Run) -> list[dict[str, Any]]:
+    """The ``Reused`` rows ``jobs_to_launch`` recorded for this run (none outside a task)."""
+    if run.ti is None:
+        return []
+    return [dict(r) for r in run.ti.xcom_pull(task_ids="jobs_to_launch", key=REUSED_KEY) or []]
 
 
 def target_group_kwargs(job: dict[str, Any]) -> dict[str, Any]:
@@ -148,19 +238,20 @@ def target_group_kwargs(job: dict[str, Any]) -> dict[str, Any]:
 def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
     """Collect one target's job and record it with its failover moves (which the
     target's training task always pushes, maybe empty: there is no "not found")."""
-    from regional_training import aws_io, campaign_db, collection
+    from regional_training import assets, aws_io, campaign_db, collection, reuse
     from regional_training.operators import MOVES_KEY
+    from regional_training.targets import target_key_of
 
     if run.ti is not None:  # the mapped task's name: region + target (DAG's map_index_template)
         from airflow.sdk import get_current_context
 
         get_current_context()["mrt_target"] = (  # type: ignore[typeddict-unknown-key]
-            f"{job['target']['region_code']} {job['target']['dataset_key']}")
+            f"{job['target']['region_code']} {target_key_of(job['target'])}")
     settings = run.settings
     moves = list(run.ti.xcom_pull(task_ids="train", key=MOVES_KEY, map_indexes=run.ti.map_index) or []
                  ) if run.ti is not None else []
     with run.campaign_db() as conn:
-        key = job["target"]["dataset_key"]
+        key = target_key_of(job["target"])
         for move in moves:
             campaign_db.execute(conn, "record_placement_move.sql",
                                 {"dag_id": run.dag_id, "run_id": run.run_id, "target_key": key, **move})
@@ -171,8 +262,14 @@ def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
             layout=run.layout,
             describe=lambda region, name: aws_io.describe_training_job(name, region=region),
             copy=lambda src, dst: aws_io.copy_object(src, dst, dest_region=settings.central_region),
-            upsert=lambda row: campaign_db.execute(conn, "upsert_training_run.sql", row),
+            # With the inputs of the copy it trained on (after any failover), so a later
+            # run can reuse it (regional_training.reuse).
+            upsert=lambda row: campaign_db.execute(
+                conn, "upsert_training_run.sql",
+                {**row, **reuse.trained_fields(reuse.key_for_copy(job, row["copy_id"]))}),
         )
+        if run.context is not None and "outlet_events" in run.context:
+            assets.emit_model_event(run.context["outlet_events"], row, campaign_key=job["target"].get("campaign_key"))
         return {**row, "moves": moves}
 
 
@@ -210,9 +307,9 @@ def summarize_run(
 
     from airflow.configuration import conf
 
-    from regional_training import aws_io, links, report, summary
+    from regional_training import assets, aws_io, links, report, summary
 
-    rows, left_out = collected_rows(rows), list(left_out or [])
+    rows, left_out = collected_rows(rows) + reused_rows(run), list(left_out or [])
     dry_run = bool(run.params.get("dry_run"))
     result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out)
     result["verdict"] = _verdict(run, jobs, rows, left_out, with_states=False).to_dict()
@@ -229,6 +326,10 @@ def summarize_run(
     for line in result["text"].splitlines():
         log.info("%s", line)
     log.info("Report: %s", run.layout.report)
+    if run.context is not None and "outlet_events" in run.context:  # the mrt_run_summary event
+        run.context["outlet_events"][assets.RUN_SUMMARY].extra = assets.summary_event_extra(
+            dag_id=run.dag_id, run_id=run.run_id, verdict=result["verdict"], rows=rows, summary_uri=uri,
+            report_uri=run.layout.report)
     return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"]}
 
 
@@ -244,7 +345,7 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     if jobs is None:
         raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
                                  "(see its log); nothing was launched")
-    verdict = _verdict(run, jobs, collected_rows(rows), list(left_out or []), with_states=True)
+    verdict = _verdict(run, jobs, collected_rows(rows) + reused_rows(run), list(left_out or []), with_states=True)
     for line in verdict.lines():
         log.info("%s", line)
     report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))

@@ -70,11 +70,17 @@ def test_training_dag_shape() -> None:
 
 
 def test_training_dag_schedule_creates_no_run_for_a_past_time() -> None:
-    from airflow.sdk import CronTriggerTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    from regional_training import assets
 
     dag = DagBag(dag_folder=str(DAGS_DIR / "multi_region_training.py")).dags["multi_region_training"]
-    assert isinstance(dag.timetable, CronTriggerTimetable)
-    assert dag.timetable.run_immediately is False  # unpausing waits for the next 02:00
-    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "UTC"
+    # Nightly or when a dataset becomes ready (issue 15).
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assert dag.timetable.asset_condition == assets.DATASET_READY
+    timetable = dag.timetable.timetable
+    assert isinstance(timetable, CronTriggerTimetable)
+    assert timetable.run_immediately is False  # unpausing waits for the next 02:00
+    assert timetable.expression == "0 2 * * *" and str(timetable.timezone) == "UTC"
     assert dag.is_paused_upon_creation is True
     assert dag.description

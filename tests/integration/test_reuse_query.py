@@ -57,7 +57,7 @@ def _key(conn: Any, copy: dict[str, Any]) -> ReuseKey:
 
 def _record(conn: Any, key: ReuseKey, copy: dict[str, Any], run_id: str, *, status: str = "Completed",
             ended: datetime = ENDED) -> None:
-    """A completed row the way the collector writes it, then stamped with its inputs."""
+    """A completed row the way the collector writes it: with its inputs."""
     row = {
         "dag_id": DAG_ID, "run_id": run_id, "target_key": copy["dataset_key"], "region_code": copy["region_code"],
         "dataset_id": key.dataset_id, "copy_id": key.copy_id, "training_job_name": f"job-{run_id}",
@@ -71,8 +71,7 @@ def _record(conn: Any, key: ReuseKey, copy: dict[str, Any], run_id: str, *, stat
         "purchase_option": "on_demand", "placement_rank": 1, "price_per_instance_hour": 10.0,
         "billing_usd_per_hour": 10.0, "planned_cost_usd": 12.0, "actual_cost_usd": 10.0,
     }
-    campaign_db.execute(conn, "upsert_training_run.sql", row)
-    assert reuse.record_inputs(conn, key, dag_id=DAG_ID, run_id=run_id, target_key=copy["dataset_key"]) == 1
+    assert campaign_db.execute(conn, "upsert_training_run.sql", {**row, **reuse.trained_fields(key)}) == 1
 
 
 def _find(conn: Any, key: ReuseKey, window: str | None = "P2D", as_of: datetime = AS_OF,

@@ -45,7 +45,7 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
     """Three nights' rows in training_runs through the collectors' own UPSERT."""
     import psycopg2
 
-    from regional_training import campaign_db
+    from regional_training import campaign_db, reuse
 
     conn = psycopg2.connect(dsn)
     with conn.cursor() as cur:
@@ -63,7 +63,7 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
                 "metrics": {**row["metrics"], "train:accuracy": 0.5 + 0.1 * night_index},
             }
             campaign_db.execute(conn, "upsert_training_run.sql",
-                                {**recorded_row, "metrics": json.dumps(recorded_row["metrics"])})
+                                {**recorded_row, **reuse.NOT_REUSED, "metrics": json.dumps(recorded_row["metrics"])})
             recorded.append(recorded_row)
     conn.close()
     return recorded

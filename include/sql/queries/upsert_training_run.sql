@@ -1,4 +1,9 @@
--- Record one target's result. Re-running or clearing a region replaces its row.
+-- Record one target's result: a trained job's (the collector) or a reused one's
+-- (status 'Reused', reuse.reused_row). The one statement that writes a training_runs row.
+-- training_image, dataset_version and reuse_key are the inputs that make a Completed row
+-- findable by find_reusable.sql (NULL: never reused); reused_from_* point a 'Reused' row
+-- at the row whose job made its model (NULL otherwise). Re-running or clearing a region
+-- replaces its row.
 INSERT INTO training_runs (
     dag_id, run_id, target_key, region_code, dataset_id, copy_id,
     training_job_name, training_job_arn, attempt, status, failure_reason,
@@ -6,7 +11,9 @@ INSERT INTO training_runs (
     training_start_time, training_end_time, billable_seconds, metrics,
     source_artifact_uri, model_artifact_uri,
     purchase_option, placement_rank, price_per_instance_hour, billing_usd_per_hour,
-    planned_cost_usd, actual_cost_usd
+    planned_cost_usd, actual_cost_usd,
+    training_image, dataset_version, reuse_key,
+    reused_from_dag_id, reused_from_run_id, reused_from_target_key
 ) VALUES (
     %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
     %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s, %(failure_reason)s,
@@ -14,7 +21,9 @@ INSERT INTO training_runs (
     %(training_start_time)s, %(training_end_time)s, %(billable_seconds)s, %(metrics)s,
     %(source_artifact_uri)s, %(model_artifact_uri)s,
     %(purchase_option)s, %(placement_rank)s, %(price_per_instance_hour)s, %(billing_usd_per_hour)s,
-    %(planned_cost_usd)s, %(actual_cost_usd)s
+    %(planned_cost_usd)s, %(actual_cost_usd)s,
+    %(training_image)s, %(dataset_version)s, %(reuse_key)s,
+    %(reused_from_dag_id)s, %(reused_from_run_id)s, %(reused_from_target_key)s
 )
 ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     region_code            = EXCLUDED.region_code,
@@ -40,4 +49,10 @@ ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     billing_usd_per_hour   = EXCLUDED.billing_usd_per_hour,
     planned_cost_usd       = EXCLUDED.planned_cost_usd,
     actual_cost_usd        = EXCLUDED.actual_cost_usd,
+    training_image         = EXCLUDED.training_image,
+    dataset_version        = EXCLUDED.dataset_version,
+    reuse_key              = EXCLUDED.reuse_key,
+    reused_from_dag_id     = EXCLUDED.reused_from_dag_id,
+    reused_from_run_id     = EXCLUDED.reused_from_run_id,
+    reused_from_target_key = EXCLUDED.reused_from_target_key,
     updated_at             = now();
