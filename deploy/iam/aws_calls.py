@@ -40,6 +40,8 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     # The run report reads each job's metric lines from its CloudWatch log stream.
     ("logs", "DescribeLogStreams"),
     ("logs", "GetLogEvents"),
+    # One message per run from the watcher task (regional_training.notifications).
+    ("sns", "Publish"),
 ]
 
 #: Calls SageMaker makes with the execution role while a training job runs.

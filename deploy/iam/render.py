@@ -9,6 +9,7 @@ placeholder                    kind     value
 ``${EXECUTION_ROLE_NAME}``     scalar   the SageMaker execution role's name
 ``${CENTRAL_BUCKET}``          scalar   ``mrt_central_bucket``
 ``${TRAINING_IMAGE_REPOSITORY}`` scalar ``mrt_training_image_repository``
+``${NOTIFICATION_TOPIC_ARN}``  scalar   ``mrt_notification_topic_arn`` (run notifications)
 ``${REGIONS}``                 list     training regions
 ``${DATA_BUCKETS}``            list     buckets holding dataset copies (``datasets/``)
 ``${OUTPUT_BUCKETS}``          list     per-region SageMaker output buckets
@@ -22,6 +23,7 @@ Lists come from flags or from the campaign-metadata database (``--campaign-dsn``
     python -m deploy.iam.render --account-id 111122223333 \\
         --execution-role-name mrt-sagemaker-execution --central-bucket mrt-central-artifacts \\
         --training-image-repository multi-region-training/resnet50-horovod \\
+        --notification-topic-arn arn:aws:sns:eu-west-1:111122223333:mrt-training-runs \\
         --campaign-dsn postgresql://user:pass@host:5432/campaigns --out-dir build/iam
 """
 
@@ -41,6 +43,7 @@ if __package__ in (None, ""):
 
 from deploy import campaign_targets
 from regional_training import identifiers
+from regional_training.notifications import TOPIC_ARN_PATTERN
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATES = (
@@ -48,7 +51,7 @@ TEMPLATES = (
     "sagemaker-execution-role.policy.json",
     "sagemaker-execution-role.trust.json",
 )
-SCALARS = ("ACCOUNT_ID", "EXECUTION_ROLE_NAME", "CENTRAL_BUCKET", "TRAINING_IMAGE_REPOSITORY")
+SCALARS = ("ACCOUNT_ID", "EXECUTION_ROLE_NAME", "CENTRAL_BUCKET", "TRAINING_IMAGE_REPOSITORY", "NOTIFICATION_TOPIC_ARN")
 LISTS = ("REGIONS", "DATA_BUCKETS", "OUTPUT_BUCKETS")
 PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
@@ -63,6 +66,8 @@ _CHECKS: dict[str, Callable[[object], bool]] = {
     "EXECUTION_ROLE_NAME": _pattern(r"^[\w+=,.@-]{1,64}$"),
     "CENTRAL_BUCKET": identifiers.is_bucket,
     "TRAINING_IMAGE_REPOSITORY": _pattern(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$"),
+    # The topic the watcher publishes to: one standard topic, the rule is the package's.
+    "NOTIFICATION_TOPIC_ARN": _pattern(TOPIC_ARN_PATTERN),
     "REGIONS": identifiers.is_region,
     "DATA_BUCKETS": identifiers.is_bucket,
     "OUTPUT_BUCKETS": identifiers.is_bucket,
@@ -140,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execution-role-name", default="mrt-sagemaker-execution")
     parser.add_argument("--central-bucket", required=True)
     parser.add_argument("--training-image-repository", default="multi-region-training/resnet50-horovod")
+    parser.add_argument("--notification-topic-arn", required=True,
+                        help="the SNS topic of run notifications (the Variable mrt_notification_topic_arn)")
     parser.add_argument("--campaign-dsn", help="read regions and buckets from the campaign-metadata DB")
     parser.add_argument("--regions", action="append", default=[], help="comma-separated (repeatable)")
     parser.add_argument("--data-buckets", action="append", default=[], help="comma-separated (repeatable)")
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "EXECUTION_ROLE_NAME": args.execution_role_name,
         "CENTRAL_BUCKET": args.central_bucket,
         "TRAINING_IMAGE_REPOSITORY": args.training_image_repository,
+        "NOTIFICATION_TOPIC_ARN": args.notification_topic_arn,
         "REGIONS": _csv(args.regions),
         "DATA_BUCKETS": _csv(args.data_buckets),
         "OUTPUT_BUCKETS": _csv(args.output_buckets),

@@ -29,6 +29,7 @@ VALUES = {
     "EXECUTION_ROLE_NAME": ROLE,
     "CENTRAL_BUCKET": CENTRAL,
     "TRAINING_IMAGE_REPOSITORY": REPO,
+    "NOTIFICATION_TOPIC_ARN": f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs",
     "REGIONS": REGIONS,
     # What the seed's campaign DB yields (checked in test_values_match_the_seeded_campaign_db).
     "DATA_BUCKETS": [f"mrt-campaign-data-{r}" for r in REGIONS],
@@ -74,6 +75,7 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("s3", "AbortMultipartUpload"): [("s3:AbortMultipartUpload", ARTIFACT_DST, {})],
     ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {})],
     ("logs", "GetLogEvents"): [("logs:GetLogEvents", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
+    ("sns", "Publish"): [("sns:Publish", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {})],
 }
 
 CKPT = f"arn:aws:s3:::{OUTPUT}/checkpoints/{RUN}/boston-winter-2026/ckpt-0001.index"
@@ -238,6 +240,11 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         # Reading or writing their objects is not.)
         ("s3:ListBucket", "arn:aws:s3:::someone-elses-bucket", {"s3:prefix": "datasets/"}),
         ("s3:PutBucketPolicy", f"arn:aws:s3:::{CENTRAL}", {}),
+        # SNS: publish to the deployment's topic only, nothing else.
+        ("sns:Publish", f"arn:aws:sns:eu-west-1:{ACCT}:someone-elses-topic", {}),
+        ("sns:Publish", f"arn:aws:sns:us-east-1:{ACCT}:mrt-training-runs", {}),
+        ("sns:Subscribe", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {}),
+        ("sns:CreateTopic", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {}),
     ],
 )
 def test_airflow_role_denies_what_the_dag_does_not_do(docs, action, resource, context):
@@ -329,6 +336,8 @@ def test_render_cli_writes_the_documents(tmp_path, repo_root):
         ACCT,
         "--central-bucket",
         CENTRAL,
+        "--notification-topic-arn",
+        VALUES["NOTIFICATION_TOPIC_ARN"],
         "--regions",
         ",".join(REGIONS),
         "--data-buckets",
