@@ -144,3 +144,31 @@ def test_a_missing_output_bucket_fails_preflight_with_zero_jobs(
     assert "mrt-output-does-not-exist" in out and "eu-west-1" in out
     assert jobs_of_run(offline_stack, dag_run.run_id) == []
     assert _all_rows(campaign_dsn) == before
+
+
+def test_two_campaigns_with_the_same_dataset_key_both_train(offline_stack: str, campaign_dsn: str) -> None:
+    """Dataset keys are unique per campaign only (the schema's rule): a second campaign
+    whose dataset has the same key trains too, each under ``campaign.dataset``."""
+    shared = "munich-autobahn-2026-v1"
+    _execute_sql(campaign_dsn, "UPDATE campaigns SET status = 'ready' WHERE campaign_key = %s", ("berlin-night-2026",))
+    _execute_sql(campaign_dsn, "UPDATE datasets SET dataset_key = %s WHERE dataset_key = %s",
+                 (shared, "berlin-night-2026-v1"))
+    try:
+        dag_run, states = run_dag({"campaigns": ["munich-autobahn-2026", "berlin-night-2026"],
+                                   "regions": ["eu-central-1"]})
+    finally:
+        _execute_sql(campaign_dsn, "UPDATE datasets SET dataset_key = %s WHERE dataset_id = "
+                     "(SELECT d.dataset_id FROM datasets d JOIN campaigns c USING (campaign_id) "
+                     "WHERE c.campaign_key = %s)", ("berlin-night-2026-v1", "berlin-night-2026"))
+        _execute_sql(campaign_dsn, "UPDATE campaigns SET status = 'labelling' WHERE campaign_key = %s",
+                     ("berlin-night-2026",))
+    assert str(dag_run.state) == "success", states
+    assert states["train"] == ["success"] * 2
+    jobs = jobs_of_run(offline_stack, dag_run.run_id)
+    keys = [f"berlin-night-2026.{shared}", f"munich-autobahn-2026.{shared}"]
+    assert sorted(j["TagMap"]["target"] for j in jobs) == keys
+    assert {j["TrainingJobStatus"] for j in jobs} == {"Completed"}
+    rows = rows_of_run(campaign_dsn, dag_run.run_id, "target_key", "status", "model_artifact_uri")
+    assert [r["target_key"] for r in rows] == keys
+    assert [r["status"] for r in rows] == ["Completed", "Completed"]
+    assert len({r["model_artifact_uri"] for r in rows}) == 2  # two models, two places
