@@ -192,6 +192,9 @@ def seed_aws(endpoint: str, dsn: str, write_samples: SampleWriter = placeholder_
     _create_bucket(endpoint, CENTRAL_BUCKET, CENTRAL_REGION)
     for region, output_bucket in regions:
         _create_bucket(endpoint, output_bucket, region)
+    from local_aws.batch import seed_batch  # the Batch launchers' queues and job definition
+
+    seed_batch(endpoint, CENTRAL_REGION, [region for region, _ in regions])
 
     def fill(copy: tuple[str, str, str]) -> None:
         region, uri, dataset_key = copy

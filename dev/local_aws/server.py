@@ -14,9 +14,16 @@ import tempfile
 import threading
 from pathlib import Path
 
+from local_aws.batch import BatchEmulator
+from local_aws.batch import install as install_batch
 from local_aws.images import load_image_map
 from local_aws.lifecycles import load_lifecycles
 from local_aws.training_jobs import EmulatorConfig, install, stop_all
+
+
+def runners_endpoint(host: str, port: int) -> str:
+    """Jobs reach the server on loopback even when it listens on every interface."""
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"  # noqa: S104
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.get_host_and_port()
     runners = install(
         EmulatorConfig(
-            # Jobs reach the server on loopback even when it listens on every interface.
-            endpoint_url=f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}",  # noqa: S104
+            endpoint_url=runners_endpoint(host, port),
             images=load_image_map(args.images),
             workdir=workdir,
             max_concurrent=args.max_concurrent_jobs,
@@ -57,11 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             lifecycles=load_lifecycles(args.lifecycles),
         )
     )
+    # AWS Batch for the launchers (local_aws.batch): array children and service jobs.
+    batch = BatchEmulator(endpoint_url=runners_endpoint(host, port), workdir=workdir,
+                          stop_grace_seconds=args.stop_grace_seconds)
+    install_batch(batch)
     print(f"local AWS emulator listening on http://{host}:{port}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
+    batch.stop_all()
     stop_all(runners)
     server.stop()
     return 0

@@ -93,6 +93,11 @@ class StoppingSageMakerTrigger(SageMakerTrigger):
                 self.log.warning("StopTrainingJob %s: %s", self.job_name, err)
 
 
+def _launcher(context: Context) -> str:
+    """The run's ``launcher`` Param (``airflow`` when absent): decided at execute time."""
+    return str((context.get("params") or {}).get("launcher") or "airflow")
+
+
 class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     """Create-or-reattach a deterministic training job in ``region_name`` and wait for it.
 
@@ -120,6 +125,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.max_failovers = max_failovers
         #: The job this try acts on (candidate, name), for ``on_kill``.
         self._current: tuple[Candidate, str] | None = None
+        #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
+        self._launcher = "airflow"
 
     @property
     def target_key(self) -> str | None:
@@ -135,11 +142,16 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return [first, *(Candidate.from_dict(c) for c in self.failover)][: self.max_failovers + 1]
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._launcher = _launcher(context)
         return self._act(context, refused={})
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        self._launcher = _launcher(context)
         event = validate_execute_complete_event(event)
         refused = self._refused_before(context)
+        if event["status"] == "capacity":  # a Batch service job cancelled after waiting for capacity
+            refused[str(event["region"])] = ("CAPACITY", str(event.get("message")))
+            return self._act(context, refused=refused)
         resolution = resolve(self.candidates(), self._describe, refused=refused)
         if event["status"] == "success" or resolution.ended_for_capacity(str(event.get("job_name"))):
             # Success: the resolution returns the job. A job that ended for capacity: it
@@ -181,6 +193,10 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 ti = context["ti"]
                 check_new_attempt(previous.description, try_number=ti.try_number, max_tries=ti.max_tries,
                                   retries=self.retries or 0)
+            if self._launcher == "batch_array":  # the array child creates it: follow (defers or fails)
+                self._follow_child(context, attempt.name)
+            if self._launcher == "batch_service":  # Batch creates it when capacity comes (defers)
+                self._defer_on_service_job(context, candidate, attempt.name)
             try:
                 self._create(candidate, attempt.name)
             except ClientError as err:
@@ -193,6 +209,47 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 resolution = None
                 continue
             self._defer_on(candidate, attempt.name)
+
+    def resume_following(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``launcher=batch_array``: look again for the job the array child makes."""
+        self._launcher = _launcher(context)
+        return self._act(context, refused=self._refused_before(context))
+
+    def _follow_child(self, context: Context, name: str) -> NoReturn:
+        """Wait (deferred, no worker held) for this target's array child to create ``name``;
+        fail naming the child and region if it ended without a live job."""
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        from regional_training import batch_jobs
+
+        launch = context["ti"].xcom_pull(task_ids=batch_jobs.LAUNCH_TASK_ID)
+        if not launch:
+            raise RuntimeError(f"launcher=batch_array but {batch_jobs.LAUNCH_TASK_ID} submitted no array job")
+        child_id = batch_jobs.array_child(launch, str(self.target_key))
+        child = batch_jobs.describe_batch_job(child_id, region=launch["region"])
+        if child.get("status") in ("SUCCEEDED", "FAILED"):
+            raise RuntimeError(f"array child {child_id} (target {self.target_key}, {self.region_name}) ended "
+                               f"{child['status']} ({child.get('statusReason') or 'no reason'}) and no training "
+                               f"job {name} is live: see the child's log")
+        self.log.info("Waiting for array child %s (%s) to create %s.", child_id, child.get("status"), name)
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.check_interval)), method_name="resume_following")
+
+    def _defer_on_service_job(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
+        """Submit (idempotently) this attempt as a Batch service job in the candidate's
+        region and wait for it to end (:class:`regional_training.batch_jobs.BatchServiceJobTrigger`)."""
+        from regional_training import batch_jobs
+
+        params = dict(context.get("params") or {})
+        job_id = batch_jobs.submit_service_job(candidate.request, name, region=candidate.region, params=params,
+                                               aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
+        self.log.info("Service job %s for %s in %s (request sha256 %s).", job_id, name, candidate.region,
+                      request_digest({**candidate.request, "TrainingJobName": name}))
+        limit = wait_limit_seconds(candidate.request)
+        trigger = batch_jobs.BatchServiceJobTrigger(
+            service_job_id=job_id, job_name=name, region_name=candidate.region,
+            capacity_wait_seconds=60 * int(params.get("batch_capacity_wait_minutes") or 0),
+            poll_seconds=self.check_interval, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit))
 
     def _create(self, candidate: Candidate, name: str) -> None:
         request = {**candidate.request, "TrainingJobName": name}

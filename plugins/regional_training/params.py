@@ -16,6 +16,8 @@ from regional_training.training_request import GPUS_PER_INSTANCE
 #: the small one trains on CPU in seconds for local runs and tests).
 MODELS = ("resnet50", "resnet_tiny")
 LR_SCHEDULES = ("poly", "cosine", "steps")
+#: How the training jobs are launched (the ``launcher`` Param; docs/batch.md).
+LAUNCHERS = ("airflow", "batch_array", "batch_service")
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
@@ -170,6 +172,39 @@ def param_specs() -> dict[str, dict[str, Any]]:
         },
         # Cached identical work: off by default (regional_training.reuse says why).
         reuse.PARAM_NAME: reuse.param_spec(),
+        # The AWS Batch launchers (regional_training.batch_launcher, .batch_jobs; docs/batch.md).
+        "launcher": {
+            "default": "airflow",
+            "type": "string",
+            "enum": list(LAUNCHERS),
+            "title": "Launcher",
+            "description": "airflow: one deferred task per target creates and follows its job. batch_array: one "
+            "AWS Batch array job reads the array file, child N launching line N. batch_service: one Batch "
+            "service job per target in its region's queue, waiting there for capacity.",
+        },
+        "batch_capacity_wait_minutes": {
+            "default": 60,
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10080,
+            "title": "batch_service: wait for capacity (minutes)",
+            "description": "A service job waiting for capacity longer than this is cancelled and its target "
+            "moves to its next candidate.",
+        },
+        "batch_scheduling_priority": {
+            "default": 0,
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 9999,
+            "title": "batch_service: scheduling priority",
+        },
+        "batch_share_identifier": {
+            "default": None,
+            "type": ["null", "string"],
+            "pattern": r"^[A-Za-z0-9]{1,255}\*?$",
+            "title": "batch_service: fair-share identifier",
+            "description": "Empty: none (queues without a fair-share policy).",
+        },
     }
 
 

@@ -56,6 +56,10 @@ INVALID = {
     "max_failovers": st.one_of(st.integers(max_value=-1), st.integers(min_value=6)),
     "spot_extra_wait_hours": st.one_of(st.integers(max_value=0), st.integers(min_value=169)),
     "dry_run": st.sampled_from(["yes", 1, None]),
+    "launcher": st.sampled_from(["batch", "", "AIRFLOW"]),
+    "batch_capacity_wait_minutes": st.one_of(st.integers(max_value=-1), st.integers(min_value=10081)),
+    "batch_scheduling_priority": st.one_of(st.integers(max_value=-1), st.integers(min_value=10000)),
+    "batch_share_identifier": st.sampled_from(["", "team a", "x" * 256]),
     "reuse_completed_within": st.sampled_from(["P1Y", "P1M", "7 days", "PT", 7]),
 }
 
