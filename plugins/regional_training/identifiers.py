@@ -20,9 +20,13 @@ REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 #: Campaign, dataset and target keys.
 KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+#: A scan point's id (``p01``, ``p02``, ...; regional_training.scan numbers them).
+POINT_ID_PATTERN = r"^p[0-9]{2,4}$"
 #: A target's key in a run: ``dataset`` or, when two selected campaigns share the
-#: dataset key, ``campaign.dataset`` (keys never contain ``.``, so it cannot collide).
-TARGET_KEY_PATTERN = r"^([a-z0-9][a-z0-9-]{0,47}\.)?[a-z0-9][a-z0-9-]{0,47}$"
+#: dataset key, ``campaign.dataset`` (keys never contain ``.``, so it cannot collide);
+#: in a parameter scan, ``_<point id>`` follows (keys never contain ``_`` either, and it
+#: is valid in tag values, S3 keys and Airflow map indexes): ``dataset_p03``.
+TARGET_KEY_PATTERN = r"^([a-z0-9][a-z0-9-]{0,47}\.)?[a-z0-9][a-z0-9-]{0,47}(_p[0-9]{2,4})?$"
 #: SageMaker's job-name rule (``CreateTrainingJob``'s ``TrainingJobName``).
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 #: Purchase options, in the order the placement prefers them at equal expected cost.
@@ -44,6 +48,7 @@ _BUCKET = re.compile(BUCKET_PATTERN)
 _KEY = re.compile(KEY_PATTERN)
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
 _TARGET_KEY = re.compile(TARGET_KEY_PATTERN)
+_POINT_ID = re.compile(POINT_ID_PATTERN)
 #: An ``s3://bucket[/prefix]`` URI whose key has no separator that would break a CSV
 #: line (``,`` ``"``) or an S3 prefix (whitespace).
 _S3_URI = re.compile(r"^s3://([^/]+)(/[^\s,\"]*)?$")
@@ -70,9 +75,15 @@ def is_key(value: object) -> bool:
     return isinstance(value, str) and _KEY.fullmatch(value) is not None
 
 
-def target_key(dataset_key: str, campaign_key: str | None = None) -> str:
-    """The target key: the dataset key, qualified by its campaign when that is needed."""
-    return f"{campaign_key}.{dataset_key}" if campaign_key else dataset_key
+def target_key(dataset_key: str, campaign_key: str | None = None, point_id: str | None = None) -> str:
+    """The target key: the dataset key, qualified by its campaign when that is needed,
+    and by its scan point in a parameter scan (``None``: no scan, the key of today)."""
+    key = f"{campaign_key}.{dataset_key}" if campaign_key else dataset_key
+    return f"{key}_{point_id}" if point_id else key
+
+
+def is_point_id(value: object) -> bool:
+    return isinstance(value, str) and _POINT_ID.fullmatch(value) is not None
 
 
 def is_target_key(value: object) -> bool:

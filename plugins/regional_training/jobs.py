@@ -3,7 +3,9 @@ per failover alternative, and the mapped training operator's kwargs.
 
 A job (one XCom entry, JSON) holds ``target`` and ``request`` (the planned placement),
 ``failover`` (the ranked alternatives, each ``target`` and ``request``),
-``max_failovers`` and ``hyperparameters_sha256``;
+``max_failovers`` and ``hyperparameters_sha256``, and what the job runs:
+``training_image`` (``<repository>:<tag>``, region-independent), ``entry_point``,
+``point_id`` and ``point_overrides`` (a parameter scan's point; ``None`` without one);
 :func:`regional_training.collection.job_candidates` gives its typed view.
 """
 
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from regional_training import array_file, training_request
+from regional_training import array_file, scan, training_request
 from regional_training.collection import job_candidates
 from regional_training.params import processes_per_host, training_hyperparameters
 from regional_training.settings import Settings
@@ -36,22 +38,23 @@ def build_jobs(
     Built from the stored array file (the record of what this run trains), cross-checked
     against the selected targets. Each job holds its target and request, a request per
     ranked failover alternative (built and validated now, so a failover never needs the
-    database), the failover limit and the hyperparameter hash.
+    database), the failover limit and the hyperparameter hash. A scan point's line
+    carries its overrides: its request is the recipe with those hyperparameters, image
+    tag and entry point (each job then has its own hash).
     """
     by_key = {target_key_of(t): t for t in targets}
     lines = array_file.parse(array_text)
     if sorted(line["target_key"] for line in lines) != sorted(by_key):
         raise ValueError("the array file's targets differ from the selected targets; re-run select_targets")
-    hyperparameters = training_request.sagemaker_hyperparameters(
-        training_hyperparameters(params), processes_per_host=processes_per_host(params)
-    )
-    digest = training_request.hyperparameters_sha256(hyperparameters)
+    base = training_hyperparameters(params)
+    ppn = processes_per_host(params)
 
-    def request_for(target: Target) -> dict[str, Any]:
+    def request_for(target: Target, hyperparameters: dict[str, str], image_tag: str | None) -> dict[str, Any]:
         request = training_request.build_request(
             target=target,
             settings=settings,
             hyperparameters=hyperparameters,
+            image_tag=image_tag,
             dag_id=dag_id,
             run_id=run_id,
             instance_type=params["instance_type"],
@@ -67,19 +70,34 @@ def build_jobs(
     for line in lines:
         data = by_key[line["target_key"]]
         target = Target.from_dict(data)
+        # The line's overrides, not the XCom copy: the stored file is what the run trains.
+        overrides = array_file.overrides_of(line)
+        if overrides != (target.point_overrides or {}):
+            raise ValueError(f"array line of {line['target_key']!r}: its overrides differ from the selected "
+                             "target's; re-run select_targets")
+        scanned, image_tag, entry_point = scan.split_overrides(overrides)
+        hyperparameters = training_request.sagemaker_hyperparameters(
+            {**base, **scanned}, processes_per_host=ppn, entry_point=entry_point)
+        digest = training_request.hyperparameters_sha256(hyperparameters)
+        request = request_for(target, hyperparameters, image_tag)
         jobs.append(
             {
                 "target": target.to_dict(),
-                "request": request_for(target),
+                "request": request,
                 "failover": [
-                    {"target": alt, "request": request_for(Target.from_dict(alt))}
+                    {"target": alt, "request": request_for(Target.from_dict(alt), hyperparameters, image_tag)}
                     for alt in data.get("alternatives", [])
                 ],
                 "max_failovers": params["max_failovers"],
                 "hyperparameters_sha256": digest,
+                "training_image": f"{settings.training_image_repository}:{image_tag or settings.training_image_tag}",
+                "entry_point": hyperparameters["sagemaker_program"],
+                "point_id": target.point_id,
+                "point_overrides": target.point_overrides,
             }
         )
-    log.info("Built %d request(s); hyperparameters sha256 %s", len(jobs), digest)
+    digests = sorted({j["hyperparameters_sha256"] for j in jobs})
+    log.info("Built %d request(s); hyperparameters sha256 %s", len(jobs), ", ".join(digests))
     return jobs
 
 

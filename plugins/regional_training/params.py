@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regional_training import identifiers, reuse
+from regional_training import identifiers, reuse, scan
 from regional_training.training_request import GPUS_PER_INSTANCE
 
 #: Model choices of the training entry point (``resnet50`` is the production recipe;
@@ -172,6 +172,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
         },
         # Cached identical work: off by default (regional_training.reuse says why).
         reuse.PARAM_NAME: reuse.param_spec(),
+        # Parameter scans: every dataset trains once per point (regional_training.scan).
+        scan.PARAM_NAME: scan.param_spec(),
         # The AWS Batch launchers (regional_training.batch_launcher, .batch_jobs; docs/batch.md).
         "launcher": {
             "default": "airflow",

@@ -57,6 +57,8 @@ class PlacementRow:
     dataset_id: int
     dataset_key: str
     campaign_key: str
+    #: The parameter-scan point of this job (``None``: no scan, one job per dataset).
+    point_id: str | None
     copy_id: int | None
     region_code: str | None
     s3_uri: str | None
@@ -95,12 +97,14 @@ class PlacementRow:
 
 @dataclass(frozen=True)
 class TargetPlacement:
-    """One selected dataset: its chosen candidate and the ranked alternatives."""
+    """One job (a selected dataset, at one scan point in a scan): its chosen candidate
+    and the ranked alternatives."""
 
     priority: int
     dataset_id: int
     dataset_key: str
     campaign_key: str
+    point_id: str | None
     chosen: PlacementRow | None
     #: Every other candidate in rank order (those that fit the plan come first).
     alternatives: tuple[PlacementRow, ...]
@@ -151,8 +155,10 @@ def placement_params(
     dataset_ids: Sequence[int] = (),
     campaign_keys: Sequence[str] = (),
     region_codes: Sequence[str] = (),
+    point_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Validated binds for ``place_targets.sql`` (empty lists mean "all", see the SQL)."""
+    """Validated binds for ``place_targets.sql`` (empty lists mean "all", see the SQL;
+    ``point_ids``: a scan's points, each dataset one job per point; empty: no scan)."""
     if instance_count <= 0:
         raise ValueError(f"instance_count must be positive, got {instance_count}")
     hours = Decimal(str(estimated_hours))
@@ -164,6 +170,9 @@ def placement_params(
     unknown = sorted(set(allowed_purchase_options) - set(PURCHASE_OPTIONS))
     if unknown:
         raise ValueError(f"unknown purchase option(s) {unknown}; expected a subset of {PURCHASE_OPTIONS}")
+    bad_points = [p for p in point_ids if not identifiers.is_point_id(p)]
+    if bad_points or len(set(point_ids)) != len(point_ids):
+        raise ValueError(f"point_ids must be distinct scan point ids, got {list(point_ids)}")
     return {
         "dataset_ids": [int(i) for i in dataset_ids],
         "campaign_keys": list(campaign_keys),
@@ -173,6 +182,7 @@ def placement_params(
         "estimated_hours": hours,
         "budget_usd": budget,
         "allowed_purchase_options": list(allowed_purchase_options),
+        "point_ids": list(point_ids),
     }
 
 
@@ -195,6 +205,7 @@ def group_rows(rows: Iterable[dict[str, Any]], *, budget_usd: Decimal | None = N
             dataset_id=head.dataset_id,
             dataset_key=head.dataset_key,
             campaign_key=head.campaign_key,
+            point_id=head.point_id,
             chosen=chosen[0] if chosen else None,
             alternatives=tuple(r for r in group if not r.chosen and r.copy_id is not None),
             left_out_reason=head.left_out_reason,

@@ -42,13 +42,18 @@ class Target:
     #: Set when another selected campaign has a dataset with the same key (the schema
     #: makes dataset keys unique per campaign only): the target key then names both.
     campaign_qualified: bool = False
+    #: The parameter-scan point this job trains (``None``: no scan, one job per dataset
+    #: with the run's hyperparameters) and its overrides of the recipe: hyperparameters,
+    #: ``image_tag``, ``entry_point`` (regional_training.scan owns both).
+    point_id: str | None = None
+    point_overrides: dict[str, Any] | None = None
 
     @property
     def target_key(self) -> str:
         """Stable identity of the work within a run (a failover moves the same target to
         another region, it does not make a new one): the dataset key, or
-        ``campaign.dataset`` when the dataset key alone is ambiguous in this run
-        (:func:`identifiers.target_key`)."""
+        ``campaign.dataset`` when the dataset key alone is ambiguous in this run, with
+        ``_<point>`` in a parameter scan (:func:`identifiers.target_key`)."""
         return target_key_of(asdict(self))
 
     @property
@@ -66,7 +71,7 @@ class Target:
 def target_key_of(target: Mapping[str, Any]) -> str:
     """:attr:`Target.target_key` of a target as it travels (``Target.to_dict()``)."""
     campaign = target.get("campaign_key") if target.get("campaign_qualified") else None
-    return identifiers.target_key(str(target["dataset_key"]), campaign)
+    return identifiers.target_key(str(target["dataset_key"]), campaign, target.get("point_id"))
 
 
 #: Row field -> (identifier rule, what it must be).
@@ -90,6 +95,8 @@ def check_row(label: str, row: dict[str, Any], allowed_regions: list[str]) -> No
         raise TargetError(f"{label}: field 's3_uri' must be a prefix ending in '/'")
     if not identifiers.is_purchase_option(row.get("purchase_option", "on_demand")):
         raise TargetError(f"{label}: field 'purchase_option' = {row.get('purchase_option')!r} is unknown")
+    if row.get("point_id") is not None and not identifiers.is_point_id(row["point_id"]):
+        raise TargetError(f"{label}: field 'point_id' = {row['point_id']!r} is not a scan point id")
 
 
 def ambiguous_dataset_keys(rows: list[dict[str, Any]]) -> set[str]:
@@ -124,20 +131,23 @@ def validate_rows(
                 f"(known: {', '.join(sorted(known_regions))})"
             )
     targets: list[Target] = []
-    seen_uris: dict[str, str] = {}
+    seen_uris: dict[tuple[str, str | None], str] = {}
     seen_keys: set[str] = set()
     ambiguous = ambiguous_dataset_keys(rows)
     for index, row in enumerate(rows, start=1):
-        label = f"target row {index} ({row.get('region_code')!r}, {row.get('dataset_key')!r})"
+        point = row.get("point_id")
+        label = f"target row {index} ({row.get('region_code')!r}, {row.get('dataset_key')!r}" + (
+            f", point {point!r})" if point else ")")
         check_row(label, row, allowed_regions)
-        if row["s3_uri"] in seen_uris:
+        # One job per copy and scan point: every point of a scan may train on the same copy.
+        if (row["s3_uri"], point) in seen_uris:
             raise TargetError(
-                f"{label}: field 's3_uri' {row['s3_uri']!r} duplicates {seen_uris[row['s3_uri']]}"
+                f"{label}: field 's3_uri' {row['s3_uri']!r} duplicates {seen_uris[(row['s3_uri'], point)]}"
             )
         target = Target.from_dict({**row, "campaign_qualified": row["dataset_key"] in ambiguous})
         if target.target_key in seen_keys:
             raise TargetError(f"{label}: target {target.target_key!r} appears twice")
-        seen_uris[target.s3_uri] = label
+        seen_uris[(target.s3_uri, point)] = label
         seen_keys.add(target.target_key)
         targets.append(target)
 

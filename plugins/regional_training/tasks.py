@@ -97,7 +97,7 @@ def select_targets(run: Run) -> dict[str, Any]:
     strict_params.check_conf(run.conf, param_specs())
     with by_error_class("select_targets"), run.campaign_db() as conn:
         reuse.parse_window(run.params.get(reuse.PARAM_NAME))  # a bad window fails here, not at launch
-        result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn))
+        result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn), allow_list=_scan_allow_list(run))
     targets = result["targets"]
     limits.check_regions([(f"param 'regions' item {i}", r) for i, r in enumerate(run.params.get("regions") or [], 1)]
                          + [(f"target row {i} ({t['dataset_key']!r})", t["region_code"])
@@ -107,6 +107,16 @@ def select_targets(run: Run) -> dict[str, Any]:
     if reason:
         log.info("Nothing to train: %s.", reason)
     return result
+
+
+def _scan_allow_list(run: Run) -> Any:
+    """A parameter scan's allowed image tags and entry points (settings are read only
+    for a scan: without one nothing changes)."""
+    from regional_training import scan
+
+    if not run.params.get(scan.PARAM_NAME):
+        return None
+    return scan.load_allow_list(run.settings.training_image_tag)
 
 
 def _ready_dataset_ids(run: Run, conn: Any) -> list[int] | None:

@@ -50,30 +50,34 @@ def job_name(dag_id: str, run_id: str, target: Target) -> str:
     """Deterministic job name, unique per (DAG run, target, placement), within SageMaker's rules.
 
     The placement (region, copy, purchase option) is part of it so each failover
-    candidate of a target has its own name to create or reattach to.
+    candidate of a target has its own name to create or reattach to. A scan point is
+    part of the target key (so of the digest) and ends the readable slug.
     """
     placement = f"{target.region_code}\0{target.copy_id}\0{target.purchase_option}"
     identity = f"{dag_id}\0{run_id}\0{target.target_key}\0{placement}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     budget = JOB_NAME_MAX - ATTEMPT_SUFFIX_RESERVE - len("mrt-") - len(digest) - 1
+    point = f"-{target.point_id}" if target.point_id else ""
     slug = re.sub(r"[^a-z0-9-]+", "-", f"{target.region_code}-{target.dataset_key}".lower())
-    slug = slug[:budget].strip("-")
+    slug = slug[: budget - len(point)].strip("-") + point
     name = f"mrt-{slug}-{digest}"
     if not identifiers.is_job_name(name):  # pragma: no cover - guarded by construction
         raise ValueError(f"job name {name!r} is not valid for SageMaker")
     return name
 
 
-def sagemaker_hyperparameters(training: dict[str, Any], *, processes_per_host: int) -> dict[str, str]:
+def sagemaker_hyperparameters(training: dict[str, Any], *, processes_per_host: int,
+                               entry_point: str | None = None) -> dict[str, str]:
     """The job's HyperParameters: the recipe plus SageMaker's MPI settings.
 
     SageMaker passes every value as a string; keys are sorted so the dict (and its
-    hash) is the same in every region.
+    hash) is the same in every region. ``entry_point``: a scan point's program
+    (``sagemaker_program``; default :data:`ENTRY_POINT`).
     """
-    values = {key: _to_str(value) for key, value in training.items()}
+    values = {key: hyperparameter_text(value) for key, value in training.items()}
     values.update(
         {
-            "sagemaker_program": ENTRY_POINT,
+            "sagemaker_program": entry_point or ENTRY_POINT,
             "sagemaker_mpi_enabled": "true",
             "sagemaker_mpi_num_of_processes_per_host": str(processes_per_host),
             "sagemaker_mpi_custom_mpi_options": CUSTOM_MPI_OPTIONS,
@@ -82,7 +86,8 @@ def sagemaker_hyperparameters(training: dict[str, Any], *, processes_per_host: i
     return dict(sorted(values.items()))
 
 
-def _to_str(value: Any) -> str:
+def hyperparameter_text(value: Any) -> str:
+    """A hyperparameter value as the text SageMaker hands the entry point."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -105,11 +110,13 @@ def build_request(
     volume_size_gb: int,
     max_runtime_seconds: int,
     spot_extra_wait_seconds: int = 24 * 3600,
+    image_tag: str | None = None,
 ) -> dict[str, Any]:
     """A complete ``CreateTrainingJob`` request for one target.
 
     Spot targets get managed spot training with ``MaxWaitTimeInSeconds``; SageMaker
     rejects a max wait without spot, so on-demand and reserved requests never carry it.
+    ``image_tag``: a scan point's tag of the deployment's image repository.
     """
     name = job_name(dag_id, run_id, target)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_runtime_seconds}
@@ -120,7 +127,7 @@ def build_request(
     return {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
-            "TrainingImage": settings.training_image(target.region_code),
+            "TrainingImage": training_image(settings, target.region_code, image_tag),
             "TrainingInputMode": "File",
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
             "EnableSageMakerMetricsTimeSeries": True,
@@ -163,8 +170,15 @@ def build_request(
             {"Key": "dag_id", "Value": dag_id},
             {"Key": "dag_run", "Value": identifiers.tag_value(run_id)},
             {"Key": "hyperparameters_sha256", "Value": hyperparameters_sha256(hyperparameters)},
+            *([{"Key": "scan_point", "Value": target.point_id}] if target.point_id else []),
         ],
     }
+
+
+def training_image(settings: Settings, region: str, image_tag: str | None = None) -> str:
+    """The image URI in ``region``: the deployment's, or its repository at ``image_tag``."""
+    image = settings.training_image(region)
+    return f"{image.rsplit(':', 1)[0]}:{image_tag}" if image_tag else image
 
 
 def validate_request(request: dict[str, Any]) -> None:

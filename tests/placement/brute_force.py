@@ -4,7 +4,8 @@ It reads the same random world the test loaded into Postgres (plain Python objec
 the database) and computes the plan by brute force: the lexicographically smallest
 feasible assignment of every target (in priority order) to one of its candidates or to
 "left out", where a target's candidates compare by (expected cost, option order,
-region) and "left out" is worse than any candidate. ``exhaustive=True`` enumerates
+region) and "left out" is worse than any candidate. A target is a job: one per dataset, or in a
+parameter scan one per (dataset, point), datasets in id order, points in the order given. ``exhaustive=True`` enumerates
 every assignment; otherwise a depth-first search prunes infeasible prefixes (sound:
 quota, reservations and budget only grow along a prefix, and "left out" always fits).
 """
@@ -53,6 +54,7 @@ class Params:
     estimated_hours: Decimal
     budget_usd: Decimal | None
     allowed_purchase_options: list[str]
+    point_ids: list[str] = field(default_factory=list)
 
     def binds(self) -> dict:
         return dict(self.__dict__)
@@ -77,6 +79,7 @@ class Target:
     priority: int
     dataset_id: int
     n_copies: int
+    point_id: str | None = None
     cands: list[Cand] = field(default_factory=list)
 
 
@@ -95,10 +98,11 @@ def targets(world: World, p: Params) -> list[Target]:
                if enabled and (not p.region_codes or r in p.region_codes)}
     options = p.allowed_purchase_options or list(OPTION_ORDER)
     out = []
-    for priority, did in enumerate(ids, start=1):
+    jobs = [(did, point) for did in ids for point in (p.point_ids or [None])]
+    for priority, (did, point) in enumerate(jobs, start=1):
         copies = [(cid, region) for cid, (d, region, status) in world.copies.items()
                   if d == did and status == "available" and region in allowed]
-        t = Target(priority, did, len(copies))
+        t = Target(priority, did, len(copies), point)
         for cid, region in copies:
             price = world.pricing.get((region, p.instance_type))
             if price is None:
@@ -203,7 +207,7 @@ def expected_rows(world: World, p: Params, *, exhaustive: bool = False) -> list[
         else:
             reason = "no_capacity"
         if not t.cands:
-            rows.append((t.priority, t.dataset_id, None, None, None, None, False, False, False,
+            rows.append((t.priority, t.dataset_id, t.point_id, None, None, None, None, False, False, False,
                          reason, cumulative, spent_f))
             continue
         scored = []
@@ -218,6 +222,6 @@ def expected_rows(world: World, p: Params, *, exhaustive: bool = False) -> list[
             scored.append((not chosen, not (fits_cap and fits_budget), c.key, c, chosen, fits_cap, fits_budget))
         scored.sort(key=lambda s: s[:3])
         for rank, (_a, _b, _k, c, chosen, fits_cap, fits_budget) in enumerate(scored, start=1):
-            rows.append((t.priority, t.dataset_id, c.region, c.option, c.cost, rank, chosen,
+            rows.append((t.priority, t.dataset_id, t.point_id, c.region, c.option, c.cost, rank, chosen,
                          fits_cap, fits_budget, reason, cumulative, spent_f))
     return rows

@@ -71,6 +71,8 @@ def worlds(draw: st.DrawFn) -> tuple[World, Params]:
         estimated_hours=draw(st.sampled_from([Decimal(1), Decimal("2.5"), Decimal(10)])),
         budget_usd=draw(st.one_of(st.none(), st.sampled_from([Decimal(x) for x in (0, 5, 12, 30, 60, 150, 400)]))),
         allowed_purchase_options=draw(st.lists(st.sampled_from(["reserved", "spot", "on_demand"]), unique=True)),
+        # A parameter scan: every dataset one job per point (none: one job per dataset).
+        point_ids=draw(st.sampled_from([[], [], ["p01", "p02"], ["p01", "p02", "p03"], ["p02", "p01"]])),
     )
     return World(regions, pricing, spot, capacity, campaigns, datasets, copies), params
 
@@ -119,7 +121,8 @@ def run_query(cur, params: Params) -> list[dict]:
 
 
 def as_tuples(rows: list[dict]) -> list[tuple]:
-    return [(r["priority"], r["dataset_id"], r["region_code"], r["purchase_option"], r["expected_cost_usd"],
+    return [(r["priority"], r["dataset_id"], r["point_id"], r["region_code"], r["purchase_option"],
+             r["expected_cost_usd"],
              r["rank"], r["chosen"], r["fits_capacity"], r["fits_budget"], r["left_out_reason"],
              r["cumulative_cost_usd"], r["plan_total_usd"]) for r in rows]
 

@@ -61,6 +61,8 @@ INVALID = {
     "batch_scheduling_priority": st.one_of(st.integers(max_value=-1), st.integers(min_value=10000)),
     "batch_share_identifier": st.sampled_from(["", "team a", "x" * 256]),
     "reuse_completed_within": st.sampled_from(["P1Y", "P1M", "7 days", "PT", 7]),
+    "scan": st.sampled_from(["grid", {"grid": {"instance_count": [1]}}, {"points": []}, {"sweep": {}},
+                             {"grid": {"learning_rate": []}}, {"points": [{}]}, {"grid": {}, "metric": "f1"}]),
 }
 
 

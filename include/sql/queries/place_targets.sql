@@ -1,6 +1,7 @@
 -- Cost- and capacity-aware placement for one DAG run (issue #6); see docs/placement.md.
 --
--- Rule: targets are placed one at a time in priority order (dataset_id ascending). Each
+-- Rule: targets are placed one at a time in priority order (dataset_id ascending, then
+-- scan point in the order given: each (dataset, point) is one job, a target). Each
 -- takes its cheapest feasible candidate (copy region x purchase option) given what the
 -- higher-priority targets already use; a target with no feasible candidate is left out
 -- with a reason and uses nothing, and later targets may still fit.
@@ -28,8 +29,12 @@
 --   estimated_hours          numeric   estimated wall-clock hours per job (> 0)
 --   budget_usd               numeric   NULL = no budget
 --   allowed_purchase_options text[]    subset of {reserved,spot,on_demand}; empty = all
+--   point_ids                text[]    a parameter scan's point ids: every selected dataset
+--                                      is one job per point; empty = one job per dataset
+--                                      (point_id NULL), the plan without a scan
 --
--- Result: one row per (target, candidate), ordered by priority, rank; a target without
+-- Result: one row per (target, candidate), ordered by priority, rank (point_id names the
+-- target's scan point, NULL without a scan); a target without
 -- any candidate gets one row with NULL copy/option columns and rank NULL.
 --   rank            1..k per target: the chosen candidate first, then the others that
 --                   still fit after the whole plan (cost order), then those that do not
@@ -97,9 +102,18 @@ selected AS (
             AND c.status = 'ready'
             OR c.campaign_key = ANY (%(campaign_keys)s::text[]))
 ),
+-- One job per (dataset, scan point); without a scan one point, NULL.
+points AS (
+    SELECT u.point_id, u.ord
+      FROM unnest(%(point_ids)s::text[]) WITH ORDINALITY AS u (point_id, ord)
+    UNION ALL
+    SELECT NULL::text, 0::bigint WHERE cardinality(%(point_ids)s::text[]) = 0
+),
 targets AS (
-    SELECT s.*, row_number() OVER (ORDER BY s.dataset_id)::integer AS priority
+    SELECT s.*, pts.point_id,
+           row_number() OVER (ORDER BY s.dataset_id, pts.ord)::integer AS priority
       FROM selected AS s
+     CROSS JOIN points AS pts
 ),
 copies AS (
     SELECT t.priority, count(dc.copy_id) AS n_copies
@@ -200,7 +214,7 @@ decided AS (
       JOIN copies AS cp ON cp.priority = t.priority
 ),
 rows AS (
-    SELECT d.priority, d.dataset_id, d.dataset_key, d.campaign_key,
+    SELECT d.priority, d.dataset_id, d.dataset_key, d.campaign_key, d.point_id,
            c.copy_id, c.region_code, c.s3_uri, c.output_bucket, c.purchase_option,
            c.option_order, c.price_per_instance_hour, c.effective_usd_per_hour,
            c.billing_usd_per_hour, c.spot_price_observed_at,
@@ -226,7 +240,7 @@ rows AS (
      CROSS JOIN final AS fin
       LEFT JOIN candidates AS c ON c.priority = d.priority
 )
-SELECT priority, dataset_id, dataset_key, campaign_key,
+SELECT priority, dataset_id, dataset_key, campaign_key, point_id,
        copy_id, region_code, s3_uri, output_bucket, purchase_option,
        %(instance_type)s::text AS instance_type,
        %(instance_count)s::integer AS instance_count,
