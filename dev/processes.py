@@ -14,6 +14,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -50,3 +55,33 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+@contextlib.contextmanager
+def api_server(env: dict[str, str], log_path: Path, *, port: int | None = None, timeout: float = 180
+               ) -> Iterator[str]:
+    """A real ``airflow api-server`` on a free loopback port, with ``env`` (its home, its
+    metadata DB, its auth manager settings); yields its base URL once
+    ``/api/v2/monitor/health`` answers, and stops its whole process group afterwards.
+
+    ``AIRFLOW__API__BASE_URL`` is set to the server's URL (links and the UI need it).
+    """
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
+                                 str(port)], env={**env, "AIRFLOW__API__BASE_URL": base}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
+                    break
+                except OSError as err:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"airflow api-server did not start; see {log_path}") from err
+                    time.sleep(1)
+            yield base
+        finally:
+            stop_group(proc)

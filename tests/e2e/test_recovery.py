@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -128,43 +126,19 @@ def test_a_bad_copy_row_fails_before_anything_is_launched(offline_stack: str, ca
     assert "bad,part" in bad_uri
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def api_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Any) -> Any:
     """A real ``airflow api-server`` on this session's metadata DB (what the UI form calls)."""
     from local_stack import airflow_env
+    from processes import api_server as start_api_server
 
-    port = _free_port()
     env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db),
            "PYTHONPATH": os.pathsep.join(sys.path),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
     subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
                    capture_output=True)
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("airflow api-server did not start")
-            time.sleep(1)
-    try:
+    with start_api_server(env, airflow_db / "recovery-api-server.log", timeout=120) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _call(base: str, method: str, path: str, body: dict[str, Any] | None = None,

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from processes import free_port, stop_group
+from processes import api_server
 from regional_training.assets import DATASET_READY, ReadyDataset, dataset_selection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -73,37 +72,19 @@ def api(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Iterator[
     dags = home / "dags"
     dags.mkdir()
     (dags / "consumer.py").write_text(CONSUMER_DAG)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-           "AIRFLOW__API__BASE_URL": base, "PYTHONPATH": os.pathsep.join(sys.path)}
+           "PYTHONPATH": os.pathsep.join(sys.path)}
     subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
                    capture_output=True)
-    log = (home / "api-server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_group(proc)
-                pytest.fail(f"airflow api-server did not start; see {log.name}")
-            time.sleep(1)
-    try:
+    with api_server(env, home / "api-server.log") as base:
         status, token = _http("GET", f"{base}/auth/token")
         assert status in (200, 201), token
         # Events are queued only for unpaused DAGs scheduled on the asset.
         status, body = _http("PATCH", f"{base}/api/v2/dags/{CONSUMER}", token["access_token"], {"is_paused": False})
         assert status == 200, body
         yield base, token["access_token"]
-    finally:
-        stop_group(proc)
-        log.close()
 
 
 def _emit(base: str, token: str | None, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -35,17 +33,11 @@ USER, PASSWORD = "night-watch", "test-only-password"
 LOGGED_JOB = "mrt-campaign-view-logged-job"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _record_runs(dsn: str) -> list[dict[str, Any]]:
     """Three nights' rows in training_runs through the collectors' own UPSERT."""
     import psycopg2
 
-    from regional_training import campaign_db, reuse
+    from regional_training import campaign_db, reuse, scan
 
     conn = psycopg2.connect(dsn)
     with conn.cursor() as cur:
@@ -63,7 +55,8 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
                 "metrics": {**row["metrics"], "train:accuracy": 0.5 + 0.1 * night_index},
             }
             campaign_db.execute(conn, "upsert_training_run.sql",
-                                {**recorded_row, **reuse.NOT_REUSED, "metrics": json.dumps(recorded_row["metrics"])})
+                                {**recorded_row, **reuse.NOT_REUSED, **scan.NO_POINT,
+                                 "metrics": json.dumps(recorded_row["metrics"])})
             recorded.append(recorded_row)
     conn.close()
     return recorded
@@ -72,9 +65,9 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def campaign_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterator[str]:
     from local_stack import airflow_env
+    from processes import api_server, free_port
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
+    port = free_port()
     # Real users and passwords (not "all admins", which lets anonymous requests in).
     passwords = airflow_db / "campaign-view-passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD}))
@@ -83,27 +76,9 @@ def campaign_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> I
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-           "AIRFLOW__API__BASE_URL": base,
-           "MRT_LINKS_BASE_URL": f"{base}/campaign"}
-    log = (airflow_db / "campaign-api-server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"airflow api-server did not start; see {log.name}")
-            time.sleep(1)
-    try:
+           "MRT_LINKS_BASE_URL": f"http://127.0.0.1:{port}/campaign"}
+    with api_server(env, airflow_db / "campaign-api-server.log", port=port) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
