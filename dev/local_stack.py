@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -143,16 +143,25 @@ def aws_client(service: str, endpoint: str, region: str) -> Any:
     )
 
 
-def wait_for_job_end(sm: Any, name: str, *, timeout: float, poll: float = 0.5) -> dict[str, Any]:
-    """Poll a training job until it has ended (Completed, Failed or Stopped); its
-    description. Fails (assert) with the last description after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+JOB_ENDED = frozenset({"Completed", "Failed", "Stopped"})
+
+
+def wait_for_job_status(sm: Any, name: str, states: Iterable[str], *, timeout: float, poll: float = 0.5
+                        ) -> dict[str, Any]:
+    """Poll a training job until its status is one of ``states``; its description.
+    Fails (assert) with the last description after ``timeout`` seconds."""
+    wanted, deadline = set(states), time.monotonic() + timeout
     while True:
         job: dict[str, Any] = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+        if job["TrainingJobStatus"] in wanted:
             return job
         assert time.monotonic() < deadline, job
         time.sleep(poll)
+
+
+def wait_for_job_end(sm: Any, name: str, *, timeout: float, poll: float = 0.5) -> dict[str, Any]:
+    """Poll a training job until it has ended (Completed, Failed or Stopped); its description."""
+    return wait_for_job_status(sm, name, JOB_ENDED, timeout=timeout, poll=poll)
 
 
 def _create_bucket(endpoint: str, bucket: str, region: str) -> None:

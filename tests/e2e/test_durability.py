@@ -8,13 +8,12 @@ trigger fires, ``on_kill`` when the task is killed.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from local_stack import LOCAL_RUN_CONF, aws_client
+from local_stack import LOCAL_RUN_CONF, aws_client, wait_for_job_status
 from regional_training.operators import WAIT_MARGIN_SECONDS, DurableSageMakerTrainingOperator
 from regional_training.settings import settings_from_mapping
 from regional_training.targets import Target
@@ -61,13 +60,8 @@ def _wait_for(endpoint: str, name: str, states: set[str], timeout: float = 60) -
 
 
 def _wait_in(sm: Any, name: str, states: set[str], timeout: float = 60) -> str:
-    """Poll a job until it reaches one of ``states`` (or the timeout); its last status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
-        if status in states or time.monotonic() > deadline:
-            return str(status)
-        time.sleep(0.3)
+    """The job's status once it is one of ``states`` (fails after ``timeout``)."""
+    return str(wait_for_job_status(sm, name, states, timeout=timeout, poll=0.3)["TrainingJobStatus"])
 
 
 def _deferred(op: DurableSageMakerTrainingOperator) -> TaskDeferred:

@@ -25,7 +25,7 @@ import pytest
 from conftest import TRAINING_REGIONS
 from helpers import rows_of_run
 
-from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
+from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, wait_for_job_end
 from regional_training import training_request
 from regional_training.metric_format import METRIC_DEFINITIONS
 
@@ -233,15 +233,6 @@ def _create_job(endpoint: str, name: str, image: str, max_steps: int) -> Any:
     return sm
 
 
-def _wait_status(sm: Any, name: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.5)
-
-
 def test_stopped_job_leaves_no_process(real_aws_endpoint: str) -> None:
     endpoint, name = real_aws_endpoint, f"mrt-stop-test-{int(time.time())}"
     image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{TRAINING_REPOSITORY}:local"
@@ -259,7 +250,7 @@ def test_stopped_job_leaves_no_process(real_aws_endpoint: str) -> None:
         time.sleep(0.5)
     assert len(_job_processes(name)) >= 3
     sm.stop_training_job(TrainingJobName=name)
-    job = _wait_status(sm, name, timeout=60)
+    job = wait_for_job_end(sm, name, timeout=60)
     assert job["TrainingJobStatus"] == "Stopped", job
     assert _job_processes(name) == []
 
@@ -267,7 +258,7 @@ def test_stopped_job_leaves_no_process(real_aws_endpoint: str) -> None:
 def test_unknown_image_fails_with_a_clear_reason(real_aws_endpoint: str) -> None:
     name = f"mrt-unknown-image-{int(time.time())}"
     sm = _create_job(real_aws_endpoint, name, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/no-such-image:1", 5)
-    job = _wait_status(sm, name, timeout=30)
+    job = wait_for_job_end(sm, name, timeout=30)
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("CannotStartContainerError: image ")
     assert "no-such-image" in job["FailureReason"] and "image map" in job["FailureReason"]
