@@ -35,6 +35,7 @@ sys.path[:0] = [str(REPO / "dev"), str(REPO / "plugins")]
 from airflow_services import airflow_services, follow_run, is_training_task  # noqa: E402
 from local_pg import temporary_postgres  # noqa: E402
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws  # noqa: E402
+from processes import unwind_on_sigterm  # noqa: E402
 
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
 SAMPLE_TARGETS = 4
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs the emulator runs at once (default: all of them)")
     parser.add_argument("--conf", default="{}", help="JSON Params overriding the local defaults")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each run")
+    unwind_on_sigterm()
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

@@ -21,6 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started (Python's
+    default for SIGTERM is to die at once, leaving the services and databases behind)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from local_stack import (  # noqa: E402
     seed_aws,
     tfrecord_samples,
 )
-from processes import stop_group  # noqa: E402
+from processes import stop_group, unwind_on_sigterm  # noqa: E402
 from regional_training.training_request import run_key  # noqa: E402
 
 
@@ -66,15 +65,6 @@ def _train_python(explicit: str | None) -> str:
           flush=True)
     out = subprocess.run([str(REPO / "scripts/setup_training_env.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return out.stdout.strip().splitlines()[-1]
-
-
-def _terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.no_run and not args.serve:
         parser.error("--no-run needs --serve")
-    _terminate_on_sigterm()
+    unwind_on_sigterm()
 
     conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
     samples: SampleWriter
