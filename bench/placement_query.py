@@ -11,6 +11,8 @@ processes hits every case alike), for three ways of selecting the night's target
   ready      nightly default: empty lists, every 'ready' campaign's newest dataset
   campaigns  campaign_keys = the 100 ready campaigns
   datasets   dataset_ids = their 100 newest datasets
+  scan-100   a parameter scan: 10 of those datasets x 10 points = 100 jobs
+  scan-1000  all 100 datasets x 10 points = 1,000 jobs (most left out: no capacity)
 
 then prints EXPLAIN (ANALYZE, BUFFERS) of the nightly query at each size.
 
@@ -38,7 +40,10 @@ PARAMS = {
     "estimated_hours": 6,
     "budget_usd": 700,
     "allowed_purchase_options": [],
+    "point_ids": [],
 }
+#: A parameter scan's points (regional_training.scan numbers them p01, p02, ...).
+POINTS = [f"p{i:02d}" for i in range(1, 11)]
 
 # N/4 campaigns, 4 datasets each (relabels, newest last), every dataset copied into the
 # four sample regions (one copy in 50 still syncing). FK triggers are skipped while
@@ -131,6 +136,8 @@ def selections(conn) -> dict[str, dict]:
         "ready": base,
         "campaigns": {**base, "campaign_keys": keys},
         "datasets": {**base, "dataset_ids": ids},
+        "scan-100": {**base, "dataset_ids": ids[:10], "point_ids": POINTS},
+        "scan-1000": {**base, "dataset_ids": ids, "point_ids": POINTS},
     }
 
 
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             exec_ms = sorted(explain(conns[n], params)[2] for _ in range(9))[4]
             xs = samples[(n, mode)]
             medians[(n, mode)] = statistics.median(xs)
-            print(f"  {n:>9,} {mode:<9} {describe(rows_of[(n, mode)])}"
+            print(f"  {n:>9,} {mode:<10} {describe(rows_of[(n, mode)])}"
                   f"  client median {statistics.median(xs):6.2f} ms  p90 {statistics.quantiles(xs, n=10)[-1]:6.2f} ms"
                   f"  (server execution median of 9: {exec_ms:.2f} ms)")
         for n in sizes:
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPostgreSQL: {version}")
     if len(sizes) >= 2:
         lo, hi = min(sizes), max(sizes)
-        for mode in ("ready", "campaigns", "datasets"):
+        for mode in ("ready", "campaigns", "datasets", "scan-100", "scan-1000"):
             ratio = medians[(hi, mode)] / medians[(lo, mode)]
             print(f"ratio {hi:,}/{lo:,} ({mode}): {ratio:.2f}x   "
                   f"[target <= 2x; {hi:,}: {medians[(hi, mode)]:.2f} ms, target <= 20 ms]")

@@ -1,8 +1,11 @@
 """Which local command stands in for which training image.
 
 SageMaker pulls ``TrainingImage`` and runs its entry point; locally, the image's
-repository name (account, region and tag ignored: the same image everywhere) maps to a
-command run under the SageMaker container contract. The mapping is JSON. Two launches:
+repository name (account and region ignored: the same image everywhere) maps to a
+command run under the SageMaker container contract. A key ``<repository>:<tag>`` maps
+that one tag (a parameter scan's point may run another tag of the image) and wins over
+the plain ``<repository>`` key, which maps every other tag. The mapping is JSON. Two
+launches:
 
 **Container launch** (``"container": true``; the production path, what the training
 image gets): ``command`` is what SageMaker runs in the container (``docker run <image>
@@ -156,6 +159,18 @@ def repository_of(image_uri: str) -> str:
     if not match:
         raise ValueError(f"not an image URI: {image_uri!r}")
     return match.group("repository")
+
+
+def image_for(images: dict[str, LocalImage], image_uri: str) -> LocalImage:
+    """The map's entry for ``image_uri``: its ``repository:tag`` key, else its
+    repository's (``KeyError`` when neither is mapped)."""
+    match = _IMAGE.match(image_uri)
+    if not match:
+        raise ValueError(f"not an image URI: {image_uri!r}")
+    tagged = f"{match.group('repository')}:{match.group('tag')}" if match.group("tag") else None
+    if tagged and tagged in images:
+        return images[tagged]
+    return images[match.group("repository")]
 
 
 def load_image_map(path: str | os.PathLike[str] | None) -> dict[str, LocalImage]:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from local_aws import container
-from local_aws.images import LocalImage, repository_of
+from local_aws.images import LocalImage, image_for
 from local_aws.lifecycles import Lifecycle, LifecycleConfig
 
 log = logging.getLogger("local_aws.training_jobs")
@@ -236,7 +236,7 @@ class _Runner:
         job = self.job
         spec = job.algorithm_specification
         try:
-            image = self.config.images[repository_of(spec["TrainingImage"])]
+            image = image_for(self.config.images, spec["TrainingImage"])
         except (KeyError, ValueError):
             self._finish("Failed", f"CannotStartContainerError: image {spec['TrainingImage']!r} is not known "
                          "to the local emulator (see its image map)")

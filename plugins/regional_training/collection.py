@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from regional_training import scan
 from regional_training.attempts import Candidate, Describe, resolve
 from regional_training.placement import actual_cost_usd
 from regional_training.run_layout import RunLayout
@@ -111,6 +112,9 @@ def collect(
         "metrics": final_metrics(description) if description else {},
         "source_artifact_uri": source_uri,
         "model_artifact_uri": model_uri,
+        # What this job ran: its scan point (None without a scan) and program.
+        **scan.row_fields(target.point_id, target.point_overrides, request),
     }
-    upsert({**row, "metrics": json.dumps(row["metrics"], sort_keys=True)})
+    upsert({**row, "metrics": json.dumps(row["metrics"], sort_keys=True),
+            "point_overrides": scan.overrides_json(row["point_overrides"])})
     return row

@@ -357,6 +357,24 @@ def _plan_rows(plan: Sequence[Mapping[str, Any]]) -> str:
     return _table(head, body, "plan")
 
 
+def _scan_rows(ranking: Mapping[str, Any]) -> str:
+    """A parameter scan's points per dataset, best first (summary's ``scan``)."""
+    from regional_training.scan import describe
+
+    head = ("dataset", "rank", "point", "overrides", ranking["metric"], "images/sec", "actual USD", "region",
+            "status", "model")
+    body = []
+    for dataset, entries in ranking["datasets"].items():
+        for e in entries:
+            body.append(
+                f'<tr data-target="{_e(e["target_key"])}"' + (' class="best"' if e["best"] else "") + ">"
+                + _cell(dataset) + _cell(("best" if e["best"] else e["rank"]) or "-") + _cell(e["point_id"])
+                + _cell(describe(e["overrides"])) + _cell(e["value"], ".4f") + _cell(e["images_per_sec"], ".1f")
+                + _cell(e["actual_cost_usd"], ".2f") + _cell(e["region"]) + _cell(e["status"])
+                + _cell(e.get("best_model_uri") or e.get("model_artifact_uri")) + "</tr>")
+    return _table(head, body, "scan")
+
+
 def _left_out(items: Sequence[Mapping[str, Any]]) -> str:
     body = [
         f'<tr data-target="{_e(i["dataset_key"])}">' + _cell(i["dataset_key"]) + _cell(i.get("campaign_key"))
@@ -400,6 +418,10 @@ def render_report(
         parts.append(f'<h2>Failed</h2><ul id="failed">{items}</ul>')
     if plan:
         parts += ["<h2>Plan: placement and ranked alternatives</h2>", _plan_rows(plan)]
+    if summary.get("scan"):
+        order = "higher" if summary["scan"]["higher_is_better"] else "lower"
+        parts += [f"<h2>Parameter scan: points ranked by {_e(summary['scan']['metric'])} ({order} is better)</h2>",
+                  _scan_rows(summary["scan"])]
     if rows:
         parts += ["<h2>Targets</h2>", _target_rows(rows, links)]
         parts.append(f'<h2>Cost</h2><div class="figure">{cost_chart(rows)}</div>')

@@ -221,10 +221,16 @@ def reused_row(
         **key.row_fields(),
         "reused_from_dag_id": source["dag_id"], "reused_from_run_id": source["run_id"],
         "reused_from_target_key": source["target_key"],
+        # The scan point this target is (regional_training.scan); the program is the source job's.
+        "point_id": target.get("point_id"), "point_overrides": target.get("point_overrides") or None,
+        "entry_point": source.get("entry_point"),
     }
 
 
 def record_reused(conn: PgConnection, row: dict[str, Any]) -> int:
     """UPSERT a ``Reused`` row (from :func:`reused_row`); rows written."""
+    from regional_training import scan
+
     return campaign_db.execute(conn, "upsert_training_run.sql",
-                               {**row, "metrics": json.dumps(row["metrics"], sort_keys=True)})
+                               {**row, "metrics": json.dumps(row["metrics"], sort_keys=True),
+                                "point_overrides": scan.overrides_json(row.get("point_overrides"))})

@@ -360,6 +360,50 @@ def rank(rows: Sequence[Mapping[str, Any]], metric: str, higher_is_better: bool)
     return out
 
 
+#: The scan columns of ``upsert_training_run.sql`` for a row written without a job
+#: (tests, tools): no point, program unknown.
+NO_POINT: dict[str, Any] = {"point_id": None, "point_overrides": None, "entry_point": None}
+
+
+def row_fields(point_id: str | None, overrides: Mapping[str, Any] | None, request: Mapping[str, Any] | None
+               ) -> dict[str, Any]:
+    """A ``training_runs`` row's scan columns: the point, its overrides and the program
+    the request runs (``sagemaker_program``)."""
+    program = ((request or {}).get("HyperParameters") or {}).get("sagemaker_program")
+    return {"point_id": point_id, "point_overrides": dict(overrides) if point_id and overrides else None,
+            "entry_point": program}
+
+
+def overrides_json(overrides: Mapping[str, Any] | None) -> str | None:
+    """``point_overrides`` as the upsert binds it (jsonb)."""
+    return None if overrides is None else json.dumps(dict(overrides), sort_keys=True)
+
+
+def best_uri(layout: Any, dataset: str) -> str:
+    """The stable pointer to a dataset's best model of the run, in the central bucket:
+    ``runs/<run>/best/<dataset>/model.tar.gz`` (``layout``: the run's ``RunLayout``)."""
+    return str(layout.uri(f"best/{dataset}/model.tar.gz"))
+
+
+def publish_best(ranking: Mapping[str, Any] | None, *, layout: Any, copy: Any) -> dict[str, str]:
+    """Copy each dataset's best model (server-side, within the central bucket) to its
+    :func:`best_uri`, and note the pointer in the ranking; ``{dataset: pointer}``. A
+    re-run copies the same object over it (idempotent)."""
+    published: dict[str, str] = {}
+    for dataset, best in ((ranking or {}).get("best") or {}).items():
+        source = best.get("model_artifact_uri")
+        if not source:
+            continue
+        pointer = best_uri(layout, dataset)
+        copy(source, pointer)
+        best["best_model_uri"] = pointer
+        for entry in ranking["datasets"][dataset]:  # type: ignore[index]
+            if entry["best"]:
+                entry["best_model_uri"] = pointer
+        published[dataset] = pointer
+    return published
+
+
 def dataset_of(target_key: str, point_id: str | None) -> str:
     """The target key without its point (the dataset's key in the run)."""
     return target_key[: -len(point_id) - 1] if point_id else target_key

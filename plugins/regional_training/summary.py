@@ -36,8 +36,13 @@ def summarize(
     dry_run: bool = False,
     planned: int = 0,
     left_out: list[dict[str, Any]] | None = None,
+    metric: tuple[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """Build the run summary from the collectors' rows (one per target)."""
+    """Build the run summary from the collectors' rows (one per target).
+
+    In a parameter scan (rows with a ``point_id``) it also ranks each dataset's points
+    by ``metric`` (name, higher is better; default ``scan.metric_of(None)``) with cost
+    and images/sec, and names the best (``scan`` in the result)."""
     rows = sorted(rows, key=lambda r: (r["region_code"], r["target_key"]))
     failed = [
         {"region": r["region_code"], "target": r["target_key"], "status": r["status"], "reason": r["failure_reason"]}
@@ -84,6 +89,7 @@ def summarize(
                           f"(job {r.get('training_job_name')}); saved {_fmt(r.get('planned_cost_usd'), '.2f')} USD")
     if failed:
         text_lines.append("FAILED regions: " + ", ".join(f"{f['region']} ({f['reason']})" for f in failed))
+    ranking = _scan_ranking(rows, metric, text_lines)
     return {
         "run_id": run_id,
         "dry_run": dry_run,
@@ -96,5 +102,31 @@ def summarize(
         "actual_cost_usd": actual_total,
         "moves": {r["target_key"]: r.get("moves") or [] for r in rows},
         "rows": rows,
+        **({"scan": ranking} if ranking else {}),
         "text": "\n".join(text_lines),
     }
+
+
+def _scan_ranking(rows: list[dict[str, Any]], metric: tuple[str, bool] | None, text_lines: list[str]
+                  ) -> dict[str, Any] | None:
+    """A scan's points ranked per dataset (regional_training.scan.rank), as text lines too."""
+    from regional_training import scan
+
+    name, higher = metric or scan.metric_of(None)
+    ranked = scan.rank(rows, name, higher)
+    if not ranked:
+        return None
+    text_lines.append(f"SCAN ranked by {name} ({'higher' if higher else 'lower'} is better):")
+    for dataset, entries in ranked.items():
+        for e in entries:
+            text_lines.append(
+                f"  {dataset} {e['rank'] or '-'}. {e['point_id']} ({scan.describe(e['overrides'])}) "
+                f"{_fmt(e['value'], '.4f')}, {_fmt(e['images_per_sec'], '.1f')} images/sec, "
+                f"{_fmt(e['actual_cost_usd'], '.2f')} USD, {e['region']} {e['status']}"
+                + ("  BEST" if e["best"] else ""))
+    best = {dataset: next(e for e in entries if e["best"]) for dataset, entries in ranked.items()
+            if any(e["best"] for e in entries)}
+    for dataset, e in best.items():
+        text_lines.append(f"BEST {dataset}: {e['point_id']} ({scan.describe(e['overrides'])}), {name} "
+                          f"{_fmt(e['value'], '.4f')}")
+    return {"metric": name, "higher_is_better": higher, "datasets": ranked, "best": best}

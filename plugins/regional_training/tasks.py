@@ -204,7 +204,9 @@ def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[st
     launch, reused = [], []
     with run.campaign_db() as conn:
         for planned in jobs:
-            job = {**planned, "reuse_keys": reuse.job_keys(conn, planned, training_image=image)}
+            # A scan point may run another tag of the image: its own (jobs.build_jobs) decides.
+            job = {**planned, "reuse_keys": reuse.job_keys(conn, planned,
+                                                           training_image=planned.get("training_image") or image)}
             key = reuse.key_for_copy(job, job["target"]["copy_id"])
             source = None
             if key is not None and window is not None and run.as_of is not None:
@@ -317,13 +319,18 @@ def summarize_run(
 
     from airflow.configuration import conf
 
-    from regional_training import assets, aws_io, links, report, summary
+    from regional_training import assets, aws_io, links, report, scan, summary
 
     rows, left_out = collected_rows(rows) + reused_rows(run), list(left_out or [])
     dry_run = bool(run.params.get("dry_run"))
-    result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out)
+    result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out,
+                               metric=scan.metric_of(run.params.get(scan.PARAM_NAME)))
     result["verdict"] = _verdict(run, jobs, rows, left_out, with_states=False).to_dict()
     region = run.settings.central_region
+    # A scan: each dataset's best model gets its stable pointer (runs/<run>/best/<dataset>/).
+    for dataset, pointer in scan.publish_best(result.get("scan"), layout=run.layout, copy=lambda src, dst:
+                                              aws_io.copy_object(src, dst, dest_region=region)).items():
+        log.info("Best model of %s: %s", dataset, pointer)
     uri = run.layout.summary
     aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=region)
     page = report.render_report(

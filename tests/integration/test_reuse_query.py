@@ -13,7 +13,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from regional_training import campaign_db, reuse
+from regional_training import campaign_db, reuse, scan
 from regional_training.reuse import ReuseKey
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,8 @@ def _record(conn: Any, key: ReuseKey, copy: dict[str, Any], run_id: str, *, stat
         "purchase_option": "on_demand", "placement_rank": 1, "price_per_instance_hour": 10.0,
         "billing_usd_per_hour": 10.0, "planned_cost_usd": 12.0, "actual_cost_usd": 10.0,
     }
-    assert campaign_db.execute(conn, "upsert_training_run.sql", {**row, **reuse.trained_fields(key)}) == 1
+    assert campaign_db.execute(conn, "upsert_training_run.sql",
+                               {**row, **reuse.trained_fields(key), **scan.NO_POINT}) == 1
 
 
 def _find(conn: Any, key: ReuseKey, window: str | None = "P2D", as_of: datetime = AS_OF,

@@ -49,8 +49,8 @@ def test_no_scan_is_no_points() -> None:
 
 
 def test_listed_points_with_image_and_entry_point_on_the_allow_list() -> None:
-    points = scan.points({"points": [{"learning_rate": 1}, {"image_tag": "2026.12.0-rc1", "entry_point": "train_v2.py"}]},
-                         allow=ALLOW)
+    points = scan.points({"points": [{"learning_rate": 1},
+                                     {"image_tag": "2026.12.0-rc1", "entry_point": "train_v2.py"}]}, allow=ALLOW)
     # a number Param's value is a float, as the request renders it ("1.0")
     assert points[0].overrides == {"learning_rate": 1.0} and isinstance(points[0].overrides["learning_rate"], float)
     assert points[1].point_id == "p02" and points[1].overrides["image_tag"] == "2026.12.0-rc1"
@@ -259,3 +259,57 @@ def test_rank_orders_points_per_dataset_and_marks_the_best() -> None:
     assert ranked["e"][0]["best"]
     lowest = scan.rank([_row("p01", 0.5), _row("p02", 0.7)], "validation:accuracy", False)
     assert lowest["d-v1"][0]["point_id"] == "p01"
+
+
+def _scan_rows() -> list[dict[str, Any]]:
+    rows = []
+    for i, (point, acc, status) in enumerate([("p01", 0.41, "Completed"), ("p02", 0.62, "Completed"),
+                                              ("p03", None, "Failed"), ("p04", 0.55, "Completed")]):
+        rows.append({**_row(point, acc, status, cost=1.0 + i), "region_code": ["us-east-1", "eu-west-1"][i % 2],
+                     "failure_reason": "AlgorithmError" if status == "Failed" else None,
+                     "point_overrides": {"learning_rate": 0.1 * (i + 1)},
+                     "model_artifact_uri": None if status == "Failed" else f"s3://central/runs/r/artifacts/d-v1_{point}/"
+                                                                             "model.tar.gz"})
+    return rows
+
+
+def test_the_summary_ranks_the_points_and_names_the_best() -> None:
+    from regional_training.report import render_report
+    from regional_training.run_layout import RunLayout
+    from regional_training.summary import summarize
+
+    result = summarize(_scan_rows(), run_id="manual__1", planned=4)
+    ranking = result["scan"]
+    assert ranking["metric"] == "validation:accuracy" and ranking["higher_is_better"]
+    assert [e["point_id"] for e in ranking["datasets"]["d-v1"]] == ["p02", "p04", "p01", "p03"]
+    assert ranking["best"]["d-v1"]["point_id"] == "p02"
+    assert "BEST d-v1: p02 (learning_rate=0.2), validation:accuracy 0.6200" in result["text"]
+    assert result["failed"][0]["target"] == "d-v1_p03"  # a failed point is named with its point
+    copies: list[tuple[str, str]] = []
+    layout = RunLayout("central", "multi_region_training", "manual__1")
+    published = scan.publish_best(ranking, layout=layout, copy=lambda s, d: copies.append((s, d)))
+    assert published == {"d-v1": layout.uri("best/d-v1/model.tar.gz")}
+    assert copies == [("s3://central/runs/r/artifacts/d-v1_p02/model.tar.gz", published["d-v1"])]
+    page = render_report(result)
+    assert 'id="scan"' in page and 'class="best"' in page and "best/d-v1/model.tar.gz" in page
+    lowest = summarize(_scan_rows(), run_id="manual__1", planned=4, metric=("validation:accuracy", False))
+    assert lowest["scan"]["best"]["d-v1"]["point_id"] == "p01"
+
+
+def test_no_scan_no_ranking() -> None:
+    from regional_training.summary import summarize
+
+    rows = [{**_row("p01", 0.5), "point_id": None, "target_key": "d-v1", "failure_reason": None}]
+    assert "scan" not in summarize(rows, run_id="r") and "SCAN" not in summarize(rows, run_id="r")["text"]
+
+
+def test_the_verdict_names_a_failed_point() -> None:
+    from regional_training.verdict import compute_verdict
+
+    jobs = [{"target": target("us-east-1", p, {"epochs": i + 1}).to_dict()} for i, p in enumerate(("p01", "p02"))]
+    rows = [{"target_key": "d-v1_p01", "region_code": "us-east-1", "status": "Completed", "failure_reason": None},
+            {"target_key": "d-v1_p02", "region_code": "us-east-1", "status": "Failed",
+             "failure_reason": "AlgorithmError"}]
+    verdict = compute_verdict(jobs, rows, train_states={0: "success", 1: "failed"})
+    assert not verdict.ok
+    assert any("d-v1_p02 (us-east-1" in line for line in verdict.lines() if line.startswith("NOT COMPLETE"))

@@ -2,8 +2,9 @@
 -- (status 'Reused', reuse.reused_row). The one statement that writes a training_runs row.
 -- training_image, dataset_version and reuse_key are the inputs that make a Completed row
 -- findable by find_reusable.sql (NULL: never reused); reused_from_* point a 'Reused' row
--- at the row whose job made its model (NULL otherwise). Re-running or clearing a region
--- replaces its row.
+-- at the row whose job made its model (NULL otherwise). point_id, point_overrides and
+-- entry_point: the job's parameter-scan point and program (V005; NULL point: no scan).
+-- Re-running or clearing a region replaces its row.
 INSERT INTO training_runs (
     dag_id, run_id, target_key, region_code, dataset_id, copy_id,
     training_job_name, training_job_arn, attempt, status, failure_reason,
@@ -13,7 +14,8 @@ INSERT INTO training_runs (
     purchase_option, placement_rank, price_per_instance_hour, billing_usd_per_hour,
     planned_cost_usd, actual_cost_usd,
     training_image, dataset_version, reuse_key,
-    reused_from_dag_id, reused_from_run_id, reused_from_target_key
+    reused_from_dag_id, reused_from_run_id, reused_from_target_key,
+    point_id, point_overrides, entry_point
 ) VALUES (
     %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
     %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s, %(failure_reason)s,
@@ -23,7 +25,8 @@ INSERT INTO training_runs (
     %(purchase_option)s, %(placement_rank)s, %(price_per_instance_hour)s, %(billing_usd_per_hour)s,
     %(planned_cost_usd)s, %(actual_cost_usd)s,
     %(training_image)s, %(dataset_version)s, %(reuse_key)s,
-    %(reused_from_dag_id)s, %(reused_from_run_id)s, %(reused_from_target_key)s
+    %(reused_from_dag_id)s, %(reused_from_run_id)s, %(reused_from_target_key)s,
+    %(point_id)s, %(point_overrides)s::jsonb, %(entry_point)s
 )
 ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     region_code            = EXCLUDED.region_code,
@@ -55,4 +58,7 @@ ON CONFLICT (dag_id, run_id, target_key) DO UPDATE SET
     reused_from_dag_id     = EXCLUDED.reused_from_dag_id,
     reused_from_run_id     = EXCLUDED.reused_from_run_id,
     reused_from_target_key = EXCLUDED.reused_from_target_key,
+    point_id               = EXCLUDED.point_id,
+    point_overrides        = EXCLUDED.point_overrides,
+    entry_point            = EXCLUDED.entry_point,
     updated_at             = now();
