@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local_aws.images import PLACEHOLDERS, LocalImage, load_image_map, repository_of
+from local_aws.images import PLACEHOLDERS, LocalImage, image_for, load_image_map, repository_of
 from local_aws.training_jobs import _error_tail, _in_job
 
 DIRS = {name: f"/jobs/j1/{name}" for name in PLACEHOLDERS}
@@ -39,6 +39,16 @@ def test_repository_ignores_registry_region_and_tag() -> None:
     assert repository_of(uri) == "multi-region-training/resnet50-horovod"
     with pytest.raises(ValueError):
         repository_of("no-registry")
+
+
+def test_a_repository_tag_key_maps_that_tag_only() -> None:
+    plain, tagged = LocalImage(command=["plain"]), LocalImage(command=["tagged"])
+    images = {"repo/x": plain, "repo/x:v2": tagged}
+    assert image_for(images, "1.dkr.ecr.eu-west-1.amazonaws.com/repo/x:v2") is tagged
+    assert image_for(images, "1.dkr.ecr.us-east-1.amazonaws.com/repo/x:v1") is plain
+    assert image_for(images, "1.dkr.ecr.us-east-1.amazonaws.com/repo/x") is plain
+    with pytest.raises(KeyError):
+        image_for({"repo/x:v2": tagged}, "1.dkr.ecr.us-east-1.amazonaws.com/repo/x:v1")
 
 
 def test_checkpoint_local_path_maps_into_the_job_dir() -> None:
