@@ -13,7 +13,7 @@ calls the launchers make, over moto's HTTP server (restJson1, the real botocore 
   ``AWS_BATCH_JOB_ATTEMPT`` and ``AWS_ENDPOINT_URL`` (this server) set; exit 0 is
   ``SUCCEEDED``, else Batch's ``retryStrategy.attempts`` runs it again; ``TerminateJob``
   sends ``SIGTERM``, then ``SIGKILL`` after the grace period, as ECS does;
-* ``SubmitServiceJob``/``DescribeServiceJob``/``TerminateServiceJob``
+* ``SubmitServiceJob``/``DescribeServiceJob``/``ListServiceJobs``/``TerminateServiceJob``
   (``SAGEMAKER_TRAINING``): the payload is created as a training job in the queue's
   region's emulated SageMaker (the real container launch of :mod:`local_aws.training_jobs`)
   once capacity is there; the same ``clientToken`` returns the same job. A queue
@@ -517,6 +517,16 @@ class BatchEmulator:
                 job.terminated, job.terminate_reason = True, reason
         return {}
 
+    def list_service_jobs(self, region: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        queue = self.queue(region, body["jobQueue"])["jobQueueArn"]
+        names = [v for f in body.get("filters") or [] if f["name"] == "JOB_NAME" for v in f["values"]]
+        with self.lock:
+            jobs = [j for j in self.service_jobs.values() if j.queue == queue and (not names or j.name in names)
+                    and (names or not body.get("jobStatus") or j.status == body["jobStatus"])]
+            keys = ("jobArn", "jobId", "jobName", "status", "statusReason", "createdAt", "serviceJobType",
+                    "latestAttempt", "startedAt", "stoppedAt")
+            return [{k: v for k, v in j.describe().items() if k in keys} for j in jobs]
+
     def stop_all(self) -> None:
         for job in list(self.jobs.values()):
             if job.process is not None:
@@ -531,7 +541,7 @@ def install(emulator: BatchEmulator) -> None:
     from moto.batch import urls
     from moto.batch.responses import BatchResponse
 
-    for path in ("submitservicejob", "describeservicejob", "terminateservicejob"):
+    for path in ("submitservicejob", "describeservicejob", "terminateservicejob", "listservicejobs"):
         urls.url_paths[f"{{0}}/v1/{path}$"] = BatchResponse.dispatch
 
     def handler(action: Any) -> Any:
@@ -561,6 +571,7 @@ def install(emulator: BatchEmulator) -> None:
         "terminatejob": lambda region, body: emulator.terminate_job(region, body["jobId"], body["reason"]),
         "canceljob": lambda region, body: emulator.terminate_job(region, body["jobId"], body["reason"]),
         "submitservicejob": emulator.submit_service_job,
+        "listservicejobs": lambda region, body: {"jobSummaryList": emulator.list_service_jobs(region, body)},
         "describeservicejob": lambda region, body: emulator.service_job(body["jobId"]).describe(),
         "terminateservicejob": lambda region, body: emulator.terminate_service_job(body["jobId"], body["reason"]),
     }
