@@ -39,6 +39,10 @@ job ARN, hyperparameter hash, final metrics, cost) through the alias
 set, a target identical to a job completed within that window is not trained again but
 recorded `Reused` (docs/assets-reuse-notifications.md).
 
+Parameter scans: with the Param `scan` (a grid or a list of points) every dataset trains
+once per point, each (dataset, point) a job placed like any target; the summary ranks the
+points and names the best (docs/parameter-scans.md).
+
 Configuration: connections `campaign_db` and `aws_default`, Variables `mrt_*` (README).
 """
 

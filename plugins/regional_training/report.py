@@ -345,10 +345,12 @@ def _plan_rows(plan: Sequence[Mapping[str, Any]]) -> str:
     head = ("dataset", "campaign", "choice", "region", "purchase option", "USD/instance-hour", "planned USD", "s3 copy")
     body = []
     for target in plan:
+        # A scan's job is the dataset at one point: its target key names both.
+        label = f"{target['dataset_key']}_{target['point_id']}" if target.get("point_id") else target["dataset_key"]
         for rank, candidate in enumerate([target, *target.get("alternatives", [])]):
             body.append(
-                f'<tr data-target="{_e(target["dataset_key"])}" data-rank="{rank}">'
-                + _cell(target["dataset_key"]) + _cell(target.get("campaign_key"))
+                f'<tr data-target="{_e(label)}" data-rank="{rank}">'
+                + _cell(label) + _cell(target.get("campaign_key"))
                 + _cell("placed" if rank == 0 else f"alternative {rank}")
                 + _cell(candidate["region_code"]) + _cell(candidate.get("purchase_option"))
                 + _cell(candidate.get("price_per_instance_hour"), ".4f")

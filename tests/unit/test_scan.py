@@ -292,6 +292,8 @@ def test_the_summary_ranks_the_points_and_names_the_best() -> None:
     assert copies == [("s3://central/runs/r/artifacts/d-v1_p02/model.tar.gz", published["d-v1"])]
     page = render_report(result)
     assert 'id="scan"' in page and 'class="best"' in page and "best/d-v1/model.tar.gz" in page
+    plan = render_report({"run_id": "r", "dry_run": True}, plan=[{**target(point="p02").to_dict(), "alternatives": []}])
+    assert 'data-target="d-v1_p02"' in plan  # a dry run's plan names each job's point
     lowest = summarize(_scan_rows(), run_id="manual__1", planned=4, metric=("validation:accuracy", False))
     assert lowest["scan"]["best"]["d-v1"]["point_id"] == "p01"
 
