@@ -39,6 +39,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from botocore.exceptions import ClientError
 
+from regional_training.async_clients import SharedClientHookMixin
 from regional_training.attempts import CAPACITY_ERROR_CODES, Candidate, Move, Resolution, is_capacity_error, resolve
 from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
@@ -76,6 +77,11 @@ def request_digest(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class _SharedClientSageMakerHook(SharedClientHookMixin, SageMakerHook):
+    """The provider's hook, lending one aiobotocore client to the triggers polling the
+    same region at once (building a client blocks the triggerer's loop: async_clients)."""
+
+
 class StoppingSageMakerTrigger(SageMakerTrigger):
     """Polls the job in its own region; stops it when a user kills the deferred task."""
 
@@ -83,6 +89,10 @@ class StoppingSageMakerTrigger(SageMakerTrigger):
         if not kwargs.get("region_name"):
             raise ValueError("StoppingSageMakerTrigger needs the job's region_name")
         super().__init__(**kwargs)
+
+    def hook(self) -> SageMakerHook:
+        return _SharedClientSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                                          verify=self.verify, config=self.botocore_config)
 
     async def on_kill(self) -> None:
         self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)

@@ -1,0 +1,90 @@
+"""The shared-client pool behind the training-job trigger (regional_training.async_clients)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from regional_training.async_clients import ClientPool
+
+
+class Opened:
+    """Counts the clients opened and closed (what ``hook.get_async_conn()`` returns)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.opened = self.closed = 0
+        self.fail = fail
+
+    async def open(self) -> Any:
+        outer = self
+
+        class Context:
+            async def __aenter__(self) -> str:
+                await asyncio.sleep(0.01)  # a slow open: others arrive meanwhile
+                if outer.fail:
+                    raise ConnectionError("no endpoint")
+                outer.opened += 1
+                return f"client-{outer.opened}"
+
+            async def __aexit__(self, *exc: object) -> None:
+                outer.closed += 1
+
+        return Context()
+
+
+def test_concurrent_borrowers_share_one_client_closed_by_the_last() -> None:
+    pool, counter = ClientPool(), Opened()
+
+    async def borrow(delay: float) -> str:
+        async with pool.lease("sagemaker/us-west-2", counter.open) as client:
+            await asyncio.sleep(delay)
+            return str(client)
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(borrow(0.05 * i) for i in range(8)))
+
+    assert asyncio.run(main()) == ["client-1"] * 8
+    assert (counter.opened, counter.closed, pool.open_count()) == (1, 1, 0)
+
+
+def test_a_lone_borrower_opens_and_closes_its_own_as_before() -> None:
+    pool, counter = ClientPool(), Opened()
+
+    async def once() -> str:
+        async with pool.lease("k", counter.open) as client:
+            return str(client)
+
+    assert [asyncio.run(once()) for _ in range(3)] == ["client-1", "client-2", "client-3"]
+    assert (counter.opened, counter.closed, pool.open_count()) == (3, 3, 0)
+
+
+def test_keys_do_not_share() -> None:
+    pool, counter = ClientPool(), Opened()
+
+    async def main() -> set[str]:
+        async def borrow(key: str) -> str:
+            async with pool.lease(key, counter.open) as client:
+                await asyncio.sleep(0.02)
+                return str(client)
+        return set(await asyncio.gather(borrow("us-east-1"), borrow("eu-west-1")))
+
+    assert len(asyncio.run(main())) == 2 and counter.closed == 2
+
+
+def test_a_failed_open_reaches_every_waiting_borrower_and_leaves_nothing_open() -> None:
+    pool, counter = ClientPool(), Opened(fail=True)
+
+    async def borrow() -> None:
+        async with pool.lease("k", counter.open):
+            pass
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(borrow(), borrow(), borrow(), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert pool.open_count() == 0
+    with pytest.raises(ConnectionError):  # a later borrower tries afresh
+        asyncio.run(borrow())
