@@ -83,3 +83,33 @@ def test_explicit_dataset_ids_and_failover_order(seeded_pg) -> None:
 def test_bad_parameters_are_refused_before_sql(bad) -> None:
     with pytest.raises(ValueError):
         fetch_placement(None, **{**P4D, **bad})
+
+
+def test_a_scan_places_jobs_one_per_dataset_and_point(seeded_pg) -> None:
+    """Boston has copies in us-east-1 and us-west-2: five points (p4d, 2 instances each)
+    take us-west-2's 2 reserved instances first, then its spot, until its quota of 8 is
+    used: the fifth job goes to us-east-1."""
+    with seeded_pg.cursor() as cur:
+        cur.execute("SELECT dataset_id FROM datasets WHERE dataset_key = 'boston-winter-2026-v1'")
+        (boston,) = cur.fetchone()
+    seeded_pg.rollback()
+    points = ["p01", "p02", "p03", "p04", "p05"]
+    plan = fetch_placement(seeded_pg, **P4D, dataset_ids=[boston], point_ids=points)
+    assert [(t.dataset_key, t.point_id) for t in plan.targets] == [("boston-winter-2026-v1", p) for p in points]
+    chosen = [(t.chosen.region_code, t.chosen.purchase_option) for t in plan.targets if t.chosen]
+    # the reservation (2 instances = one job) goes to the first point; the rest by cost and quota
+    assert chosen[0] == ("us-west-2", "reserved")
+    used: dict[str, int] = {}
+    for region, _option in chosen:
+        used[region] = used.get(region, 0) + P4D["instance_count"]
+    with seeded_pg.cursor() as cur:
+        cur.execute("SELECT region_code, quota_instances FROM instance_capacity WHERE instance_type = %s",
+                    (P4D["instance_type"],))
+        quota = dict(cur.fetchall())
+    seeded_pg.rollback()
+    assert all(n <= quota[region] for region, n in used.items())  # every job counted against the quota
+    assert used == {"us-west-2": 8, "us-east-1": 2}  # one dataset, spread over both of its regions
+    assert chosen[-1][0] == "us-east-1"
+    # without a scan: one job for the dataset, no point
+    single = fetch_placement(seeded_pg, **P4D, dataset_ids=[boston])
+    assert [(t.point_id, t.chosen.region_code) for t in single.targets if t.chosen] == [(None, "us-west-2")]
