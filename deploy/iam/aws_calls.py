@@ -42,6 +42,25 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("logs", "GetLogEvents"),
     # One message per run from the watcher task (regional_training.notifications).
     ("sns", "Publish"),
+    # launcher=batch_array (regional_training.batch_jobs): the array job, its children.
+    ("batch", "SubmitJob"),
+    ("batch", "ListJobs"),
+    ("batch", "DescribeJobs"),
+    ("batch", "TerminateJob"),
+    # launcher=batch_service: one service job per target, followed by our trigger.
+    ("batch", "SubmitServiceJob"),
+    ("batch", "DescribeServiceJob"),
+    ("batch", "TerminateServiceJob"),
+]
+
+#: Calls the Batch array children make with the launcher role (regional_training.batch_launcher).
+BATCH_LAUNCHER_ROLE_CALLS: list[tuple[str, str]] = [
+    ("s3", "GetObject"),  # the run's array file and requests
+    ("sagemaker", "CreateTrainingJob"),
+    ("sagemaker", "DescribeTrainingJob"),
+    ("sagemaker", "StopTrainingJob"),
+    ("sagemaker", "AddTags"),  # CreateTrainingJob with Tags needs it
+    ("iam", "PassRole"),
 ]
 
 #: Calls SageMaker makes with the execution role while a training job runs.

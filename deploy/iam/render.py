@@ -50,6 +50,9 @@ TEMPLATES = (
     "airflow-role.policy.json",
     "sagemaker-execution-role.policy.json",
     "sagemaker-execution-role.trust.json",
+    # launcher=batch_array: the array children's role (regional_training.batch_launcher).
+    "batch-launcher-role.policy.json",
+    "batch-launcher-role.trust.json",
 )
 SCALARS = ("ACCOUNT_ID", "EXECUTION_ROLE_NAME", "CENTRAL_BUCKET", "TRAINING_IMAGE_REPOSITORY", "NOTIFICATION_TOPIC_ARN")
 LISTS = ("REGIONS", "DATA_BUCKETS", "OUTPUT_BUCKETS")

@@ -48,6 +48,7 @@ ARRAY_FILE = f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/array.csv"
 JOB_ARN = f"arn:aws:sagemaker:{R}:{ACCT}:training-job/{JOB}"
 IN_REGION = {"aws:RequestedRegion": R}
 LOG_GROUP = f"arn:aws:logs:{R}:{ACCT}:log-group:/aws/sagemaker/TrainingJobs"
+BATCH_JOB_ID = "4f0c4c2e-8a4e-4c1e-9a53-1d2a3b4c5d6e"
 
 #: (service, operation) -> requests (IAM action, resource ARN, context) it makes.
 AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
@@ -76,6 +77,32 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {})],
     ("logs", "GetLogEvents"): [("logs:GetLogEvents", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
     ("sns", "Publish"): [("sns:Publish", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {})],
+    # The Batch launchers (regional_training.batch_jobs; queue and definition names are its defaults).
+    ("batch", "SubmitJob"): [
+        ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/mrt-launchers", {}),
+        ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-definition/mrt-launcher:3", {}),
+    ],
+    ("batch", "ListJobs"): [("batch:ListJobs", "*", {})],
+    ("batch", "DescribeJobs"): [("batch:DescribeJobs", "*", {})],
+    ("batch", "TerminateJob"): [("batch:TerminateJob", f"arn:aws:batch:us-east-1:{ACCT}:job/{BATCH_JOB_ID}", {})],
+    ("batch", "SubmitServiceJob"): [
+        ("batch:SubmitServiceJob", f"arn:aws:batch:{R}:{ACCT}:job-queue/mrt-sagemaker-{R}", {})],
+    ("batch", "DescribeServiceJob"): [("batch:DescribeServiceJob", "*", {})],
+    ("batch", "TerminateServiceJob"): [
+        ("batch:TerminateServiceJob", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", {})],
+}
+
+#: What a Batch array child does with the launcher role (regional_training.batch_launcher).
+LAUNCHER_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
+    ("s3", "GetObject"): [("s3:GetObject", ARRAY_FILE, {}),
+                          ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/requests.json", {})],
+    ("sagemaker", "CreateTrainingJob"): [("sagemaker:CreateTrainingJob", JOB_ARN, IN_REGION)],
+    ("sagemaker", "DescribeTrainingJob"): [("sagemaker:DescribeTrainingJob", JOB_ARN, IN_REGION)],
+    ("sagemaker", "StopTrainingJob"): [("sagemaker:StopTrainingJob", JOB_ARN, IN_REGION)],
+    ("sagemaker", "AddTags"): [("sagemaker:AddTags", JOB_ARN, IN_REGION)],
+    ("iam", "PassRole"): [
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"})
+    ],
 }
 
 CKPT = f"arn:aws:s3:::{OUTPUT}/checkpoints/{RUN}/boston-winter-2026/ckpt-0001.index"
@@ -113,6 +140,7 @@ EXECUTION_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
 ROLES = {
     "airflow": ("airflow-role.policy.json", aws_calls.AIRFLOW_ROLE_CALLS, AIRFLOW_REQUESTS),
     "execution": ("sagemaker-execution-role.policy.json", aws_calls.SAGEMAKER_EXECUTION_ROLE_CALLS, EXECUTION_REQUESTS),
+    "launcher": ("batch-launcher-role.policy.json", aws_calls.BATCH_LAUNCHER_ROLE_CALLS, LAUNCHER_REQUESTS),
 }
 
 
@@ -245,6 +273,14 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         ("sns:Publish", f"arn:aws:sns:us-east-1:{ACCT}:mrt-training-runs", {}),
         ("sns:Subscribe", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {}),
         ("sns:CreateTopic", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {}),
+        # Batch: only the launcher queue and definition, only the training regions' service queues.
+        ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/someone-elses-queue", {}),
+        ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-definition/admin-shell:1", {}),
+        ("batch:SubmitServiceJob", f"arn:aws:batch:ap-south-1:{ACCT}:job-queue/mrt-sagemaker-ap-south-1", {}),
+        ("batch:SubmitServiceJob", f"arn:aws:batch:{R}:{ACCT}:job-queue/someone-elses-queue", {}),
+        ("batch:RegisterJobDefinition", f"arn:aws:batch:us-east-1:{ACCT}:job-definition/mrt-launcher", {}),
+        ("batch:CreateJobQueue", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/mrt-launchers", {}),
+        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:999999999999:job/{BATCH_JOB_ID}", {}),
     ],
 )
 def test_airflow_role_denies_what_the_dag_does_not_do(docs, action, resource, context):
@@ -277,8 +313,35 @@ def test_execution_role_denies_what_training_does_not_do(docs, action, resource,
     assert not is_allowed([docs["sagemaker-execution-role.policy.json"]], action, resource, context)
 
 
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/summary.json", {}),
+        ("s3:PutObject", ARRAY_FILE, {}),
+        ("s3:GetObject", DATASET_OBJ, {}),
+        ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:ap-south-1:{ACCT}:training-job/{JOB}",
+         {"aws:RequestedRegion": "ap-south-1"}),
+        ("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{R}:{ACCT}:endpoint/x", IN_REGION),
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/admin", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
+        ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/mrt-launchers", {}),
+        ("sns:Publish", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {}),
+    ],
+)
+def test_launcher_role_denies_what_a_child_does_not_do(docs, action, resource, context):
+    assert not is_allowed([docs["batch-launcher-role.policy.json"]], action, resource, context)
+
+
+def test_launcher_trust_lets_only_batch_containers_of_this_account_assume(docs):
+    trust = docs["batch-launcher-role.trust.json"]
+    ecs = {"Service": "ecs-tasks.amazonaws.com"}
+    assert is_allowed([trust], "sts:AssumeRole", "*", {"aws:SourceAccount": ACCT}, principal=ecs)
+    assert not is_allowed([trust], "sts:AssumeRole", "*", {"aws:SourceAccount": "999999999999"}, principal=ecs)
+    assert not is_allowed([trust], "sts:AssumeRole", "*", {"aws:SourceAccount": ACCT},
+                          principal={"Service": "ec2.amazonaws.com"})
+
+
 def test_no_wildcard_actions_and_no_star_resource_for_s3_or_passrole(docs):
-    for name in ("airflow-role.policy.json", "sagemaker-execution-role.policy.json"):
+    for name in ("airflow-role.policy.json", "sagemaker-execution-role.policy.json", "batch-launcher-role.policy.json"):
         for statement in docs[name]["Statement"]:
             assert statement["Effect"] == "Allow" and statement.get("Sid"), statement
             assert "NotAction" not in statement and "NotResource" not in statement
@@ -293,6 +356,10 @@ def test_no_wildcard_actions_and_no_star_resource_for_s3_or_passrole(docs):
                     "ecr:GetAuthorizationToken",
                     "sagemaker:ListTrainingJobs",
                     "cloudwatch:PutMetricData",
+                    # Batch's Describe/List calls have no resource-level permissions.
+                    "batch:DescribeJobs",
+                    "batch:ListJobs",
+                    "batch:DescribeServiceJob",
                 }, statement
 
 
