@@ -30,6 +30,14 @@ if [ ! -f "$venv/.complete" ]; then
         -r "$repo/requirements/dev.txt" "${extra[@]}" >&2
     touch "$venv/.complete"
 fi
+# Byte-compile the venv once (uv does not by default, and PYTHONDONTWRITEBYTECODE, set
+# on some machines, stops Python from caching it): otherwise every process that imports
+# Airflow compiles ~1,000 modules again, about 5 s of CPU each (the services, api-servers,
+# task runs and CLI calls of the tests). Images compile at build time.
+if [ ! -f "$venv/.bytecode" ]; then
+    "$venv/bin/python" -m compileall -q -j 0 "$venv/lib" >/dev/null 2>&1 || true
+    touch "$venv/.bytecode"
+fi
 # The project's package (pyproject.toml, plugins layout), editable: the tree is the code.
 installed=$("$venv/bin/python" -c 'import os, regional_training as r; print(os.path.dirname(r.__file__))' \
     2>/dev/null || true)
