@@ -137,7 +137,7 @@ class Launcher:
             if status == "Completed":
                 log.info("Training job %s in %s completed.", attempt.name, candidate.region)
                 return 0
-            if resolution.ended_for_capacity(attempt.name) or self._ended_for_capacity(ended):
+            if self._ended_for_capacity(ended):
                 log.warning("Training job %s in %s ended for lack of capacity: moving on.", attempt.name,
                             candidate.region)
                 continue

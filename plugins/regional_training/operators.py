@@ -19,6 +19,11 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   times; the moves are pushed to XCom (``placement_moves``, always present) for the
   collector to record.
 
+With the Param ``launcher`` (docs/batch.md) the same operator follows the job an AWS
+Batch array child creates (``batch_array``: it defers until the job exists, then waits as
+usual) or submits each attempt as a Batch service job and waits on
+:class:`regional_training.batch_jobs.BatchServiceJobTrigger` (``batch_service``).
+
 Which job is the target's job, and what to do next, is decided by
 :func:`regional_training.attempts.resolve`; this class only acts on its answer, in the
 provider's linear shape: create -> defer -> ``execute_complete``.
