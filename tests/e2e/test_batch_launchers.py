@@ -324,3 +324,30 @@ def test_the_same_client_token_twice_creates_one_service_job(offline_stack: str)
     assert other["jobId"] != first["jobId"]
     for job_id in (first["jobId"], other["jobId"]):
         batch.terminate_service_job(jobId=job_id, reason="test done")
+
+
+@pytest.mark.training
+def test_batch_array_children_launch_real_training(real_stack: str, campaign_dsn: str) -> None:
+    """The array children's jobs train for real (toolkit, mpirun, Horovod on CPU): the
+    emulator's regions with TFRecords (tests/e2e/conftest.py)."""
+    from conftest import TRAINING_REGIONS
+
+    endpoint = real_stack
+    regions = sorted(TRAINING_REGIONS)
+    dag_run, states = helpers.run_dag({**LOCAL_RUN_CONF, "regions": regions, "launcher": "batch_array"})
+    assert str(dag_run.state) == "success", states
+    (parent,) = array_jobs(endpoint, dag_run.run_id)
+    assert parent["arrayProperties"]["size"] == 2 and [c["status"] for c in parent["children"]] == ["SUCCEEDED"] * 2
+    jobs = jobs_of_run(endpoint, dag_run.run_id, tuple(regions))
+    assert sorted(j["Region"] for j in jobs) == regions
+    for child, job in zip(parent["children"], sorted(jobs, key=lambda j: j["Region"]), strict=True):
+        assert f"Creating training job {job['TrainingJobName']} in {job['Region']}" in child_log(child)
+        metrics = {m["MetricName"] for m in job["FinalMetricDataList"]}
+        assert {"train:loss", "train:accuracy"} <= metrics, metrics
+    rows = rows_of_run(campaign_dsn, dag_run.run_id, "region_code", "status", "model_artifact_uri")
+    assert [(r["region_code"], r["status"]) for r in rows] == [(r, "Completed") for r in regions]
+    s3 = aws_client("s3", endpoint, CENTRAL_REGION)
+    for row in rows:
+        bucket, key = row["model_artifact_uri"][len("s3://"):].split("/", 1)
+        with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+            assert any(name.endswith("saved_model.pb") for name in tar.getnames())
