@@ -291,7 +291,6 @@ def services_env(
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         # The launch pool (created below); see LAUNCH_POOL.
         "MRT_TRAINING_POOL": LAUNCH_POOL,
-        "MRT_MAX_PARALLEL_LAUNCHES": str(LAUNCH_POOL_SLOTS),
         # Task links (job, logs) open the campaign view's local pages, not the AWS console.
         "MRT_LINKS_BASE_URL": f"{base}/campaign",
         "PYTHONUNBUFFERED": "1",
