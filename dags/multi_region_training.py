@@ -24,7 +24,7 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
 6. **summarize** the run; **check_regions** fails the run naming any failed region.
 
 Schedule: 02:00 UTC nightly **or** when the asset `mrt_dataset_ready`
-(URI `mrt://campaign-db/datasets/ready`) gets an event, e.g. from
+(URI `x-mrt://campaign-db/datasets/ready`) gets an event, e.g. from
 `python -m regional_training.emit_ready`; the event's `extra` is
 `{"campaign_key": ..., "dataset_key": ...}`. An asset-triggered run trains exactly the
 datasets named by the events queued since the last run; a nightly or manual run trains
@@ -32,10 +32,10 @@ what the Params select. Unpausing never starts a run for a time already past, an
 DAG is paused when first deployed.
 
 Outlets: every completed or reused target emits an `mrt_trained_model` event
-(`mrt://central-artifacts/models`; `extra`: the central artifact's URI, dataset, region,
+(`x-mrt://central-artifacts/models`; `extra`: the central artifact's URI, dataset, region,
 job ARN, hyperparameter hash, final metrics, cost) through the alias
 `mrt_trained_models`; summarize emits `mrt_run_summary`
-(`mrt://central-artifacts/run-summaries`). With the Param `reuse_completed_within`
+(`x-mrt://central-artifacts/run-summaries`). With the Param `reuse_completed_within`
 set, a target identical to a job completed within that window is not trained again but
 recorded `Reused` (docs/assets-reuse-notifications.md).
 

@@ -7,20 +7,22 @@ event's ``extra``:
 ==================  =====================================  ===========================================
 asset (name)        URI                                    one event per ... ; ``extra``
 ==================  =====================================  ===========================================
-``mrt_dataset_      ``mrt://campaign-db/datasets/ready``   dataset that became ``ready`` (labelling
+``mrt_dataset_      ``x-mrt://campaign-db/datasets/ready``   dataset that became ``ready`` (labelling
 ready``                                                    side: ``python -m regional_training.
                                                            emit_ready``); ``campaign_key``,
                                                            ``dataset_key``
-``mrt_trained_      ``mrt://central-artifacts/models``     completed (or reused) target; see
+``mrt_trained_      ``x-mrt://central-artifacts/models``     completed (or reused) target; see
 model``                                                    :func:`model_event_extra`
-``mrt_run_          ``mrt://central-artifacts/             run that reached its verdict; see
+``mrt_run_          ``x-mrt://central-artifacts/             run that reached its verdict; see
 summary``           run-summaries``                        :func:`summary_event_extra`
 ==================  =====================================  ===========================================
 
 Why one asset per kind and not one per dataset or model: an asset a DAG is scheduled on
 must be declared in the DAG file, and the datasets and the central bucket are only
-known at run time (campaign DB, Variables). The ``mrt`` scheme is this package's own
-(Airflow reserves only ``airflow``); the artifact's real ``s3://`` URI is in ``extra``.
+known at run time (campaign DB, Variables). The ``x-mrt`` scheme is this package's
+own; the artifact's real ``s3://`` URI is in ``extra``. ``x-`` marks a private scheme for
+Airflow: it is not normalized, so parsing the DAG does not load every provider's URI
+handlers (``mrt://`` made each parse import the S3 hook, boto3 and requests).
 
 Schedule (the DAG): ``AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *",
 timezone="UTC"), assets=DATASET_READY)``. A timetable run trains what is ``ready``; an
@@ -55,10 +57,10 @@ __all__ = ["DATASET_READY", "MODEL", "MODEL_ALIAS", "RUN_SUMMARY", "ReadyDataset
 
 #: Name, URI and ``extra`` of the ready event are owned by emit_ready (no Airflow import there).
 DATASET_READY = Asset(name=READY_ASSET_NAME, uri=READY_ASSET_URI, group="mrt")
-MODEL = Asset(name="mrt_trained_model", uri="mrt://central-artifacts/models", group="mrt")
+MODEL = Asset(name="mrt_trained_model", uri="x-mrt://central-artifacts/models", group="mrt")
 #: What the collectors declare as their outlet; events are added to :data:`MODEL` through it.
 MODEL_ALIAS = AssetAlias(name="mrt_trained_models", group="mrt")
-RUN_SUMMARY = Asset(name="mrt_run_summary", uri="mrt://central-artifacts/run-summaries", group="mrt")
+RUN_SUMMARY = Asset(name="mrt_run_summary", uri="x-mrt://central-artifacts/run-summaries", group="mrt")
 
 #: ``training_runs`` statuses whose target has a model in this run's place.
 MODEL_STATUSES = frozenset({"Completed", "Reused"})

@@ -37,7 +37,7 @@ from regional_training import identifiers
 
 #: The dataset-ready asset (regional_training.assets.DATASET_READY is built from these).
 READY_ASSET_NAME = "mrt_dataset_ready"
-READY_ASSET_URI = "mrt://campaign-db/datasets/ready"
+READY_ASSET_URI = "x-mrt://campaign-db/datasets/ready"
 
 
 
