@@ -17,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from processes import free_port, stop_group
+from processes import free_port, stop_group, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_REPOSITORY = "multi-region-training/resnet50-horovod"
@@ -119,15 +118,7 @@ def local_aws(
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)  # noqa: S310 - loopback only
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"local AWS emulator did not start; see {log_file.name}") from None
-                time.sleep(0.2)
+        wait_until_answers(f"{endpoint}/moto-api/", proc, timeout=60, what=f"local AWS emulator (see {log_file.name})")
         yield endpoint
     finally:
         stop_group(proc)

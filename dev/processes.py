@@ -67,6 +67,21 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def wait_until_answers(url: str, proc: subprocess.Popen[bytes], *, timeout: float, what: str,
+                       poll: float = 0.2) -> None:
+    """Until ``url`` answers an HTTP GET; raises naming ``what`` if ``proc`` exits first
+    or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only
+            return
+        except OSError as err:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from err
+            time.sleep(poll)
+
+
 @contextlib.contextmanager
 def api_server(env: dict[str, str], log_path: Path, *, port: int | None = None, timeout: float = 180
                ) -> Iterator[str]:
@@ -83,15 +98,8 @@ def api_server(env: dict[str, str], log_path: Path, *, port: int | None = None, 
                                  str(port)], env={**env, "AIRFLOW__API__BASE_URL": base}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)  # noqa: S310 - loopback
-                    break
-                except OSError as err:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"airflow api-server did not start; see {log_path}") from err
-                    time.sleep(1)
+            wait_until_answers(f"{base}/api/v2/monitor/health", proc, timeout=timeout, poll=1,
+                               what=f"airflow api-server (see {log_path})")
             yield base
         finally:
             stop_group(proc)
