@@ -14,7 +14,11 @@ first try, and jobs of several regions overlapped in time.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,12 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import jobs_of_run
+from helpers import jobs_of_run, rows_of_run
 
 from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+#: The package's DAG folder plus tests/e2e/dags (a downstream DAG scheduled on the model
+#: asset), each a DAG bundle of its own: nothing test-only is deployed with dags/.
+TEST_BUNDLES = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
+BUNDLES = [
+    {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {}},
+    {"name": "mrt-test-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+     "kwargs": {"path": str(Path(__file__).resolve().parent / "dags")}},
+]
 
 #: Long enough that both restarts happen while jobs run; short enough for CI.
 JOB_SECONDS = 40
@@ -51,7 +64,8 @@ def services(
     """The four Airflow services on a PostgreSQL metadata DB, shared by this module."""
     home = tmp_path_factory.mktemp("services-home")
     started = time.monotonic()
-    with airflow_services(campaign_dsn=campaign_dsn, endpoint=services_endpoint, home=Path(home)) as stack:
+    with airflow_services(campaign_dsn=campaign_dsn, endpoint=services_endpoint, home=Path(home),
+                          extra_env={TEST_BUNDLES: json.dumps(BUNDLES)}) as stack:
         # Shown with -s: the fixture's start-up time (migrate, four services, DAG parsed).
         print(f"\nAirflow services up in {time.monotonic() - started:.1f}s at {stack.base_url}")
         yield stack
@@ -154,3 +168,88 @@ def test_jobs_of_several_regions_overlap(restarted_run: dict[str, Any], services
     # And the job logs are the emulator's, as CloudWatch would hold them.
     logs = aws_client("logs", services_endpoint, spans[0][0])
     assert logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs")["logStreams"]
+
+
+# -- issue 15: an asset event for one dataset starts a run that trains exactly it --------
+
+#: The dataset the labelling side says is ready (seeded campaign DB).
+READY = ("boston-winter-2026", "boston-winter-2026-v1")
+CONSUMER = "mrt_model_consumer"  # tests/e2e/dags/mrt_model_consumer.py
+
+
+def _wait(what: str, found: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f}s")
+        time.sleep(2)
+    return value
+
+
+@pytest.fixture(scope="module")
+def ready_run(services: AirflowStack, unpaused: list[str], restarted_run: dict[str, Any]) -> dict[str, Any]:
+    """``python -m regional_training.emit_ready`` for one dataset through the REST API; the
+    asset-triggered training run the scheduler starts, and the downstream DAG's run.
+
+    After ``restarted_run`` (``max_active_runs=1``); the consumer is unpaused only now, so
+    only this run's model events trigger it.
+    """
+    api = services.api
+    services.wait_for_dag(CONSUMER)
+    api.set_paused(False, CONSUMER)
+    before = {run["dag_run_id"] for run in api.dag_runs()}
+    env = {**services.env, "MRT_AIRFLOW_API_TOKEN": api.token(), "PYTHONPATH": ":".join(sys.path)}
+    emitted = subprocess.run(
+        [sys.executable, "-m", "regional_training.emit_ready", "--api-url", services.base_url,
+         "--campaign", READY[0], "--dataset", READY[1]],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert emitted.returncode == 0, emitted.stderr
+    run = _wait("asset-triggered run", lambda: [r for r in api.dag_runs() if r["dag_run_id"] not in before])[0]
+    followed = follow_run(api, run["dag_run_id"], timeout=900)
+
+    def received() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(consumer run, model event extra) for each event of *this* training run that a
+        finished consumer run received (earlier runs' events may reach it too)."""
+        out = []
+        for consumer in api.dag_runs(CONSUMER):
+            if consumer["state"] not in ("success", "failed"):
+                continue
+            path = (f"/api/v2/dags/{CONSUMER}/dagRuns/{urllib.parse.quote(consumer['dag_run_id'], safe='')}"
+                    "/taskInstances/models/xcomEntries/return_value")
+            status, body = api.request("GET", path)
+            extras = body["value"] if status == 200 else []
+            out += [(consumer, e) for e in extras if e["run_id"] == run["dag_run_id"]]
+        return out
+
+    return {"run": followed.run, "received": _wait("downstream run with this run's model event", received)}
+
+
+def test_an_asset_event_for_one_dataset_trains_exactly_that_dataset(
+    ready_run: dict[str, Any], services_endpoint: str, campaign_dsn: str
+) -> None:
+    run = ready_run["run"]
+    assert (run["run_type"], run["state"]) == ("asset_triggered", "success"), run
+    jobs = jobs_of_run(services_endpoint, run["dag_run_id"], REGIONS)
+    assert len(jobs) == 1, [j["TrainingJobName"] for j in jobs]
+    rows = rows_of_run(campaign_dsn, run["dag_run_id"], "target_key", "status")
+    assert rows == [{"target_key": READY[1], "status": "Completed"}]
+
+
+def test_a_downstream_dag_scheduled_on_the_model_asset_runs_with_its_metadata(
+    ready_run: dict[str, Any], services_endpoint: str
+) -> None:
+    ((consumer, extra),) = ready_run["received"]  # one event: one model
+    assert (consumer["run_type"], consumer["state"]) == ("asset_triggered", "success"), consumer
+    run_id = ready_run["run"]["dag_run_id"]
+    (job,) = jobs_of_run(services_endpoint, run_id, REGIONS)
+    assert {k: extra[k] for k in ("dag_id", "run_id", "dataset_key", "campaign_key", "region", "status",
+                                  "training_job_name", "training_job_arn")} == {
+        "dag_id": "multi_region_training", "run_id": run_id, "dataset_key": READY[1], "campaign_key": READY[0],
+        "region": job["Region"], "status": "Completed", "training_job_name": job["TrainingJobName"],
+        "training_job_arn": job["TrainingJobArn"]}
+    assert extra["artifact_uri"].startswith("s3://mrt-central-artifacts/runs/") and \
+        extra["artifact_uri"].endswith(f"/artifacts/{READY[1]}/model.tar.gz")
+    assert len(extra["hyperparameters_sha256"]) == 64
+    assert extra["final_metrics"] == {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+    assert extra["instance_type"] == job["ResourceConfig"]["InstanceType"]
+    assert extra["planned_cost_usd"] is not None and extra["actual_cost_usd"] is not None
