@@ -41,3 +41,14 @@ def test_collected_rows_accepts_the_shapes_airflow_hands_over() -> None:
     assert collected_rows(None) == []
     assert collected_rows(one) == [one]  # a mapped group that expanded once
     assert collected_rows([one, None]) == [one]  # a collector that returned nothing
+
+
+def test_a_reused_target_is_done_costs_nothing_and_shows_the_saving() -> None:
+    reused = row("us-west-2", "Reused", training_start_time=None, training_end_time=None, actual_cost_usd=0.0,
+                 reused_from_run_id="scheduled__2026-11-27T02:00:00+00:00", training_job_name="job-1")
+    result = summarize([row("us-east-1", "Completed"), reused], run_id="r3", planned=2)
+    assert result["completed"] == 2 and result["failed"] == [] and result["reused"] == 1
+    assert result["planned_cost_usd"] == 20.0 and result["actual_cost_usd"] == 8.5
+    assert "2 of 2 target(s) completed (1 reused, not trained again)" in result["text"]
+    assert ("REUSED us-west-2-data: identical to run scheduled__2026-11-27T02:00:00+00:00 (job job-1); "
+            "saved 10.00 USD") in result["text"]

@@ -135,3 +135,21 @@ def test_states_by_map_index_reads_the_execution_api_keys() -> None:
               "train_extra_2": "success", "train": "success"}
     assert states_by_map_index(states, "train") == {0: "success", 1: "failed", 10: None}
     assert states_by_map_index(states, "collect") == {1: "failed"}
+
+
+def test_reused_targets_count_as_done_and_the_mapped_indexes_skip_them() -> None:
+    # Issue 15: targets 0 and 2 were reused (not launched); the two launched ones are
+    # mapped as train[0] (eu-west-1) and train[1] (us-west-2).
+    rows = [row("us-east-1", "Reused", reused_from_run_id="last-night"),
+            row("ap-south-1", "Reused", reused_from_run_id="last-night"), row("eu-west-1")]
+    verdict = compute_verdict(JOBS, rows, train_states={0: "success", 1: "failed"},
+                              collect_states={0: "success", 1: "success"})
+    assert [(t.target_key, t.outcome, t.map_index) for t in verdict.targets] == [
+        ("us-east-1-data", "reused", None), ("eu-west-1-data", "completed", 0),
+        ("ap-south-1-data", "reused", None), ("us-west-2-data", "training_failed", 1)]
+    assert verdict.headline() == ("3 of 4 planned target(s) completed and recorded "
+                                  "(2 reused from an identical earlier job, not trained again)")
+    (failed,) = verdict.incomplete
+    assert "train[1] ended failed" in (failed.reason or "")
+    everything_reused = compute_verdict(JOBS, [row(r, "Reused", reused_from_run_id="x") for r in REGIONS])
+    assert everything_reused.ok and everything_reused.nothing_to_do is None
