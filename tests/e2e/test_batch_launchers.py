@@ -2,8 +2,9 @@
 launcher entry point as Batch array children (local processes of the emulator's Batch),
 service jobs through the emulated Batch into the emulated SageMaker.
 
-The stand-in entry point trains here (the launch path is the point; real training
-through the toolkit is covered by tests/e2e/test_real_training.py for the same requests).
+The stand-in entry point trains in most of them (the launch path is the point); the
+last one (marked ``training``) has the array children launch real training through the
+toolkit, as tests/e2e/test_real_training.py does for launcher=airflow.
 """
 
 from __future__ import annotations
