@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from regional_training import identifiers
 from regional_training.metric_format import METRIC_KEYS
 
 PARAM_NAME = "scan"
@@ -407,7 +406,3 @@ def publish_best(ranking: Mapping[str, Any] | None, *, layout: Any, copy: Any) -
 def dataset_of(target_key: str, point_id: str | None) -> str:
     """The target key without its point (the dataset's key in the run)."""
     return target_key[: -len(point_id) - 1] if point_id else target_key
-
-
-def is_scan_target(target: Mapping[str, Any]) -> bool:
-    return bool(target.get("point_id")) and identifiers.is_point_id(target.get("point_id"))
