@@ -52,6 +52,16 @@ import os
 from datetime import timedelta
 from typing import Any
 
+# The provider modules our operators build on, and TaskFlow's, named here so that the
+# dag-processor imports them once in its manager ([dag_processor]
+# parsing_pre_import_modules, on by default: it pre-imports the airflow.* modules a DAG
+# file names) and every parse's fork inherits them, instead of each parse importing them
+# again through regional_training (bench/dag_benchmarks.py measures both ways).
+import airflow.providers.amazon.aws.operators.batch
+import airflow.providers.amazon.aws.operators.sagemaker
+import airflow.providers.amazon.aws.triggers.sagemaker
+import airflow.providers.standard.decorators.python
+import airflow.sdk.definitions.decorators  # noqa: F401
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
 
 from regional_training import assets, tasks
