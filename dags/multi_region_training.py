@@ -137,7 +137,12 @@ def multi_region_training() -> None:
     # Inside a mapped task group the group's arguments are not in the template context:
     # the collector names itself (tasks.collect_target sets "mrt_target").
     # Emits an mrt_trained_model event through the alias only for a model (not a failed job).
-    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS])
+    # A higher priority than the launches: when executor slots are scarce, a finished
+    # target is collected (and visible) before more targets are launched. With Airflow's
+    # default (downstream weights) a launch outranked every collector: at 128 targets 28 %
+    # of the run came after the last job had ended (bench/services_scale.py).
+    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS],
+          priority_weight=100)
     def collect(job: dict[str, Any]) -> dict[str, Any]:
         return tasks.collect_target(tasks.current_run(), job)
 

@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-#: The two regions the real-training tests run in (the DAG's ``regions`` Param).
-TRAINING_REGIONS = ("eu-west-1", "us-east-1")
+from helpers import TRAINING_REGIONS
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,9 @@ from local_stack import aws_client
 from regional_training import identifiers
 
 ALL_REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
+#: The two regions the real-training tests run in (the DAG's ``regions`` Param). Here,
+#: not in conftest.py: ``from conftest import`` gets whichever conftest pytest loaded last.
+TRAINING_REGIONS = ("eu-west-1", "us-east-1")
 
 
 def training_dag() -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import helpers
 import psycopg2
 import pytest
-from helpers import jobs_of_run, rows_of_run
+from helpers import TRAINING_REGIONS, jobs_of_run, rows_of_run
 
 from local_stack import CENTRAL_BUCKET, CENTRAL_REGION, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from regional_training import array_file, batch_jobs, run_layout
@@ -331,7 +331,6 @@ def test_the_same_client_token_twice_creates_one_service_job(offline_stack: str)
 def test_batch_array_children_launch_real_training(real_stack: str, campaign_dsn: str) -> None:
     """The array children's jobs train for real (toolkit, mpirun, Horovod on CPU): the
     emulator's regions with TFRecords (tests/e2e/conftest.py)."""
-    from conftest import TRAINING_REGIONS
 
     endpoint = real_stack
     regions = sorted(TRAINING_REGIONS)

@@ -20,7 +20,7 @@ from typing import Any
 import helpers
 import psycopg2
 import pytest
-from conftest import TRAINING_REGIONS
+from helpers import TRAINING_REGIONS
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
 from regional_training import training_request

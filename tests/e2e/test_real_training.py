@@ -22,8 +22,7 @@ from typing import Any
 import helpers
 import psutil
 import pytest
-from conftest import TRAINING_REGIONS
-from helpers import rows_of_run
+from helpers import TRAINING_REGIONS, rows_of_run
 
 from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, wait_for_job_end
 from regional_training import training_request
