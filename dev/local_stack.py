@@ -244,6 +244,17 @@ def airflow_env(*, dsn: str, endpoint: str, airflow_home: Path) -> dict[str, str
     }
 
 
+def in_process_env(*, dsn: str, endpoint: str, airflow_home: Path, fast_polling: bool = True) -> dict[str, str]:
+    """:func:`airflow_env` for a test process that runs the DAG itself (``dag.test()``):
+    without ``PYTHONPATH`` (the process's own path already holds the package) and, with
+    ``fast_polling``, status checks and retries every second."""
+    env = {k: v for k, v in airflow_env(dsn=dsn, endpoint=endpoint, airflow_home=airflow_home).items()
+           if k != "PYTHONPATH"}
+    if fast_polling:
+        env.update({"MRT_SAGEMAKER_POLL_SECONDS": "1", "MRT_RETRY_DELAY_SECONDS": "1"})
+    return env
+
+
 #: The local run's Params: a tiny model and a few steps, so CPU training takes seconds.
 #: 512 generated records / (16 x 2 ranks) = 16 steps per epoch; images/sec is measured
 #: after the entry point's 20 warm-up steps, so 48 steps give it two intervals.

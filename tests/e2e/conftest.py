@@ -48,11 +48,8 @@ def real_stack(
     campaign_dsn: str, real_aws_endpoint: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """Environment for running the DAG in-process against Postgres and the real-training emulator."""
-    from local_stack import airflow_env
+    from local_stack import in_process_env
 
-    for key, value in airflow_env(dsn=campaign_dsn, endpoint=real_aws_endpoint, airflow_home=airflow_db).items():
-        if key != "PYTHONPATH":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
-    monkeypatch.setenv("MRT_RETRY_DELAY_SECONDS", "1")
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=real_aws_endpoint, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
     return real_aws_endpoint

@@ -137,13 +137,10 @@ def slow_batch_aws(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture()
 def slow_stack(slow_batch_aws: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import airflow_env
+    from local_stack import in_process_env
 
-    for key, value in airflow_env(dsn=campaign_dsn, endpoint=slow_batch_aws, airflow_home=airflow_db).items():
-        if key != "PYTHONPATH":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
-    monkeypatch.setenv("MRT_RETRY_DELAY_SECONDS", "1")
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=slow_batch_aws, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
     return slow_batch_aws
 
 

@@ -81,13 +81,10 @@ def scan_stack(campaign_dsn: str, scan_aws_endpoint: str, airflow_db: Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Airflow pointed at Postgres and the emulator; ``scan-alt`` allow-listed; room for
     two g5.12xlarge jobs per training region (so the four jobs need both regions)."""
-    from local_stack import airflow_env
+    from local_stack import in_process_env
 
-    for key, value in airflow_env(dsn=campaign_dsn, endpoint=scan_aws_endpoint, airflow_home=airflow_db).items():
-        if key != "PYTHONPATH":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
-    monkeypatch.setenv("MRT_RETRY_DELAY_SECONDS", "1")
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=scan_aws_endpoint, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("AIRFLOW_VAR_MRT_SCAN_ALLOW_LIST", json.dumps({"image_tags": ["local", ALT_TAG]}))
     saved = _sql(campaign_dsn, "SELECT region_code, quota_instances FROM instance_capacity"
                                " WHERE instance_type = %s AND region_code = ANY(%s)",

@@ -29,14 +29,10 @@ def capacity_starved_aws(campaign_dsn: str, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture()
 def starved_stack(capacity_starved_aws: str, campaign_dsn: str, airflow_db: Path,
                   monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import airflow_env
+    from local_stack import in_process_env
 
-    env = airflow_env(dsn=campaign_dsn, endpoint=capacity_starved_aws, airflow_home=airflow_db)
-    for key, value in env.items():
-        if key != "PYTHONPATH":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MRT_SAGEMAKER_POLL_SECONDS", "1")
-    monkeypatch.setenv("MRT_RETRY_DELAY_SECONDS", "1")
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=capacity_starved_aws, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
     return capacity_starved_aws
 
 

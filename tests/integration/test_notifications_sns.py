@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from local_stack import CENTRAL_REGION, airflow_env, aws_client
+from local_stack import CENTRAL_REGION, aws_client, in_process_env
 from regional_training.notifications import failure_message, notify_run, settings_from_mapping
 from regional_training.verdict import compute_verdict
 
@@ -23,9 +23,9 @@ REPORT = "http://127.0.0.1:8080/campaign/runs/multi_region_training/scheduled__2
 def topic_and_queue(aws_endpoint: str, airflow_db: Any, campaign_dsn: str,
                     monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """A topic with an SQS queue subscribed to it (the body is SNS's JSON envelope)."""
-    for key, value in airflow_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db).items():
-        if key != "PYTHONPATH":
-            monkeypatch.setenv(key, value)
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db,
+                                     fast_polling=False).items():
+        monkeypatch.setenv(key, value)
     sns = aws_client("sns", aws_endpoint, CENTRAL_REGION)
     sqs = aws_client("sqs", aws_endpoint, CENTRAL_REGION)
     name = f"mrt-notify-{uuid.uuid4().hex[:12]}"  # a fresh topic and queue per test
