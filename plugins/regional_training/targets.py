@@ -54,7 +54,10 @@ class Target:
         another region, it does not make a new one): the dataset key, or
         ``campaign.dataset`` when the dataset key alone is ambiguous in this run, with
         ``_<point>`` in a parameter scan (:func:`identifiers.target_key`)."""
-        return target_key_of(asdict(self))
+        # Straight from the fields: asdict() would deep-copy the whole target on every
+        # access (keys are read in sorts and loops).
+        return identifiers.target_key(self.dataset_key, self.campaign_key if self.campaign_qualified else None,
+                                      self.point_id)
 
     @property
     def is_spot(self) -> bool:
