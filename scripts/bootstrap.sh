@@ -45,5 +45,8 @@ if [ "$installed" != "$repo/plugins/regional_training" ]; then
     command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$uv_version" >&2
     VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps -e "$repo" >&2
 fi
+# The DAG files and the package too (only what changed since the last run; __pycache__
+# is git-ignored), as the Airflow image does at build time.
+"$venv/bin/python" -m compileall -q "$repo/dags" "$repo/plugins" >/dev/null 2>&1 || true
 ln -sfn "$venv" "$repo/.venv"
 echo "$venv/bin/python"

