@@ -14,7 +14,7 @@ followed to its end. Prints per N:
 * the collect phase: first collect start -> last collect end, and the tail after the
   last job ended (last job end -> run end), as shares of wall.
 
-    .venv/bin/python bench/services_scale.py --targets 4 --targets 128
+    PYTHONPATH=dev .venv/bin/python bench/services_scale.py --targets 4 --targets 128
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_services import airflow_services, follow_run, is_training_task
+from local_pg import temporary_postgres
+from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from processes import unwind_on_sigterm
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "dev"), str(REPO / "plugins")]
-
-from airflow_services import airflow_services, follow_run, is_training_task  # noqa: E402
-from local_pg import temporary_postgres  # noqa: E402
-from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws  # noqa: E402
-from processes import unwind_on_sigterm  # noqa: E402
-
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
 SAMPLE_TARGETS = 4
 

@@ -16,15 +16,12 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+from local_stack import DUMMY_CREDENTIALS, fake_image_map, local_aws
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "dev")]
-
-from local_stack import DUMMY_CREDENTIALS, fake_image_map, local_aws  # noqa: E402
-
 TICK = 0.01
 BLOCK = 0.05
 

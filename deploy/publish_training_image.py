@@ -9,13 +9,13 @@ needs a new tag. boto3 does the ECR calls, the docker CLI the login/tag/push.
 Regions come from ``--regions`` or from the campaign-metadata database
 (``--campaign-dsn``, or ``CAMPAIGN_DB_DSN``: every region with training enabled).
 
-Examples::
+Examples (from the repository root, where ``deploy`` is a package)::
 
-    python deploy/publish_training_image.py \\
+    python -m deploy.publish_training_image \\
         --repository multi-region-training/resnet50-horovod --tag 0.1.0 \\
         --regions us-east-1,us-west-2,eu-west-1,eu-central-1 --dry-run
 
-    python deploy/publish_training_image.py \\
+    python -m deploy.publish_training_image \\
         --repository multi-region-training/resnet50-horovod --tag 0.1.0 \\
         --campaign-dsn postgresql://user:pass@host:5432/campaigns
 
@@ -35,11 +35,7 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
-
-if __package__ in (None, ""):  # run as a script: make `deploy` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy import campaign_targets
 
@@ -270,7 +266,7 @@ def parse_regions(values: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="publish_training_image",
+        prog="deploy.publish_training_image",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

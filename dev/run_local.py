@@ -34,11 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "plugins")]
-
-from airflow_services import DAG_ID, AirflowStack, airflow_services, follow_run  # noqa: E402
-from local_pg import temporary_postgres  # noqa: E402
-from local_stack import (  # noqa: E402
+from airflow_services import DAG_ID, AirflowStack, airflow_services, follow_run
+from local_pg import temporary_postgres
+from local_stack import (
     CENTRAL_BUCKET,
     LOCAL_RUN_CONF,
     REPO,
@@ -52,8 +50,8 @@ from local_stack import (  # noqa: E402
     seed_aws,
     tfrecord_samples,
 )
-from processes import stop_group, unwind_on_sigterm  # noqa: E402
-from regional_training.training_request import run_key  # noqa: E402
+from processes import stop_group, unwind_on_sigterm
+from regional_training.training_request import run_key
 
 
 def _train_python(explicit: str | None) -> str:

@@ -38,9 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from deploy import campaign_targets
 from regional_training import identifiers
 from regional_training.notifications import TOPIC_ARN_PATTERN

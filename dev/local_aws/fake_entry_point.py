@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "regional_training"))
-from metric_format import format_metric_line
+from regional_training.metric_format import format_metric_line
 
 SHARD_MAGIC = b"MRT-SAMPLE-SHARD-V1\n"
 

@@ -17,10 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-if str(REPO_ROOT / "plugins") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "plugins"))
 
 
 @pytest.fixture(scope="session")

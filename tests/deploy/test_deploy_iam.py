@@ -426,14 +426,10 @@ def test_values_match_the_seeded_campaign_db(repo_root):
 
     if not (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
         pytest.skip("PostgreSQL server binaries (initdb) not installed")
-    sys.path.insert(0, str(repo_root / "dev"))
-    try:
-        from local_pg import temporary_postgres
-    finally:
-        sys.path.remove(str(repo_root / "dev"))
     import psycopg2
 
     from deploy import campaign_targets
+    from local_pg import temporary_postgres  # dev/, on sys.path through pytest's `pythonpath`
     from regional_training import campaign_db
 
     with temporary_postgres() as dsn:
@@ -453,7 +449,8 @@ def test_values_match_the_seeded_campaign_db(repo_root):
         proc = subprocess.run(
             [
                 sys.executable,
-                str(repo_root / "deploy" / "publish_training_image.py"),
+                "-m",
+                "deploy.publish_training_image",
                 "--repository",
                 REPO,
                 "--tag",
@@ -466,6 +463,7 @@ def test_values_match_the_seeded_campaign_db(repo_root):
                 "--endpoint-url",
                 "http://127.0.0.1:9",
             ],
+            cwd=repo_root,
             capture_output=True,
             text=True,
             check=False,

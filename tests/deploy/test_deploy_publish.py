@@ -139,7 +139,8 @@ def test_failing_region_is_reported_and_others_still_published(aws, fake_docker,
 def test_cli_end_to_end_with_regions_flag(aws, fake_docker, repo_root):
     cmd = [
         sys.executable,
-        str(repo_root / "deploy" / "publish_training_image.py"),
+        "-m",
+        "deploy.publish_training_image",
         "--repository",
         REPO,
         "--tag",
@@ -152,10 +153,10 @@ def test_cli_end_to_end_with_regions_flag(aws, fake_docker, repo_root):
         aws,
         "--json",
     ]
-    first = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    first = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=False, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "us-east-1: image" in first.stdout and "pushed" in first.stdout
-    second = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    second = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=False, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "pushed" not in second.stdout and second.stdout.count(": present") == 2
     assert _tags("eu-central-1") == [TAG]

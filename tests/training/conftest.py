@@ -16,11 +16,9 @@ from types import ModuleType
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from training_support import ROOT, train_env  # noqa: E402
+# This directory is on sys.path: pytest's default ("prepend") import mode puts a
+# conftest's directory there when no __init__.py makes it part of a package.
+from training_support import ROOT, train_env
 
 
 @pytest.fixture(scope="session")

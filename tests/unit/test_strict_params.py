@@ -145,14 +145,22 @@ def test_only_integer_params_change_and_none_changes_meaning() -> None:
 # --- hyperparameters through the real entry point's parser ----------------------------------------------------
 
 def _train_module():
+    """``resnet_hvd.train`` from images/training, loaded from its files: the training
+    image's package is not installed in the Airflow venv, and sys.path stays as it is."""
+    import importlib
+    import importlib.util
     from pathlib import Path
 
-    training_dir = str(Path(__file__).resolve().parents[2] / "images" / "training")
-    if training_dir not in sys.path:
-        sys.path.insert(0, training_dir)
-    import resnet_hvd.train as train
-
-    return train
+    if "resnet_hvd" not in sys.modules:
+        package_dir = Path(__file__).resolve().parents[2] / "images" / "training" / "resnet_hvd"
+        spec = importlib.util.spec_from_file_location(
+            "resnet_hvd", package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+        )
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["resnet_hvd"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("resnet_hvd.train")
 
 
 def toolkit_argv(hyperparameters: dict[str, str]) -> list[str]:
