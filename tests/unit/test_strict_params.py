@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from regional_training.params import HYPERPARAMETER_PARAMS, LR_SCHEDULES, param_specs, training_hyperparameters
 from regional_training.strict_params import (
     DRAFT_04,
+    DRAFT_07,
     HYPERPARAMETER_TYPES,
     ParamError,
     check_conf,
@@ -134,12 +135,36 @@ def test_trigger_time_specs_make_airflow_refuse_a_float_for_an_integer() -> None
     assert params.deep_merge({"instance_cuont": 4}).validate()["instance_cuont"] == 4
 
 
-def test_only_integer_params_change_and_none_changes_meaning() -> None:
+def test_integer_params_get_draft_4_the_others_draft_7_and_none_changes_meaning() -> None:
     strict = trigger_time_specs(SPECS)
     assert sorted(n for n, s in strict.items() if s.get("$schema") == DRAFT_04) == INTEGER_PARAMS
+    assert sorted(n for n, s in strict.items() if s.get("$schema") == DRAFT_07) == sorted(
+        set(SPECS) - set(INTEGER_PARAMS)
+    )
     assert {n: {k: v for k, v in s.items() if k != "$schema"} for n, s in strict.items()} == SPECS
     with pytest.raises(ValueError, match="exclusiveMinimum"):
         trigger_time_specs({"n": {"default": 1, "type": "integer", "exclusiveMinimum": 0}})
+    # A 2020-12 keyword, even nested, is refused rather than ignored under draft 7.
+    with pytest.raises(ValueError, match=r"param 'p'.*prefixItems"):
+        trigger_time_specs({"p": {"default": None, "type": ["null", "object"],
+                                  "properties": {"xs": {"type": "array", "prefixItems": [{"type": "string"}]}}}})
+
+
+def test_every_param_validates_its_default_and_refuses_a_wrong_value_under_its_draft() -> None:
+    """Each Param's schema is valid under the draft it names (jsonschema checks the
+    schema first), accepts its default, and still refuses a value of the wrong type."""
+    import jsonschema
+
+    for spec in trigger_time_specs(SPECS).values():
+        schema = {k: v for k, v in spec.items() if k not in ("default", "description")}
+        jsonschema.validate(spec["default"], schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"not": "this"} if "object" not in _types_of(spec) else 7, schema)
+
+
+def _types_of(spec: dict) -> set:
+    declared = spec.get("type")
+    return {declared} if isinstance(declared, str) else set(declared or ())
 
 
 # --- hyperparameters through the real entry point's parser ----------------------------------------------------
