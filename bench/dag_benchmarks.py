@@ -6,7 +6,7 @@
 2. Local end-to-end wall time (``airflow dags test`` on the offline stack, stand-in
    entry point) for 4 and 64 targets.
 
-    PYTHONPATH=dev .venv/bin/python bench/dag_benchmarks.py [--repeats 7] [--targets 4,64] [--skip-e2e]
+    PYTHONPATH=dev .venv/bin/python bench/dag_benchmarks.py [--repeats 7] [--targets 4,64] [--skip-e2e] [--breakdown]
 
 (``dev/`` holds the local stack the end-to-end part starts; the package itself is
 installed.)
@@ -78,6 +78,68 @@ for _ in range(int(sys.argv[2])):
     times.append(value)
 print(statistics.median(times))
 """
+
+
+#: Where the parse's time goes, in one fresh interpreter: the imports the bare DAG also
+#: needs, the ``airflow.*`` modules only ours names (TaskFlow, the Batch operator,
+#: timetables), our package, then building the DAG (module run + DAG objects), with the
+#: number of ``get_merged_defaults`` calls (one per operator class level: each deep-copies
+#: the DAG's Params), what those copies cost and what validating the Params costs.
+BREAKDOWN = """
+import copy, importlib, json, sys, time
+from airflow.utils.file import iter_airflow_imports
+clock = time.perf_counter
+out = {}
+t = clock()
+from airflow.dag_processing.dagbag import DagBag
+import airflow.sdk
+import airflow.providers.amazon.aws.operators.sagemaker
+out["imports the bare DAG also needs"] = clock() - t
+t = clock()
+for module in iter_airflow_imports(sys.argv[1]):
+    importlib.import_module(module)
+out["airflow.* modules only ours names"] = clock() - t
+t = clock()
+for module in sys.argv[2].split(","):
+    importlib.import_module(module)
+out["our package (regional_training)"] = clock() - t
+import airflow.sdk.bases.operator as operator_module
+calls = [0]
+merged = operator_module.get_merged_defaults
+def counting(*args, **kwargs):
+    calls[0] += 1
+    return merged(*args, **kwargs)
+operator_module.get_merged_defaults = counting
+t = clock()
+bag = DagBag(dag_folder=sys.argv[1])
+out["DAG build (module run + DAG objects)"] = clock() - t
+assert not bag.import_errors, bag.import_errors
+dag = next(iter(bag.dags.values()))
+t = clock()
+for _ in range(calls[0]):
+    copy.deepcopy(dag.params)
+out[f"  of which: {calls[0]} deep copies of the {len(dag.params)} Params"] = clock() - t
+t = clock()
+dag.params.validate()
+out["  of which: validating the Params once"] = clock() - t
+print(json.dumps(out))
+"""
+
+#: The package modules the DAG file imports (the rest come through them).
+OUR_MODULES = ("regional_training.assets,regional_training.aws_io,regional_training.batch_jobs,"
+               "regional_training.operators,regional_training.params,regional_training.strict_params,"
+               "regional_training.tasks")
+
+
+def breakdown(dag_file: Path, repeats: int) -> dict[str, float]:
+    """Median seconds per component of a fresh-interpreter parse (see BREAKDOWN)."""
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    runs = []
+    for _ in range(repeats):
+        result = subprocess.run([sys.executable, "-c", BREAKDOWN, str(dag_file), OUR_MODULES], env=env, check=True,
+                                capture_output=True, text=True)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def forked_parse_seconds(dag_file: Path, repeats: int) -> float:
@@ -167,6 +229,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--targets", default="4,64")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="also print where the parse's time goes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,6 +249,10 @@ def main() -> int:
           f"ratio {forked_ours / forked_base:.2f} (median of {args.repeats})")
     print(f"parse: multi_region_training {ours * 1000:.0f} ms, bare SageMaker DAG {base * 1000:.0f} ms, "
           f"ratio {ours / base:.2f} (median of {args.repeats}, fresh interpreter each)")
+    if args.breakdown:
+        print(f"where a fresh-interpreter parse of multi_region_training goes (median of {args.repeats}):")
+        for what, seconds in breakdown(REPO / "dags" / "multi_region_training.py", args.repeats).items():
+            print(f"  {what:<58} {seconds * 1000:7.1f} ms")
     if not args.skip_e2e:
         for n in (int(x) for x in args.targets.split(",")):
             seconds, collected = e2e_seconds(n)

@@ -148,17 +148,15 @@ def multi_region_training() -> None:
 
     # prefix_group_id=False: the tasks keep their ids, "train" and "collect".
     @task_group(prefix_group_id=False)
-    def target(job: dict[str, Any], config: dict[str, Any], region_name: str, failover: list[dict[str, Any]],
-               max_failovers: int) -> Any:
+    def target(job: dict[str, Any]) -> Any:
         """One target: train, then collect as soon as this target's training ends."""
         # Follows its deterministic job on retry or clear, waits as long as the stopping
-        # condition allows, stops the job when killed (regional_training.operators).
+        # condition allows, stops the job when killed (regional_training.operators). It
+        # takes its request, region and failover from the job: one group argument, one
+        # pull of jobs_to_launch per try.
         train = DurableSageMakerTrainingOperator(
             task_id="train",
-            config=config,
-            region_name=region_name,
-            failover=failover,
-            max_failovers=max_failovers,
+            job=job,
             aws_conn_id=AWS_CONN_ID,
             botocore_config=BOTOCORE_CONFIG,
             deferrable=True,
@@ -192,7 +190,7 @@ def multi_region_training() -> None:
     # launcher=batch_array: one AWS Batch array job, child N launching array line N.
     launch = BatchArrayLaunchOperator(task_id=LAUNCH_TASK_ID, array_uri=array_uri, jobs=to_launch,
                                       aws_conn_id=AWS_CONN_ID, botocore_config=BOTOCORE_CONFIG)
-    collected = target.expand_kwargs(to_launch.map(tasks.target_group_kwargs))
+    collected = target.expand(job=to_launch)
     check_regions(summarize(collected, jobs, selection["left_out"]), jobs, collected, selection["left_out"])
 
 multi_region_training()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -42,6 +42,8 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.sdk import BaseXCom, TaskInstanceState
+from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 from botocore.exceptions import ClientError
 
 from regional_training.async_clients import SharedClientHookMixin
@@ -99,6 +101,26 @@ class StoppingSageMakerTrigger(SageMakerTrigger):
         return _SharedClientSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
                                           verify=self.verify, config=self.botocore_config)
 
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """The provider's polling; a completed job ends the task here, in the triggerer.
+
+        Resuming on a worker only to find the job completed cost one task process per
+        target (a fork that loads the DAG, API calls, a slot): at 128 targets on 2 cores
+        those resumes queued behind launches (bench/services_scale.py). The task's return
+        value is the job's description, as ``execute_complete`` returns it. Any other
+        outcome (failed, stopped, capacity, timeout) resumes on a worker as before, where
+        retries, failover and the deterministic-failure rule live.
+        """
+        async for event in super().run():
+            if event.payload.get("status") != "success":
+                yield event
+                continue
+            async with await self.hook().get_async_conn() as client:
+                description = await client.describe_training_job(TrainingJobName=self.job_name)
+            description.pop("ResponseMetadata", None)
+            self.log.info("Training job %s in %s completed.", self.job_name, self.region_name)
+            yield TaskSuccessEvent(xcoms={BaseXCom.XCOM_RETURN_KEY: {"Training": serialize(description)}})
+
     async def on_kill(self) -> None:
         self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)
         async with await self.hook().get_async_conn() as client:
@@ -122,26 +144,51 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param failover: the ranked alternatives, as :class:`~regional_training.attempts.Candidate`
         dicts (``{"request": ..., "region": ...}``).
     :param max_failovers: how many moves to alternatives one target may make.
+    :param job: instead of the four above, the target's job (``jobs_to_launch``'s item),
+        from which they are taken once it is rendered: what the DAG's mapped task group
+        passes (see :meth:`render_template_fields`).
     """
 
-    # failover and max_failovers are templated so a mapped task group can pass them.
-    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "failover", "max_failovers")
+    # Templated so a mapped task group can pass them (its arguments resolve at rendering).
+    template_fields: Sequence[str] = (*SageMakerTrainingOperator.template_fields, "failover", "max_failovers",
+                                      "job")
     # The provider's links would point at the first region; these follow the current job.
     operator_extra_links = (SageMakerTrainingJobLink(), TrainingJobLogsLink())
 
     def __init__(
-        self, *, failover: list[dict[str, Any]] | None = None, max_failovers: int = 0, **kwargs: Any
+        self, *, failover: list[dict[str, Any]] | None = None, max_failovers: int = 0,
+        job: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         kwargs.setdefault("check_if_job_exists", False)  # attempts.resolve decides
         kwargs.setdefault("print_log", False)
         kwargs.setdefault("deferrable", True)
+        if job is not None:
+            kwargs.setdefault("config", {})  # taken from the job once rendered
         super().__init__(**kwargs)
         self.failover = failover if failover is not None else []
         self.max_failovers = max_failovers
+        self.job = job
         #: The job this try acts on (candidate, name), for ``on_kill``.
         self._current: tuple[Candidate, str] | None = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
         self._launcher = "airflow"
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render, then take the request, region and failover from ``job`` when given.
+
+        One mapped-group argument instead of four: each one resolves by pulling the whole
+        ``jobs_to_launch`` list from the API server (Airflow's ``MappedArgument``), so
+        four arguments cost four pulls of every target's requests per try, which grows
+        with the square of the targets (bench/services_scale.py).
+        """
+        super().render_template_fields(context, jinja_env)
+        if self.job is not None:
+            # Imported here, at run time: jobs pulls in the request builders, which the
+            # DAG file's parse does not need.
+            from regional_training.jobs import training_operator_kwargs
+
+            for name, value in training_operator_kwargs(self.job).items():
+                setattr(self, name, value)
 
     @property
     def target_key(self) -> str | None:
@@ -163,6 +210,10 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         self._launcher = _launcher(context)
         event = validate_execute_complete_event(event)
+        if event == TaskInstanceState.SUCCESS:
+            # StoppingSageMakerTrigger's TaskSuccessEvent, resumed here only under
+            # dag.test() (a triggerer ends the task itself): the job completed.
+            event = {"status": "success"}
         refused = self._refused_before(context)
         if event["status"] == "capacity":  # a Batch service job cancelled after waiting for capacity
             refused[str(event["region"])] = ("CAPACITY", str(event.get("message")))

@@ -239,14 +239,6 @@ def reused_rows(run: Run) -> list[dict[str, Any]]:
     return [dict(r) for r in run.ti.xcom_pull(task_ids="jobs_to_launch", key=REUSED_KEY) or []]
 
 
-def target_group_kwargs(job: dict[str, Any]) -> dict[str, Any]:
-    """Per-target kwargs of the DAG's mapped task group (the ``target`` group): the job,
-    for the collector, and the training operator's kwargs."""
-    from regional_training.jobs import training_operator_kwargs
-
-    return {"job": job, **training_operator_kwargs(job)}
-
-
 def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
     """Collect one target's job and record it with its failover moves (which the
     target's training task always pushes, maybe empty: there is no "not found")."""

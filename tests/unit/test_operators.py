@@ -167,3 +167,78 @@ def test_a_job_that_failed_inside_sagemaker_is_retried(sagemaker: FakeSageMaker)
     with pytest.raises(RuntimeError, match="InternalServerError") as raised:
         operator().execute_complete({}, {"status": "failed", "job_name": "mrt-a", "message": "InternalServerError"})
     assert not isinstance(raised.value, NotRetriedError)
+
+
+# --- The trigger: a completed job ends the task in the triggerer; anything else resumes it.
+
+class _FakeAsyncClient:
+    def __init__(self, description: dict[str, Any]) -> None:
+        self.description, self.described = description, []
+
+    async def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
+        self.described.append(TrainingJobName)
+        return {**self.description, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    async def __aenter__(self) -> _FakeAsyncClient:
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        return None
+
+
+def _trigger_events(polled: dict[str, Any], client: _FakeAsyncClient) -> list[Any]:
+    """What the trigger yields when the provider's polling ends with ``polled``."""
+    import asyncio
+
+    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+    from airflow.triggers.base import TriggerEvent
+
+    async def provider_run(self: Any) -> Any:
+        yield TriggerEvent(polled)
+
+    async def conn() -> _FakeAsyncClient:
+        return client
+
+    trigger = StoppingSageMakerTrigger(job_name="mrt-a", job_type="Training", region_name="us-west-2")
+    with mock.patch.object(SageMakerTrigger, "run", provider_run), \
+            mock.patch.object(SageMakerHook, "get_async_conn", side_effect=conn):
+
+        async def collect() -> list[Any]:
+            return [event async for event in trigger.run()]
+
+        return asyncio.run(collect())
+
+
+def test_a_completed_job_ends_the_task_in_the_triggerer_with_its_description() -> None:
+    from datetime import UTC, datetime
+
+    from airflow.triggers.base import TaskSuccessEvent
+
+    ended = datetime(2026, 11, 28, 2, 30, tzinfo=UTC)
+    client = _FakeAsyncClient({"TrainingJobName": "mrt-a", "TrainingJobStatus": "Completed", "TrainingEndTime": ended})
+    (event,) = _trigger_events({"status": "success", "job_name": "mrt-a"}, client)
+    assert isinstance(event, TaskSuccessEvent)  # no worker resume
+    returned = event.xcoms["return_value"]["Training"]
+    assert returned["TrainingJobName"] == "mrt-a" and returned["TrainingJobStatus"] == "Completed"
+    assert "ResponseMetadata" not in returned and isinstance(returned["TrainingEndTime"], str)  # JSON for XCom
+    assert client.described == ["mrt-a"]
+
+
+@pytest.mark.parametrize("status", ["failed", "stopped", "timeout", "error"])
+def test_any_other_outcome_resumes_on_a_worker_unchanged(status: str) -> None:
+    from airflow.triggers.base import TaskSuccessEvent
+
+    client = _FakeAsyncClient({})
+    polled = {"status": status, "job_name": "mrt-a", "message": "x"}
+    (event,) = _trigger_events(polled, client)
+    assert not isinstance(event, TaskSuccessEvent) and event.payload == polled
+    assert client.described == []
+
+
+def test_dag_test_resumes_the_success_event_and_returns_the_job(sagemaker: FakeSageMaker) -> None:
+    """``dag.test()`` runs a trigger inline and resumes with the TaskSuccessEvent's payload."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Completed"}
+    result = operator().execute_complete({}, TaskSuccessEvent().payload)
+    assert result["Training"]["TrainingJobName"] == "mrt-a" and sagemaker.created == []
