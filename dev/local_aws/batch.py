@@ -37,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger("local_aws.batch")
 
@@ -74,14 +74,45 @@ class Attempt:
         return out
 
 
-@dataclass
-class Job:
-    """A plain job or one array child."""
+@dataclass(kw_only=True)
+class _JobRecord:
+    """What a plain or array-child job and a service job both record and describe."""
+
+    #: The ARN's resource type ("job" or "service-job").
+    ARN_KIND: ClassVar[str] = "job"
 
     job_id: str
     name: str
     region: str
     queue: str
+    status: str = "SUBMITTED"
+    status_reason: str = ""
+    created_at: int = field(default_factory=_ms)
+    started_at: int | None = None
+    stopped_at: int | None = None
+    terminated: bool = False
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:batch:{self.region}:{ACCOUNT}:{self.ARN_KIND}/{self.job_id}"
+
+    def _describe(self, **fields: Any) -> dict[str, Any]:
+        """DescribeJobs' common fields, then ``fields``, then the times that are set."""
+        out: dict[str, Any] = {
+            "jobArn": self.arn, "jobName": self.name, "jobId": self.job_id, "jobQueue": self.queue,
+            "status": self.status, "statusReason": self.status_reason, "createdAt": self.created_at, **fields,
+        }
+        if self.started_at:
+            out["startedAt"] = self.started_at
+        if self.stopped_at:
+            out["stoppedAt"] = self.stopped_at
+        return out
+
+
+@dataclass(kw_only=True)
+class Job(_JobRecord):
+    """A plain job or one array child."""
+
     definition: dict[str, Any]
     parameters: dict[str, str]
     command: list[str]
@@ -90,37 +121,22 @@ class Job:
     tags: dict[str, str]
     array_index: int | None = None
     array_parent: str | None = None
-    status: str = "SUBMITTED"
-    status_reason: str = ""
-    created_at: int = field(default_factory=_ms)
-    started_at: int | None = None
-    stopped_at: int | None = None
     attempts: list[Attempt] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
-    terminated: bool = False
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:batch:{self.region}:{ACCOUNT}:job/{self.job_id}"
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "jobArn": self.arn, "jobName": self.name, "jobId": self.job_id, "jobQueue": self.queue,
-            "status": self.status, "statusReason": self.status_reason, "createdAt": self.created_at,
-            "attempts": [a.to_dict() for a in self.attempts], "jobDefinition": self.definition["jobDefinitionArn"],
-            "parameters": self.parameters, "retryStrategy": {"attempts": self.max_attempts}, "tags": self.tags,
-            "container": {"command": self.command,
-                          "environment": [{"name": k, "value": v} for k, v in self.environment.items()]},
-            "dependsOn": [], "platformCapabilities": ["EC2"],
+        container: dict[str, Any] = {
+            "command": self.command, "environment": [{"name": k, "value": v} for k, v in self.environment.items()],
         }
         if self.attempts and self.attempts[-1].exit_code is not None:
-            out["container"]["exitCode"] = self.attempts[-1].exit_code
+            container["exitCode"] = self.attempts[-1].exit_code
         if self.attempts:
-            out["container"]["logStreamName"] = self.attempts[-1].log_path
-        if self.started_at:
-            out["startedAt"] = self.started_at
-        if self.stopped_at:
-            out["stoppedAt"] = self.stopped_at
+            container["logStreamName"] = self.attempts[-1].log_path
+        out = self._describe(
+            attempts=[a.to_dict() for a in self.attempts], jobDefinition=self.definition["jobDefinitionArn"],
+            parameters=self.parameters, retryStrategy={"attempts": self.max_attempts}, tags=self.tags,
+            container=container, dependsOn=[], platformCapabilities=["EC2"],
+        )
         if self.array_index is not None:
             out["arrayProperties"] = {"index": self.array_index}
         return out
@@ -174,46 +190,28 @@ class ArrayJob:
         return out
 
 
-@dataclass
-class ServiceJob:
-    job_id: str
-    name: str
-    region: str
-    queue: str
+@dataclass(kw_only=True)
+class ServiceJob(_JobRecord):
+    ARN_KIND: ClassVar[str] = "service-job"
+
     payload: dict[str, Any]
     request: dict[str, Any]
     no_capacity_seconds: float
-    status: str = "SUBMITTED"
-    status_reason: str = ""
-    created_at: int = field(default_factory=_ms)
-    started_at: int | None = None
-    stopped_at: int | None = None
     training_job_arn: str | None = None
-    terminated: bool = False
     terminate_reason: str = ""
 
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:batch:{self.region}:{ACCOUNT}:service-job/{self.job_id}"
-
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "jobArn": self.arn, "jobId": self.job_id, "jobName": self.name, "jobQueue": self.queue,
-            "status": self.status, "statusReason": self.status_reason, "createdAt": self.created_at,
-            "serviceJobType": "SAGEMAKER_TRAINING", "serviceRequestPayload": self.request["serviceRequestPayload"],
-            "schedulingPriority": self.request.get("schedulingPriority", 0), "tags": self.request.get("tags", {}),
-            "isTerminated": self.terminated, "attempts": [],
-        }
+        out = self._describe(
+            serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload=self.request["serviceRequestPayload"],
+            schedulingPriority=self.request.get("schedulingPriority", 0), tags=self.request.get("tags", {}),
+            isTerminated=self.terminated, attempts=[],
+        )
         if self.request.get("shareIdentifier"):
             out["shareIdentifier"] = self.request["shareIdentifier"]
         if self.training_job_arn:
             attempt = {"serviceResourceId": {"name": "TrainingJobArn", "value": self.training_job_arn}}
             out["latestAttempt"] = attempt
             out["attempts"] = [{**attempt, "startedAt": self.started_at or self.created_at}]
-        if self.started_at:
-            out["startedAt"] = self.started_at
-        if self.stopped_at:
-            out["stoppedAt"] = self.stopped_at
         return out
 
 
