@@ -83,9 +83,23 @@ tf_pin="$(grep -E '^tensorflow(-cpu)?==' "${requirements}" | head -n1)"
 wheel_key="$(printf '%s\n' "${horovod_pin}" "${tf_pin}" "${settings}" | sha256sum | cut -c1-12)"
 wheel_dir="${cache}/wheels/horovod-${wheel_key}"
 
+# The project's package, editable (the image pip-installs it): the entry point imports
+# regional_training.metric_format. Outside the cache key, as in scripts/bootstrap.sh: a
+# venv built for one checkout is pointed at the checkout that asks for it.
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ready() {
+    local python="$1/bin/python" installed
+    installed="$("${python}" -c 'import os, regional_training as r; print(os.path.dirname(r.__file__))' \
+        2>/dev/null || true)"
+    if [[ "${installed}" != "${repo}/plugins/regional_training" ]]; then
+        VIRTUAL_ENV="$1" uv pip install --quiet --no-deps --python "${python}" -e "${repo}" >&2
+    fi
+    printf '%s\n' "${python}"
+}
+
 if [[ -x "${venv}/bin/python" ]]; then
     log "reusing ${venv}"
-    printf '%s\n' "${venv}/bin/python"
+    ready "${venv}"
     exit 0
 fi
 
@@ -95,7 +109,7 @@ exec 9>"${cache}/.venv-train-${key}.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
 if [[ -x "${venv}/bin/python" ]]; then
     log "reusing ${venv} (built by a concurrent run)"
-    printf '%s\n' "${venv}/bin/python"
+    ready "${venv}"
     exit 0
 fi
 
@@ -169,4 +183,4 @@ PY
 
 mv -T "${tmp}/venv" "${venv}"
 log "ready: ${venv}"
-printf '%s\n' "${venv}/bin/python"
+ready "${venv}"
