@@ -18,6 +18,7 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
    * **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one
      new attempt after a failure, stop on kill, failover on capacity errors), deferred
      while the job runs (deferred tasks hold no pool slot: only launches are bounded);
+     a completed job ends the task in the triggerer, any other outcome resumes it;
    * **collect**: as soon as *this* target's training ends (whatever happened),
      server-side copy of the model to the central bucket and an UPSERT of the result
      into `training_runs`.
