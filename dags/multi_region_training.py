@@ -63,7 +63,7 @@ import airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.providers.standard.decorators.python
 import airflow.sdk.definitions.decorators  # noqa: F401
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, WeightRule, dag, task, task_group
 
 from regional_training import assets, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
@@ -77,6 +77,10 @@ default_args = {
     "retries": 2,
     "retry_delay": timedelta(seconds=int(os.environ.get("MRT_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
+    # Priorities are what each task says (1 unless set), not Airflow's default sum of
+    # everything downstream: under that rule the launches, upstream of the collectors,
+    # always outranked them, whatever weight the collectors had.
+    "weight_rule": WeightRule.ABSOLUTE,
 }
 
 
@@ -138,10 +142,11 @@ def multi_region_training() -> None:
     # Inside a mapped task group the group's arguments are not in the template context:
     # the collector names itself (tasks.collect_target sets "mrt_target").
     # Emits an mrt_trained_model event through the alias only for a model (not a failed job).
-    # A higher priority than the launches: when executor slots are scarce, a finished
-    # target is collected (and visible) before more targets are launched. With Airflow's
-    # default (downstream weights) a launch outranked every collector: at 128 targets 28 %
-    # of the run came after the last job had ended (bench/services_scale.py).
+    # A higher priority than the launches (weight_rule absolute, default_args): when
+    # executor slots are scarce, a finished target is collected (and visible) before more
+    # targets are launched. With Airflow's default rule (the sum of the downstream
+    # weights) a launch outranked every collector: at 128 targets no collector ran until
+    # the last launch had (bench/services_scale.py).
     @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS],
           priority_weight=100)
     def collect(job: dict[str, Any]) -> dict[str, Any]:

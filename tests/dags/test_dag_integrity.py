@@ -57,6 +57,20 @@ def test_training_dag_shape() -> None:
     assert train.max_active_tis_per_dagrun is None and train.pool
     assert "{{" in train.map_index_template and "target_key" in train.map_index_template
     assert dag.get_task("collect").trigger_rule == "all_done"
+    # A finished target is collected before more targets launch: the scheduler queues by
+    # the total weight, which under Airflow's default rule made every launch outrank
+    # every collector (the collectors' weight counted in the launches' downstream sum).
+    from types import SimpleNamespace
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))  # as the scheduler weighs it
+
+    def weight(task_id: str) -> int:
+        task = scheduled.get_task(task_id)
+        return task.weight_rule.get_weight(SimpleNamespace(task=task))
+
+    assert weight("collect") > weight("train")
     assert dag.get_task("check_regions").trigger_rule == "all_done"
     params = dag.params
     for name in ("campaigns", "regions", "instance_type", "instance_count", "epochs", "batch_size",
