@@ -263,18 +263,21 @@ def main(argv: list[str] | None = None) -> int:
     def reduce_sum(values: list[float]) -> list[float]:
         return hvd.allreduce(tf.constant(values, tf.float64), op=hvd.Sum).numpy().tolist()
 
+    def global_record_count(directory: str, given: int | None) -> int:
+        """The records of ``directory`` over all ranks (``given`` when set, the same on
+        every rank): each rank counts its shard, or only the chief when files are
+        shared, and the allreduce makes the sum identical everywhere."""
+        if given:
+            return given
+        mine, shared = data_mod.shard_files(data_mod.list_record_files(directory), rank, size)
+        counted = data_mod.count_records(mine) if (not shared or chief) else 0
+        return int(reduce_sum([counted])[0])
+
     # Steps per epoch: from the global record count, identical on every rank.
-    train_files: list[str] = []
     if args.synthetic:
         n_train = args.num_train_examples or IMAGENET_TRAIN_EXAMPLES
     else:
-        train_files = data_mod.list_record_files(args.train_dir)
-        if args.num_train_examples:
-            n_train = args.num_train_examples
-        else:
-            mine, shared = data_mod.shard_files(train_files, rank, size)
-            counted = data_mod.count_records(mine) if (not shared or chief) else 0
-            n_train = int(reduce_sum([counted])[0])
+        n_train = global_record_count(args.train_dir, args.num_train_examples)
     steps_per_epoch = args.steps_per_epoch or max(1, n_train // global_batch)
     total_steps = args.max_steps or args.epochs * steps_per_epoch
     warmup_steps = round(args.warmup_epochs * steps_per_epoch)
@@ -336,13 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     val_ds, val_steps = None, 0
     if args.validation_dir and not args.synthetic:
-        val_files = data_mod.list_record_files(args.validation_dir)
-        if args.num_validation_examples:
-            n_val = args.num_validation_examples
-        else:
-            mine, shared = data_mod.shard_files(val_files, rank, size)
-            counted = data_mod.count_records(mine) if (not shared or chief) else 0
-            n_val = int(reduce_sum([counted])[0])
+        n_val = global_record_count(args.validation_dir, args.num_validation_examples)
         val_steps = max(1, n_val // global_batch)
         val_ds = iter(
             data_mod.tfrecord_dataset(
