@@ -83,16 +83,26 @@ tf_pin="$(grep -E '^tensorflow(-cpu)?==' "${requirements}" | head -n1)"
 wheel_key="$(printf '%s\n' "${horovod_pin}" "${tf_pin}" "${settings}" | sha256sum | cut -c1-12)"
 wheel_dir="${cache}/wheels/horovod-${wheel_key}"
 
-# The project's package, editable (the image pip-installs it): the entry point imports
-# regional_training.metric_format. Outside the cache key, as in scripts/bootstrap.sh: a
-# venv built for one checkout is pointed at the checkout that asks for it.
+# The project's package, installed as the image installs it (pip install --no-deps, a
+# copy in the venv): the entry point imports regional_training.metric_format. A copy,
+# not an editable install, because an emulated job host has its own /tmp (the toolkit's
+# MPI files), so a checkout under /tmp would be invisible inside the job. Outside the
+# cache key, as in scripts/bootstrap.sh: reinstalled whenever the package's sources
+# differ from what the venv holds.
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ready() {
-    local python="$1/bin/python" installed
-    installed="$("${python}" -c 'import os, regional_training as r; print(os.path.dirname(r.__file__))' \
-        2>/dev/null || true)"
-    if [[ "${installed}" != "${repo}/plugins/regional_training" ]]; then
-        VIRTUAL_ENV="$1" uv pip install --quiet --no-deps --python "${python}" -e "${repo}" >&2
+    local python="$1/bin/python" want
+    want="$(cat "${repo}/pyproject.toml" "${repo}"/plugins/regional_training/*.py | sha256sum | cut -c1-16)"
+    if [[ "$(cat "$1/.mrt-package" 2>/dev/null || true)" != "${want}" ]]; then
+        # From a copy of what the Dockerfile copies, so the build leaves nothing in the tree.
+        local src
+        src="$(mktemp -d)"
+        mkdir -p "${src}/plugins"
+        cp "${repo}/pyproject.toml" "${src}/"
+        cp -r "${repo}/plugins/regional_training" "${src}/plugins/"
+        VIRTUAL_ENV="$1" uv pip install --quiet --no-deps --reinstall --python "${python}" "${src}" >&2
+        rm -rf "${src}"
+        printf '%s\n' "${want}" >"$1/.mrt-package"
     fi
     printf '%s\n' "${python}"
 }

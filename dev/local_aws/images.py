@@ -112,8 +112,8 @@ def toolkit_image(train_python: str | os.PathLike[str], repo: str | os.PathLike[
     What ``images/training/Dockerfile`` puts in the image, locally: the toolkit's ``train``
     (the venv's, from requirements/training-image.txt), the same ``COPY``s into
     ``/opt/ml/code`` and the same ``ENV`` (the venv first on ``PATH``, as ``/opt/venv/bin``
-    is in the image); the image's ``pip install`` of the project's package is the venv's
-    editable install (``scripts/setup_training_env.sh``). Kept here, next to the launch
+    is in the image); the image's ``pip install`` of the project's package is done to
+    the venv too (``scripts/setup_training_env.sh``). Kept here, next to the launch
     that runs it, so the two agree.
     """
     python = Path(train_python)

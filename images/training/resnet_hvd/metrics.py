@@ -3,7 +3,7 @@
 There is one definition of the log line and of the regexes SageMaker applies to it. The
 training image installs the package (``pip install --no-deps``: ``metric_format`` needs
 nothing beyond the standard library), and so does the local training venv
-(``scripts/setup_training_env.sh``, editable), so the entry point imports it like any
+(``scripts/setup_training_env.sh``, a copy too), so the entry point imports it like any
 other package, from the image and from the repository alike.
 """
 
