@@ -37,7 +37,7 @@ from typing import Any
 
 from local_pg import temporary_postgres
 from local_stack import airflow_env
-from processes import free_port, kill_group, stop_group
+from processes import free_port, kill_by_environment, kill_group, stop_group
 
 DAG_ID = "multi_region_training"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -218,6 +218,10 @@ class AirflowStack:
         for service in ("scheduler", "triggerer", "dag-processor", "api-server"):
             if service in self.procs:
                 self.stop(service)
+        # Task processes run in sessions of their own, outside the services' groups. The
+        # home is this stack's own throwaway directory (callers make it with mkdtemp), so
+        # only this stack's processes carry it.
+        kill_by_environment("AIRFLOW_HOME", self.env["AIRFLOW_HOME"])
 
     def wait_healthy(self, timeout: float = 240) -> None:
         """Until the api-server answers and reports scheduler, triggerer and dag-processor healthy."""

@@ -62,6 +62,33 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+def kill_by_environment(name: str, value: str) -> list[int]:
+    """SIGKILL every process whose environment holds ``name=value`` (Linux ``/proc``).
+
+    Airflow's task supervisor starts each task in a session of its own, so stopping a
+    service's process group misses a task process that was running then, and such a
+    process can ignore SIGTERM and outlive the stack (PPID 1). Every process of one
+    local stack carries the stack's throwaway ``AIRFLOW_HOME``: that finds them. This
+    process and its parent are never touched.
+    """
+    wanted = f"{name}={value}".encode()
+    spared = {os.getpid(), os.getppid()}
+    killed = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in spared:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if wanted not in environ.read().split(b"\0"):
+                    continue
+        except OSError:  # gone, or not ours to read
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed.append(int(entry.name))
+    return killed
+
+
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
