@@ -57,6 +57,11 @@ class BatchClientError(Exception):
         self.code, self.message = code, message
 
 
+def batch_arn(region: str, resource: str) -> str:
+    """The ARN of a Batch resource (``job/<id>``, ``job-queue/<name>``, ...) in ``region``."""
+    return f"arn:aws:batch:{region}:{ACCOUNT}:{resource}"
+
+
 @dataclass
 class Attempt:
     started_at: int
@@ -94,7 +99,7 @@ class _JobRecord:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:batch:{self.region}:{ACCOUNT}:{self.ARN_KIND}/{self.job_id}"
+        return batch_arn(self.region, f"{self.ARN_KIND}/{self.job_id}")
 
     def _describe(self, **fields: Any) -> dict[str, Any]:
         """DescribeJobs' common fields, then ``fields``, then the times that are set."""
@@ -156,7 +161,7 @@ class ArrayJob:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:batch:{self.region}:{ACCOUNT}:job/{self.job_id}"
+        return batch_arn(self.region, f"job/{self.job_id}")
 
     @property
     def status(self) -> str:
@@ -235,7 +240,7 @@ class BatchEmulator:
     # --- queues and job definitions -----------------------------------------------------------
     def create_job_queue(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["jobQueueName"]
-        arn = f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/{name}"
+        arn = batch_arn(region, f"job-queue/{name}")
         with self.lock:
             if (region, name) in self.queues:
                 raise BatchClientError(f"Job queue {name} already exists")
@@ -261,7 +266,7 @@ class BatchEmulator:
         with self.lock:
             revisions = self.definitions.setdefault((region, name), [])
             revision = len(revisions) + 1
-            arn = f"arn:aws:batch:{region}:{ACCOUNT}:job-definition/{name}:{revision}"
+            arn = batch_arn(region, f"job-definition/{name}:{revision}")
             revisions.append({**body, "jobDefinitionArn": arn, "revision": revision, "status": "ACTIVE",
                               "type": body.get("type", "container")})
         return {"jobDefinitionName": name, "jobDefinitionArn": arn, "revision": revision}
