@@ -8,9 +8,7 @@ not pass without having trained anything.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +16,7 @@ import pytest
 
 # This directory is on sys.path: pytest's default ("prepend") import mode puts a
 # conftest's directory there when no __init__.py makes it part of a package.
-from training_support import ROOT, train_env
+from training_support import train_env
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +41,7 @@ def sample_data(train_python: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def metric_format() -> ModuleType:
-    """The shared metric-line module, loaded from its file (it is stdlib only)."""
-    path = ROOT / "plugins" / "regional_training" / "metric_format.py"
-    spec = importlib.util.spec_from_file_location("_shared_metric_format", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The shared metric-line module (stdlib only; the package is installed here too)."""
+    from regional_training import metric_format
+
+    return metric_format
