@@ -13,7 +13,8 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
 2. **render_array_file**: one `region,s3_uri,...` line per job, stored with the run in S3.
 3. **build_requests**: one `CreateTrainingJob` request per line, validated against
    botocore's SageMaker model.
-4. **jobs_to_launch**: the requests to start (none for a dry run).
+4. **jobs_to_launch**: the jobs to start (none for a dry run), each stored as its own XCom;
+   the fan-out expands over references to them, so a try pulls only its own job.
 5. **target** (a mapped task group, one per target, named region + target):
    * **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one
      new attempt after a failure, stop on kill, failover on capacity errors), deferred
@@ -102,16 +103,18 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     doc_md=__doc__,
     description="Nightly multi-region distributed training (SageMaker, Horovod) where the data is",
     # Nightly or when a dataset becomes ready (assets.DATASET_READY; the docstring has its
-    # URI and extra). A trigger timetable with run_immediately=False: unpausing waits for
-    # the next 02:00 instead of starting the run of a time already past.
+    # URI and extra). A trigger timetable that never runs a time already past on unpause:
+    # run_immediately=timedelta(0), not False. Airflow 3.3 treats False like None, "run
+    # the past time if it is within a tenth of the interval": unpausing between 02:00
+    # and 04:24 started that day's 02:00 run (tests/e2e/test_services.py caught it at 02:30).
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0)),
         assets=assets.DATASET_READY,
     ),
     # No start_date, on purpose: with catchup off, Airflow's CronTriggerTimetable schedules
     # max(the latest past 02:00, the first run after start_date), so any start_date in the
     # past made unpausing start "today's 02:00" at once. Without one, the first run is the
-    # next 02:00 (run_immediately=False); later, a 02:00 missed while the scheduler was
+    # next 02:00 (run_immediately, above); later, a 02:00 missed while the scheduler was
     # down still runs once when it comes back (catchup off: only the latest).
     catchup=False,
     is_paused_upon_creation=True,
@@ -159,7 +162,7 @@ def multi_region_training() -> None:
         # Follows its deterministic job on retry or clear, waits as long as the stopping
         # condition allows, stops the job when killed (regional_training.operators). It
         # takes its request, region and failover from the job: one group argument, one
-        # pull of jobs_to_launch per try.
+        # pull of jobs_to_launch (references) and one of its own job per try.
         train = DurableSageMakerTrainingOperator(
             task_id="train",
             job=job,

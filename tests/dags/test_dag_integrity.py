@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,29 @@ def test_training_dag_schedule_creates_no_run_for_a_past_time() -> None:
     assert dag.timetable.asset_condition == assets.DATASET_READY
     timetable = dag.timetable.timetable
     assert isinstance(timetable, CronTriggerTimetable)
-    assert timetable.run_immediately is False  # unpausing waits for the next 02:00
+    assert timetable.run_immediately == timedelta(0)  # not False: see the DAG's comment
     assert timetable.expression == "0 2 * * *" and str(timetable.timezone) == "UTC"
     assert dag.is_paused_upon_creation is True
     assert dag.description
+
+
+@pytest.mark.parametrize("now", ["2026-11-29T02:00:01", "2026-11-29T02:30:00", "2026-11-29T04:23:00",
+                                 "2026-11-29T15:00:00", "2026-11-29T01:59:59"])
+def test_unpausing_at_any_time_schedules_the_next_0200(now: str) -> None:
+    """The scheduler's own timetable (deserialized) and its catchup-off restriction, as on
+    unpausing a DAG that never ran: the first run is the next 02:00, never a past one."""
+    from unittest import mock
+
+    import airflow.timetables.trigger
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / "multi_region_training.py")).dags["multi_region_training"]
+    timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+    at = datetime.fromisoformat(now).replace(tzinfo=UTC)
+    # The clock the timetable reads (its module's utcnow): no time-travel package needed.
+    with mock.patch.object(airflow.timetables.trigger, "utcnow", return_value=at):
+        info = timetable.next_dagrun_info(last_automated_data_interval=None,
+                                          restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    next_0200 = (at + timedelta(days=1 if at.hour >= 2 else 0)).replace(hour=2, minute=0, second=0)
+    assert info is not None and info.run_after == next_0200
