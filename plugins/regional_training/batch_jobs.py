@@ -110,13 +110,14 @@ class BatchArrayLaunchOperator(BatchOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from regional_training import array_file, aws_io
+        from regional_training.jobs import resolve_job
         from regional_training.targets import target_key_of
         from regional_training.tasks import current_run
 
         run = current_run()
         if run.params.get("launcher") != "batch_array":
             raise AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job")
-        jobs = list(self.jobs or [])
+        jobs = [resolve_job(context.get("ti"), item) for item in self.jobs or []]
         if not jobs:
             raise AirflowSkipException("nothing to launch (dry run, or every target reused)")
         region = run.settings.central_region

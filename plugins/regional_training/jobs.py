@@ -23,6 +23,9 @@ from regional_training.targets import Target, target_key_of
 
 log = logging.getLogger(__name__)
 
+#: The prefix of the XCom key under which a job to launch is stored (:func:`job_reference`).
+JOB_XCOM_PREFIX = "job "
+
 
 def build_jobs(
     *,
@@ -111,3 +114,31 @@ def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
         "max_failovers": job["max_failovers"],
     }
 
+
+
+def job_reference(job: Mapping[str, Any], task_id: str) -> dict[str, Any]:
+    """What the mapped task group expands over: where ``task_id`` stored ``job`` as its own
+    XCom (key ``job <target>``), and the target it trains.
+
+    Why not the job itself: a mapped group's argument resolves by pulling its upstream's
+    *whole* return value, on every try of every mapped task (Airflow's ``PlainXComArg.resolve``
+    for an unmapped upstream). With whole jobs (about 7 KB each, their failover requests
+    included) each try pulled every target's requests: 3.4 MB, 3.2 s on the API server, at
+    500 targets (bench/services_scale.py). A reference is about 150 bytes, and each try
+    then pulls only its own job (:func:`resolve_job`).
+    """
+    key = target_key_of(job["target"])
+    return {"task_id": task_id, "xcom_key": f"{JOB_XCOM_PREFIX}{key}", "target_key": key,
+            "region": job["target"]["region_code"]}
+
+
+def resolve_job(ti: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+    """The job an item of the expansion stands for: the item itself when it is a whole job
+    (a direct call, a unit test), else the XCom its :func:`job_reference` names."""
+    if "request" in item:
+        return dict(item)
+    job = ti.xcom_pull(task_ids=item["task_id"], key=item["xcom_key"])
+    if not job:
+        raise ValueError(f"target {item['target_key']}: no XCom {item['xcom_key']!r} of task {item['task_id']!r}; "
+                         f"clear {item['task_id']!r} with its downstream tasks, not the training task alone")
+    return dict(job)

@@ -144,9 +144,10 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param failover: the ranked alternatives, as :class:`~regional_training.attempts.Candidate`
         dicts (``{"request": ..., "region": ...}``).
     :param max_failovers: how many moves to alternatives one target may make.
-    :param job: instead of the four above, the target's job (``jobs_to_launch``'s item),
-        from which they are taken once it is rendered: what the DAG's mapped task group
-        passes (see :meth:`render_template_fields`).
+    :param job: instead of the four above, the target's job or a reference to it
+        (``jobs_to_launch``'s item, :func:`regional_training.jobs.job_reference`), from
+        which they are taken once it is rendered: what the DAG's mapped task group passes
+        (see :meth:`render_template_fields`).
     """
 
     # Templated so a mapped task group can pass them (its arguments resolve at rendering).
@@ -178,16 +179,20 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
         One mapped-group argument instead of four: each one resolves by pulling the whole
         ``jobs_to_launch`` list from the API server (Airflow's ``MappedArgument``), so
-        four arguments cost four pulls of every target's requests per try, which grows
-        with the square of the targets (bench/services_scale.py).
+        four arguments cost four pulls per try. That list holds references, and the job
+        itself is pulled here, alone (:func:`regional_training.jobs.job_reference`):
+        otherwise every try pulls every target's requests, which grows with the square of
+        the targets (bench/services_scale.py).
         """
         super().render_template_fields(context, jinja_env)
         if self.job is not None:
             # Imported here, at run time: jobs pulls in the request builders, which the
             # DAG file's parse does not need.
-            from regional_training.jobs import training_operator_kwargs
+            from regional_training.jobs import resolve_job, training_operator_kwargs
 
-            for name, value in training_operator_kwargs(self.job).items():
+            # self.job stays what was passed (a reference, in the DAG): the rendered
+            # fields then hold the request and failover once, not twice.
+            for name, value in training_operator_kwargs(resolve_job(context.get("ti"), self.job)).items():
                 setattr(self, name, value)
 
     @property

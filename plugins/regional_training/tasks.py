@@ -166,7 +166,9 @@ def build_requests(run: Run, array_uri: str, targets: list[dict[str, Any]]) -> l
 
 
 def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs to start: none for a dry run (the mapped tasks are then skipped).
+    """The jobs to start: none for a dry run (the mapped tasks are then skipped). In a
+    task, each is stored as its own XCom and the list holds references to them
+    (:func:`regional_training.jobs.job_reference`); outside one, the jobs themselves.
 
     Each job gets its reuse keys (``reuse_keys``, for its collector to record). With the
     Param ``reuse_completed_within`` set, a target whose identical job completed within
@@ -177,6 +179,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     a missing one fails here, naming it, with no job created.
     """
     from regional_training import preflight
+    from regional_training.jobs import job_reference
 
     if run.params.get("dry_run") or not jobs:
         return []
@@ -186,7 +189,13 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     if launch:
         checks = preflight.preflight(launch)
         log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
-    return launch
+    if run.ti is None:
+        return launch
+    # Each job as its own XCom, the expansion over references (jobs.job_reference says why).
+    for job in launch:
+        reference = job_reference(job, run.ti.task_id)
+        run.ti.xcom_push(key=reference["xcom_key"], value=job)
+    return [job_reference(job, run.ti.task_id) for job in launch]
 
 
 def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -243,9 +252,11 @@ def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
     """Collect one target's job and record it with its failover moves (which the
     target's training task always pushes, maybe empty: there is no "not found")."""
     from regional_training import assets, aws_io, campaign_db, collection, reuse
+    from regional_training.jobs import resolve_job
     from regional_training.operators import MOVES_KEY
     from regional_training.targets import target_key_of
 
+    job = resolve_job(run.ti, job)
     if run.ti is not None:  # the mapped task's name: region + target (DAG's map_index_template)
         from airflow.sdk import get_current_context
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -10,6 +11,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import ClientError
 
+from regional_training.jobs import job_reference, resolve_job
 from regional_training.operators import (
     WAIT_MARGIN_SECONDS,
     DurableSageMakerTrainingOperator,
@@ -242,3 +244,53 @@ def test_dag_test_resumes_the_success_event_and_returns_the_job(sagemaker: FakeS
     sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Completed"}
     result = operator().execute_complete({}, TaskSuccessEvent().payload)
     assert result["Training"]["TrainingJobName"] == "mrt-a" and sagemaker.created == []
+
+
+# --- The DAG's way: one group argument, a reference to the job stored as its own XCom.
+
+
+def _target(region: str, option: str) -> dict[str, Any]:
+    return {"region_code": region, "s3_uri": f"s3://data-{region}/drive-1/", "campaign_key": "c1",
+            "dataset_key": "drive-1", "dataset_id": 1, "copy_id": 1, "output_bucket": f"out-{region}",
+            "purchase_option": option}
+
+
+JOB = {"target": _target("us-west-2", "reserved"), "request": REQUEST, "max_failovers": 1,
+       "failover": [{"target": _target("us-east-1", "spot"), "request": ALTERNATIVE}]}
+
+
+class FakeTaskInstance:
+    """Answers ``xcom_pull`` from ``stored`` (task id, key) and records each pull."""
+
+    def __init__(self, stored: dict[tuple[str, str], Any]) -> None:
+        self.stored, self.pulls = stored, []
+
+    def xcom_pull(self, *, task_ids: str, key: str) -> Any:
+        self.pulls.append((task_ids, key))
+        return copy.deepcopy(self.stored.get((task_ids, key)))
+
+
+def test_a_reference_is_small_and_names_its_target() -> None:
+    reference = job_reference(JOB, "jobs_to_launch")
+    assert reference == {"task_id": "jobs_to_launch", "xcom_key": "job drive-1", "target_key": "drive-1",
+                         "region": "us-west-2"}
+    assert len(json.dumps(reference)) < len(json.dumps(JOB)) / 3
+
+
+def test_the_operator_pulls_only_its_own_job_and_keeps_the_reference(sagemaker: FakeSageMaker) -> None:
+    reference = job_reference(JOB, "jobs_to_launch")
+    ti = FakeTaskInstance({("jobs_to_launch", "job drive-1"): JOB, ("jobs_to_launch", "job other"): {}})
+    train = DurableSageMakerTrainingOperator(task_id="train", job=reference, check_interval=5)
+    train.render_template_fields({"ti": ti})
+    assert ti.pulls == [("jobs_to_launch", "job drive-1")]
+    assert (train.config, train.region_name, train.max_failovers) == (REQUEST, "us-west-2", 1)
+    assert train.failover == [{"request": ALTERNATIVE, "region": "us-east-1"}]
+    assert train.job == reference  # the rendered fields hold the request once
+    trigger = deferred(lambda: train.execute({}))
+    assert (trigger.job_name, trigger.region_name) == ("mrt-a", "us-west-2")
+
+
+def test_a_whole_job_needs_no_pull_and_a_missing_one_is_named() -> None:
+    assert resolve_job(None, JOB) == JOB
+    with pytest.raises(ValueError, match="target drive-1: no XCom 'job drive-1' of task 'jobs_to_launch'"):
+        resolve_job(FakeTaskInstance({}), job_reference(JOB, "jobs_to_launch"))
