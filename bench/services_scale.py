@@ -32,7 +32,7 @@ from typing import Any
 from airflow_services import airflow_services, follow_run, is_training_task
 from local_pg import temporary_postgres
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from processes import unwind_on_sigterm
+from processes import cpu_seconds_by_command, machine_cpu_seconds, pids_by_environment, unwind_on_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
@@ -101,12 +101,16 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
                                   parallelism=args.parallelism) as stack:
                 print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
                 stack.api.unpause()  # clears a schedule already due, if any (issue 12, item 3)
+                cpu_before = cpu_seconds_by_command(pids_by_environment("AIRFLOW_HOME", str(home)))
+                machine_before = machine_cpu_seconds()
                 triggered = time.time()
                 run_id = stack.api.trigger(conf)
                 followed = follow_run(
                     stack.api, run_id, timeout=args.timeout, poll=2.0,
                     on_change=lambda p: print(f"[{targets}] {time.time() - triggered:6.0f}s {p.line()}", flush=True),
                 )
+                machine_cpu = machine_cpu_seconds() - machine_before
+                cpu_after = cpu_seconds_by_command(pids_by_environment("AIRFLOW_HOME", str(home)))
                 jobs = _jobs(endpoint, run_id)
     run = followed.run
     wall = _ts(run["end_date"]) - triggered
@@ -123,6 +127,8 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
         "longest_job_s": longest, "overhead_per_target_s": (wall - longest) / targets,
         "max_jobs_in_flight": _max_in_flight(spans), "collect_span_s": collect_span,
         "tail_after_last_job_s": _ts(run["end_date"]) - last_job_end, "home": str(home),
+        "machine_cpu_s": machine_cpu,
+        "cpu_s": {name: used - cpu_before.get(name, 0.0) for name, used in cpu_after.items()},
     }
 
 
@@ -154,6 +160,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['tail_after_last_job_s']:>11.1f} ({r['tail_after_last_job_s'] / wall:>3.0%})")
     print(f"(job length {args.job_seconds:g}s, stand-in entry point; LocalExecutor parallelism {args.parallelism}; "
           f"{os.cpu_count()} CPUs)")
+    for r in results:
+        # Where the CPU went during the run (trigger -> end): the Airflow processes by
+        # title (a process's reaped children count with it: a LocalExecutor worker holds
+        # its task processes), the rest of the machine (metadata and campaign Postgres,
+        # the emulator, this script) as one figure.
+        print(f"\n[{r['targets']}] CPU seconds, trigger -> end: machine {r['machine_cpu_s']:.0f} "
+              f"({r['machine_cpu_s'] / r['targets']:.2f} per target)")
+        airflow = 0.0
+        for name, used in sorted(r["cpu_s"].items(), key=lambda item: -item[1]):
+            if used >= 0.5:
+                print(f"  {used:8.1f}  {name}")
+            airflow += used
+        print(f"  {r['machine_cpu_s'] - airflow:8.1f}  everything else (Postgres, emulator, this benchmark)")
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 

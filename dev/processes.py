@@ -71,22 +71,56 @@ def kill_by_environment(name: str, value: str) -> list[int]:
     local stack carries the stack's throwaway ``AIRFLOW_HOME``: that finds them. This
     process and its parent are never touched.
     """
+    killed = []
+    for pid in pids_by_environment(name, value):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def pids_by_environment(name: str, value: str) -> Iterator[int]:
+    """Every process whose environment holds ``name=value``, but this one and its parent."""
     wanted = f"{name}={value}".encode()
     spared = {os.getpid(), os.getppid()}
-    killed = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) in spared:
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if wanted not in environ.read().split(b"\0"):
-                    continue
+                if wanted in environ.read().split(b"\0"):
+                    yield int(entry.name)
         except OSError:  # gone, or not ours to read
             continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed.append(int(entry.name))
-    return killed
+
+
+def cpu_seconds_by_command(pids: Iterator[int]) -> dict[str, float]:
+    """CPU seconds each process used, its reaped children's included (``/proc/<pid>/stat``:
+    utime, stime, cutime, cstime), summed by command line up to the first ``--`` or
+    ``:`` (Airflow's process titles, e.g. ``airflow worker -- LocalExecutor: ...``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        # Fields 14-17 of stat; after "(comm)" the first is field 3, the state.
+        used = sum(int(f) for f in fields[11:15]) / ticks
+        label = command.split(" -- ")[0].split(":")[0].strip()[:60] or "?"
+        totals[label] = totals.get(label, 0.0) + used
+    return totals
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``: all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _signal_group(pgid: int, signum: int) -> None:
