@@ -32,7 +32,7 @@ from typing import Any
 from airflow_services import airflow_services, follow_run, is_training_task
 from local_pg import temporary_postgres
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from processes import cpu_seconds_by_command, machine_cpu_seconds, pids_by_environment, unwind_on_sigterm
+from processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
@@ -101,7 +101,7 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
                                   parallelism=args.parallelism) as stack:
                 print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
                 stack.api.unpause()  # clears a schedule already due, if any (issue 12, item 3)
-                cpu_before = cpu_seconds_by_command(pids_by_environment("AIRFLOW_HOME", str(home)))
+                cpu_before = cpu_seconds_by_command(all_pids())
                 machine_before = machine_cpu_seconds()
                 triggered = time.time()
                 run_id = stack.api.trigger(conf)
@@ -110,7 +110,7 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
                     on_change=lambda p: print(f"[{targets}] {time.time() - triggered:6.0f}s {p.line()}", flush=True),
                 )
                 machine_cpu = machine_cpu_seconds() - machine_before
-                cpu_after = cpu_seconds_by_command(pids_by_environment("AIRFLOW_HOME", str(home)))
+                cpu_after = cpu_seconds_by_command(all_pids())
                 jobs = _jobs(endpoint, run_id)
     run = followed.run
     wall = _ts(run["end_date"]) - triggered
@@ -161,10 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(job length {args.job_seconds:g}s, stand-in entry point; LocalExecutor parallelism {args.parallelism}; "
           f"{os.cpu_count()} CPUs)")
     for r in results:
-        # Where the CPU went during the run (trigger -> end): the Airflow processes by
-        # title (a process's reaped children count with it: a LocalExecutor worker holds
-        # its task processes), the rest of the machine (metadata and campaign Postgres,
-        # the emulator, this script) as one figure.
+        # Where the CPU went during the run (trigger -> end): every process on the machine
+        # by title; a process's reaped children count with it (a LocalExecutor worker holds
+        # its task processes, the postmaster its backends, the emulator its jobs).
         print(f"\n[{r['targets']}] CPU seconds, trigger -> end: machine {r['machine_cpu_s']:.0f} "
               f"({r['machine_cpu_s'] / r['targets']:.2f} per target)")
         airflow = 0.0
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             if used >= 0.5:
                 print(f"  {used:8.1f}  {name}")
             airflow += used
-        print(f"  {r['machine_cpu_s'] - airflow:8.1f}  everything else (Postgres, emulator, this benchmark)")
+        print(f"  {r['machine_cpu_s'] - airflow:8.1f}  not attributed (processes that ended unreaped, kernel)")
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from local_pg import temporary_postgres
 from local_stack import airflow_env
-from processes import free_port, kill_by_environment, kill_group, stop_group
+from processes import free_port, kill_group, kill_stack, stop_group
 
 DAG_ID = "multi_region_training"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -195,8 +195,10 @@ class AirflowStack:
             cmd += ["--host", "127.0.0.1", "--port", str(port)]
         log = self.log_path(service).open("ab")
         try:
+            # In the home: every process the service starts runs there, which is how
+            # stop_all finds the ones outside the service's process group.
             self.procs[service] = subprocess.Popen(
-                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         finally:
             log.close()
@@ -220,8 +222,8 @@ class AirflowStack:
                 self.stop(service)
         # Task processes run in sessions of their own, outside the services' groups. The
         # home is this stack's own throwaway directory (callers make it with mkdtemp), so
-        # only this stack's processes carry it.
-        kill_by_environment("AIRFLOW_HOME", self.env["AIRFLOW_HOME"])
+        # only this stack's processes run in it or carry it (processes.stack_pids).
+        kill_stack(self.home)
 
     def wait_healthy(self, timeout: float = 240) -> None:
         """Until the api-server answers and reports scheduler, triggerer and dag-processor healthy."""

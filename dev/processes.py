@@ -62,36 +62,52 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def kill_by_environment(name: str, value: str) -> list[int]:
-    """SIGKILL every process whose environment holds ``name=value`` (Linux ``/proc``).
+def kill_stack(home: Path) -> list[int]:
+    """SIGKILL every process of the local stack whose throwaway home is ``home``
+    (:func:`stack_pids`); returns their PIDs.
 
     Airflow's task supervisor starts each task in a session of its own, so stopping a
     service's process group misses a task process that was running then, and such a
-    process can ignore SIGTERM and outlive the stack (PPID 1). Every process of one
-    local stack carries the stack's throwaway ``AIRFLOW_HOME``: that finds them. This
-    process and its parent are never touched.
+    process can ignore SIGTERM and outlive the stack (PPID 1).
     """
     killed = []
-    for pid in pids_by_environment(name, value):
+    for pid in stack_pids(home):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
     return killed
 
 
-def pids_by_environment(name: str, value: str) -> Iterator[int]:
-    """Every process whose environment holds ``name=value``, but this one and its parent."""
-    wanted = f"{name}={value}".encode()
+def stack_pids(home: Path) -> Iterator[int]:
+    """Every process of the stack whose home is ``home`` (Linux ``/proc``), but this one
+    and its parent: those whose working directory is ``home`` or whose environment holds
+    ``AIRFLOW_HOME=home``.
+
+    Both, because neither alone finds them all: a process that sets its title (Airflow's
+    workers, supervisors and task runners, with ``setproctitle``) overwrites the memory
+    ``/proc/<pid>/environ`` reads, but keeps the working directory its service started
+    in (the stack starts every service in its home, and Airflow does not change it); a
+    process that changes directory keeps its environment.
+    """
+    home_path = os.path.realpath(home)
+    wanted = f"AIRFLOW_HOME={home}".encode()
     spared = {os.getpid(), os.getppid()}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) in spared:
             continue
         try:
+            if os.readlink(f"/proc/{entry.name}/cwd") == home_path:
+                yield int(entry.name)
+                continue
             with open(f"/proc/{entry.name}/environ", "rb") as environ:
                 if wanted in environ.read().split(b"\0"):
                     yield int(entry.name)
         except OSError:  # gone, or not ours to read
             continue
+
+
+def all_pids() -> Iterator[int]:
+    return (int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit())
 
 
 def cpu_seconds_by_command(pids: Iterator[int]) -> dict[str, float]:
@@ -110,7 +126,10 @@ def cpu_seconds_by_command(pids: Iterator[int]) -> dict[str, float]:
             continue
         # Fields 14-17 of stat; after "(comm)" the first is field 3, the state.
         used = sum(int(f) for f in fields[11:15]) / ticks
-        label = command.split(" -- ")[0].split(":")[0].strip()[:60] or "?"
+        words = command.split()
+        if words and os.path.basename(words[0]).startswith("python"):  # ".../python -m airflow x": "airflow x"
+            words = words[2:] if words[1:2] == ["-m"] else words[1:]
+        label = " ".join(words).split(" -- ")[0].split(":")[0].strip()[:60] or "?"
         totals[label] = totals.get(label, 0.0) + used
     return totals
 
