@@ -64,14 +64,14 @@ import airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.providers.standard.decorators.python
 import airflow.sdk.definitions.decorators  # noqa: F401
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, WeightRule, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag, task, task_group
 
 from regional_training import assets, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
 from regional_training.batch_jobs import LAUNCH_TASK_ID, BatchArrayLaunchOperator
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
-from regional_training.strict_params import trigger_time_specs
+from regional_training.strict_params import dag_params
 
 default_args = {
     "owner": "ml-platform",
@@ -120,8 +120,9 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     is_paused_upon_creation=True,
     max_active_runs=1,
     default_args=default_args,
-    # Integer Params validated as draft-04 integers: Airflow itself refuses 3.0 at trigger time.
-    params={name: Param(**spec) for name, spec in trigger_time_specs(param_specs()).items()},
+    # Integer Params validated as draft-04 integers: Airflow itself refuses 3.0 at trigger
+    # time. Read-only schemas: the operators' copies of the Params share them.
+    params=dag_params(param_specs()),
     tags=["training", "sagemaker", "multi-region", "horovod"],
 )
 def multi_region_training() -> None:

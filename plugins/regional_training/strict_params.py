@@ -184,6 +184,41 @@ def trigger_time_specs(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict
     return out
 
 
+class ReadOnlySchema(dict):  # type: ignore[type-arg]
+    """A Param's schema that deep-copies as itself and refuses changes.
+
+    Airflow deep-copies the DAG's Params for each class in an operator's hierarchy as it
+    is built (``BaseOperator``'s ``apply_defaults`` calls ``get_merged_defaults`` once per
+    decorated ``__init__``): 37 copies of 30 Params per parse of this DAG, most of it in
+    the schemas (enums, titles, help texts). Nothing changes a schema after the DAG is
+    built, and this one cannot be changed, so a copy may share it. Serialized, it is a
+    plain JSON object like any other (``tests/unit/test_strict_params.py``).
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReadOnlySchema:
+        return self
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Param's schema is read-only once the DAG is built")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+
+def dag_params(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The DAG's Params: :func:`trigger_time_specs` of ``specs``, each schema read-only
+    (:class:`ReadOnlySchema`)."""
+    from airflow.sdk import Param
+
+    params = {}
+    for name, spec in trigger_time_specs(specs).items():
+        given = {key: spec[key] for key in ("default", "description") if key in spec}
+        schema = {key: value for key, value in spec.items() if key not in given}
+        params[name] = Param(**given, schema=ReadOnlySchema(schema))
+    return params
+
+
 def _render_one(name: str, value: Any, kind: type) -> str:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):

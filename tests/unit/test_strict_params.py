@@ -135,6 +135,33 @@ def test_trigger_time_specs_make_airflow_refuse_a_float_for_an_integer() -> None
     assert params.deep_merge({"instance_cuont": 4}).validate()["instance_cuont"] == 4
 
 
+def test_dag_params_share_read_only_schemas_and_serialize_as_plain_params() -> None:
+    """The DAG's Params (``dag_params``) copy without copying their schemas, and the API
+    server holds exactly what ``Param(**spec)`` would have given it."""
+    import copy
+    import json
+
+    from airflow.sdk import DAG, Param
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from regional_training.strict_params import dag_params
+
+    def serialized(params: dict[str, Any]) -> str:
+        with DAG("strict_params_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
+                 params=params) as dag:
+            pass
+        return json.dumps(DagSerialization.to_dict(dag), sort_keys=True)
+
+    params = dag_params(SPECS)
+    assert serialized(params) == serialized({n: Param(**s) for n, s in trigger_time_specs(SPECS).items()})
+    copied = copy.deepcopy(params["epochs"])
+    assert copied is not params["epochs"] and copied.schema is params["epochs"].schema
+    with pytest.raises(TypeError, match="read-only"):
+        params["epochs"].schema["minimum"] = 0
+    with pytest.raises(TypeError, match="read-only"):
+        params["epochs"].schema.update(minimum=0)
+
+
 def test_integer_params_get_draft_4_the_others_draft_7_and_none_changes_meaning() -> None:
     strict = trigger_time_specs(SPECS)
     assert sorted(n for n, s in strict.items() if s.get("$schema") == DRAFT_04) == INTEGER_PARAMS
