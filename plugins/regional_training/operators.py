@@ -173,6 +173,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._current: tuple[Candidate, str] | None = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
         self._launcher = "airflow"
+        #: :meth:`_hook`'s hooks by region.
+        self._hooks: dict[str, SageMakerHook] = {}
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         """Render, then take the request, region and failover from ``job`` when given.
@@ -343,9 +345,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit))
 
     def _hook(self, region: str) -> SageMakerHook:
-        """The provider's hook in one candidate's region (``self.hook`` is bound to ``region_name``)."""
-        return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=region, verify=self.verify,
-                             config=self.botocore_config)
+        """The provider's hook in one candidate's region (``self.hook`` is bound to
+        ``region_name``), one per region and try: each hook makes its own boto3 session,
+        about 1 s of a try on the 2-core stack, and a try describes, then creates."""
+        if region not in self._hooks:
+            self._hooks[region] = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=region, verify=self.verify,
+                                                config=self.botocore_config)
+        return self._hooks[region]
 
     def _describe(self, region: str, name: str) -> dict[str, Any] | None:
         return describe_or_none(self._hook(region), name)

@@ -86,14 +86,6 @@ def checks_for_jobs(jobs: Sequence[Mapping[str, Any]], *, include_failover: bool
     return sorted(checks)
 
 
-def _s3_client(region: str) -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
-
-    return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG).get_conn()
-
-
 def _run_one(client: Any, check: Check) -> Problem | None:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -125,14 +117,17 @@ def _run_one(client: Any, check: Check) -> Problem | None:
 def run_checks(
     checks: Sequence[Check],
     *,
-    client_for_region: Callable[[str], Any] = _s3_client,
+    client_for_region: Callable[[str], Any] | None = None,
     max_workers: int = MAX_WORKERS,
 ) -> list[Problem]:
     """Run every check in parallel; return the problems (empty: all good)."""
     if not checks:
         return []
+    from regional_training.aws_io import s3_client
+
     # One client per region, made here: boto3 clients are thread-safe, sessions are not.
-    clients = {region: client_for_region(region) for region in sorted({c.region for c in checks})}
+    client = client_for_region or s3_client
+    clients = {region: client(region) for region in sorted({c.region for c in checks})}
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(checks)))) as pool:
         results = list(pool.map(lambda c: _run_one(clients[c.region], c), checks))
     return [p for p in results if p is not None]

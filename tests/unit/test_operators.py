@@ -62,8 +62,11 @@ class FakeSageMaker:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.created: list[tuple[str, str]] = []
         self.refuse = refuse
+        #: The hooks that answered, with their regions (each hook is one boto3 session).
+        self.hooks: set[tuple[int, str]] = set()
 
     def describe(self, hook: Any, name: str) -> dict[str, Any]:
+        self.hooks.add((id(hook), hook.region_name))
         try:
             return {"TrainingJobName": name, **self.jobs[(hook.region_name, name)]}
         except KeyError:
@@ -74,6 +77,7 @@ class FakeSageMaker:
         if hook.region_name in self.refuse:
             raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "quota 0"}},
                               "CreateTrainingJob")
+        self.hooks.add((id(hook), hook.region_name))
         self.created.append((hook.region_name, config["TrainingJobName"]))
         self.jobs[(hook.region_name, config["TrainingJobName"])] = {"TrainingJobStatus": "InProgress"}
         return {"ResponseMetadata": {"HTTPStatusCode": 200}}
@@ -107,6 +111,8 @@ def test_execute_creates_the_job_and_defers_in_its_region(sagemaker: FakeSageMak
     trigger = deferred(lambda: operator().execute({}))
     assert (trigger.job_name, trigger.region_name) == ("mrt-a", "us-west-2")
     assert sagemaker.created == [("us-west-2", "mrt-a")]
+    # Both candidates' regions described, then created in one: one hook (boto3 session) per region.
+    assert sorted(region for _, region in sagemaker.hooks) == ["us-east-1", "us-west-2"]
 
 
 def test_a_retry_reattaches_to_the_running_job(sagemaker: FakeSageMaker) -> None:
@@ -132,6 +138,7 @@ def test_a_refused_creation_fails_over_to_the_next_region(sagemaker: FakeSageMak
     trigger = deferred(lambda: operator().execute({}))
     assert (trigger.job_name, trigger.region_name) == ("mrt-b", "us-east-1")
     assert sagemaker.created == [("us-east-1", "mrt-b")]
+    assert sorted(region for _, region in sagemaker.hooks) == ["us-east-1", "us-west-2"]  # one hook per region
 
 
 def test_a_job_that_ended_for_capacity_fails_over_within_the_same_try(sagemaker: FakeSageMaker) -> None:
