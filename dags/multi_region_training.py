@@ -106,7 +106,7 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     # URI and extra). A trigger timetable that never runs a time already past on unpause:
     # run_immediately=timedelta(0), not False. Airflow 3.3 treats False like None, "run
     # the past time if it is within a tenth of the interval": unpausing between 02:00
-    # and 04:24 started that day's 02:00 run (tests/e2e/test_services.py caught it at 02:30).
+    # and 04:24 started that day's 02:00 run (tests/e2e/test_services.py caught it at 02:15).
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0)),
         assets=assets.DATASET_READY,
