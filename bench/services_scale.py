@@ -166,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         # its task processes, the postmaster its backends, the emulator its jobs).
         print(f"\n[{r['targets']}] CPU seconds, trigger -> end: machine {r['machine_cpu_s']:.0f} "
               f"({r['machine_cpu_s'] / r['targets']:.2f} per target)")
-        airflow = 0.0
+        attributed = 0.0
         for name, used in sorted(r["cpu_s"].items(), key=lambda item: -item[1]):
             if used >= 0.5:
                 print(f"  {used:8.1f}  {name}")
-            airflow += used
-        print(f"  {r['machine_cpu_s'] - airflow:8.1f}  not attributed (processes that ended unreaped, kernel)")
+            attributed += used
+        print(f"  {r['machine_cpu_s'] - attributed:8.1f}  not attributed (processes that ended unreaped, kernel)")
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 

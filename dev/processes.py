@@ -92,28 +92,30 @@ def stack_pids(home: Path) -> Iterator[int]:
     home_path = os.path.realpath(home)
     wanted = f"AIRFLOW_HOME={home}".encode()
     spared = {os.getpid(), os.getppid()}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in spared:
+    for pid in all_pids():
+        if pid in spared:
             continue
         try:
-            if os.readlink(f"/proc/{entry.name}/cwd") == home_path:
-                yield int(entry.name)
+            if os.readlink(f"/proc/{pid}/cwd") == home_path:
+                yield pid
                 continue
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
                 if wanted in environ.read().split(b"\0"):
-                    yield int(entry.name)
+                    yield pid
         except OSError:  # gone, or not ours to read
             continue
 
 
 def all_pids() -> Iterator[int]:
+    """Every process's PID (Linux ``/proc``)."""
     return (int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit())
 
 
 def cpu_seconds_by_command(pids: Iterator[int]) -> dict[str, float]:
     """CPU seconds each process used, its reaped children's included (``/proc/<pid>/stat``:
     utime, stime, cutime, cstime), summed by command line up to the first ``--`` or
-    ``:`` (Airflow's process titles, e.g. ``airflow worker -- LocalExecutor: ...``)."""
+    ``:`` (Airflow's process titles, e.g. ``airflow worker -- LocalExecutor: ...``), with
+    a leading ``python [-m]`` dropped."""
     ticks = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for pid in pids:

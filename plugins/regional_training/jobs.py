@@ -115,7 +115,6 @@ def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
 def job_reference(job: Mapping[str, Any], task_id: str) -> dict[str, Any]:
     """What the mapped task group expands over: where ``task_id`` stored ``job`` as its own
     XCom (key ``job <target>``), and the target it trains.

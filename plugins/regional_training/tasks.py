@@ -192,10 +192,10 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     if run.ti is None:
         return launch
     # Each job as its own XCom, the expansion over references (jobs.job_reference says why).
-    for job in launch:
-        reference = job_reference(job, run.ti.task_id)
+    references = [job_reference(job, run.ti.task_id) for job in launch]
+    for job, reference in zip(launch, references, strict=True):
         run.ti.xcom_push(key=reference["xcom_key"], value=job)
-    return [job_reference(job, run.ti.task_id) for job in launch]
+    return references
 
 
 def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
