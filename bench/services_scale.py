@@ -12,7 +12,11 @@ followed to its end. Prints per N:
 * overhead per target: (wall - longest job) / N;
 * most jobs in flight at once (from the jobs' start/end times);
 * the collect phase: first collect start -> last collect end, and the tail after the
-  last job ended (last job end -> run end), as shares of wall.
+  last job ended (last job end -> run end), as shares of wall;
+* CPU seconds by process title, and the CPU time of a fixed reference workload before
+  the services start and after they stop: the same code on this shared machine has run
+  from 0.40 s to 0.63 s of CPU for the same work an hour apart, so runs compare only
+  with the reference beside them.
 
     PYTHONPATH=dev .venv/bin/python bench/services_scale.py --targets 4 --targets 128
 """
@@ -20,8 +24,10 @@ followed to its end. Prints per N:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -86,8 +92,22 @@ def _max_in_flight(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
+def reference_seconds() -> float:
+    """CPU seconds of a fixed pure-Python workload (median of 3): how fast the machine is now."""
+    times = []
+    for _ in range(3):
+        started = time.process_time()
+        digest = b""
+        for i in range(200_000):
+            digest = hashlib.sha256(digest + i.to_bytes(4, "little")).digest()
+        json.loads(json.dumps([{"i": i, "s": str(i)} for i in range(100_000)]))
+        times.append(time.process_time() - started)
+    return statistics.median(times)
+
+
 def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
     conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
+    reference_before = reference_seconds()
     home = Path(tempfile.mkdtemp(prefix=f"mrt-bench-services-{targets}-"))
     with temporary_postgres() as dsn:
         _seed_campaigns(dsn, targets, conf)
@@ -112,6 +132,7 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
                 machine_cpu = machine_cpu_seconds() - machine_before
                 cpu_after = cpu_seconds_by_command(all_pids())
                 jobs = _jobs(endpoint, run_id)
+    reference_after = reference_seconds()
     run = followed.run
     wall = _ts(run["end_date"]) - triggered
     spans = [(_ts(j["TrainingStartTime"]), _ts(j["TrainingEndTime"])) for j in jobs if j.get("TrainingEndTime")]
@@ -127,7 +148,7 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
         "longest_job_s": longest, "overhead_per_target_s": (wall - longest) / targets,
         "max_jobs_in_flight": _max_in_flight(spans), "collect_span_s": collect_span,
         "tail_after_last_job_s": _ts(run["end_date"]) - last_job_end, "home": str(home),
-        "machine_cpu_s": machine_cpu,
+        "machine_cpu_s": machine_cpu, "reference_s": (reference_before, reference_after),
         "cpu_s": {name: used - cpu_before.get(name, 0.0) for name, used in cpu_after.items()},
     }
 
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {used:8.1f}  {name}")
             attributed += used
         print(f"  {r['machine_cpu_s'] - attributed:8.1f}  not attributed (processes that ended unreaped, kernel)")
+        before, after = r["reference_s"]
+        print(f"  reference workload: {before:.2f} s of CPU before the run, {after:.2f} s after")
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 

@@ -351,10 +351,14 @@ def is_training_task(task_id: str) -> bool:
     return task_id == "train" or task_id.endswith(".train")
 
 
+#: :func:`region_of` for a task that has not run yet: its name is rendered when it runs.
+NOT_STARTED = "not started"
+
+
 def region_of(ti: dict[str, Any]) -> str:
     """A mapped task's region, from its rendered name (``map_index_template``)."""
     found = _REGION.search(str(ti.get("rendered_map_index") or ""))
-    return found.group(0) if found else "(not named yet)"
+    return found.group(0) if found else NOT_STARTED
 
 
 @dataclass
@@ -384,8 +388,11 @@ class RunProgress:
     def line(self) -> str:
         if not self.counts:
             return "no training tasks yet"
-        parts = []
+        unnamed = self.counts.get(NOT_STARTED)
+        parts = [f"{sum(unnamed.values())} {NOT_STARTED}"] if unnamed else []
         for region, c in sorted(self.counts.items()):
+            if region == NOT_STARTED:
+                continue
             text = f"{region} {c['trained']} trained, {c['running']} running, {c['waiting']} waiting"
             parts.append(text + (f", {c['failed']} failed" if c["failed"] else ""))
         return " | ".join(parts)

@@ -1,0 +1,30 @@
+"""The local runner's progress line (dev/airflow_services.py): per region, and the tasks
+that have not run yet (their names, region + target, are rendered when they run)."""
+
+from __future__ import annotations
+
+from airflow_services import NOT_STARTED, RunProgress
+
+
+def _ti(task_id: str, map_index: int, state: str | None, name: str | None) -> dict:
+    return {"task_id": task_id, "map_index": map_index, "state": state, "rendered_map_index": name}
+
+
+def test_progress_counts_training_tasks_by_region_and_not_started_apart() -> None:
+    tis = [
+        _ti("train", 0, "success", "eu-west-1 ds-a"),
+        _ti("train", 1, "deferred", "eu-west-1 ds-b"),
+        _ti("train", 2, "failed", "us-east-1 ds-c"),
+        _ti("train", 3, None, None),
+        _ti("train", 4, "scheduled", None),
+        _ti("collect", 0, "success", "eu-west-1 ds-a"),  # not a training task
+        _ti("select_targets", -1, "success", None),
+    ]
+    progress = RunProgress.of(tis)
+    assert progress.counts[NOT_STARTED]["waiting"] == 2
+    assert progress.line() == ("2 not started | eu-west-1 1 trained, 1 running, 0 waiting | "
+                               "us-east-1 0 trained, 0 running, 0 waiting, 1 failed")
+
+
+def test_no_training_task_yet() -> None:
+    assert RunProgress.of([_ti("select_targets", -1, "running", None)]).line() == "no training tasks yet"
