@@ -151,8 +151,11 @@ def multi_region_training() -> None:
     # targets are launched. With Airflow's default rule (the sum of the downstream
     # weights) a launch outranked every collector: at 128 targets no collector ran until
     # the last launch had (bench/services_scale.py).
+    # multiple_outputs=False: TaskFlow infers True from the dict return type, and then
+    # pushes one XCom per key besides the row itself, 31 POSTs to the API server per
+    # collector that nothing reads (half of a run's API requests, bench/services_scale.py).
     @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS],
-          priority_weight=100)
+          priority_weight=100, multiple_outputs=False)
     def collect(job: dict[str, Any]) -> dict[str, Any]:
         return tasks.collect_target(tasks.current_run(), job)
 
@@ -182,7 +185,7 @@ def multi_region_training() -> None:
         train >> collected
         return collected
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY])
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY], multiple_outputs=False)
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
                   ) -> dict[str, Any]:
         return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)

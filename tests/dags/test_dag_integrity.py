@@ -73,6 +73,11 @@ def test_training_dag_shape() -> None:
 
     assert weight("collect") > weight("train")
     assert dag.get_task("check_regions").trigger_rule == "all_done"
+    # A dict-returning task pushes one XCom per key only where the DAG reads keys
+    # (selection["targets"]); a collector's row would otherwise be 31 more API calls.
+    outputs = {t.task_id: t.multiple_outputs for t in scheduled.tasks if hasattr(t, "multiple_outputs")}
+    assert outputs["select_targets"] is True
+    assert outputs["collect"] is False and outputs["summarize"] is False
     params = dag.params
     for name in ("campaigns", "regions", "instance_type", "instance_count", "epochs", "batch_size",
                  "learning_rate", "dry_run"):
