@@ -1,4 +1,4 @@
-"""aws_sessions and worker_preload: the provider's hooks on one botocore loader per process.
+"""aws_sessions: the provider's hooks on one botocore loader per process.
 
 Each check runs in a fresh interpreter, as a service or a task try starts: the provider
 resolves ``[aws] session_factory`` once, when its ``base_aws`` module is imported.
