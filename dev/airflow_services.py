@@ -388,8 +388,12 @@ class RunProgress:
     def line(self) -> str:
         if not self.counts:
             return "no training tasks yet"
-        unnamed = self.counts.get(NOT_STARTED)
-        parts = [f"{sum(unnamed.values())} {NOT_STARTED}"] if unnamed else []
+        # Unnamed tasks never ran (a task gets its name when it runs): waiting, or failed
+        # before they started (upstream_failed), which stays said.
+        parts = []
+        if unnamed := self.counts.get(NOT_STARTED):
+            failed = f", {unnamed['failed']} failed" if unnamed["failed"] else ""
+            parts.append(f"{unnamed['waiting']} {NOT_STARTED}{failed}")
         for region, c in sorted(self.counts.items()):
             if region == NOT_STARTED:
                 continue

@@ -26,5 +26,10 @@ def test_progress_counts_training_tasks_by_region_and_not_started_apart() -> Non
                                "us-east-1 0 trained, 0 running, 0 waiting, 1 failed")
 
 
+def test_tasks_that_failed_before_starting_are_still_counted_failed() -> None:
+    tis = [_ti("train", 0, None, None), _ti("train", 1, "upstream_failed", None)]
+    assert RunProgress.of(tis).line() == "1 not started, 1 failed"
+
+
 def test_no_training_task_yet() -> None:
     assert RunProgress.of([_ti("select_targets", -1, "running", None)]).line() == "no training tasks yet"
