@@ -35,13 +35,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_services import airflow_services, follow_run, is_training_task
+from airflow_services import DAG_ID, airflow_services, follow_run, is_training_task
 from local_pg import temporary_postgres
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
+#: Airflow's floor (bench/floor_dags/mrt_airflow_floor.py): our DAG's shape, no work.
+FLOOR_DAGS = REPO / "bench" / "floor_dags"
+FLOOR_DAG_IDS = ("mrt_airflow_floor", "mrt_airflow_floor_trigger_start", "mrt_airflow_floor_no_worker")
 SAMPLE_TARGETS = 4
 
 
@@ -105,37 +108,55 @@ def reference_seconds() -> float:
     return statistics.median(times)
 
 
+def _floor_env(job_seconds: float) -> dict[str, str]:
+    """The services' settings for a floor DAG: its folder, its trigger importable, the sleep."""
+    path = os.pathsep.join(p for p in (str(FLOOR_DAGS), os.environ.get("PYTHONPATH", "")) if p)
+    return {"AIRFLOW__CORE__DAGS_FOLDER": str(FLOOR_DAGS), "PYTHONPATH": path,
+            "MRT_FLOOR_JOB_SECONDS": str(job_seconds)}
+
+
 def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
-    conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
+    floor = args.dag != DAG_ID
+    conf = {"targets": targets} if floor else {**LOCAL_RUN_CONF, **json.loads(args.conf)}
     reference_before = reference_seconds()
     home = Path(tempfile.mkdtemp(prefix=f"mrt-bench-services-{targets}-"))
     with temporary_postgres() as dsn:
-        _seed_campaigns(dsn, targets, conf)
+        if not floor:
+            _seed_campaigns(dsn, targets, conf)
         with local_aws(fake_image_map(seconds=args.job_seconds),
                        max_concurrent_jobs=args.max_concurrent_jobs or targets,
                        log_path=home / "local-aws.log") as endpoint:
-            copies = seed_aws(endpoint, dsn)
-            print(f"[{targets}] seeded {len(copies)} copies; starting the services", flush=True)
+            if not floor:
+                copies = seed_aws(endpoint, dsn)
+                print(f"[{targets}] seeded {len(copies)} copies", flush=True)
+            print(f"[{targets}] starting the services ({args.dag})", flush=True)
             started = time.monotonic()
-            with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home,
-                                  parallelism=args.parallelism) as stack:
+            extra_env = _floor_env(args.job_seconds) if floor else {}
+            if args.executor:
+                extra_env["AIRFLOW__CORE__EXECUTOR"] = args.executor
+            with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home, parallelism=args.parallelism,
+                                  dag_id=args.dag, extra_env=extra_env) as stack:
                 print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
-                stack.api.unpause()  # clears a schedule already due, if any (issue 12, item 3)
+                stack.api.unpause(args.dag)  # clears a schedule already due, if any (issue 12, item 3)
                 cpu_before = cpu_seconds_by_command(all_pids())
                 machine_before = machine_cpu_seconds()
                 triggered = time.time()
-                run_id = stack.api.trigger(conf)
+                run_id = stack.api.trigger(conf, args.dag)
                 followed = follow_run(
-                    stack.api, run_id, timeout=args.timeout, poll=2.0,
+                    stack.api, run_id, timeout=args.timeout, poll=2.0, dag_id=args.dag,
                     on_change=lambda p: print(f"[{targets}] {time.time() - triggered:6.0f}s {p.line()}", flush=True),
                 )
                 machine_cpu = machine_cpu_seconds() - machine_before
                 cpu_after = cpu_seconds_by_command(all_pids())
-                jobs = _jobs(endpoint, run_id)
+                jobs = [] if floor else _jobs(endpoint, run_id)
     reference_after = reference_seconds()
     run = followed.run
     wall = _ts(run["end_date"]) - triggered
-    spans = [(_ts(j["TrainingStartTime"]), _ts(j["TrainingEndTime"])) for j in jobs if j.get("TrainingEndTime")]
+    if floor:  # no jobs: a training task's "job" is its deferral, which ends the task
+        spans = [(_ts(ti["end_date"]) - args.job_seconds, _ts(ti["end_date"])) for ti in followed.task_instances
+                 if is_training_task(ti["task_id"]) and ti.get("end_date")]
+    else:
+        spans = [(_ts(j["TrainingStartTime"]), _ts(j["TrainingEndTime"])) for j in jobs if j.get("TrainingEndTime")]
     longest = max((e - s for s, e in spans), default=0.0)
     collects = [ti for ti in followed.task_instances
                 if ti["task_id"].split(".")[-1] == "collect" and ti.get("start_date") and ti.get("end_date")]
@@ -162,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs the emulator runs at once (default: all of them)")
     parser.add_argument("--conf", default="{}", help="JSON Params overriding the local defaults")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each run")
+    parser.add_argument("--executor", default="",
+                        help="[core] executor for the run (default: the local stack's, dev/airflow_services.py)")
+    parser.add_argument("--dag", default=DAG_ID, choices=(DAG_ID, *FLOOR_DAG_IDS),
+                        help="the DAG to run: ours (default), or one of Airflow's floors with the same shape and "
+                             "no work (bench/floor_dags)")
     unwind_on_sigterm()
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -179,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['overhead_per_target_s']:>17.2f} {r['max_jobs_in_flight']:>13} "
               f"{r['collect_span_s']:>6.1f} ({r['collect_span_s'] / wall:>3.0%}) "
               f"{r['tail_after_last_job_s']:>11.1f} ({r['tail_after_last_job_s'] / wall:>3.0%})")
-    print(f"(job length {args.job_seconds:g}s, stand-in entry point; LocalExecutor parallelism {args.parallelism}; "
-          f"{os.cpu_count()} CPUs)")
+    print(f"({args.dag}; job length {args.job_seconds:g}s, stand-in entry point; "
+          f"LocalExecutor parallelism {args.parallelism}; {os.cpu_count()} CPUs)")
     for r in results:
         # Where the CPU went during the run (trigger -> end): every process on the machine
         # by title; a process's reaped children count with it (a LocalExecutor worker holds

@@ -2,10 +2,11 @@
 
 :func:`airflow_services` starts, on 127.0.0.1, what a deployment runs (docker-compose.yaml):
 a throwaway PostgreSQL metadata database (``dev/local_pg.py``), ``airflow db migrate``,
-then ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and
-``triggerer``, each in its own process group with its log under ``<home>/services/``.
-It waits until the api-server answers, every service reports healthy and the DAG is
-parsed, creates the launch pool, and stops every group on exit (also on Ctrl-C).
+then ``airflow api-server``, ``scheduler`` (LocalExecutor, its workers preloaded:
+``regional_training.executors``), ``dag-processor`` and ``triggerer``, each in its own
+process group with its log under ``<home>/services/``. It waits until the api-server
+answers, every service reports healthy and the DAG is parsed, creates the launch pool,
+and stops every group on exit (also on Ctrl-C).
 
 Login: the simple auth manager with one admin user whose password is generated per
 stack (``secrets``), written to a file in the throwaway home, never committed.
@@ -279,7 +280,9 @@ def services_env(
     env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=endpoint, airflow_home=home)}
     env.update({
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_dsn.replace("postgresql://", "postgresql+psycopg2://", 1),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Airflow's LocalExecutor, its workers forked with a try's imports and botocore
+        # models already loaded (regional_training.executors; compose's default too).
+        "AIRFLOW__CORE__EXECUTOR": "regional_training.executors.PreloadedLocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__AUTH_MANAGER":
@@ -307,7 +310,7 @@ def services_env(
 @contextlib.contextmanager
 def airflow_services(
     *, campaign_dsn: str, endpoint: str, home: Path, parallelism: int = 8, extra_env: dict[str, str] | None = None,
-    progress: Callable[[str], None] = lambda _msg: None,
+    progress: Callable[[str], None] = lambda _msg: None, dag_id: str = DAG_ID,
 ) -> Iterator[AirflowStack]:
     """Start the metadata DB and the four Airflow services; yield the stack; stop it all."""
     (home / "services").mkdir(parents=True, exist_ok=True)
@@ -337,7 +340,7 @@ def airflow_services(
                 "name": LAUNCH_POOL, "slots": LAUNCH_POOL_SLOTS, "include_deferred": False,
                 "description": "Training launches (running tasks only; deferred jobs are not counted)",
             }, expect=(200, 201))
-            stack.wait_for_dag()
+            stack.wait_for_dag(dag_id)
             yield stack
         finally:
             stack.stop_all()
@@ -415,7 +418,7 @@ class FollowedRun:
 def follow_run(
     api: AirflowApi, run_id: str, *, timeout: float = 3600, poll: float = 1.0,
     on_change: Callable[[RunProgress], None] = lambda _p: None,
-    while_running: Callable[[FollowedRun], bool] | None = None,
+    while_running: Callable[[FollowedRun], bool] | None = None, dag_id: str = DAG_ID,
 ) -> FollowedRun:
     """Poll ``run_id`` until it succeeds or fails; ``while_running`` (if given) is called
     each poll and unset once it returns True (a test's mid-run action)."""
@@ -424,8 +427,8 @@ def follow_run(
     last_line = None
     while True:
         asked = time.monotonic()
-        run = api.dag_run(run_id)
-        tis = api.task_instances(run_id)
+        run = api.dag_run(run_id, dag_id)
+        tis = api.task_instances(run_id, dag_id)
         # At hundreds of targets the task-instance list is itself work for the API server
         # (the run's own tasks use it too): wait at least four times what it took, so
         # following a run keeps under a fifth of the server's time.

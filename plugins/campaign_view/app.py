@@ -176,8 +176,7 @@ def job_description(region: str, job: str) -> dict[str, Any]:
 
 @app.get("/logs/{region}/{job}", response_class=PlainTextResponse)
 def job_logs(region: str, job: str) -> str:
-    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-
+    from regional_training.aws_hooks import AwsLogsHook
     from regional_training.aws_io import BOTOCORE_CONFIG
     from regional_training.report import LOG_GROUP
 

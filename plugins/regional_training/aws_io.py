@@ -31,10 +31,10 @@ def _hook(service: str, region: str | None) -> Any:
 @functools.cache
 def _cached_hook(service: str, region: str | None, _connection: str | None) -> Any:
     if service == "s3":
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from regional_training.aws_hooks import S3Hook
 
         return S3Hook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
-    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    from regional_training.aws_hooks import SageMakerHook
 
     return SageMakerHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)
 

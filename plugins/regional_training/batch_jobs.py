@@ -28,9 +28,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from regional_training.aws_hooks import BatchClientHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -105,6 +106,7 @@ class BatchArrayLaunchOperator(BatchOperator):
         self.array_uri, self.jobs, self.central_region = array_uri, jobs, central_region
 
     template_fields = (*BatchOperator.template_fields, "array_uri", "jobs")
+    aws_hook_class = BatchClientHook  # the provider's, naming its caller cheaply (aws_hooks)
 
     def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
         from airflow.sdk.exceptions import AirflowSkipException

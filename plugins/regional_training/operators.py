@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
@@ -48,6 +47,7 @@ from botocore.exceptions import ClientError
 
 from regional_training.async_clients import SharedClientHookMixin
 from regional_training.attempts import CAPACITY_ERROR_CODES, Candidate, Move, Resolution, is_capacity_error, resolve
+from regional_training.aws_hooks import SageMakerHook
 from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
 from regional_training.retry_policy import Decision, NotRetriedError, check_new_attempt, classify

@@ -83,8 +83,7 @@ def parse_metric_series(
 
 def logs_hook(region: str) -> Any:
     """The Amazon provider's CloudWatch Logs hook in ``region``, its client made now."""
-    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-
+    from regional_training.aws_hooks import AwsLogsHook
     from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
 
     hook = AwsLogsHook(aws_conn_id=AWS_CONN_ID, region_name=region, config=BOTOCORE_CONFIG)

@@ -114,7 +114,7 @@ def test_commands(services):
 
 def test_local_executor_by_default_celery_settings_present(services):
     env = services["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-regional_training.executors.PreloadedLocalExecutor}"
     broker = env["AIRFLOW__CELERY__BROKER_URL"]
     assert broker.startswith("redis://") and "@redis:6379" in broker
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
@@ -198,7 +198,7 @@ def test_env_example_connections_and_variables_are_valid(env_example):
         {k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env_example.items() if k.startswith("AIRFLOW_VAR_")}
     )
     assert settings.sagemaker_role_arn.split(":")[4] == settings.aws_account_id
-    assert env_example["AIRFLOW_EXECUTOR"] == "LocalExecutor"
+    assert env_example["AIRFLOW_EXECUTOR"] == "regional_training.executors.PreloadedLocalExecutor"
 
 
 def test_env_is_ignored_and_example_is_not():
@@ -307,7 +307,8 @@ def test_docker_compose_config_resolves(profiles, tmp_path):
     assert set(resolved) == active(raw, profiles)
     aws = json.loads(resolved["airflow-scheduler"]["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["extra"]["endpoint_url"] == "http://local-aws:5000"
-    assert resolved["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    executor = resolved["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+    assert executor == "regional_training.executors.PreloadedLocalExecutor"
 
 
 def test_docker_compose_config_fails_without_env(tmp_path):

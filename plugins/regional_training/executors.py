@@ -1,0 +1,83 @@
+"""Airflow's LocalExecutor, its workers started with what every task try of this DAG loads.
+
+A LocalExecutor forks its worker processes from the scheduler when it starts, and each
+worker forks one process per task try, which parses the DAG file, imports what it names
+(the Amazon provider, boto3, TaskFlow, this package) and builds its AWS clients from
+botocore's JSON models. Profiled on the real services (py-spy over a 32-target run,
+docs/services.md, "Per target"), parsing the DAG file was about 40 % of all the task
+tries' CPU and loading botocore's models about 15 %, the same work in every try.
+
+:class:`PreloadedLocalExecutor` does that work once, in the scheduler, just before the
+executor forks its workers; every try then starts with it done (copy-on-write memory,
+frozen for the garbage collector by the LocalExecutor itself). The models are loaded
+into :data:`regional_training.aws_sessions.LOADER`, so the tries' clients use them when
+``[aws] session_factory`` is :class:`regional_training.aws_sessions.SharedLoaderSessionFactory`.
+Set ``[core] executor = regional_training.executors.PreloadedLocalExecutor``
+(``AIRFLOW__CORE__EXECUTOR``); the local stack and compose do. Nothing else changes: a
+module that fails to import is logged and left to the try, as without the preload.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from airflow.executors.local_executor import LocalExecutor
+
+log = logging.getLogger(__name__)
+
+#: What a try of this DAG imports: the DAG file's modules and what the tasks import when
+#: they run (the collector's database hook and S3 I/O, the training task's attempts).
+PRELOAD_MODULES = (
+    "airflow.providers.amazon.aws.operators.batch",
+    "airflow.providers.amazon.aws.operators.sagemaker",
+    "airflow.providers.amazon.aws.triggers.sagemaker",
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.postgres.hooks.postgres",
+    "regional_training.assets",
+    "regional_training.aws_hooks",
+    "regional_training.aws_io",
+    "regional_training.batch_jobs",
+    "regional_training.collection",
+    "regional_training.jobs",
+    "regional_training.operators",
+    "regional_training.params",
+    "regional_training.strict_params",
+    "regional_training.tasks",
+)
+
+#: The services whose clients the tries make (models, endpoint rules, paginators).
+PRELOAD_SERVICES = ("sagemaker", "s3")
+
+
+def preload() -> list[str]:
+    """Import :data:`PRELOAD_MODULES` and load :data:`PRELOAD_SERVICES`' botocore data into
+    the shared loader; the names of what failed (logged, not raised)."""
+    failed = []
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # the try imports it again, and fails there as it would have
+            log.warning("Not preloaded: %s (%s)", name, err)
+            failed.append(name)
+    try:
+        from regional_training.aws_sessions import shared_boto3_session
+
+        # Made offline: a client is built from local data only; the key is a placeholder
+        # that never signs a request (the client is dropped at once).
+        session = shared_boto3_session(region_name="us-east-1", aws_access_key_id="preload",
+                                       aws_secret_access_key="preload")  # noqa: S106
+        for service in PRELOAD_SERVICES:
+            session.client(service).can_paginate("list_training_jobs" if service == "sagemaker" else "list_objects_v2")
+    except Exception as err:
+        log.warning("botocore models not preloaded (%s)", err)
+        failed.append("botocore models")
+    return failed
+
+
+class PreloadedLocalExecutor(LocalExecutor):
+    """Airflow's LocalExecutor; :func:`preload` runs before it forks its workers."""
+
+    def start(self) -> None:
+        preload()
+        super().start()

@@ -1,0 +1,66 @@
+"""executors: the LocalExecutor whose workers start with a try's imports and models loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from unittest import mock
+
+from airflow.executors.local_executor import LocalExecutor
+
+from regional_training import executors
+
+PRELOAD_THEN_FORK = """
+    import json, os, sys
+    from regional_training import executors
+    failed = executors.preload()
+    preloaded = sorted(m for m in executors.PRELOAD_MODULES if m in sys.modules)
+    read, write = os.pipe()
+    if os.fork() == 0:  # as a worker's task process: what is left to load from disk?
+        import botocore.loaders
+        from regional_training.aws_sessions import shared_boto3_session
+        def no_disk(*args, **kwargs):
+            raise AssertionError("botocore read a model file")
+        botocore.loaders.JSONFileLoader.load_file = no_disk
+        try:
+            session = shared_boto3_session(region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s")
+            for service, op in (("sagemaker", "list_training_jobs"), ("s3", "list_objects_v2")):
+                session.client(service).get_paginator(op)
+            child = "ok"
+        except AssertionError as err:
+            child = str(err)
+        os.write(write, child.encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 200).decode()
+    os.wait()
+    print(json.dumps({"failed": failed, "preloaded": preloaded, "child": child}))
+"""
+
+
+def test_preload_imports_the_modules_and_loads_the_models_once() -> None:
+    """In a fresh interpreter, as the scheduler starts: after :func:`preload`, a forked
+    child makes SageMaker and S3 clients and paginators without reading a model file."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(PRELOAD_THEN_FORK)], capture_output=True,
+                            text=True, timeout=180, check=True)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["failed"] == []
+    assert out["preloaded"] == sorted(executors.PRELOAD_MODULES)
+    assert out["child"] == "ok"
+
+
+def test_a_module_that_fails_is_left_to_the_try(caplog) -> None:
+    with mock.patch.object(executors, "PRELOAD_MODULES", ("regional_training.no_such_module",)):
+        assert executors.preload() == ["regional_training.no_such_module"]
+    assert "Not preloaded: regional_training.no_such_module" in caplog.text
+
+
+def test_the_executor_preloads_before_it_forks_its_workers() -> None:
+    calls: list[str] = []
+    with mock.patch.object(executors, "preload", side_effect=lambda: calls.append("preload")), \
+            mock.patch.object(LocalExecutor, "start", autospec=True, side_effect=lambda self: calls.append("start")):
+        executors.PreloadedLocalExecutor(parallelism=2).start()
+    assert calls == ["preload", "start"]
+    assert issubclass(executors.PreloadedLocalExecutor, LocalExecutor)
