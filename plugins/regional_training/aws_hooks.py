@@ -6,7 +6,7 @@ Every time a provider hook makes a client (``conn``, ``get_client_type``,
 in the user agent (``Caller/<class>``). It finds it with ``inspect.stack()``, which reads
 the source line of every frame on the stack, and for that maps every frame's file to a
 module by scanning all of ``sys.modules`` (``inspect.getmodule``). In a task try of this
-DAG that is thousands of modules, once per client: a quarter of all the CPU the task
+DAG that is about 2,000 modules, once per client: a quarter of all the CPU the task
 tries used in a profiled 32-target run on the real services (py-spy; docs/services.md,
 "Per target"), more than loading botocore's models. In the triggerer it runs inside the
 event loop, for each client a trigger opens.

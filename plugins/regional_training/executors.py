@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 
 from airflow.executors.local_executor import LocalExecutor
 
@@ -49,10 +50,19 @@ PRELOAD_MODULES = (
 #: The services whose clients the tries make (models, endpoint rules, paginators).
 PRELOAD_SERVICES = ("sagemaker", "s3")
 
+#: Warnings every try would log and nobody can act on. Airflow 3.3.2 matches glob
+#: ``.airflowignore`` files with pathspec's ``GitWildMatchPattern``, which pathspec 1.1.1
+#: (the version Airflow's constraints pin) deprecates; each try reads
+#: ``plugins/.airflowignore`` while loading plugins, so each task log got the warning.
+QUIET_WARNINGS = (r"GitWildMatchPattern \('gitwildmatch'\) is deprecated",)
+
 
 def preload() -> list[str]:
     """Import :data:`PRELOAD_MODULES` and load :data:`PRELOAD_SERVICES`' botocore data into
-    the shared loader; the names of what failed (logged, not raised)."""
+    the shared loader, and ignore :data:`QUIET_WARNINGS` (the tries inherit the filter);
+    the names of what failed (logged, not raised)."""
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
     failed = []
     for name in PRELOAD_MODULES:
         try:

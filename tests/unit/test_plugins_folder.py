@@ -36,3 +36,29 @@ def test_only_the_campaign_view_plugin_is_loaded() -> None:
     ours = {p.stem for p in PLUGINS.rglob("*.py")} - {"plugin"}
     assert "plugin" in loaded["added"]
     assert sorted(set(loaded["added"]) & ours) == []
+
+
+WARNINGS = """
+    import json, sys, warnings
+    import airflow.configuration  # shows Airflow's deprecation warnings, as in every component
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+    if sys.argv[2] == "preloaded":
+        from regional_training import executors
+        executors.preload()
+    with warnings.catch_warnings(record=True) as shown:
+        _load_plugins_from_plugin_directory(sys.argv[1])
+    print(json.dumps([str(w.message) for w in shown]))
+"""
+
+
+def _warnings_while_loading(mode: str) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(WARNINGS), str(PLUGINS), mode],
+                            capture_output=True, text=True, timeout=180, check=True)
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_a_preloaded_try_does_not_log_pathspecs_deprecation() -> None:
+    """Airflow's glob .airflowignore matcher warns under its pinned pathspec in every
+    process that reads the file; the preloaded executor's workers (every try) do not."""
+    assert any("GitWildMatchPattern" in w for w in _warnings_while_loading("bare"))
+    assert [w for w in _warnings_while_loading("preloaded") if "GitWildMatchPattern" in w] == []
