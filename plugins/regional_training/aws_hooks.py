@@ -33,11 +33,11 @@ from airflow.providers.amazon.aws.hooks import batch_client, logs, s3, sagemaker
 __all__ = ["AwsLogsHook", "BatchClientHook", "QuickCallerMixin", "S3Hook", "SageMakerHook", "calling_class"]
 
 
-def calling_class(function_name: str, *, skip: int = 1) -> str | None:
-    """The class of ``self`` in the innermost frame running ``function_name`` (frames
-    above ``skip`` levels up from the caller), or None: what the provider's
-    ``_find_operator_class_name`` returns, without ``inspect.stack()``."""
-    frame: FrameType | None = sys._getframe(skip + 1)
+def calling_class(function_name: str) -> str | None:
+    """The class of ``self`` in the innermost frame, above the caller's, running
+    ``function_name``, or None: what the provider's ``_find_operator_class_name``
+    returns, without ``inspect.stack()``."""
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_name == function_name:
             owner = frame.f_locals.get("self")

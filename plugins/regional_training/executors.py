@@ -47,8 +47,9 @@ PRELOAD_MODULES = (
     "regional_training.tasks",
 )
 
-#: The services whose clients the tries make (models, endpoint rules, paginators).
-PRELOAD_SERVICES = ("sagemaker", "s3")
+#: The services whose clients the tries make, each with an operation they page through
+#: (asking whether it pages loads the service's paginator model).
+PRELOAD_SERVICES = {"sagemaker": "list_training_jobs", "s3": "list_objects_v2"}
 
 #: Warnings every try would log and nobody can act on. Airflow 3.3.2 matches glob
 #: ``.airflowignore`` files with pathspec's ``GitWildMatchPattern``, which pathspec 1.1.1
@@ -77,8 +78,8 @@ def preload() -> list[str]:
         # that never signs a request (the client is dropped at once).
         session = shared_boto3_session(region_name="us-east-1", aws_access_key_id="preload",
                                        aws_secret_access_key="preload")  # noqa: S106
-        for service in PRELOAD_SERVICES:
-            session.client(service).can_paginate("list_training_jobs" if service == "sagemaker" else "list_objects_v2")
+        for service, paged in PRELOAD_SERVICES.items():
+            session.client(service).can_paginate(paged)
     except Exception as err:
         log.warning("botocore models not preloaded (%s)", err)
         failed.append("botocore models")

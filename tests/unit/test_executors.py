@@ -64,3 +64,22 @@ def test_the_executor_preloads_before_it_forks_its_workers() -> None:
         executors.PreloadedLocalExecutor(parallelism=2).start()
     assert calls == ["preload", "start"]
     assert issubclass(executors.PreloadedLocalExecutor, LocalExecutor)
+
+
+def test_the_preload_covers_every_module_the_dag_file_imports() -> None:
+    """PRELOAD_MODULES repeats the DAG file's provider and package imports: keep them in
+    step, or a try imports what the preload missed afresh."""
+    import ast
+    from pathlib import Path
+
+    dag_file = Path(__file__).resolve().parents[2] / "dags" / "multi_region_training.py"
+    named = set()
+    for node in ast.walk(ast.parse(dag_file.read_text())):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            named.add(node.module)
+            if node.module == "regional_training":  # from regional_training import assets, tasks
+                named.update(f"regional_training.{alias.name}" for alias in node.names)
+    ours = {m for m in named if m.startswith(("airflow.providers.", "regional_training."))}
+    assert ours and sorted(ours - set(executors.PRELOAD_MODULES)) == []
