@@ -391,12 +391,14 @@ class RunProgress:
     def line(self) -> str:
         if not self.counts:
             return "no training tasks yet"
-        # Unnamed tasks never ran (a task gets its name when it runs): waiting, or failed
-        # before they started (upstream_failed), which stays said.
+        # Unnamed tasks mostly never ran (a task gets its name when it runs): waiting, or
+        # failed before they started (upstream_failed), which stays said. One that runs
+        # before its name is rendered, or whose name holds no region (the benchmark's
+        # floor DAGs), is said too, not dropped.
         parts = []
         if unnamed := self.counts.get(NOT_STARTED):
-            failed = f", {unnamed['failed']} failed" if unnamed["failed"] else ""
-            parts.append(f"{unnamed['waiting']} {NOT_STARTED}{failed}")
+            others = "".join(f", {unnamed[k]} {k}" for k in ("running", "trained", "failed") if unnamed[k])
+            parts.append(f"{unnamed['waiting']} {NOT_STARTED}{others}")
         for region, c in sorted(self.counts.items()):
             if region == NOT_STARTED:
                 continue

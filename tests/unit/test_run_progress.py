@@ -33,3 +33,8 @@ def test_tasks_that_failed_before_starting_are_still_counted_failed() -> None:
 
 def test_no_training_task_yet() -> None:
     assert RunProgress.of([_ti("select_targets", -1, "running", None)]).line() == "no training tasks yet"
+
+
+def test_unnamed_tasks_that_run_or_ended_are_said_not_dropped() -> None:
+    tis = [_ti("train", 0, None, None), _ti("train", 1, "running", None), _ti("train", 2, "success", "target-2")]
+    assert RunProgress.of(tis).line() == "1 not started, 1 running, 1 trained"
