@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
 #: Airflow's floor (bench/floor_dags/mrt_airflow_floor.py): our DAG's shape, no work.
 FLOOR_DAGS = REPO / "bench" / "floor_dags"
-FLOOR_DAG_IDS = ("mrt_airflow_floor", "mrt_airflow_floor_trigger_start", "mrt_airflow_floor_no_worker")
+FLOOR_DAG_IDS = ("mrt_airflow_floor", "mrt_airflow_floor_trigger_start", "mrt_airflow_floor_no_worker",
+                 "mrt_airflow_floor_one_task")
 SAMPLE_TARGETS = 4
 
 

@@ -13,6 +13,10 @@ run costs is what Airflow costs for that shape: the floor under ``multi_region_t
   (``start_from_trigger``): one worker try per target (collect).
 * ``mrt_airflow_floor_no_worker``: both in the triggerer (the collector is a second
   trigger-started task): no worker try per target at all.
+* ``mrt_airflow_floor_one_task``: one mapped task per target that launches, defers, and
+  collects when its trigger resumes it on a worker: two worker tries per target, like
+  ours, but no collector task instance waiting on its training task (the scheduler
+  evaluates every waiting task instance's dependencies in each loop).
 
 Not production code: a benchmark's stand-in (docs/services.md, "Airflow's floor").
 """
@@ -37,18 +41,23 @@ POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
 
 
 class SleepTrigger(BaseTrigger):
-    """Sleeps ``seconds``, then ends its task successfully (the job "completed")."""
+    """Sleeps ``seconds``, then ends its task successfully (the job "completed"), or with
+    ``resume``, resumes it on a worker."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, resume: bool = False) -> None:
         super().__init__()
         self.seconds = seconds
+        self.resume = resume
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{MODULE}.SleepTrigger", {"seconds": self.seconds}
+        return f"{MODULE}.SleepTrigger", {"seconds": self.seconds, "resume": self.resume}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await asyncio.sleep(self.seconds)
-        yield TaskSuccessEvent(xcoms={"return_value": {"status": "Completed"}})
+        if self.resume:
+            yield TriggerEvent({"status": "Completed"})
+        else:
+            yield TaskSuccessEvent(xcoms={"return_value": {"status": "Completed"}})
 
 
 class StandInTrain(BaseOperator):
@@ -65,6 +74,16 @@ class StandInTrain(BaseOperator):
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         return event
+
+
+class StandInTrainAndCollect(StandInTrain):
+    """Launch (nothing), defer on the "job", collect on the worker it resumes on."""
+
+    def execute(self, context: Any) -> None:
+        self.defer(trigger=SleepTrigger(JOB_SECONDS, resume=True), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: Any = None) -> Any:
+        return {"target": self.target, **(event or {})}
 
 
 class StandInTrainFromTrigger(StandInTrain):
@@ -127,6 +146,30 @@ def floor_dag(dag_id: str, train_cls: type[StandInTrain], in_worker_collect: boo
     floor()
 
 
+def one_task_floor_dag(dag_id: str) -> None:
+    @dag(
+        dag_id=dag_id, schedule=None, max_active_runs=1, is_paused_upon_creation=True,
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=5), "weight_rule": WeightRule.ABSOLUTE},
+        params={"targets": Param(4, type="integer", minimum=1)},
+        tags=["bench"],
+    )
+    def floor() -> None:
+        @task
+        def jobs_to_launch(params: dict[str, Any] | None = None) -> list[str]:
+            return [f"target-{i:04d}" for i in range(int((params or {})["targets"]))]
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
+        def summarize(rows: list[Any]) -> dict[str, Any]:
+            return {"rows": len(list(rows))}
+
+        train = StandInTrainAndCollect.partial(task_id="train", pool=POOL, map_index_template="{{ task.target }}",
+                                               ).expand(target=jobs_to_launch())
+        summarize(train.output)
+
+    floor()
+
+
 floor_dag("mrt_airflow_floor", StandInTrain, in_worker_collect=True)
 floor_dag("mrt_airflow_floor_trigger_start", StandInTrainFromTrigger, in_worker_collect=True)
 floor_dag("mrt_airflow_floor_no_worker", StandInTrainFromTrigger, in_worker_collect=False)
+one_task_floor_dag("mrt_airflow_floor_one_task")

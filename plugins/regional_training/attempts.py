@@ -136,7 +136,8 @@ class Resolution:
     #: The newest job the target has (candidate index, attempt): what a collector records.
     latest: tuple[int, Attempt] | None
     moves: tuple[Move, ...] = field(default=())
-    #: Each candidate's newest attempt (``None``: it has no job).
+    #: Each candidate's newest attempt (``None``: it has no job), in rank order up to
+    #: the followed one (the candidates after it were not described).
     newest: tuple[Attempt | None, ...] = field(default=())
 
     def ended_for_capacity(self, job_name: str) -> bool:
@@ -145,7 +146,12 @@ class Resolution:
 
 
 def latest_attempt(base_name: str, describe: Callable[[str], dict[str, Any] | None]) -> Attempt | None:
-    """The newest existing attempt, or ``None`` if no job was ever created."""
+    """The newest existing attempt, or ``None`` if no job was ever created.
+
+    A live or completed attempt is the newest: the next one starts only after it ended
+    ``Failed`` or ``Stopped``, so its name is not asked for (each name that finds no
+    job is an error answer, the dearest describe there is for botocore to parse).
+    """
     latest: Attempt | None = None
     for number in range(1, MAX_ATTEMPTS + 1):
         name = attempt_name(base_name, number)
@@ -153,7 +159,14 @@ def latest_attempt(base_name: str, describe: Callable[[str], dict[str, Any] | No
         if description is None:
             return latest
         latest = Attempt(number, name, description)
+        if _is_followed(latest):
+            return latest
     return latest
+
+
+def _is_followed(attempt: Attempt | None) -> bool:
+    """A live or completed job: the target's job, followed and never duplicated."""
+    return attempt is not None and (attempt.status in LIVE_STATES or attempt.status == "Completed")
 
 
 def _next_attempt(base_name: str, latest: Attempt | None) -> Attempt:
@@ -182,13 +195,19 @@ def resolve(
     one gets its next attempt.
     """
     refused = dict(refused or {})
-    newest = [latest_attempt(c.base_name, functools.partial(describe, c.region)) for c in candidates]
-    followed = next((i for i, a in enumerate(newest) if a and (a.status in LIVE_STATES or a.status == "Completed")),
-                    None)
+    # Described in rank order up to the first followed job: the first is the one
+    # followed, so the candidates after it are not asked about (a collector, or a
+    # resumed task, asks one region for its completed job, not every region).
+    newest: list[Attempt | None] = []
+    for candidate in candidates:
+        newest.append(latest_attempt(candidate.base_name, functools.partial(describe, candidate.region)))
+        if _is_followed(newest[-1]):
+            break
+    followed = len(newest) - 1 if _is_followed(newest[-1] if newest else None) else None
     latest = next(((i, a) for i, a in reversed(list(enumerate(newest))) if a is not None), None)
     blocked: set[str] = set()
     moves: list[Move] = []
-    for index, candidate in enumerate(candidates):
+    for index, candidate in enumerate(candidates[: len(newest)]):
         attempt = newest[index]
         if index == followed and attempt is not None:
             action: Action = "wait" if attempt.status in LIVE_STATES else "done"

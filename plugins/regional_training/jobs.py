@@ -6,6 +6,8 @@ A job (one XCom entry, JSON) holds ``target`` and ``request`` (the planned place
 ``max_failovers`` and ``hyperparameters_sha256``, and what the job runs:
 ``training_image`` (``<repository>:<tag>``, region-independent), ``entry_point``,
 ``point_id`` and ``point_overrides`` (a parameter scan's point; ``None`` without one);
+once pre-flight passed, ``preflight_checked_inputs`` (the planned request's input URIs it
+found, :func:`regional_training.preflight.with_checked_inputs`);
 :func:`regional_training.collection.job_candidates` gives its typed view.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from regional_training import array_file, scan, training_request
 from regional_training.collection import job_candidates
 from regional_training.params import processes_per_host, training_hyperparameters
+from regional_training.preflight import CHECKED_INPUTS
 from regional_training.settings import Settings
 from regional_training.targets import Target, target_key_of
 
@@ -112,6 +115,7 @@ def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
         "region_name": job["target"]["region_code"],
         "failover": [c.to_dict() for c in job_candidates(job)[1][1:]],
         "max_failovers": job["max_failovers"],
+        "checked_inputs": list(job.get(CHECKED_INPUTS) or []),
     }
 
 

@@ -144,10 +144,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param failover: the ranked alternatives, as :class:`~regional_training.attempts.Candidate`
         dicts (``{"request": ..., "region": ...}``).
     :param max_failovers: how many moves to alternatives one target may make.
-    :param job: instead of the four above, the target's job or a reference to it
+    :param job: instead of the four above and ``checked_inputs``, the target's job or a reference to it
         (``jobs_to_launch``'s item, :func:`regional_training.jobs.job_reference`), from
         which they are taken once it is rendered: what the DAG's mapped task group passes
         (see :meth:`render_template_fields`).
+    :param checked_inputs: the input URIs of ``config`` that pre-flight found in
+        ``region_name`` (taken from ``job`` too): the provider's ``create_training_job``
+        does not check them again (:class:`regional_training.aws_hooks.SageMakerHook`).
     """
 
     # Templated so a mapped task group can pass them (its arguments resolve at rendering).
@@ -158,7 +161,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     def __init__(
         self, *, failover: list[dict[str, Any]] | None = None, max_failovers: int = 0,
-        job: dict[str, Any] | None = None, **kwargs: Any
+        job: dict[str, Any] | None = None, checked_inputs: list[str] | None = None,
+        **kwargs: Any
     ) -> None:
         kwargs.setdefault("check_if_job_exists", False)  # attempts.resolve decides
         kwargs.setdefault("print_log", False)
@@ -169,6 +173,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.failover = failover if failover is not None else []
         self.max_failovers = max_failovers
         self.job = job
+        #: The planned request's input URIs pre-flight found (from ``job``): not checked again.
+        self.checked_inputs = checked_inputs or []
         #: The job this try acts on (candidate, name), for ``on_kill``.
         self._current: tuple[Candidate, str] | None = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
@@ -349,8 +355,10 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         ``region_name``), one per region and try: each hook makes its own boto3 session,
         about 1 s of a try on the 2-core stack, and a try describes, then creates."""
         if region not in self._hooks:
+            # Pre-flight checked the planned request's inputs in the planned region only.
+            checked = self.checked_inputs if region == self.region_name else ()
             self._hooks[region] = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=region, verify=self.verify,
-                                                config=self.botocore_config)
+                                                config=self.botocore_config, checked_s3_urls=checked)
         return self._hooks[region]
 
     def _describe(self, region: str, name: str) -> dict[str, Any] | None:

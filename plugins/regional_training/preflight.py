@@ -79,11 +79,28 @@ def checks_for_jobs(jobs: Sequence[Mapping[str, Any]], *, include_failover: bool
                 outputs.append(request["CheckpointConfig"]["S3Uri"])
             for uri in outputs:
                 checks.add(Check(region, "bucket", split_s3_uri(uri)[0]))
-            for channel in request.get("InputDataConfig", []):
-                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            for uri in input_uris(request):
                 bucket, prefix = split_s3_uri(uri)
                 checks.add(Check(region, "prefix", bucket, prefix))
     return sorted(checks)
+
+
+#: The job field (:mod:`regional_training.jobs`) listing the input URIs pre-flight found.
+CHECKED_INPUTS = "preflight_checked_inputs"
+
+
+def with_checked_inputs(job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job`` once its planned request passed pre-flight: its input URIs recorded, so its
+    training task need not check them again (:class:`regional_training.aws_hooks.SageMakerHook`)."""
+    return {**job, CHECKED_INPUTS: input_uris(job["request"])}
+
+
+def input_uris(request: Mapping[str, Any]) -> list[str]:
+    """The S3 URIs of a ``CreateTrainingJob`` request's input channels: what pre-flight
+    checks as prefixes, and what the provider's ``create_training_job`` would check again
+    (:class:`regional_training.aws_hooks.SageMakerHook`)."""
+    return [channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in request.get("InputDataConfig", [])
+            if "S3DataSource" in channel["DataSource"]]
 
 
 def _run_one(client: Any, check: Check) -> Problem | None:

@@ -189,6 +189,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     if launch:
         checks = preflight.preflight(launch)
         log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
+        launch = [preflight.with_checked_inputs(job) for job in launch]
     if run.ti is None:
         return launch
     # Each job as its own XCom, the expansion over references (jobs.job_reference says why).

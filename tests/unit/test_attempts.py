@@ -109,3 +109,37 @@ def test_other_failures_are_no_capacity_signal() -> None:
     assert capacity_signal(status("Failed", FailureReason="AlgorithmError: exit code 2")) is None
     assert capacity_signal(status("InProgress", SecondaryStatus="MaxWaitTimeExceeded")) is None
     assert capacity_signal(None) is None
+
+
+def asked(describe: Any, log: list[tuple[str, str]]) -> Any:
+    """``describe``, recording each (region, name) it is asked for."""
+
+    def recording(region: str, name: str) -> dict[str, Any] | None:
+        log.append((region, name))
+        return describe(region, name)
+
+    return recording
+
+
+def test_a_completed_job_is_found_without_asking_for_later_names() -> None:
+    """A collector's case: the first candidate's job completed. No later attempt or
+    candidate can exist (a new one starts only after a failure or a capacity move),
+    so neither is asked for: each name that finds no job is an error answer."""
+    log: list[tuple[str, str]] = []
+    res = resolve([PRIMARY, SECOND, THIRD], asked(jobs(mrt_a=status("Completed")), log))
+    assert (res.action, res.index, res.attempt.name, res.latest[1].name) == ("done", 0, "mrt-a", "mrt-a")
+    assert log == [("us-west-2", "mrt-a")]
+    assert res.newest == (res.attempt,)
+
+
+def test_every_candidate_is_asked_before_a_create() -> None:
+    """No job on the first candidate does not mean none anywhere (an earlier try may
+    have moved on after a refused creation, which leaves no job): all are asked."""
+    log: list[tuple[str, str]] = []
+    res = resolve([PRIMARY, SECOND, THIRD], asked(jobs(mrt_b=status("InProgress")), log))
+    assert (res.action, res.index, res.attempt.name) == ("wait", 1, "mrt-b")
+    assert log == [("us-west-2", "mrt-a"), ("us-east-1", "mrt-b")]
+    log.clear()
+    res = resolve([PRIMARY, SECOND, THIRD], asked(jobs(), log))
+    assert (res.action, res.index) == ("create", 0)
+    assert log == [("us-west-2", "mrt-a"), ("us-east-1", "mrt-b"), ("eu-west-1", "mrt-c")]

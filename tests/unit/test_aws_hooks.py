@@ -8,6 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from airflow.exceptions import AirflowException
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook as ProviderS3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook as ProviderSageMakerHook
 
@@ -95,3 +96,21 @@ def test_every_hook_the_project_makes_is_ours() -> None:
                                                  aws_conn_id="aws_default", region_name="eu-west-1")
     hooks.append(launch.hook)
     assert [type(h).__name__ for h in hooks if not isinstance(h, aws_hooks.QuickCallerMixin)] == []
+
+
+def _channel(uri: str) -> dict[str, Any]:
+    return {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}}}
+
+
+def test_inputs_pre_flight_found_are_not_checked_again() -> None:
+    """The provider's ``create_training_job`` checks each input channel with its S3 hook;
+    a URI pre-flight found is skipped, any other is checked as the provider does."""
+    hook = aws_hooks.SageMakerHook(aws_conn_id="aws_default", region_name="eu-west-1",
+                                   checked_s3_urls=["s3://data-eu/drive-1/"])
+    with mock.patch.object(hook.s3_hook, "check_for_bucket", return_value=False) as check_for_bucket:
+        hook.check_training_config({"InputDataConfig": [_channel("s3://data-eu/drive-1/")]})
+        check_for_bucket.assert_not_called()
+        with pytest.raises(AirflowException, match="The input S3 Bucket data-other does not exist"):
+            hook.check_training_config({"InputDataConfig": [_channel("s3://data-eu/drive-1/"),
+                                                            _channel("s3://data-other/drive-1/")]})
+        check_for_bucket.assert_called_once_with(bucket_name="data-other")

@@ -11,6 +11,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import ClientError
 
+from regional_training import preflight
 from regional_training.jobs import job_reference, resolve_job
 from regional_training.operators import (
     WAIT_MARGIN_SECONDS,
@@ -301,3 +302,18 @@ def test_a_whole_job_needs_no_pull_and_a_missing_one_is_named() -> None:
     assert resolve_job(None, JOB) == JOB
     with pytest.raises(ValueError, match="target drive-1: no XCom 'job drive-1' of task 'jobs_to_launch'"):
         resolve_job(FakeTaskInstance({}), job_reference(JOB, "jobs_to_launch"))
+
+
+def test_only_the_planned_region_skips_the_inputs_pre_flight_found(sagemaker: FakeSageMaker) -> None:
+    uri = "s3://data-us-west-2/drive-1/"
+    channel = {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}}}
+    job = preflight.with_checked_inputs({**JOB, "request": {**REQUEST, "InputDataConfig": [channel]}})
+    assert job[preflight.CHECKED_INPUTS] == [uri]
+    train = DurableSageMakerTrainingOperator(task_id="train", job=job, check_interval=5)
+    train.render_template_fields({})
+    assert train._hook("us-west-2").checked_s3_urls == {uri}
+    assert train._hook("us-east-1").checked_s3_urls == frozenset()  # the failover's: checked as the provider does
+    # A job pre-flight did not pass (no field) checks everything.
+    unchecked = DurableSageMakerTrainingOperator(task_id="train", job=JOB, check_interval=5)
+    unchecked.render_template_fields({})
+    assert unchecked._hook("us-west-2").checked_s3_urls == frozenset()
