@@ -106,18 +106,29 @@ class StandInCollectFromTrigger(StandInTrain):
     )
 
 
-def floor_dag(dag_id: str, train_cls: type[StandInTrain], in_worker_collect: bool) -> None:
-    @dag(
-        dag_id=dag_id, schedule=None, max_active_runs=1, is_paused_upon_creation=True,
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=5), "weight_rule": WeightRule.ABSOLUTE},
-        params={"targets": Param(4, type="integer", minimum=1)},
-        tags=["bench"],
-    )
-    def floor() -> None:
-        @task
-        def jobs_to_launch(params: dict[str, Any] | None = None) -> list[str]:
-            return [f"target-{i:04d}" for i in range(int((params or {})["targets"]))]
+def _floor_dag_args(dag_id: str) -> dict[str, Any]:
+    """What every floor DAG is: manual, one run at a time, retries as ours."""
+    return {
+        "dag_id": dag_id, "schedule": None, "max_active_runs": 1, "is_paused_upon_creation": True,
+        "default_args": {"retries": 2, "retry_delay": timedelta(seconds=5), "weight_rule": WeightRule.ABSOLUTE},
+        "params": {"targets": Param(4, type="integer", minimum=1)},
+        "tags": ["bench"],
+    }
 
+
+@task
+def jobs_to_launch(params: dict[str, Any] | None = None) -> list[str]:
+    return [f"target-{i:04d}" for i in range(int((params or {})["targets"]))]
+
+
+@task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
+def summarize(rows: list[Any]) -> dict[str, Any]:
+    return {"rows": len(list(rows))}
+
+
+def floor_dag(dag_id: str, train_cls: type[StandInTrain], in_worker_collect: bool) -> None:
+    @dag(**_floor_dag_args(dag_id))
+    def floor() -> None:
         @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", priority_weight=100,
               multiple_outputs=False)
         def collect(job: str) -> dict[str, Any]:
@@ -137,31 +148,14 @@ def floor_dag(dag_id: str, train_cls: type[StandInTrain], in_worker_collect: boo
             train >> collected
             return collected if in_worker_collect else collected.output
 
-        @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
-        def summarize(rows: list[Any]) -> dict[str, Any]:
-            return {"rows": len(list(rows))}
-
         summarize(target.expand(job=jobs_to_launch()))
 
     floor()
 
 
 def one_task_floor_dag(dag_id: str) -> None:
-    @dag(
-        dag_id=dag_id, schedule=None, max_active_runs=1, is_paused_upon_creation=True,
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=5), "weight_rule": WeightRule.ABSOLUTE},
-        params={"targets": Param(4, type="integer", minimum=1)},
-        tags=["bench"],
-    )
+    @dag(**_floor_dag_args(dag_id))
     def floor() -> None:
-        @task
-        def jobs_to_launch(params: dict[str, Any] | None = None) -> list[str]:
-            return [f"target-{i:04d}" for i in range(int((params or {})["targets"]))]
-
-        @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
-        def summarize(rows: list[Any]) -> dict[str, Any]:
-            return {"rows": len(list(rows))}
-
         train = StandInTrainAndCollect.partial(task_id="train", pool=POOL, map_index_template="{{ task.target }}",
                                                ).expand(target=jobs_to_launch())
         summarize(train.output)
