@@ -199,11 +199,12 @@ def resolve(
     # followed, so the candidates after it are not asked about (a collector, or a
     # resumed task, asks one region for its completed job, not every region).
     newest: list[Attempt | None] = []
-    for candidate in candidates:
+    followed: int | None = None
+    for index, candidate in enumerate(candidates):
         newest.append(latest_attempt(candidate.base_name, functools.partial(describe, candidate.region)))
         if _is_followed(newest[-1]):
+            followed = index
             break
-    followed = len(newest) - 1 if _is_followed(newest[-1] if newest else None) else None
     latest = next(((i, a) for i, a in reversed(list(enumerate(newest))) if a is not None), None)
     blocked: set[str] = set()
     moves: list[Move] = []
