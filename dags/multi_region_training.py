@@ -15,15 +15,14 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
    botocore's SageMaker model.
 4. **jobs_to_launch**: the jobs to start (none for a dry run), each stored as its own XCom;
    the fan-out expands over references to them, so a try pulls only its own job.
-5. **target** (a mapped task group, one per target, named region + target):
-   * **train**: the provider's `SageMakerTrainingOperator`, made durable (reattach, one
-     new attempt after a failure, stop on kill, failover on capacity errors), deferred
-     while the job runs (deferred tasks hold no pool slot: only launches are bounded);
-     a completed job ends the task in the triggerer, any other outcome resumes it;
-   * **collect**: as soon as *this* target's training ends (whatever happened),
-     server-side copy of the model to the central bucket and an UPSERT of the result
-     into `training_runs`.
-6. **summarize** the run; **check_regions** fails the run naming any failed region.
+5. **train** (mapped, one task per target, named region + target): the provider's
+   `SageMakerTrainingOperator`, made durable (reattach, one new attempt after a failure,
+   stop on kill, failover on capacity errors), deferred while the job runs (deferred
+   tasks hold no pool slot: only launches are bounded). Resumed when *its* job ends, it
+   collects it at once: server-side copy of the model to the central bucket and an
+   UPSERT of the result into `training_runs` (a failed job is recorded too).
+6. **summarize** the run (recording any launched target whose task could not); **check_regions**
+   fails the run naming each planned target that did not complete and get recorded.
 
 Schedule: 02:00 UTC nightly **or** when the asset `mrt_dataset_ready`
 (URI `x-mrt://campaign-db/datasets/ready`) gets an event, e.g. from
@@ -64,7 +63,7 @@ import airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.providers.standard.decorators.python
 import airflow.sdk.definitions.decorators  # noqa: F401
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag, task
 
 from regional_training import assets, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
@@ -143,49 +142,10 @@ def multi_region_training() -> None:
     def jobs_to_launch(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
-    # Inside a mapped task group the group's arguments are not in the template context:
-    # the collector names itself (tasks.collect_target sets "mrt_target").
-    # Emits an mrt_trained_model event through the alias only for a model (not a failed job).
-    # A higher priority than the launches (weight_rule absolute, default_args): when
-    # executor slots are scarce, a finished target is collected (and visible) before more
-    # targets are launched. With Airflow's default rule (the sum of the downstream
-    # weights) a launch outranked every collector: at 128 targets no collector ran until
-    # the last launch had (bench/services_scale.py).
-    # multiple_outputs=False: TaskFlow infers True from the dict return type, and then
-    # pushes one XCom per key besides the row itself, 31 POSTs to the API server per
-    # collector that nothing reads (half of a run's API requests, bench/services_scale.py).
-    @task(trigger_rule=TriggerRule.ALL_DONE, map_index_template="{{ mrt_target }}", outlets=[assets.MODEL_ALIAS],
-          priority_weight=100, multiple_outputs=False)
-    def collect(job: dict[str, Any]) -> dict[str, Any]:
-        return tasks.collect_target(tasks.current_run(), job)
-
-    # prefix_group_id=False: the tasks keep their ids, "train" and "collect".
-    @task_group(prefix_group_id=False)
-    def target(job: dict[str, Any]) -> Any:
-        """One target: train, then collect as soon as this target's training ends."""
-        # Follows its deterministic job on retry or clear, waits as long as the stopping
-        # condition allows, stops the job when killed (regional_training.operators). It
-        # takes its request, region and failover from the job: one group argument, one
-        # pull of jobs_to_launch (references) and one of its own job per try.
-        train = DurableSageMakerTrainingOperator(
-            task_id="train",
-            job=job,
-            aws_conn_id=AWS_CONN_ID,
-            botocore_config=BOTOCORE_CONFIG,
-            deferrable=True,
-            wait_for_completion=True,
-            check_interval=POLL_SECONDS,
-            pool=TRAINING_POOL,
-            map_index_template="{{ task.region_name }} {{ task.target_key }}",
-            # launch_batch_array is skipped unless launcher=batch_array (docs/batch.md).
-            trigger_rule=TriggerRule.NONE_FAILED,
-        )
-        launch >> train  # batch_array: train follows the job its array child creates
-        collected = collect(job)
-        train >> collected
-        return collected
-
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY], multiple_outputs=False)
+    # Records every launched target still without a row (its training task failed or never
+    # ran), hence also the alias: such a target's model is announced here.
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS],
+          multiple_outputs=False)
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
                   ) -> dict[str, Any]:
         return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
@@ -203,7 +163,31 @@ def multi_region_training() -> None:
     # launcher=batch_array: one AWS Batch array job, child N launching array line N.
     launch = BatchArrayLaunchOperator(task_id=LAUNCH_TASK_ID, array_uri=array_uri, jobs=to_launch,
                                       aws_conn_id=AWS_CONN_ID, botocore_config=BOTOCORE_CONFIG)
-    collected = target.expand(job=to_launch)
+    # One task per target: it launches (create or reattach), defers while the job runs
+    # (deferred tasks hold no pool slot: only launches are bounded) and, resumed when the
+    # job ends, collects it. Nothing waits downstream per target: the scheduler
+    # re-evaluates every waiting task instance in each loop, which at 500 targets was most
+    # of its time (docs/services.md). It follows its deterministic job on retry or clear,
+    # waits as long as the stopping condition allows, stops the job when killed
+    # (regional_training.operators), and takes its request, region and failover from the
+    # job reference: one pull of jobs_to_launch (references) and one of its own job per try.
+    train = DurableSageMakerTrainingOperator.partial(
+        task_id="train",
+        aws_conn_id=AWS_CONN_ID,
+        botocore_config=BOTOCORE_CONFIG,
+        deferrable=True,
+        wait_for_completion=True,
+        check_interval=POLL_SECONDS,
+        pool=TRAINING_POOL,
+        # From the job reference, known before the try starts (region as planned).
+        map_index_template="{{ task.job.region }} {{ task.job.target_key }}",
+        # A completed target's model event (mrt_trained_model) is emitted through the alias.
+        outlets=[assets.MODEL_ALIAS],
+        # launch_batch_array is skipped unless launcher=batch_array (docs/batch.md).
+        trigger_rule=TriggerRule.NONE_FAILED,
+    ).expand(job=to_launch)
+    launch >> train  # batch_array: train follows the job its array child creates
+    collected = train.output  # each target's recorded row
     check_regions(summarize(collected, jobs, selection["left_out"]), jobs, collected, selection["left_out"])
 
 multi_region_training()

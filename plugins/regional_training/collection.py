@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from regional_training import scan
-from regional_training.attempts import Candidate, Describe, resolve
+from regional_training.attempts import Attempt, Candidate, Describe, resolve
 from regional_training.placement import actual_cost_usd
 from regional_training.run_layout import RunLayout
 from regional_training.targets import Target
@@ -58,6 +58,7 @@ def collect(
     describe: Describe,
     copy: Callable[[str, str], None],
     upsert: Callable[[dict[str, Any]], object],
+    latest: tuple[int, Attempt] | None = None,
 ) -> dict[str, Any]:
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 
@@ -66,10 +67,13 @@ def collect(
     ``None`` if no such job (the target's newest job is collected, as
     :func:`regional_training.attempts.resolve` finds it: a re-run region replaces its
     row, never adds one); ``copy(src_uri, dst_uri)`` copies server-side;
-    ``upsert(row)`` records the row.
+    ``upsert(row)`` records the row. ``latest``: the newest attempt as ``(candidate
+    index, attempt)``, when the caller has just resolved it (the training task, on its
+    job's end): then nothing is described again.
     """
     targets, candidates = job_candidates(job)
-    latest = resolve(candidates, describe).latest
+    if latest is None:
+        latest = resolve(candidates, describe).latest
     index, attempt = latest if latest else (0, None)
     target, request = targets[index], candidates[index].request
     name = attempt.name if attempt else request["TrainingJobName"]

@@ -16,8 +16,12 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   spot ``MaxWaitTimeExceeded``, "insufficient capacity") moves the target to its
   next-ranked candidate (prebuilt requests in ``failover``) within the same task try,
   blocking the failed region as SkyPilot's recovery does, at most ``max_failovers``
-  times; the moves are pushed to XCom (``placement_moves``, always present) for the
-  collector to record.
+  times; the moves are pushed to XCom (``placement_moves``, always present), where a
+  resumed try (and ``summarize``) finds them.
+* Collection is a task of its own downstream. Here, given the target's ``job``, the
+  try that finds the job completed collects it (server-side copy to the central bucket,
+  its ``training_runs`` row, the model asset event) and returns the row; a job that
+  failed is recorded before the task fails.
 
 With the Param ``launcher`` (docs/batch.md) the same operator follows the job an AWS
 Batch array child creates (``batch_array``: it defers until the job exists, then waits as
@@ -34,15 +38,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-from airflow.sdk import BaseXCom, TaskInstanceState
-from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 from botocore.exceptions import ClientError
 
 from regional_training.async_clients import SharedClientHookMixin
@@ -62,7 +64,7 @@ __all__ = [
 
 #: Extra time beyond the stopping condition: start-up, download, upload.
 WAIT_MARGIN_SECONDS = 3600
-#: XCom key of the failover moves (always pushed, so the collector never misses it).
+#: XCom key of the failover moves (always pushed, so a resumed try and summarize never miss it).
 MOVES_KEY = "placement_moves"
 
 
@@ -90,7 +92,13 @@ class _SharedClientSageMakerHook(SharedClientHookMixin, SageMakerHook):
 
 
 class StoppingSageMakerTrigger(SageMakerTrigger):
-    """Polls the job in its own region; stops it when a user kills the deferred task."""
+    """Polls the job in its own region; stops it when a user kills the deferred task.
+
+    Every outcome resumes the task on a worker, a completed job too: the resumed try
+    collects and records it (:meth:`DurableSageMakerTrainingOperator.execute_complete`),
+    so each target is one task and nothing downstream waits on it per target (a waiting
+    task is re-evaluated by the scheduler in every loop: bench/services_scale.py).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         if not kwargs.get("region_name"):
@@ -100,26 +108,6 @@ class StoppingSageMakerTrigger(SageMakerTrigger):
     def hook(self) -> SageMakerHook:
         return _SharedClientSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
                                           verify=self.verify, config=self.botocore_config)
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """The provider's polling; a completed job ends the task here, in the triggerer.
-
-        Resuming on a worker only to find the job completed cost one task process per
-        target (a fork that loads the DAG, API calls, a slot): at 128 targets on 2 cores
-        those resumes queued behind launches (bench/services_scale.py). The task's return
-        value is the job's description, as ``execute_complete`` returns it. Any other
-        outcome (failed, stopped, capacity, timeout) resumes on a worker as before, where
-        retries, failover and the deterministic-failure rule live.
-        """
-        async for event in super().run():
-            if event.payload.get("status") != "success":
-                yield event
-                continue
-            async with await self.hook().get_async_conn() as client:
-                description = await client.describe_training_job(TrainingJobName=self.job_name)
-            description.pop("ResponseMetadata", None)
-            self.log.info("Training job %s in %s completed.", self.job_name, self.region_name)
-            yield TaskSuccessEvent(xcoms={BaseXCom.XCOM_RETURN_KEY: {"Training": serialize(description)}})
 
     async def on_kill(self) -> None:
         self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)
@@ -146,8 +134,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param max_failovers: how many moves to alternatives one target may make.
     :param job: instead of the four above and ``checked_inputs``, the target's job or a reference to it
         (``jobs_to_launch``'s item, :func:`regional_training.jobs.job_reference`), from
-        which they are taken once it is rendered: what the DAG's mapped task group passes
-        (see :meth:`render_template_fields`).
+        which they are taken when a try starts or resumes: what the DAG's mapped task
+        passes (see :meth:`_start`).
     :param checked_inputs: the input URIs of ``config`` that pre-flight found in
         ``region_name`` (taken from ``job`` too): the provider's ``create_training_job``
         does not check them again (:class:`regional_training.aws_hooks.SageMakerHook`).
@@ -181,27 +169,32 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._launcher = "airflow"
         #: :meth:`_hook`'s hooks by region.
         self._hooks: dict[str, SageMakerHook] = {}
+        #: The whole job ``job`` stands for, once rendered: what collection records.
+        self.target_job: dict[str, Any] | None = None
 
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render, then take the request, region and failover from ``job`` when given.
+    def _start(self, context: Context) -> None:
+        """What every entry point (``execute``, ``execute_complete``, ``resume_following``)
+        does first: read the ``launcher`` Param, and take the request, region and failover
+        from ``job`` when given.
 
-        One mapped-group argument instead of four: each one resolves by pulling the whole
-        ``jobs_to_launch`` list from the API server (Airflow's ``MappedArgument``), so
-        four arguments cost four pulls per try. That list holds references, and the job
-        itself is pulled here, alone (:func:`regional_training.jobs.job_reference`):
-        otherwise every try pulls every target's requests, which grows with the square of
-        the targets (bench/services_scale.py).
+        Here and not in ``render_template_fields``: the DAG maps this operator, and a
+        mapped operator renders through its unmapped copy's field rendering, which does
+        not call that method. ``job`` is a reference in the DAG (``jobs_to_launch``'s
+        item), and the job itself is pulled here, alone (:func:`regional_training.jobs.
+        job_reference` says why).
         """
-        super().render_template_fields(context, jinja_env)
-        if self.job is not None:
-            # Imported here, at run time: jobs pulls in the request builders, which the
-            # DAG file's parse does not need.
-            from regional_training.jobs import resolve_job, training_operator_kwargs
+        self._launcher = _launcher(context)
+        if self.job is None or self.target_job is not None:
+            return
+        # Imported here, at run time: jobs pulls in the request builders, which the DAG
+        # file's parse does not need.
+        from regional_training.jobs import resolve_job, training_operator_kwargs
 
-            # self.job stays what was passed (a reference, in the DAG): the rendered
-            # fields then hold the request and failover once, not twice.
-            for name, value in training_operator_kwargs(resolve_job(context.get("ti"), self.job)).items():
-                setattr(self, name, value)
+        # self.job stays what was passed (a reference, in the DAG): the rendered fields
+        # then hold the reference only, not the request and failover.
+        self.target_job = resolve_job(context.get("ti"), self.job)
+        for name, value in training_operator_kwargs(self.target_job).items():
+            setattr(self, name, value)
 
     @property
     def target_key(self) -> str | None:
@@ -217,16 +210,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return [first, *(Candidate.from_dict(c) for c in self.failover)][: self.max_failovers + 1]
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._launcher = _launcher(context)
+        self._start(context)
         return self._act(context, refused={})
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-        self._launcher = _launcher(context)
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._start(context)
         event = validate_execute_complete_event(event)
-        if event == TaskInstanceState.SUCCESS:
-            # StoppingSageMakerTrigger's TaskSuccessEvent, resumed here only under
-            # dag.test() (a triggerer ends the task itself): the job completed.
-            event = {"status": "success"}
         refused = self._refused_before(context)
         if event["status"] == "capacity":  # a Batch service job cancelled after waiting for capacity
             refused[str(event["region"])] = ("CAPACITY", str(event.get("message")))
@@ -239,6 +228,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         message = f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}"
         ended = next((a.description for a in resolution.newest if a is not None and a.name == event.get("job_name")),
                      None)
+        self._record_failure(context, resolution)
         if ended and classify(ended).decision is Decision.FAILED_JOB:
             # AlgorithmError or a bad request: a retry would pay for the same failure.
             raise NotRetriedError(f"{message} ({classify(ended).reason}; not retried: clear the task to make one "
@@ -252,6 +242,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             resolution = resolution or resolve(candidates, self._describe, refused=refused)
             self._push_moves(context, resolution.moves)
             if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
+                self._record_failure(context, resolution)
                 raise NoCapacityError(self._exhausted_message(resolution.moves))
             candidate, attempt = candidates[resolution.index], resolution.attempt
             self._current = (candidate, attempt.name)
@@ -262,7 +253,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
                                  attempt=attempt.number)
             if resolution.action == "done":
-                return {"Training": serialize(attempt.description or {})}
+                return self._collect(context, resolution)
             if resolution.action == "wait":
                 self._defer_on(candidate, attempt.name)
             previous = resolution.newest[resolution.index] if resolution.newest else None
@@ -289,9 +280,33 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 continue
             self._defer_on(candidate, attempt.name)
 
+    def _collect(self, context: Context, resolution: Resolution) -> dict[str, Any]:
+        """The job completed: collect and record it (``tasks.collect_target``) and return
+        the row. Without a ``job`` (the operator used on its own) there is nothing to
+        record it against: the provider's return value, the job's description."""
+        if self.target_job is None:
+            attempt = resolution.attempt
+            return {"Training": serialize(attempt.description if attempt and attempt.description else {})}
+        from regional_training import tasks
+
+        return tasks.collect_target(tasks.current_run(), self.target_job,
+                                    moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
+
+    def _record_failure(self, context: Context, resolution: Resolution) -> None:
+        """Record a job that failed or found no capacity before the task fails, so its
+        region's row is there while other targets still train. If that fails too, the
+        training error stays the task's error: ``summarize`` records the target later."""
+        if self.target_job is None or "ti" not in context:
+            return
+        try:
+            self._collect(context, resolution)
+        except Exception as err:
+            self.log.warning("Could not record %s now (summarize records it): %s: %s",
+                             self.config.get("TrainingJobName"), type(err).__name__, err)
+
     def resume_following(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """``launcher=batch_array``: look again for the job the array child makes."""
-        self._launcher = _launcher(context)
+        self._start(context)
         return self._act(context, refused=self._refused_before(context))
 
     def _follow_child(self, context: Context, name: str) -> NoReturn:

@@ -13,7 +13,7 @@ this module at parse time, which must stay cheap (``bench/dag_benchmarks.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,6 +82,9 @@ def current_run() -> Run:
 
 #: XCom key under which ``jobs_to_launch`` hands the summary its ``Reused`` rows.
 REUSED_KEY = "reused_rows"
+#: The key of ``summarize``'s result that hands the watcher the rows it recorded
+#: (:func:`record_unrecorded`).
+RECORDED_LATE = "recorded_late"
 
 
 def select_targets(run: Run) -> dict[str, Any]:
@@ -249,23 +252,15 @@ def reused_rows(run: Run) -> list[dict[str, Any]]:
     return [dict(r) for r in run.ti.xcom_pull(task_ids="jobs_to_launch", key=REUSED_KEY) or []]
 
 
-def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
-    """Collect one target's job and record it with its failover moves (which the
-    target's training task always pushes, maybe empty: there is no "not found")."""
+def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]],
+                   latest: tuple[int, Any] | None = None) -> dict[str, Any]:
+    """Collect one target's job and record it with its failover moves: what its training
+    task does when its job ends (``latest``, just resolved there), and what ``summarize``
+    does for a launched target that has no row (:func:`record_unrecorded`)."""
     from regional_training import assets, aws_io, campaign_db, collection, reuse
-    from regional_training.jobs import resolve_job
-    from regional_training.operators import MOVES_KEY
     from regional_training.targets import target_key_of
 
-    job = resolve_job(run.ti, job)
-    if run.ti is not None:  # the mapped task's name: region + target (DAG's map_index_template)
-        from airflow.sdk import get_current_context
-
-        get_current_context()["mrt_target"] = (  # type: ignore[typeddict-unknown-key]
-            f"{job['target']['region_code']} {target_key_of(job['target'])}")
     settings = run.settings
-    moves = list(run.ti.xcom_pull(task_ids="train", key=MOVES_KEY, map_indexes=run.ti.map_index) or []
-                 ) if run.ti is not None else []
     with run.campaign_db() as conn:
         key = target_key_of(job["target"])
         for move in moves:
@@ -283,21 +278,53 @@ def collect_target(run: Run, job: dict[str, Any]) -> dict[str, Any]:
             upsert=lambda row: campaign_db.execute(
                 conn, "upsert_training_run.sql",
                 {**row, **reuse.trained_fields(reuse.key_for_copy(job, row["copy_id"]))}),
+            latest=latest,
         )
         if run.context is not None and "outlet_events" in run.context:
             assets.emit_model_event(run.context["outlet_events"], row, campaign_key=job["target"].get("campaign_key"))
         return {**row, "moves": moves}
 
 
+def record_unrecorded(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Record each launched target that has no row yet, as it stands: its training task
+    failed or never ran, so its job failed, was never created, or completed and could not
+    be recorded then. The same idempotent collection as the training task's; a target
+    that still cannot be recorded is logged and left to the verdict, which names it."""
+    from regional_training.jobs import resolve_job
+    from regional_training.operators import MOVES_KEY
+
+    if run.ti is None or run.params.get("dry_run"):
+        return []
+    recorded = {str(r["target_key"]) for r in rows}
+    late = []
+    for index, item in enumerate(run.ti.xcom_pull(task_ids="jobs_to_launch") or []):
+        if str(item["target_key"]) in recorded:
+            continue
+        try:
+            job = resolve_job(run.ti, item)
+            moves = list(run.ti.xcom_pull(task_ids="train", key=MOVES_KEY, map_indexes=index) or [])
+            late.append(collect_target(run, job, moves=moves))
+        except Exception as err:  # the verdict names the target; the other targets are still recorded
+            log.warning("Target %s (train[%d]) could not be recorded: %s: %s", item["target_key"], index,
+                        type(err).__name__, err)
+    if late:
+        log.info("Recorded %d target(s) whose training task did not: %s", len(late),
+                 ", ".join(f"{r['target_key']} ({r['status']})" for r in late))
+    return late
+
+
 def collected_rows(value: Any) -> list[dict[str, Any]]:
-    """The collectors' rows as a list. Pulled from a task inside the mapped task group,
-    Airflow hands over a single dict when the group expanded once, a sequence otherwise
-    (``None`` when none ran)."""
+    """The training tasks' rows as a list. Airflow hands over a lazy sequence of the
+    mapped task's return values (``None`` for a task that failed), a single dict when it
+    expanded once, ``None`` when none ran."""
     if value is None:
         return []
     if isinstance(value, Mapping):
         return [dict(value)]
-    return [dict(v) for v in value if v is not None]
+    # One slice is one request; iterating fetches item by item until a "not found",
+    # which the task SDK logs at error level.
+    items = value[:] if isinstance(value, Sequence) else list(value)
+    return [dict(v) for v in items if v is not None]
 
 
 def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
@@ -305,14 +332,12 @@ def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
     """The verdict from the plan (``jobs``), never from what arrived (``rows``)."""
     from regional_training.verdict import compute_verdict, states_by_map_index
 
-    train_states = collect_states = None
+    train_states = None
     if with_states and run.ti is not None:
-        states = run.ti.get_task_states(dag_id=run.dag_id, task_ids=["train", "collect"], run_ids=[run.run_id])
-        states = states.get(run.run_id, {})
-        train_states = states_by_map_index(states, "train")
-        collect_states = states_by_map_index(states, "collect")
+        states = run.ti.get_task_states(dag_id=run.dag_id, task_ids=["train"], run_ids=[run.run_id])
+        train_states = states_by_map_index(states.get(run.run_id, {}), "train")
     return compute_verdict(jobs, rows, dry_run=bool(run.params.get("dry_run")), left_out=left_out,
-                           train_states=train_states, collect_states=collect_states)
+                           train_states=train_states)
 
 
 def summarize_run(
@@ -325,7 +350,9 @@ def summarize_run(
 
     from regional_training import assets, aws_io, links, report, scan, summary
 
-    rows, left_out = collected_rows(rows) + reused_rows(run), list(left_out or [])
+    rows = collected_rows(rows)
+    late = record_unrecorded(run, rows)
+    rows, left_out = rows + late + reused_rows(run), list(left_out or [])
     dry_run = bool(run.params.get("dry_run"))
     result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out,
                                metric=scan.metric_of(run.params.get(scan.PARAM_NAME)))
@@ -351,7 +378,10 @@ def summarize_run(
         run.context["outlet_events"][assets.RUN_SUMMARY].extra = assets.summary_event_extra(
             dag_id=run.dag_id, run_id=run.run_id, verdict=result["verdict"], rows=rows, summary_uri=uri,
             report_uri=run.layout.report)
-    return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"]}
+    # The rows recorded here go to the watcher with the summary (the training tasks' rows
+    # it pulls itself).
+    return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"],
+            RECORDED_LATE: late}
 
 
 def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]] | None,
@@ -366,7 +396,9 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     if jobs is None:
         raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
                                  "(see its log); nothing was launched")
-    verdict = _verdict(run, jobs, collected_rows(rows) + reused_rows(run), list(left_out or []), with_states=True)
+    late = list((run_summary or {}).get(RECORDED_LATE) or [])
+    verdict = _verdict(run, jobs, collected_rows(rows) + late + reused_rows(run), list(left_out or []),
+                       with_states=True)
     for line in verdict.lines():
         log.info("%s", line)
     report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))

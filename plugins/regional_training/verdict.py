@@ -1,9 +1,11 @@
 """The run's verdict, computed from the plan (what was planned), not from what arrived.
 
 Every planned target (one per job that ``build_requests`` built, in map-index order)
-gets exactly one outcome, so a target that vanished downstream of planning (a failed
-collector, a training task that failed or was never run) can never vanish from the
-verdict too:
+gets exactly one outcome, so a target that vanished downstream of planning (a training
+task that failed while collecting, failed or was never run) can never vanish from the
+verdict too. A target's ``train[i]`` records its row when its job ends; ``summarize``
+records every launched target still without one (``tasks.record_unrecorded``), so a
+missing row means that recording failed twice:
 
 =====================  ==================================================  ============================================
 outcome                known from                                          what fixes it
@@ -11,15 +13,13 @@ outcome                known from                                          what 
 ``completed``          its ``training_runs`` row: status ``Completed``     nothing
 ``reused``             its row: status ``Reused`` (an identical job        nothing (counts as done; not launched, so
                        completed within ``reuse_completed_within``)        the mapped indexes skip it)
-``training_failed``    its row: any other job status; or no row and        clear ``train[i]`` (one new attempt); its
-                       ``train[i]`` failed                                 collector runs again (ALL_DONE)
-``collection_failed``  no row, and ``train[i]`` succeeded: the job         clear ``collect[i]`` alone: no new training
-                       completed but was not recorded                      job
+``training_failed``    its row: any other job status                       clear ``train[i]`` (one new attempt)
 ``never_launched``     its row says ``NotStarted``; or no row and          fix the upstream failure, clear ``train[i]``
                        ``train[i]`` was upstream-failed, skipped or never
                        ran
-``not_recorded``       no row and no task states given (the cause is       clear ``collect[i]``; also ``train[i]`` if
-                       unknown)                                            it failed
+``not_recorded``       no row: ``train[i]`` ended failed (or its state     clear ``train[i]``: a completed job is
+                       is not known) and ``summarize`` could not record    collected, not trained again; a failed one
+                       it either (its log says why)                        gets one new attempt
 =====================  ==================================================  ============================================
 
 "Nothing to do" (a dry run, no ``ready`` campaign, every dataset left out by placement)
@@ -29,8 +29,9 @@ the outcome) naming every target that did not complete or was not recorded, with
 reason.
 
 Inputs are what the DAG already has in XCom: the ``jobs`` list of ``build_requests``
-(each with ``target``), the collectors' rows (only those that succeeded arrive), and
-optionally the task states of ``train``/``collect`` per map index, as returned by
+(each with ``target``), the recorded rows (the training tasks' that succeeded and
+``summarize``'s), and
+optionally the task states of ``train`` per map index, as returned by
 ``RuntimeTaskInstance.get_task_states`` (see :func:`states_by_map_index`).
 """
 
@@ -44,12 +45,12 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from regional_training.targets import target_key_of
 
-Outcome = Literal["completed", "reused", "training_failed", "collection_failed", "never_launched", "not_recorded"]
+Outcome = Literal["completed", "reused", "training_failed", "never_launched", "not_recorded"]
 #: Outcomes that account for a target: it has a model in this run's place.
 DONE: frozenset[str] = frozenset({"completed", "reused"})
 #: Row status of a target served by an identical earlier job (regional_training.reuse.REUSED).
 REUSED = "Reused"
-#: Job status a collector records for a job that was never created (collection.NOT_STARTED).
+#: Job status collection records for a job that was never created (collection.NOT_STARTED).
 NOT_STARTED = "NotStarted"
 #: ``train`` task states meaning "no training job was launched by this task".
 _NOT_RUN_STATES = frozenset({"upstream_failed", "skipped", "removed", None})
@@ -63,7 +64,7 @@ class IncompleteRunError(AirflowFailException):
 class TargetOutcome:
     """One planned target's outcome; ``recorded``: its ``training_runs`` row exists."""
 
-    #: The mapped ``train``/``collect`` index; ``None`` for a reused target (nothing launched).
+    #: The mapped ``train`` index; ``None`` for a reused target (nothing launched).
     map_index: int | None
     target_key: str
     region_code: str
@@ -170,23 +171,14 @@ def _from_row(index: int, key: str, row: Mapping[str, Any]) -> TargetOutcome:
     return TargetOutcome(index, key, region, outcome, str(reason), True)
 
 
-def _without_row(
-    index: int, key: str, region: str, train: str | None, collect: str | None, states_known: bool
-) -> TargetOutcome:
-    collector = f"collect[{index}]" + (f" ended {collect}" if collect else " did not record it")
-    if not states_known:
-        return TargetOutcome(index, key, region, "not_recorded",
-                             f"no training_runs row ({collector}); clear collect[{index}], "
-                             f"and train[{index}] too if it failed", False)
-    if train == "success":
-        return TargetOutcome(index, key, region, "collection_failed",
-                             f"the job completed but {collector}: clear collect[{index}] alone "
-                             "(no new training job)", False)
-    if train in _NOT_RUN_STATES:
+def _without_row(index: int, key: str, region: str, train: str | None, states_known: bool) -> TargetOutcome:
+    if states_known and train in _NOT_RUN_STATES:
         return TargetOutcome(index, key, region, "never_launched",
                              f"train[{index}] {train or 'never ran'}: no job was launched", False)
-    return TargetOutcome(index, key, region, "training_failed",
-                         f"train[{index}] ended {train}; not recorded ({collector})", False)
+    ended = f"train[{index}] ended {train}" if states_known else f"train[{index}]'s state is not known"
+    return TargetOutcome(index, key, region, "not_recorded",
+                         f"{ended}; neither it nor summarize recorded the job (see their logs): clear train[{index}]",
+                         False)
 
 
 def compute_verdict(
@@ -196,11 +188,10 @@ def compute_verdict(
     dry_run: bool = False,
     left_out: Sequence[Mapping[str, Any]] = (),
     train_states: Mapping[int, str | None] | None = None,
-    collect_states: Mapping[int, str | None] | None = None,
 ) -> Verdict:
     """One outcome per planned job (``jobs`` from ``build_requests``, map-index order).
 
-    ``rows`` are the collectors' returned rows (``target_key``, ``region_code``,
+    ``rows`` are the recorded rows (``target_key``, ``region_code``,
     ``status``, ``failure_reason``); a missing one is explained from ``train_states``
     (``{map_index: state}``) when given.
     """
@@ -224,9 +215,7 @@ def compute_verdict(
         if row is not None:
             outcomes.append(_from_row(index, key, row))
             continue
-        train = (train_states or {}).get(index)
-        collect = (collect_states or {}).get(index)
-        outcomes.append(_without_row(index, key, region, train, collect, states_known))
+        outcomes.append(_without_row(index, key, region, (train_states or {}).get(index), states_known))
     planned_keys = {key for _, key, _ in planned}
     unplanned = tuple(sorted(k for k in by_key if k not in planned_keys))
     return Verdict(targets=tuple(outcomes), unplanned=unplanned)
@@ -238,9 +227,9 @@ def raise_if_incomplete(verdict: Verdict) -> None:
         return
     details = "; ".join(t.describe() for t in verdict.incomplete)
     hint = ""
-    if any(t.outcome in ("collection_failed", "not_recorded") for t in verdict.incomplete):
-        hint = (" A collection failure of a completed job is fixed by clearing that collector alone "
-                "(collect[i]); no new training job is created.")
+    if any(t.outcome == "not_recorded" for t in verdict.incomplete):
+        hint = (" Clearing train[i] collects a job that completed without training it again (a failed one "
+                "gets one new attempt).")
     raise IncompleteRunError(
         f"{len(verdict.incomplete)} of {len(verdict.targets)} planned target(s) not completed or not recorded: "
         f"{details}.{hint}"

@@ -45,39 +45,29 @@ def test_training_dag_shape() -> None:
     dag = DagBag(dag_folder=str(DAGS_DIR / "multi_region_training.py")).dags[
         "multi_region_training"
     ]
-    assert set(dag.task_ids) >= {
-        "select_targets", "render_array_file", "build_requests", "jobs_to_launch", "train", "collect", "summarize",
-        "check_regions",
+    assert set(dag.task_ids) == {
+        "select_targets", "render_array_file", "build_requests", "jobs_to_launch", "launch_batch_array", "train",
+        "summarize", "check_regions",
     }
     train = dag.get_task("train")
-    assert train.deferrable is True
-    # Each target flows train -> collect on its own: one mapped task group per target.
-    assert train.task_group.group_id == "target" and dag.get_task("collect").task_group is train.task_group
-    assert "train" in dag.get_task("collect").upstream_task_ids
+    assert train.partial_kwargs["deferrable"] is True
+    # One task per target, which collects its own job when resumed: nothing downstream
+    # waits per target (the scheduler re-evaluates every waiting task instance each loop).
+    assert train.downstream_task_ids == {"summarize", "check_regions"}
+    assert [getattr(o, "name", None) for o in train.outlets] == ["mrt_trained_models"]
     # Deferred training tasks are not capped; launches are bounded by a pool instead.
     assert train.max_active_tis_per_dagrun is None and train.pool
     assert "{{" in train.map_index_template and "target_key" in train.map_index_template
-    assert dag.get_task("collect").trigger_rule == "all_done"
-    # A finished target is collected before more targets launch: the scheduler queues by
-    # the total weight, which under Airflow's default rule made every launch outrank
-    # every collector (the collectors' weight counted in the launches' downstream sum).
-    from types import SimpleNamespace
-
+    assert dag.get_task("summarize").trigger_rule == "all_done"
+    assert dag.get_task("check_regions").trigger_rule == "all_done"
     from airflow.serialization.serialized_objects import DagSerialization
 
-    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))  # as the scheduler weighs it
-
-    def weight(task_id: str) -> int:
-        task = scheduled.get_task(task_id)
-        return task.weight_rule.get_weight(SimpleNamespace(task=task))
-
-    assert weight("collect") > weight("train")
-    assert dag.get_task("check_regions").trigger_rule == "all_done"
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     # A dict-returning task pushes one XCom per key only where the DAG reads keys
-    # (selection["targets"]); a collector's row would otherwise be 31 more API calls.
+    # (selection["targets"]).
     outputs = {t.task_id: t.multiple_outputs for t in scheduled.tasks if hasattr(t, "multiple_outputs")}
     assert outputs["select_targets"] is True
-    assert outputs["collect"] is False and outputs["summarize"] is False
+    assert outputs["summarize"] is False
     params = dag.params
     for name in ("campaigns", "regions", "instance_type", "instance_count", "epochs", "batch_size",
                  "learning_rate", "dry_run"):

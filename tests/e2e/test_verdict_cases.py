@@ -41,11 +41,12 @@ def _execute_sql(dsn: str, statement: str, params: tuple[Any, ...]) -> None:
         conn.close()
 
 
-def test_a_failed_collector_fails_the_run_naming_its_target(
+def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
     offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A database blip at collection time for one of four targets: the job completed, the
-    row is missing, and the run must not end green."""
+    """A database that refuses one of four targets' rows: its job completed, its training
+    task retries the recording and fails, summarize cannot record it either, and the run
+    must not end green; no second job is created for it."""
     from regional_training import campaign_db
 
     real_execute = campaign_db.execute
@@ -58,18 +59,50 @@ def test_a_failed_collector_fails_the_run_naming_its_target(
     monkeypatch.setattr(campaign_db, "execute", flaky_execute)
     dag_run, states = run_dag({})
     assert str(dag_run.state) == "failed", states
-    assert states["train"] == ["success"] * 4
-    assert sorted(states["check_regions"]) == ["failed"]
+    assert sorted(states["train"]) == ["failed"] + ["success"] * 3
+    assert states["summarize"] == ["success"] and states["check_regions"] == ["failed"]
     out = capsys.readouterr().out
+    assert "Target dublin-urban-2026-v1 (train[" in out and "could not be recorded: OperationalError" in out
     assert "1 of 4 planned target(s) not completed or not recorded" in out
-    assert "(eu-west-1, map index" in out and "collection failed" in out
-    assert "clearing that collector alone" in out
-    # Four jobs, one per target, all completed; three rows recorded.
+    assert "(eu-west-1, map index" in out and "not recorded - train[" in out and "ended failed" in out
+    assert "Clearing train[i] collects a job that completed without training it again" in out
+    # Four jobs, one per target, all completed (the retries created none); three rows recorded.
     jobs = jobs_of_run(offline_stack, dag_run.run_id)
     assert sorted(j["Region"] for j in jobs) == ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
     assert {j["TrainingJobStatus"] for j in jobs} == {"Completed"}
     rows = rows_of_run(campaign_dsn, dag_run.run_id, "region_code", "status")
     assert [r["region_code"] for r in rows] == ["eu-central-1", "us-east-1", "us-west-2"]
+
+
+def test_summarize_records_a_target_its_training_task_could_not(
+    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database blip only while the training tasks run: eu-west-1's task fails to record
+    its completed job, summarize records it (no new job), and the run is green."""
+    from regional_training import campaign_db
+
+    real_execute = campaign_db.execute
+
+    def blip_in_train(conn: Any, query: str, params: dict[str, Any]) -> Any:
+        from airflow.sdk import get_current_context
+
+        if (query == "upsert_training_run.sql" and params.get("region_code") == "eu-west-1"
+                and get_current_context()["ti"].task_id == "train"):
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return real_execute(conn, query, params)
+
+    monkeypatch.setattr(campaign_db, "execute", blip_in_train)
+    dag_run, states = run_dag({})
+    assert str(dag_run.state) == "success", states
+    assert sorted(states["train"]) == ["failed"] + ["success"] * 3
+    out = capsys.readouterr().out
+    assert "Recorded 1 target(s) whose training task did not: dublin-urban-2026-v1 (Completed)" in out
+    jobs = jobs_of_run(offline_stack, dag_run.run_id)
+    assert sorted(j["Region"] for j in jobs) == ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
+    rows = rows_of_run(campaign_dsn, dag_run.run_id, "region_code", "status", "model_artifact_uri")
+    assert [(r["region_code"], r["status"]) for r in rows] == [
+        (r, "Completed") for r in ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]]
+    assert all(r["model_artifact_uri"] for r in rows)
 
 
 @pytest.mark.parametrize("case", ["every dataset left out", "no ready campaign"])

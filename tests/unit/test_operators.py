@@ -179,24 +179,9 @@ def test_a_job_that_failed_inside_sagemaker_is_retried(sagemaker: FakeSageMaker)
     assert not isinstance(raised.value, NotRetriedError)
 
 
-# --- The trigger: a completed job ends the task in the triggerer; anything else resumes it.
+# --- The trigger: every outcome resumes the task, which collects a completed job.
 
-class _FakeAsyncClient:
-    def __init__(self, description: dict[str, Any]) -> None:
-        self.description, self.described = description, []
-
-    async def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:
-        self.described.append(TrainingJobName)
-        return {**self.description, "ResponseMetadata": {"HTTPStatusCode": 200}}
-
-    async def __aenter__(self) -> _FakeAsyncClient:
-        return self
-
-    async def __aexit__(self, *_: Any) -> None:
-        return None
-
-
-def _trigger_events(polled: dict[str, Any], client: _FakeAsyncClient) -> list[Any]:
+def _trigger_events(polled: dict[str, Any]) -> list[Any]:
     """What the trigger yields when the provider's polling ends with ``polled``."""
     import asyncio
 
@@ -206,12 +191,8 @@ def _trigger_events(polled: dict[str, Any], client: _FakeAsyncClient) -> list[An
     async def provider_run(self: Any) -> Any:
         yield TriggerEvent(polled)
 
-    async def conn() -> _FakeAsyncClient:
-        return client
-
     trigger = StoppingSageMakerTrigger(job_name="mrt-a", job_type="Training", region_name="us-west-2")
-    with mock.patch.object(SageMakerTrigger, "run", provider_run), \
-            mock.patch.object(SageMakerHook, "get_async_conn", side_effect=conn):
+    with mock.patch.object(SageMakerTrigger, "run", provider_run):
 
         async def collect() -> list[Any]:
             return [event async for event in trigger.run()]
@@ -219,39 +200,13 @@ def _trigger_events(polled: dict[str, Any], client: _FakeAsyncClient) -> list[An
         return asyncio.run(collect())
 
 
-def test_a_completed_job_ends_the_task_in_the_triggerer_with_its_description() -> None:
-    from datetime import UTC, datetime
-
+@pytest.mark.parametrize("status", ["success", "failed", "stopped", "timeout", "error"])
+def test_every_outcome_resumes_on_a_worker_unchanged(status: str) -> None:
     from airflow.triggers.base import TaskSuccessEvent
 
-    ended = datetime(2026, 11, 28, 2, 30, tzinfo=UTC)
-    client = _FakeAsyncClient({"TrainingJobName": "mrt-a", "TrainingJobStatus": "Completed", "TrainingEndTime": ended})
-    (event,) = _trigger_events({"status": "success", "job_name": "mrt-a"}, client)
-    assert isinstance(event, TaskSuccessEvent)  # no worker resume
-    returned = event.xcoms["return_value"]["Training"]
-    assert returned["TrainingJobName"] == "mrt-a" and returned["TrainingJobStatus"] == "Completed"
-    assert "ResponseMetadata" not in returned and isinstance(returned["TrainingEndTime"], str)  # JSON for XCom
-    assert client.described == ["mrt-a"]
-
-
-@pytest.mark.parametrize("status", ["failed", "stopped", "timeout", "error"])
-def test_any_other_outcome_resumes_on_a_worker_unchanged(status: str) -> None:
-    from airflow.triggers.base import TaskSuccessEvent
-
-    client = _FakeAsyncClient({})
     polled = {"status": status, "job_name": "mrt-a", "message": "x"}
-    (event,) = _trigger_events(polled, client)
+    (event,) = _trigger_events(polled)
     assert not isinstance(event, TaskSuccessEvent) and event.payload == polled
-    assert client.described == []
-
-
-def test_dag_test_resumes_the_success_event_and_returns_the_job(sagemaker: FakeSageMaker) -> None:
-    """``dag.test()`` runs a trigger inline and resumes with the TaskSuccessEvent's payload."""
-    from airflow.triggers.base import TaskSuccessEvent
-
-    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Completed"}
-    result = operator().execute_complete({}, TaskSuccessEvent().payload)
-    assert result["Training"]["TrainingJobName"] == "mrt-a" and sagemaker.created == []
 
 
 # --- The DAG's way: one group argument, a reference to the job stored as its own XCom.
@@ -273,9 +228,14 @@ class FakeTaskInstance:
     def __init__(self, stored: dict[tuple[str, str], Any]) -> None:
         self.stored, self.pulls = stored, []
 
-    def xcom_pull(self, *, task_ids: str, key: str) -> Any:
+    task_id, map_index, try_number, max_tries = "train", 0, 1, 2
+
+    def xcom_pull(self, *, task_ids: str, key: str, **_: Any) -> Any:
         self.pulls.append((task_ids, key))
         return copy.deepcopy(self.stored.get((task_ids, key)))
+
+    def xcom_push(self, *, key: str, value: Any) -> None:
+        self.stored[(self.task_id, key)] = value
 
 
 def test_a_reference_is_small_and_names_its_target() -> None:
@@ -289,12 +249,11 @@ def test_the_operator_pulls_only_its_own_job_and_keeps_the_reference(sagemaker: 
     reference = job_reference(JOB, "jobs_to_launch")
     ti = FakeTaskInstance({("jobs_to_launch", "job drive-1"): JOB, ("jobs_to_launch", "job other"): {}})
     train = DurableSageMakerTrainingOperator(task_id="train", job=reference, check_interval=5)
-    train.render_template_fields({"ti": ti})
-    assert ti.pulls == [("jobs_to_launch", "job drive-1")]
+    trigger = deferred(lambda: train.execute({"ti": ti}))
+    assert [p for p in ti.pulls if p[0] == "jobs_to_launch"] == [("jobs_to_launch", "job drive-1")]
     assert (train.config, train.region_name, train.max_failovers) == (REQUEST, "us-west-2", 1)
     assert train.failover == [{"request": ALTERNATIVE, "region": "us-east-1"}]
     assert train.job == reference  # the rendered fields hold the request once
-    trigger = deferred(lambda: train.execute({}))
     assert (trigger.job_name, trigger.region_name) == ("mrt-a", "us-west-2")
 
 
@@ -310,10 +269,90 @@ def test_only_the_planned_region_skips_the_inputs_pre_flight_found(sagemaker: Fa
     job = preflight.with_checked_inputs({**JOB, "request": {**REQUEST, "InputDataConfig": [channel]}})
     assert job[preflight.CHECKED_INPUTS] == [uri]
     train = DurableSageMakerTrainingOperator(task_id="train", job=job, check_interval=5)
-    train.render_template_fields({})
+    train._start({})
     assert train._hook("us-west-2").checked_s3_urls == {uri}
     assert train._hook("us-east-1").checked_s3_urls == frozenset()  # the failover's: checked as the provider does
     # A job pre-flight did not pass (no field) checks everything.
     unchecked = DurableSageMakerTrainingOperator(task_id="train", job=JOB, check_interval=5)
-    unchecked.render_template_fields({})
+    unchecked._start({})
     assert unchecked._hook("us-west-2").checked_s3_urls == frozenset()
+
+
+# --- Collection: the try that finds its job ended records it (tasks.collect_target).
+
+
+@pytest.fixture()
+def recorded() -> Iterator[list[dict[str, Any]]]:
+    """``tasks.collect_target``'s calls (the run, job, moves and the resolved attempt)."""
+    calls: list[dict[str, Any]] = []
+
+    def collect_target(run: Any, job: dict[str, Any], *, moves: list[dict[str, Any]], latest: Any = None) -> Any:
+        calls.append({"run": run, "job": job, "moves": moves, "latest": latest})
+        return {"target_key": job["target"]["dataset_key"], "status": latest[1].status if latest else "NotStarted"}
+
+    with mock.patch("regional_training.tasks.collect_target", side_effect=collect_target), \
+            mock.patch("regional_training.tasks.current_run", return_value="the run"):
+        yield calls
+
+
+def _ti() -> Any:
+    """A task instance with nothing pushed before (no earlier moves)."""
+    return mock.Mock(**{"xcom_pull.return_value": [], "try_number": 1, "max_tries": 2})
+
+
+def _with_job(max_failovers: int = 1) -> DurableSageMakerTrainingOperator:
+    return DurableSageMakerTrainingOperator(task_id="train", job={**JOB, "max_failovers": max_failovers},
+                                            check_interval=5)
+
+
+def test_a_completed_job_is_collected_and_its_row_returned(sagemaker: FakeSageMaker,
+                                                           recorded: list[dict[str, Any]]) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Completed"}
+    row = _with_job().execute_complete({}, {"status": "success", "job_name": "mrt-a"})
+    assert row == {"target_key": "drive-1", "status": "Completed"}
+    (call,) = recorded
+    assert call["run"] == "the run" and call["job"]["target"] == JOB["target"] and call["moves"] == []
+    index, attempt = call["latest"]  # what the try resolved: collection describes nothing again
+    assert (index, attempt.name) == (0, "mrt-a")
+    assert sagemaker.created == []
+
+
+def test_a_job_completed_after_a_failover_is_collected_with_its_move(sagemaker: FakeSageMaker,
+                                                                     recorded: list[dict[str, Any]]) -> None:
+    sagemaker.refuse = {"us-west-2"}
+    first = _ti()
+    deferred(lambda: _with_job().execute({"ti": first}))
+    pushed = [c.kwargs["value"] for c in first.xcom_push.call_args_list if c.kwargs["key"] == "placement_moves"][-1]
+    sagemaker.jobs[("us-east-1", "mrt-b")] = {"TrainingJobStatus": "Completed"}
+    resumed = mock.Mock(**{"xcom_pull.return_value": pushed, "try_number": 1, "max_tries": 2})
+    _with_job().execute_complete({"ti": resumed}, {"status": "success", "job_name": "mrt-b"})
+    (call,) = recorded
+    assert call["latest"][0] == 1 and call["latest"][1].name == "mrt-b"
+    assert [(m["from_region"], m["to_region"]) for m in call["moves"]] == [("us-west-2", "us-east-1")]
+
+
+def test_a_failed_job_is_recorded_before_the_task_fails(sagemaker: FakeSageMaker,
+                                                       recorded: list[dict[str, Any]]) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
+    with pytest.raises(NotRetriedError):
+        _with_job().execute_complete({"ti": _ti()}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
+    (call,) = recorded
+    assert call["latest"][1].status == "Failed"
+
+
+def test_a_recording_failure_leaves_the_training_error_as_the_tasks(sagemaker: FakeSageMaker,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
+    with mock.patch("regional_training.tasks.collect_target", side_effect=OSError("database down")), \
+            mock.patch("regional_training.tasks.current_run"), pytest.raises(NotRetriedError, match="AlgorithmError"):
+        _with_job().execute_complete({"ti": _ti()}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
+    assert "Could not record mrt-a now (summarize records it): OSError: database down" in capsys.readouterr().out
+
+
+def test_no_capacity_anywhere_is_recorded_as_never_started(sagemaker: FakeSageMaker,
+                                                           recorded: list[dict[str, Any]]) -> None:
+    sagemaker.refuse = {"us-west-2", "us-east-1"}
+    with pytest.raises(NoCapacityError):
+        _with_job().execute({"ti": _ti()})
+    (call,) = recorded
+    assert call["latest"] is None and len(call["moves"]) == 2

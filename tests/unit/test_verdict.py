@@ -28,23 +28,23 @@ def row(region: str, status: str = "Completed", reason: str | None = None, **ext
 JOBS = [job(r) for r in REGIONS]
 
 
-def test_a_failed_collector_fails_the_run_naming_the_target_and_the_fix() -> None:
-    # The issue's case: four jobs completed, collect[eu-west-1] failed, three rows arrived.
+def test_a_target_nobody_recorded_fails_the_run_naming_it_and_the_fix() -> None:
+    # Four jobs completed; train[eu-west-1] failed recording its row, and so did summarize:
+    # three rows arrived.
     rows = [row(r) for r in REGIONS if r != "eu-west-1"]
-    verdict = compute_verdict(JOBS, rows, train_states=dict.fromkeys(range(4), "success"),
-                              collect_states={0: "success", 1: "failed", 2: "success", 3: "success"})
+    verdict = compute_verdict(JOBS, rows, train_states={0: "success", 1: "failed", 2: "success", 3: "success"})
     assert not verdict.ok
     assert verdict.headline() == "3 of 4 planned target(s) completed and recorded"
     (missing,) = verdict.incomplete
     assert (missing.map_index, missing.target_key, missing.outcome, missing.recorded) == (
-        1, "eu-west-1-data", "collection_failed", False)
+        1, "eu-west-1-data", "not_recorded", False)
     with pytest.raises(IncompleteRunError) as info:
         raise_if_incomplete(verdict)
     message = str(info.value)
     assert "1 of 4 planned target(s)" in message
-    assert "eu-west-1-data (eu-west-1, map index 1): collection failed" in message
-    assert "collect[1] ended failed" in message
-    assert "clearing that collector alone" in message
+    assert "eu-west-1-data (eu-west-1, map index 1): not recorded" in message
+    assert "train[1] ended failed; neither it nor summarize recorded the job" in message
+    assert "Clearing train[i] collects a job that completed without training it again" in message
 
 
 def test_every_outcome_is_named_with_its_reason() -> None:
@@ -68,20 +68,15 @@ def test_every_outcome_is_named_with_its_reason() -> None:
     assert "3 of 4" in message
     assert "AlgorithmError: argument --epochs: invalid int value: '3.0'" in message
     assert "train[3] upstream_failed: no job was launched" in message
-    assert "clearing that collector alone" not in message  # no collection failure here
+    assert "Clearing train[i] collects" not in message  # every launched target was recorded
 
 
-def test_training_failed_and_not_recorded() -> None:
-    verdict = compute_verdict(JOBS[:1], [], train_states={0: "failed"}, collect_states={0: "failed"})
-    (t,) = verdict.targets
-    assert (t.outcome, t.recorded) == ("training_failed", False)
-    assert t.reason == "train[0] ended failed; not recorded (collect[0] ended failed)"
-
-
-def test_without_task_states_a_missing_row_is_not_recorded_never_completed() -> None:
-    verdict = compute_verdict(JOBS, [row("us-east-1")])
+def test_a_missing_row_is_not_recorded_never_completed() -> None:
+    verdict = compute_verdict(JOBS, [row("us-east-1")])  # no task states
     assert [t.outcome for t in verdict.targets] == ["completed"] + ["not_recorded"] * 3
-    with pytest.raises(IncompleteRunError, match=r"3 of 4 .*clearing that collector alone"):
+    assert verdict.targets[1].reason == ("train[1]'s state is not known; neither it nor summarize recorded the job "
+                                         "(see their logs): clear train[1]")
+    with pytest.raises(IncompleteRunError, match=r"3 of 4 .*Clearing train\[i\] collects"):
         raise_if_incomplete(verdict)
 
 
@@ -142,11 +137,10 @@ def test_reused_targets_count_as_done_and_the_mapped_indexes_skip_them() -> None
     # mapped as train[0] (eu-west-1) and train[1] (us-west-2).
     rows = [row("us-east-1", "Reused", reused_from_run_id="last-night"),
             row("ap-south-1", "Reused", reused_from_run_id="last-night"), row("eu-west-1")]
-    verdict = compute_verdict(JOBS, rows, train_states={0: "success", 1: "failed"},
-                              collect_states={0: "success", 1: "success"})
+    verdict = compute_verdict(JOBS, rows, train_states={0: "success", 1: "failed"})
     assert [(t.target_key, t.outcome, t.map_index) for t in verdict.targets] == [
         ("us-east-1-data", "reused", None), ("eu-west-1-data", "completed", 0),
-        ("ap-south-1-data", "reused", None), ("us-west-2-data", "training_failed", 1)]
+        ("ap-south-1-data", "reused", None), ("us-west-2-data", "not_recorded", 1)]
     assert verdict.headline() == ("3 of 4 planned target(s) completed and recorded "
                                   "(2 reused from an identical earlier job, not trained again)")
     (failed,) = verdict.incomplete
