@@ -29,10 +29,10 @@ timezone="UTC"), assets=DATASET_READY)``. A timetable run trains what is ``ready
 asset-triggered run trains exactly the datasets named by its triggering events (all the
 events queued since the last run, de-duplicated): :func:`dataset_selection`.
 
-Outlets: the collectors declare ``outlets=[MODEL_ALIAS]`` and call
+Outlets: the training tasks (which collect) declare ``outlets=[MODEL_ALIAS]`` and call
 :func:`emit_model_event`, which adds an event for :data:`MODEL` only for a target that
 completed or was reused (a plain ``outlets=[MODEL]`` would emit for every successful
-collector, failed jobs included). Each mapped task instance emits its own event. The
+task, whatever it recorded). Each mapped task instance emits its own event. The
 summary task declares ``outlets=[RUN_SUMMARY]`` and sets
 ``outlet_events[RUN_SUMMARY].extra = summary_event_extra(...)``.
 """
@@ -58,7 +58,7 @@ __all__ = ["DATASET_READY", "MODEL", "MODEL_ALIAS", "RUN_SUMMARY", "ReadyDataset
 #: Name, URI and ``extra`` of the ready event are owned by emit_ready (no Airflow import there).
 DATASET_READY = Asset(name=READY_ASSET_NAME, uri=READY_ASSET_URI, group="mrt")
 MODEL = Asset(name="mrt_trained_model", uri="x-mrt://central-artifacts/models", group="mrt")
-#: What the collectors declare as their outlet; events are added to :data:`MODEL` through it.
+#: What the tasks that record models declare as their outlet; events are added to :data:`MODEL` through it.
 MODEL_ALIAS = AssetAlias(name="mrt_trained_models", group="mrt")
 RUN_SUMMARY = Asset(name="mrt_run_summary", uri="x-mrt://central-artifacts/run-summaries", group="mrt")
 
@@ -103,7 +103,7 @@ def _number(value: Any) -> float | None:
 
 def model_event_extra(row: Mapping[str, Any], *, campaign_key: str | None = None) -> dict[str, Any]:
     """The ``mrt_trained_model`` event's ``extra`` from a ``training_runs`` row (as the
-    collector returns it, or as read back): JSON values only."""
+    training task returns it, or as read back): JSON values only."""
     metrics = row.get("metrics") or {}
     if isinstance(metrics, str):
         import json

@@ -10,7 +10,7 @@ target moves to the next candidate outside the blocked regions. So at most one j
 (DAG run, target) is ever live, whatever retries, clears or failovers happen.
 
 :func:`resolve` is the one place that answers "which job, and what now?": the training
-operator (``execute`` and ``execute_complete``) and the collector both call it with a
+operator (``execute`` and ``execute_complete``) and collection both call it with a
 ``describe(region, name)`` callable, so it is pure and unit-tested with describe
 sequences.
 """
@@ -133,7 +133,7 @@ class Resolution:
     action: Action
     index: int | None
     attempt: Attempt | None
-    #: The newest job the target has (candidate index, attempt): what a collector records.
+    #: The newest job the target has (candidate index, attempt): what collection records.
     latest: tuple[int, Attempt] | None
     moves: tuple[Move, ...] = field(default=())
     #: Each candidate's newest attempt (``None``: it has no job), in rank order up to
@@ -196,8 +196,8 @@ def resolve(
     """
     refused = dict(refused or {})
     # Described in rank order up to the first followed job: the first is the one
-    # followed, so the candidates after it are not asked about (a collector, or a
-    # resumed task, asks one region for its completed job, not every region).
+    # followed, so the candidates after it are not asked about (a resumed
+    # task, or summarize's collection, asks one region for its completed job, not every region).
     newest: list[Attempt | None] = []
     followed: int | None = None
     for index, candidate in enumerate(candidates):

@@ -20,7 +20,7 @@ def _hook(service: str, region: str | None) -> Any:
 
     A hook makes its own boto3 session, and a session loads botocore's endpoint data and
     the service's model: about 1 s of a task try each on the 2-core stack, where a
-    collector made four of them (bench/services_scale.py, the task logs' "Found
+    collection try made four of them (bench/services_scale.py, the task logs' "Found
     credentials" lines). A task try is one process, so its calls share them. The key
     includes the connection as the environment gives it (the local stacks and the tests
     do), so a process that moves to another endpoint gets a new hook.

@@ -5,7 +5,7 @@ endpoint data and the model of every service it makes a client for again. In a f
 process, an S3 hook's client after a SageMaker hook's took 0.17-0.20 s of CPU; on the
 shared loader, 0.07-0.08 s (``docs/services.md``, "Per target"). A task try makes several
 sessions (the training task's SageMaker hook per region, the S3 hook the provider's
-``create_training_job`` uses to check the request's URIs, the collector's SageMaker and
+``create_training_job`` uses to check the request's URIs, collection's SageMaker and
 S3 hooks), and so do the long-lived services (the API server's campaign view).
 
 The Amazon provider already shares one loader between its *async* sessions, to save the

@@ -22,7 +22,7 @@ completed, non-zero (naming the job and region) when it did not; ``SIGTERM`` (Ba
 ``TerminateJob``) stops the training job first.
 
 The DAG's mapped ``train`` task follows the job the child made (the operator's
-``follow`` mode), so the collectors, summary and ``training_runs`` are the same as for
+``follow`` mode), so collection, summary and ``training_runs`` are the same as for
 ``launcher=airflow``.
 """
 

@@ -28,7 +28,7 @@ from airflow.executors.local_executor import LocalExecutor
 log = logging.getLogger(__name__)
 
 #: What a try of this DAG imports: the DAG file's modules and what the tasks import when
-#: they run (the collector's database hook and S3 I/O, the training task's attempts).
+#: they run (collection's database hook and S3 I/O, the training task's attempts).
 PRELOAD_MODULES = (
     "airflow.providers.amazon.aws.operators.batch",
     "airflow.providers.amazon.aws.operators.sagemaker",

@@ -39,7 +39,7 @@ def build_jobs(
     dag_id: str,
     run_id: str,
 ) -> list[dict[str, Any]]:
-    """One validated request per array-file line, plus what the collectors need.
+    """One validated request per array-file line, plus what collection needs.
 
     Built from the stored array file (the record of what this run trains), cross-checked
     against the selected targets. Each job holds its target and request, a request per

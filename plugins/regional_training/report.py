@@ -4,7 +4,7 @@ The summary step writes it to ``run_layout.RunLayout.report`` (next to ``summary
 Input is what the run already records, nothing new to keep in step:
 
 * ``summary`` -- :func:`regional_training.summary.summarize`'s result (its ``rows`` are
-  the collectors' ``training_runs`` rows plus their failover ``moves``);
+  the recorded ``training_runs`` rows plus their failover ``moves``);
 * ``series`` -- per target key, the job's metric points over its steps, read from its
   CloudWatch log stream by :func:`fetch_metric_series` with the request's own
   ``MetricDefinitions`` (the regexes SageMaker applies, :mod:`metric_format`);

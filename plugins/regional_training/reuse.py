@@ -20,7 +20,7 @@ refused: their length varies, a window must be exact. Windows count from the job
 Where it happens (``tasks.jobs_to_launch``, before any job exists): :func:`job_keys`
 computes each job's keys (one per candidate copy: a failover trains on another copy);
 with a window set, :func:`find_reusable` looks each target up and a hit is recorded as
-``Reused`` (:func:`reused_row`) and not launched. The collector of a trained target
+``Reused`` (:func:`reused_row`) and not launched. The collection of a trained target
 records its row with the key of the copy it actually trained on (:func:`trained_fields`),
 so a later run can reuse it.
 

@@ -38,7 +38,7 @@ def summarize(
     left_out: list[dict[str, Any]] | None = None,
     metric: tuple[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """Build the run summary from the collectors' rows (one per target).
+    """Build the run summary from the recorded rows (one per target).
 
     In a parameter scan (rows with a ``point_id``) it also ranks each dataset's points
     by ``metric`` (name, higher is better; default ``scan.metric_of(None)``) with cost

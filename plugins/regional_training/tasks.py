@@ -173,7 +173,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     task, each is stored as its own XCom and the list holds references to them
     (:func:`regional_training.jobs.job_reference`); outside one, the jobs themselves.
 
-    Each job gets its reuse keys (``reuse_keys``, for its collector to record). With the
+    Each job gets its reuse keys (``reuse_keys``, for its collection to record). With the
     Param ``reuse_completed_within`` set, a target whose identical job completed within
     the window is not launched: its earlier model is copied to this run's place and the
     target recorded ``Reused`` (:func:`_reuse_completed`; the rows go to the summary
@@ -204,7 +204,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(jobs to launch, Reused rows)``; each reused model is copied server-side within
-    the central bucket (as a collector copies a trained one) and announced as a model
+    the central bucket (as collection copies a trained one) and announced as a model
     asset event, like a collected one."""
     from regional_training import assets, aws_io, reuse
     from regional_training.targets import target_key_of

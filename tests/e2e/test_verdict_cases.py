@@ -6,6 +6,7 @@ input was bad) and that rows already in ``training_runs`` are unchanged.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import helpers
@@ -41,13 +42,22 @@ def _execute_sql(dsn: str, statement: str, params: tuple[Any, ...]) -> None:
         conn.close()
 
 
+def _logged(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """What the run logged: to stdout through Airflow's structlog, or through logging once
+    another module's services have reconfigured it (a full suite's order)."""
+    return capsys.readouterr().out + caplog.text
+
+
 def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
-    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A database that refuses one of four targets' rows: its job completed, its training
     task retries the recording and fails, summarize cannot record it either, and the run
     must not end green; no second job is created for it."""
     from regional_training import campaign_db
+
+    caplog.set_level(logging.INFO, logger="regional_training")
 
     real_execute = campaign_db.execute
 
@@ -61,7 +71,7 @@ def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
     assert str(dag_run.state) == "failed", states
     assert sorted(states["train"]) == ["failed"] + ["success"] * 3
     assert states["summarize"] == ["success"] and states["check_regions"] == ["failed"]
-    out = capsys.readouterr().out
+    out = _logged(capsys, caplog)
     assert "Target dublin-urban-2026-v1 (train[" in out and "could not be recorded: OperationalError" in out
     assert "1 of 4 planned target(s) not completed or not recorded" in out
     assert "(eu-west-1, map index" in out and "not recorded - train[" in out and "ended failed" in out
@@ -75,11 +85,14 @@ def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
 
 
 def test_summarize_records_a_target_its_training_task_could_not(
-    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A database blip only while the training tasks run: eu-west-1's task fails to record
     its completed job, summarize records it (no new job), and the run is green."""
     from regional_training import campaign_db
+
+    caplog.set_level(logging.INFO, logger="regional_training")
 
     real_execute = campaign_db.execute
 
@@ -95,7 +108,7 @@ def test_summarize_records_a_target_its_training_task_could_not(
     dag_run, states = run_dag({})
     assert str(dag_run.state) == "success", states
     assert sorted(states["train"]) == ["failed"] + ["success"] * 3
-    out = capsys.readouterr().out
+    out = _logged(capsys, caplog)
     assert "Recorded 1 target(s) whose training task did not: dublin-urban-2026-v1 (Completed)" in out
     jobs = jobs_of_run(offline_stack, dag_run.run_id)
     assert sorted(j["Region"] for j in jobs) == ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
