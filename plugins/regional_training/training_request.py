@@ -8,6 +8,7 @@ instead of the launch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -181,9 +182,19 @@ def training_image(settings: Settings, region: str, image_tag: str | None = None
     return f"{image.rsplit(':', 1)[0]}:{image_tag}" if image_tag else image
 
 
+@functools.cache
+def _create_training_job_shape() -> Any:
+    """``CreateTrainingJob``'s input shape in botocore's SageMaker model, loaded once per
+    process: a new botocore session parses the (large) model again, 0.16 CPU-s a request,
+    which made ``build_requests`` take 162 s at 500 targets (docs/services.md)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker").operation_model(
+        "CreateTrainingJob").input_shape
+
+
 def validate_request(request: dict[str, Any]) -> None:
     """Validate against botocore's SageMaker model; raise naming the job and the fields."""
-    import botocore.session
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
@@ -191,8 +202,7 @@ def validate_request(request: dict[str, Any]) -> None:
     if bad_tags:
         raise ValueError(f"training request {request.get('TrainingJobName')!r}: tag value(s) of {bad_tags} "
                          "break SageMaker's tag rules")
-    model = botocore.session.get_session().get_service_model("sagemaker")
     try:
-        validate_parameters(request, model.operation_model("CreateTrainingJob").input_shape)
+        validate_parameters(request, _create_training_job_shape())
     except ParamValidationError as err:
         raise ValueError(f"training request {request.get('TrainingJobName')!r} is invalid: {err}") from err
