@@ -18,8 +18,9 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   blocking the failed region as SkyPilot's recovery does, at most ``max_failovers``
   times; the moves are pushed to XCom (``placement_moves``, always present), where a
   resumed try (and ``summarize``) finds them.
-* Collection is a task of its own downstream. Here, given the target's ``job``, the
-  try that finds the job completed collects it (server-side copy to the central bucket,
+* It only returns the job, so collecting it takes a task of its own downstream: one
+  more task instance per target for the scheduler to evaluate in every loop. Here,
+  given the target's ``job``, the try that finds the job completed collects it (server-side copy to the central bucket,
   its ``training_runs`` row, the model asset event) and returns the row; a job that
   failed is recorded before the task fails.
 
@@ -169,7 +170,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._launcher = "airflow"
         #: :meth:`_hook`'s hooks by region.
         self._hooks: dict[str, SageMakerHook] = {}
-        #: The whole job ``job`` stands for, once rendered: what collection records.
+        #: The whole job ``job`` stands for, once a try has started: what collection records.
         self.target_job: dict[str, Any] | None = None
 
     def _start(self, context: Context) -> None:
