@@ -78,8 +78,9 @@ default_args = {
     "retry_delay": timedelta(seconds=int(os.environ.get("MRT_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
     # Priorities are what each task says (1 unless set), not Airflow's default sum of
-    # everything downstream: under that rule the launches, upstream of the collectors,
-    # always outranked them, whatever weight the collectors had.
+    # everything downstream, which ranks a task by how much follows it rather than by
+    # what it is (with a collector task per target, every launch outranked every
+    # collector: docs/services.md, "The launch pool").
     "weight_rule": WeightRule.ABSOLUTE,
 }
 
