@@ -144,12 +144,8 @@ def multi_region_training() -> None:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
     # Records every launched target still without a row (its training task failed or never
-    # ran), hence also the alias: such a target's model is announced here. The model asset
-    # is named as an inlet (the summary reads the run's models) so that the dag-processor
-    # creates it when it parses the DAG: otherwise Airflow creates it at the first event
-    # through the alias, and two training tasks ending at once both tried to, one failing
-    # with a unique violation (scripts/run_local.sh).
-    @task(trigger_rule=TriggerRule.ALL_DONE, inlets=[assets.MODEL], outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS],
+    # ran), hence also the alias: such a target's model is announced here.
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS],
           multiple_outputs=False)
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
                   ) -> dict[str, Any]:
@@ -186,8 +182,11 @@ def multi_region_training() -> None:
         pool=TRAINING_POOL,
         # From the job reference, known before the try starts (region as planned).
         map_index_template="{{ task.job.region }} {{ task.job.target_key }}",
-        # A completed target's model event (mrt_trained_model) is emitted through the alias.
-        outlets=[assets.MODEL_ALIAS],
+        # The task succeeds only with its target's model collected: its one event is that
+        # model (mrt_trained_model). Not the alias: Airflow links an alias to its asset at
+        # the first event through it, and tasks ending at once both inserted the link, one
+        # failing on the unique key (regional_training.assets).
+        outlets=[assets.MODEL],
         # launch_batch_array is skipped unless launcher=batch_array (docs/batch.md).
         trigger_rule=TriggerRule.NONE_FAILED,
     ).expand(job=to_launch)

@@ -146,6 +146,16 @@ class AirflowApi:
     def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         return self._pages(f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances", "task_instances")
 
+    def task_log(self, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1,
+                 dag_id: str = DAG_ID) -> str:
+        """One try's log as the UI's log view has it, one line per record."""
+        body = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_quote(run_id)}/taskInstances/{task_id}/logs/"
+                                f"{try_number}?map_index={map_index}&full_content=true")
+        records = body.get("content") or []
+        return "\n".join(
+            " ".join(str(r.get(k, "")) for k in ("timestamp", "level", "event")) if isinstance(r, dict) else str(r)
+            for r in records)
+
     def _pages(self, path: str, key: str, page: int = 100) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         while True:

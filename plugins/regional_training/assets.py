@@ -29,11 +29,17 @@ timezone="UTC"), assets=DATASET_READY)``. A timetable run trains what is ``ready
 asset-triggered run trains exactly the datasets named by its triggering events (all the
 events queued since the last run, de-duplicated): :func:`dataset_selection`.
 
-Outlets: the training tasks (which collect) declare ``outlets=[MODEL_ALIAS]`` and call
-:func:`emit_model_event`, which adds an event for :data:`MODEL` only for a target that
-completed or was reused (a plain ``outlets=[MODEL]`` would emit for every successful
-task, whatever it recorded). Each mapped task instance emits its own event. The
-summary task declares ``outlets=[RUN_SUMMARY]`` and sets
+Outlets: each training task declares ``outlets=[MODEL]``: it succeeds only once it has
+collected its target's completed job, so each mapped task instance's one event is a
+model, and :func:`emit_model_event` sets its ``extra``. Tasks that may record several
+models or none (``jobs_to_launch`` for reused targets, ``summarize`` for targets their
+training task could not record) declare ``outlets=[MODEL_ALIAS]`` and add one event per
+model through it (a plain ``MODEL`` outlet would emit once for every successful task,
+whatever it recorded). The training tasks do not use the alias: Airflow links an alias to
+its asset at the first event through it, and training tasks that ended at the same
+moment both inserted that link; the second's state update failed on the unique key and
+Airflow set that task ``failed`` (CI, after the scheduler and triggerer restarts bunched
+four completions together). The summary task declares ``outlets=[RUN_SUMMARY]`` and sets
 ``outlet_events[RUN_SUMMARY].extra = summary_event_extra(...)``.
 """
 
@@ -134,15 +140,22 @@ def model_event_extra(row: Mapping[str, Any], *, campaign_key: str | None = None
     return extra
 
 
-def emit_model_event(outlet_events: Any, row: Mapping[str, Any], *, campaign_key: str | None = None) -> bool:
-    """Add a :data:`MODEL` event through :data:`MODEL_ALIAS` if the row has a model.
+def emit_model_event(outlet_events: Any, row: Mapping[str, Any], *, campaign_key: str | None = None,
+                     outlets: Iterable[Any] = (MODEL_ALIAS,)) -> bool:
+    """Add a :data:`MODEL` event for the row if it has a model.
 
-    ``outlet_events`` is the task's ``context["outlet_events"]``; the task must declare
-    ``outlets=[MODEL_ALIAS]``. Returns whether an event was added.
+    ``outlet_events`` is the task's ``context["outlet_events"]`` and ``outlets`` the
+    task's declared outlets: a task that names :data:`MODEL` itself (each training task,
+    which succeeds only with a collected model) sets its one event's ``extra``; one that
+    names :data:`MODEL_ALIAS` adds an event through it. Returns whether an event was added.
     """
     if row.get("status") not in MODEL_STATUSES or not row.get("model_artifact_uri"):
         return False
-    outlet_events[MODEL_ALIAS].add(MODEL, extra=model_event_extra(row, campaign_key=campaign_key))
+    extra = model_event_extra(row, campaign_key=campaign_key)
+    if MODEL in list(outlets):
+        outlet_events[MODEL].extra = extra
+    else:
+        outlet_events[MODEL_ALIAS].add(MODEL, extra=extra)
     return True
 
 

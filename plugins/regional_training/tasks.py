@@ -56,6 +56,17 @@ class Run:
 
         return RunLayout(self.settings.central_bucket, self.dag_id, self.run_id)
 
+    def emit_model_event(self, row: Mapping[str, Any], *, campaign_key: str | None) -> None:
+        """The row's model event (:func:`regional_training.assets.emit_model_event`), as the
+        running task declares its outlets; nothing outside a task."""
+        if self.context is None or "outlet_events" not in self.context:
+            return
+        from regional_training import assets
+
+        task = self.context.get("task")
+        assets.emit_model_event(self.context["outlet_events"], row, campaign_key=campaign_key,
+                                outlets=getattr(task, "outlets", None) or (assets.MODEL_ALIAS,))
+
     @contextmanager
     def campaign_db(self) -> Iterator[Any]:
         """The campaign database through its Airflow connection, closed afterwards."""
@@ -206,7 +217,7 @@ def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[st
     """``(jobs to launch, Reused rows)``; each reused model is copied server-side within
     the central bucket (as collection copies a trained one) and announced as a model
     asset event, like a collected one."""
-    from regional_training import assets, aws_io, reuse
+    from regional_training import aws_io, reuse
     from regional_training.targets import target_key_of
 
     settings = run.settings
@@ -235,9 +246,7 @@ def _reuse_completed(run: Run, jobs: list[dict[str, Any]]) -> tuple[list[dict[st
             reuse.record_reused(conn, row)
             log.info("Reused %s: identical to %s/%s (job %s), ended %s; not trained again.", row["target_key"],
                      source["run_id"], source["target_key"], source["training_job_name"], source["training_end_time"])
-            if run.context is not None and "outlet_events" in run.context:
-                assets.emit_model_event(run.context["outlet_events"], row,
-                                        campaign_key=job["target"].get("campaign_key"))
+            run.emit_model_event(row, campaign_key=job["target"].get("campaign_key"))
             reused.append(row)
     if window is not None:
         log.info("Reuse within %s: %d of %d target(s) reused, %d to train.", window, len(reused), len(jobs),
@@ -257,7 +266,7 @@ def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]]
     """Collect one target's job and record it with its failover moves: what its training
     task does when its job ends (``latest``, just resolved there), and what ``summarize``
     does for a launched target that has no row (:func:`record_unrecorded`)."""
-    from regional_training import assets, aws_io, campaign_db, collection, reuse
+    from regional_training import aws_io, campaign_db, collection, reuse
     from regional_training.targets import target_key_of
 
     settings = run.settings
@@ -280,8 +289,7 @@ def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]]
                 {**row, **reuse.trained_fields(reuse.key_for_copy(job, row["copy_id"]))}),
             latest=latest,
         )
-        if run.context is not None and "outlet_events" in run.context:
-            assets.emit_model_event(run.context["outlet_events"], row, campaign_key=job["target"].get("campaign_key"))
+        run.emit_model_event(row, campaign_key=job["target"].get("campaign_key"))
         return {**row, "moves": moves}
 
 

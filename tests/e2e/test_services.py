@@ -130,18 +130,36 @@ def _jobs_in_progress(endpoint: str, run_id: str) -> int:
     return sum(job["TrainingJobStatus"] == "InProgress" for job in jobs_of_run(endpoint, run_id, REGIONS))
 
 
-def test_restarts_mid_run_lose_nothing(restarted_run: dict[str, Any], services_endpoint: str) -> None:
+def _why(services: AirflowStack, run_id: str, tis: list[dict[str, Any]]) -> str:
+    """What a failure message needs: each task's state and log tail, and the API server's
+    error lines (a task can fail there, when its state update does)."""
+    parts = []
+    for ti in tis:
+        log = services.api.task_log(run_id, ti["task_id"], ti["map_index"], ti["try_number"])
+        parts.append(f"{ti['task_id']}[{ti['map_index']}] {ti['state']} (try {ti['try_number']}):\n"
+                     + "\n".join(log.splitlines()[-25:]))
+    errors = [line for line in services.log_path("api-server").read_text(errors="replace").splitlines()
+              if "error" in line.lower()]
+    return "\n\n".join(parts) + "\n\napi-server error lines:\n" + "\n".join(errors[-30:])
+
+
+def test_restarts_mid_run_lose_nothing(restarted_run: dict[str, Any], services_endpoint: str,
+                                       services: AirflowStack) -> None:
     followed: FollowedRun = restarted_run["followed"]
     restarts = restarted_run["restarts"]
     assert [r["service"] for r in restarts] == ["triggerer", "scheduler"], "the run ended before the restarts"
     assert all(r["jobs_in_progress"] > 0 for r in restarts), restarts
-    assert followed.run["state"] == "success", {ti["task_id"]: ti["state"] for ti in followed.task_instances}
-    # ("removed": a task the DAG no longer has, when its file changed during the run; the
-    # Batch array launch is skipped unless launcher=batch_array.)
-    states = {ti["task_id"]: ti["state"] for ti in followed.task_instances if ti["state"] != "removed"}
-    assert states.pop(LAUNCH_TASK_ID, "skipped") == "skipped"
-    assert set(states.values()) == {"success"}, states
-    train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"])]
+    # Every task instance, each mapped one on its own ("removed": a task the DAG no longer
+    # has, when its file changed during the run; the Batch array launch is skipped unless
+    # launcher=batch_array).
+    states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in followed.task_instances
+              if ti["state"] != "removed"}
+    assert states.pop((LAUNCH_TASK_ID, -1), "skipped") == "skipped"
+    failed = [ti for ti in followed.task_instances if (ti["task_id"], ti["map_index"]) in states
+              and ti["state"] != "success"]
+    assert not failed, _why(services, restarted_run["run_id"], failed)
+    assert followed.run["state"] == "success", states
+    train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"]) and ti["map_index"] >= 0]
     # Nothing was retried: the restarted triggerer resumed the same deferred tries.
     assert [ti["try_number"] for ti in train] == [1] * len(train)
     jobs = jobs_of_run(services_endpoint, restarted_run["run_id"], REGIONS)

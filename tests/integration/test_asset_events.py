@@ -1,7 +1,8 @@
-"""Asset events from a mapped task under ``dag.test()`` (Airflow's asset manager writes
-them to the metadata DB): each mapped collector whose target completed or was reused adds
-one ``mrt_trained_model`` event through the alias, with the row's metadata; a failed
-target adds none. The run-summary event carries the verdict's counts and cost."""
+"""Asset events under ``dag.test()`` (Airflow's asset manager writes them to the metadata
+DB), emitted as the DAG emits them: each mapped training task names the model asset
+itself and sets its one event's metadata; a task that records several rows (reused ones,
+or a failed one) adds one ``mrt_trained_model`` event per model through the alias, and
+none for a failed target. The run-summary event carries the verdict's counts and cost."""
 
 from __future__ import annotations
 
@@ -41,16 +42,23 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from regional_training.assets import MODEL_ALIAS, RUN_SUMMARY, emit_model_event, summary_event_extra
+from regional_training.assets import MODEL, MODEL_ALIAS, RUN_SUMMARY, emit_model_event, summary_event_extra
 
 
 @dag(dag_id="mrt_asset_events_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
      catchup=False)
 def producer():
-    @task(outlets=[MODEL_ALIAS], map_index_template="{{ row.region_code }}")
+    # As the DAG's train: one task per completed target, its own outlet the model.
+    @task(outlets=[MODEL], map_index_template="{{ row.region_code }}")
     def collect(row, **context):
         return emit_model_event(context["outlet_events"], {**row, "run_id": context["run_id"]},
-                                campaign_key="c-2026")
+                                campaign_key="c-2026", outlets=[MODEL])
+
+    # As jobs_to_launch and summarize: several rows, an event per model through the alias.
+    @task(outlets=[MODEL_ALIAS])
+    def record(rows, **context):
+        return [emit_model_event(context["outlet_events"], {**row, "run_id": context["run_id"]},
+                                 campaign_key="c-2026") for row in rows]
 
     @task(outlets=[RUN_SUMMARY])
     def summarize(rows, **context):
@@ -61,7 +69,7 @@ def producer():
             summary_uri="s3://mrt-central-artifacts/runs/x/summary.json",
             report_uri="s3://mrt-central-artifacts/runs/x/report.html")
 
-    collect.expand(row=ROWS) >> summarize(ROWS)
+    collect.expand(row=ROWS[:1]) >> record(ROWS[1:]) >> summarize(ROWS)
 
 
 producer()
@@ -83,7 +91,7 @@ def _dag(folder: Path) -> Any:
     return bag.dags["mrt_asset_events_test"]
 
 
-def test_mapped_collectors_emit_one_model_event_per_model(airflow_db: Path, tmp_path: Path) -> None:
+def test_each_model_gets_one_event_from_its_task_or_through_the_alias(airflow_db: Path, tmp_path: Path) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -96,9 +104,9 @@ def test_mapped_collectors_emit_one_model_event_per_model(airflow_db: Path, tmp_
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
             .where(AssetEvent.source_run_id == run.run_id)
         ).all()
-    models = sorted((e for e in events if e.name == MODEL.name), key=lambda e: e.source_map_index)
+    models = sorted((e for e in events if e.name == MODEL.name), key=lambda e: e.extra["region"])
     assert [(e.source_map_index, e.extra["region"], e.extra["status"]) for e in models] == [
-        (0, "us-east-1", "Completed"), (2, "us-west-2", "Reused")]
+        (0, "us-east-1", "Completed"), (-1, "us-west-2", "Reused")]
     first = models[0].extra
     assert first == {
         "dag_id": "mrt_asset_events_test", "run_id": run.run_id, "target_key": "us-east-1-data",
