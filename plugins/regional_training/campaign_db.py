@@ -11,7 +11,6 @@ CLI: ``python -m regional_training.campaign_db migrate [--seed] --dsn postgresql
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -145,6 +144,8 @@ def execute(conn: PgConnection, query_file: str, params: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the command line only: the DAG's parse imports this module (via params)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     mig = sub.add_parser("migrate", help="apply pending migrations")

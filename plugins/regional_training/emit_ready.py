@@ -20,7 +20,6 @@ API's answer on any refusal.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -115,6 +114,8 @@ def emit(api_url: str, token: str, dataset: ReadyDataset) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the command line only: the DAG's parse imports this module (assets)
+
     parser = argparse.ArgumentParser(
         prog="python -m regional_training.emit_ready", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

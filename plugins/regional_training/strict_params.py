@@ -27,7 +27,6 @@ a conf) naming the Param.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -119,6 +118,8 @@ def check_conf(conf: Mapping[str, Any] | None, specs: Mapping[str, Mapping[str, 
     known = sorted(specs)
     unknown = sorted(key for key in conf if key not in specs)
     if unknown:
+        import difflib  # only for this error: the DAG's parse imports this module
+
         parts = []
         for key in unknown:
             near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
