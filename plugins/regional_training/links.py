@@ -2,8 +2,9 @@
 
 The ``train`` operator pushes the job it is on to XCom under :data:`TRAINING_JOB_KEY`
 every time it switches (create, reattach, a new attempt, a failover move) with
-:func:`persist_training_job`; the links read the newest value, so after a failover they
-point at the job in the region it moved to. The value is the Amazon provider's
+:func:`persist_training_job`; the links name the newest job, so after a failover they
+point at the job in the region it moved to (read from the operator at the end of a try,
+else from that XCom). The value is the Amazon provider's
 ``BaseAwsLink`` shape (``region_name``, ``aws_domain``) plus ``job_name`` and ``attempt``.
 
 Offline (the local stack) set ``MRT_LINKS_BASE_URL`` to the campaign view's URL (e.g.
@@ -76,12 +77,26 @@ def persist_training_job(context: Context, operator: BaseOperator, *, region_nam
                                      job_name=job_name, attempt=attempt)
 
 
-class SageMakerTrainingJobLink(BaseAwsLink):
+class _CurrentJobLink(BaseAwsLink):
+    """A link to the job the train task is on (:data:`TRAINING_JOB_KEY`)."""
+
+    key = TRAINING_JOB_KEY
+    format_str = ""
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # At the end of each try the worker formats the links and stores them (the UI reads
+        # those): the operator knows its job then, so no XCom is read back for it.
+        linked = getattr(operator, "linked_job", None)
+        if isinstance(linked, tuple) and len(linked) == 2:
+            return self.format_link(region_name=linked[0], job_name=linked[1],
+                                    aws_domain=self.get_aws_domain("aws"))
+        return super().get_link(operator, ti_key=ti_key)
+
+
+class SageMakerTrainingJobLink(_CurrentJobLink):
     """The train task's current job in the SageMaker console of its own region."""
 
     name = "SageMaker training job"
-    key = TRAINING_JOB_KEY
-    format_str = ""
 
     def format_link(self, **kwargs: Any) -> str:
         if not kwargs.get("job_name") or not kwargs.get("region_name"):
@@ -89,12 +104,10 @@ class SageMakerTrainingJobLink(BaseAwsLink):
         return training_job_url(kwargs["region_name"], kwargs["job_name"], kwargs.get("aws_domain"))
 
 
-class TrainingJobLogsLink(BaseAwsLink):
+class TrainingJobLogsLink(_CurrentJobLink):
     """The train task's current job's CloudWatch log streams, in its own region."""
 
     name = "Training job logs"
-    key = TRAINING_JOB_KEY
-    format_str = ""
 
     def format_link(self, **kwargs: Any) -> str:
         if not kwargs.get("job_name") or not kwargs.get("region_name"):

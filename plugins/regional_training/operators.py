@@ -16,8 +16,8 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   spot ``MaxWaitTimeExceeded``, "insufficient capacity") moves the target to its
   next-ranked candidate (prebuilt requests in ``failover``) within the same task try,
   blocking the failed region as SkyPilot's recovery does, at most ``max_failovers``
-  times; the moves are pushed to XCom (``placement_moves``, always present), where a
-  resumed try (and ``summarize``) finds them.
+  times; the moves go to XCom (``placement_moves``, where ``summarize`` finds them) and
+  with each deferral to the resumed try.
 * It only returns the job, so collecting it takes a task of its own downstream: one
   more task instance per target for the scheduler to evaluate in every loop. Here,
   given the target's ``job``, the try that finds the job completed collects it (server-side copy to the central bucket,
@@ -65,7 +65,8 @@ __all__ = [
 
 #: Extra time beyond the stopping condition: start-up, download, upload.
 WAIT_MARGIN_SECONDS = 3600
-#: XCom key of the failover moves (always pushed, so a resumed try and summarize never miss it).
+#: XCom key of the failover moves, pushed when they change (``summarize`` reads them for a
+#: target whose task could not record it; a resumed try gets them with its deferral).
 MOVES_KEY = "placement_moves"
 
 
@@ -172,6 +173,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._hooks: dict[str, SageMakerHook] = {}
         #: The whole job ``job`` stands for, once a try has started: what collection records.
         self.target_job: dict[str, Any] | None = None
+        #: (region, job name) the links name (XCom ``mrt_training_job``) and the moves in
+        #: XCom, as this try knows them: each is pushed only when it changes. A resumed try
+        #: gets both with its deferral's kwargs, so it reads neither back, and the end of a
+        #: try formats the links without reading XCom (links.SageMakerTrainingJobLink).
+        self.linked_job: tuple[str, str] | None = None
+        self._pushed_moves: list[dict[str, Any]] = []
 
     def _start(self, context: Context) -> None:
         """What every entry point (``execute``, ``execute_complete``, ``resume_following``)
@@ -214,10 +221,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._start(context)
         return self._act(context, refused={})
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, *,
+                         linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
+                         ) -> dict[str, Any]:
         self._start(context)
         event = validate_execute_complete_event(event)
-        refused = self._refused_before(context)
+        refused = self._resumed(context, linked_job, moves)
         if event["status"] == "capacity":  # a Batch service job cancelled after waiting for capacity
             refused[str(event["region"])] = ("CAPACITY", str(event.get("message")))
             return self._act(context, refused=refused)
@@ -251,8 +260,10 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                           {"create": "creating it", "wait": "reattaching", "done": "already completed"}
                           [resolution.action])
             # The task's extra links (console, logs) follow the job it is on now.
-            persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
-                                 attempt=attempt.number)
+            if self.linked_job != (candidate.region, attempt.name):
+                persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
+                                     attempt=attempt.number)
+                self.linked_job = (candidate.region, attempt.name)
             if resolution.action == "done":
                 return self._collect(context, resolution)
             if resolution.action == "wait":
@@ -305,10 +316,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             self.log.warning("Could not record %s now (summarize records it): %s: %s",
                              self.config.get("TrainingJobName"), type(err).__name__, err)
 
-    def resume_following(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def resume_following(self, context: Context, event: dict[str, Any] | None = None, *,
+                         linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
+                         ) -> dict[str, Any]:
         """``launcher=batch_array``: look again for the job the array child makes."""
         self._start(context)
-        return self._act(context, refused=self._refused_before(context))
+        return self._act(context, refused=self._resumed(context, linked_job, moves))
 
     def _follow_child(self, context: Context, name: str) -> NoReturn:
         """Wait (deferred, no worker held) for this target's array child to create ``name``;
@@ -327,7 +340,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                                f"{child['status']} ({child.get('statusReason') or 'no reason'}) and no training "
                                f"job {name} is live: see the child's log")
         self.log.info("Waiting for array child %s (%s) to create %s.", child_id, child.get("status"), name)
-        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.check_interval)), method_name="resume_following")
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.check_interval)), method_name="resume_following",
+                   kwargs=self._resume_kwargs())
 
     def _defer_on_service_job(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
         """Submit (idempotently) this attempt as a Batch service job in the candidate's
@@ -344,7 +358,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             service_job_id=job_id, job_name=name, region_name=candidate.region,
             capacity_wait_seconds=60 * int(params.get("batch_capacity_wait_minutes") or 0),
             poll_seconds=self.check_interval, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit))
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit),
+                   kwargs=self._resume_kwargs())
 
     def _create(self, candidate: Candidate, name: str) -> None:
         request = {**candidate.request, "TrainingJobName": name}
@@ -364,7 +379,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             verify=self.verify,
             botocore_config=self.botocore_config,
         )
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit))
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit),
+                   kwargs=self._resume_kwargs())
 
     def _hook(self, region: str) -> SageMakerHook:
         """The provider's hook in one candidate's region (``self.hook`` is bound to
@@ -380,18 +396,29 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def _describe(self, region: str, name: str) -> dict[str, Any] | None:
         return describe_or_none(self._hook(region), name)
 
-    def _refused_before(self, context: Context) -> dict[str, tuple[str, str]]:
-        """Regions whose creation was refused earlier in this try (they left no job): from
-        the moves this task pushed before it deferred."""
-        ti = context.get("ti")
-        if ti is None:
-            return {}
-        moves = ti.xcom_pull(task_ids=ti.task_id, key=MOVES_KEY, map_indexes=ti.map_index) or []
-        return {m["from_region"]: (m["error_code"], m["error_message"]) for m in moves}
+    def _resume_kwargs(self) -> dict[str, Any]:
+        """What the resumed try needs from this one: the job its links name and its moves."""
+        return {"linked_job": list(self.linked_job) if self.linked_job else None, "moves": self._pushed_moves}
+
+    def _resumed(self, context: Context, linked_job: list[str] | None,
+                 moves: list[dict[str, Any]] | None) -> dict[str, tuple[str, str]]:
+        """Take what the deferring try left (:meth:`_resume_kwargs`); the regions whose
+        creation was refused earlier in this try (they left no job), from its moves. A
+        deferral without those kwargs (made by an earlier version) reads the moves back."""
+        if moves is None:
+            ti = context.get("ti")
+            moves = (ti.xcom_pull(task_ids=ti.task_id, key=MOVES_KEY, map_indexes=ti.map_index) or []
+                     if ti is not None else [])
+        self._pushed_moves = list(moves)
+        self.linked_job = (linked_job[0], linked_job[1]) if linked_job else None
+        return {m["from_region"]: (m["error_code"], m["error_message"]) for m in self._pushed_moves}
 
     def _push_moves(self, context: Context, moves: tuple[Move, ...]) -> None:
-        if "ti" in context:
-            context["ti"].xcom_push(key=MOVES_KEY, value=[m.to_dict() for m in moves])
+        value = [m.to_dict() for m in moves]
+        if value != self._pushed_moves:
+            if "ti" in context:
+                context["ti"].xcom_push(key=MOVES_KEY, value=value)
+            self._pushed_moves = value
         for move in moves:
             self.log.info("Move %d: %s (%s) -> %s (%s) after %s.", move.move_number, move.from_region,
                           move.from_option, move.to_region or "nothing", move.to_option, move.error_code)

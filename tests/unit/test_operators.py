@@ -331,6 +331,51 @@ def test_a_job_completed_after_a_failover_is_collected_with_its_move(sagemaker: 
     assert [(m["from_region"], m["to_region"]) for m in call["moves"]] == [("us-west-2", "us-east-1")]
 
 
+def test_a_deferral_hands_the_resumed_try_its_job_and_moves(sagemaker: FakeSageMaker,
+                                                           recorded: list[dict[str, Any]]) -> None:
+    """The resumed try reads nothing back and pushes nothing unchanged: it gets the job the
+    links name and the moves with the deferral (each XCom call is a request to the API
+    server, which is a share of every target's cost: docs/services.md)."""
+    sagemaker.refuse = {"us-west-2"}
+    first = _ti()
+    with pytest.raises(TaskDeferred) as raised:
+        _with_job().execute({"ti": first})
+    kwargs = raised.value.kwargs
+    assert kwargs["linked_job"] == ["us-east-1", "mrt-b"]
+    assert [(m["from_region"], m["to_region"]) for m in kwargs["moves"]] == [("us-west-2", "us-east-1")]
+    pushed = [c.kwargs["key"] for c in first.xcom_push.call_args_list]
+    # The link named each job it tried (the refused one, then the one it moved to), the moves once.
+    assert sorted(pushed) == ["mrt_training_job", "mrt_training_job", "placement_moves"]
+    # Resumed as Airflow does it: the deferral's kwargs plus the trigger's event.
+    sagemaker.jobs[("us-east-1", "mrt-b")] = {"TrainingJobStatus": "Completed"}
+    resumed = _ti()
+    resumed_train = _with_job()
+    resumed_train.execute_complete({"ti": resumed}, event={"status": "success", "job_name": "mrt-b"}, **kwargs)
+    assert resumed.xcom_pull.call_args_list == []
+    assert resumed.xcom_push.call_args_list == []
+    (call,) = recorded
+    assert [(m["from_region"], m["to_region"]) for m in call["moves"]] == [("us-west-2", "us-east-1")]
+    # The end of the try formats the links from the operator: the job it moved to.
+    from regional_training import links
+
+    link = links.SageMakerTrainingJobLink().get_link(resumed_train, ti_key=mock.Mock())  # type: ignore[arg-type]
+    assert link.endswith("region=us-east-1#/jobs/mrt-b")
+
+
+def test_a_deferral_made_without_kwargs_reads_the_moves_back(sagemaker: FakeSageMaker,
+                                                            recorded: list[dict[str, Any]]) -> None:
+    moves = [{"move_number": 1, "from_region": "us-west-2", "from_option": "reserved", "to_region": "us-east-1",
+              "to_option": "spot", "error_code": "ResourceLimitExceeded", "error_message": "quota 0"}]
+    sagemaker.jobs[("us-east-1", "mrt-b")] = {"TrainingJobStatus": "Completed"}
+    resumed = mock.Mock(**{"xcom_pull.return_value": moves, "try_number": 1, "max_tries": 2})
+    _with_job().execute_complete({"ti": resumed}, {"status": "success", "job_name": "mrt-b"})
+    assert resumed.xcom_pull.call_args.kwargs["key"] == "placement_moves"
+    (call,) = recorded
+    assert call["latest"][1].name == "mrt-b" and call["moves"][0]["from_region"] == "us-west-2"
+    # It pushes the link (not handed over) but not the moves (unchanged).
+    assert [c.kwargs["key"] for c in resumed.xcom_push.call_args_list] == ["mrt_training_job"]
+
+
 def test_a_failed_job_is_recorded_before_the_task_fails(sagemaker: FakeSageMaker,
                                                        recorded: list[dict[str, Any]]) -> None:
     sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
