@@ -20,9 +20,9 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   with each deferral to the resumed try.
 * It only returns the job, so collecting it takes a task of its own downstream: one
   more task instance per target for the scheduler to evaluate in every loop. Here,
-  given the target's ``job``, the try that finds the job completed collects it (server-side copy to the central bucket,
-  its ``training_runs`` row, the model asset event) and returns the row; a job that
-  failed is recorded before the task fails.
+  given the target's ``job``, the try that finds the job completed collects it
+  (server-side copy to the central bucket, its ``training_runs`` row, the model asset
+  event) and returns the row; a job that failed is recorded before the task fails.
 
 With the Param ``launcher`` (docs/batch.md) the same operator follows the job an AWS
 Batch array child creates (``batch_array``: it defers until the job exists, then waits as

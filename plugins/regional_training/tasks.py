@@ -63,9 +63,8 @@ class Run:
             return
         from regional_training import assets
 
-        task = self.context.get("task")
         assets.emit_model_event(self.context["outlet_events"], row, campaign_key=campaign_key,
-                                outlets=getattr(task, "outlets", None) or (assets.MODEL_ALIAS,))
+                                outlets=getattr(self.context.get("task"), "outlets", None) or ())
 
     @contextmanager
     def campaign_db(self) -> Iterator[Any]:
