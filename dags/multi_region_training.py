@@ -53,17 +53,17 @@ import os
 from datetime import timedelta
 from typing import Any
 
-# The provider modules our operators build on, and TaskFlow's, named here so that the
-# dag-processor imports them once in its manager ([dag_processor]
+# The provider modules our operators build on, and the decorator base of our @task
+# (regional_training.taskflow: TaskFlow without PythonOperator's imports), named here so
+# that the dag-processor imports them once in its manager ([dag_processor]
 # parsing_pre_import_modules, on by default: it pre-imports the airflow.* modules a DAG
 # file names) and every parse's fork inherits them, instead of each parse importing them
 # again through regional_training (bench/dag_benchmarks.py measures both ways).
 import airflow.providers.amazon.aws.operators.batch
 import airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker
-import airflow.providers.standard.decorators.python
-import airflow.sdk.definitions.decorators  # noqa: F401
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag, task
+import airflow.sdk.bases.decorator  # noqa: F401
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag
 
 from regional_training import assets, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
@@ -71,6 +71,7 @@ from regional_training.batch_jobs import LAUNCH_TASK_ID, BatchArrayLaunchOperato
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
 from regional_training.strict_params import dag_params
+from regional_training.taskflow import task
 
 default_args = {
     "owner": "ml-platform",

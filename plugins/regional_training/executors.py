@@ -33,9 +33,10 @@ PRELOAD_MODULES = (
     "airflow.providers.amazon.aws.operators.batch",
     "airflow.providers.amazon.aws.operators.sagemaker",
     "airflow.providers.amazon.aws.triggers.sagemaker",
-    "airflow.providers.standard.decorators.python",
     "airflow.providers.postgres.hooks.postgres",
+    "airflow.sdk.bases.decorator",
     "regional_training.assets",
+    "regional_training.attempts",
     "regional_training.aws_hooks",
     "regional_training.aws_io",
     "regional_training.batch_jobs",
@@ -43,7 +44,9 @@ PRELOAD_MODULES = (
     "regional_training.jobs",
     "regional_training.operators",
     "regional_training.params",
+    "regional_training.retry_policy",
     "regional_training.strict_params",
+    "regional_training.taskflow",
     "regional_training.tasks",
 )
 

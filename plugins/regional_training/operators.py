@@ -49,18 +49,21 @@ from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from botocore.exceptions import ClientError
 
 from regional_training.async_clients import SharedClientHookMixin
-from regional_training.attempts import CAPACITY_ERROR_CODES, Candidate, Move, Resolution, is_capacity_error, resolve
 from regional_training.aws_hooks import SageMakerHook
 from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
-from regional_training.retry_policy import Decision, NotRetriedError, check_new_attempt, classify
 
+# attempts and retry_policy (the resolution and retry rules) are imported where a try uses
+# them: the DAG's parse imports this module for the class alone, and their dataclasses
+# cost it about 3 ms (bench/dag_benchmarks.py --breakdown).
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from regional_training.attempts import Candidate, Move, Resolution
+
 __all__ = [
-    "CAPACITY_ERROR_CODES", "WAIT_MARGIN_SECONDS", "DurableSageMakerTrainingOperator", "NoCapacityError",
-    "StoppingSageMakerTrigger", "is_capacity_error", "wait_limit_seconds",
+    "WAIT_MARGIN_SECONDS", "DurableSageMakerTrainingOperator", "NoCapacityError", "StoppingSageMakerTrigger",
+    "wait_limit_seconds",
 ]
 
 #: Extra time beyond the stopping condition: start-up, download, upload.
@@ -212,6 +215,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     def candidates(self) -> list[Candidate]:
         """The target's candidates in rank order, cut to ``max_failovers`` moves."""
+        from regional_training.attempts import Candidate
+
         if not self.region_name:
             raise ValueError(f"{self.task_id}: region_name is required (the job's region)")
         first = Candidate(request=self.config, region=self.region_name)
@@ -224,6 +229,9 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, *,
                          linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
                          ) -> dict[str, Any]:
+        from regional_training.attempts import resolve
+        from regional_training.retry_policy import Decision, NotRetriedError, classify
+
         self._start(context)
         event = validate_execute_complete_event(event)
         refused = self._resumed(context, linked_job, moves)
@@ -247,6 +255,9 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     def _act(self, context: Context, *, refused: dict[str, tuple[str, str]],
              resolution: Resolution | None = None) -> dict[str, Any]:
+        from regional_training.attempts import is_capacity_error, resolve
+        from regional_training.retry_policy import check_new_attempt
+
         candidates = self.candidates()
         while True:
             resolution = resolution or resolve(candidates, self._describe, refused=refused)
@@ -429,12 +440,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 f"no further candidate within max_failovers={self.max_failovers}")
 
     def on_kill(self) -> None:
-        candidate, name = self._current or (Candidate(self.config, self.region_name or ""), self.config.get(
-            "TrainingJobName"))
-        if not name or not candidate.region:
+        region, name = ((self._current[0].region, self._current[1]) if self._current
+                        else (self.region_name or "", self.config.get("TrainingJobName")))
+        if not name or not region:
             return
-        self.log.info("Task killed: stopping training job %s in %s.", name, candidate.region)
+        self.log.info("Task killed: stopping training job %s in %s.", name, region)
         try:
-            self._hook(candidate.region).conn.stop_training_job(TrainingJobName=name)
+            self._hook(region).conn.stop_training_job(TrainingJobName=name)
         except Exception as err:  # already ended, or never created
             self.log.warning("StopTrainingJob %s: %s", name, err)

@@ -39,7 +39,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from regional_training import campaign_db
-from regional_training.targets import target_key_of
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
@@ -202,6 +201,8 @@ def reused_row(
     what it was planned to cost; actual cost and billable time are 0. JSON-safe
     (``metrics`` a dict): it travels in XCom to the summary.
     """
+    from regional_training.targets import target_key_of  # the DAG's parse imports this module (params)
+
     metrics = source.get("metrics") or {}
     return {
         "dag_id": dag_id, "run_id": run_id, "target_key": target_key_of(target),

@@ -12,14 +12,16 @@ import functools
 import hashlib
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regional_training import identifiers
 from regional_training.metric_format import METRIC_DEFINITIONS
 from regional_training.run_layout import checkpoint_uri, output_path
 from regional_training.run_layout import run_key as run_key  # re-exported: dev/ and campaign_view use it here
-from regional_training.settings import Settings
-from regional_training.targets import Target
+
+if TYPE_CHECKING:  # annotations only: the DAG's parse imports this module through params
+    from regional_training.settings import Settings
+    from regional_training.targets import Target
 
 #: GPUs per instance: Horovod runs one process per GPU.
 GPUS_PER_INSTANCE: dict[str, int] = {

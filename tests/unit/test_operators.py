@@ -12,13 +12,13 @@ from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import ClientError
 
 from regional_training import preflight
+from regional_training.attempts import is_capacity_error
 from regional_training.jobs import job_reference, resolve_job
 from regional_training.operators import (
     WAIT_MARGIN_SECONDS,
     DurableSageMakerTrainingOperator,
     NoCapacityError,
     StoppingSageMakerTrigger,
-    is_capacity_error,
     wait_limit_seconds,
 )
 from regional_training.retry_policy import NotRetriedError
