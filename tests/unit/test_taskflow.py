@@ -80,14 +80,14 @@ def test_a_context_key_with_a_default_is_refused_at_parse() -> None:
 def test_parsing_the_dag_imports_neither_python_operator_nor_the_run_time_modules() -> None:
     """What the parse must not import (the parse-time budget of issue 13): PythonOperator's
     module, and the resolution and retry rules the operator imports when a try runs."""
+    unwanted = ("airflow.providers.standard.operators.python", "regional_training.attempts",
+                "regional_training.retry_policy", "regional_training.targets", "regional_training.settings")
     code = (
         "import sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAG_FILE)!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        "print('imported:', ','.join(m for m in ('airflow.providers.standard.operators.python', 'regional_training.attempts',"
-        " 'regional_training.retry_policy', 'regional_training.targets', 'regional_training.settings')"
-        " if m in sys.modules))\n"
+        f"print('imported:', ','.join(m for m in {unwanted!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     imported = [line for line in result.stdout.splitlines() if line.startswith("imported:")]
