@@ -9,16 +9,16 @@ serves the app.
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
-from airflow.providers.standard.decorators.python import _PythonDecoratedOperator
 
 from campaign_view.app import PREFIX, app
 from regional_training.links import RunReportLink
+from regional_training.taskflow import TaskBodyOperator
 
 
 class SummarizeReportLink(RunReportLink):
     """The report link on the DAG's ``summarize`` @task (empty on every other task)."""
 
-    operators = [_PythonDecoratedOperator]  # type: ignore[assignment]
+    operators = [TaskBodyOperator]  # type: ignore[assignment]
 
 
 class CampaignViewPlugin(AirflowPlugin):

@@ -11,8 +11,8 @@ task decorator: :func:`airflow.sdk.bases.decorator.task_decorator_factory` with 
 ``multiple_outputs``, ``.override``/``.expand``; the UI shows ``@task``).
 
 What ``PythonOperator.execute`` adds and these bodies do not use is left out: a
-``templates_dict``, a callable that is async or yields ``Metadata``, and the log line of
-the return value. Context keys are passed to a body that names them, as ``@task`` does.
+``templates_dict``, and a callable that is async or yields ``Metadata``. Context keys are
+passed to a body that names them, and the return value is logged, as ``@task`` does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class _CallOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         context_merge(context, self.op_kwargs)
-        return self.python_callable(*self.op_args, **determine_kwargs(self.python_callable, self.op_args, context))
+        value = self.python_callable(*self.op_args, **determine_kwargs(self.python_callable, self.op_args, context))
+        self.log.info("Done. Returned value was: %s", value)  # as PythonOperator logs it
+        return value
 
 
 class TaskBodyOperator(DecoratedOperator, _CallOperator):

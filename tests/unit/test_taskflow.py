@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pendulum
 import pytest
@@ -33,8 +34,11 @@ def test_a_body_gets_its_arguments_and_the_context_keys_it_names() -> None:
 
     assert isinstance(op, TaskBodyOperator)
     assert (op.task_type, op.custom_operator_name, op.retries) == ("TaskBodyOperator", "@task", 3)
-    assert op.execute({"run_id": "r1", "ti": object()}) == {"n": 2}
+    with mock.patch.object(TaskBodyOperator, "log", new_callable=mock.PropertyMock) as log:
+        assert op.execute({"run_id": "r1", "ti": object()}) == {"n": 2}
     assert seen == {"rows": [1, 2], "label": "x", "run_id": "r1"}
+    # As PythonOperator: the return value is in the task's log.
+    log.return_value.info.assert_called_once_with("Done. Returned value was: %s", {"n": 2})
 
 
 def test_multiple_outputs_and_xcom_inputs_wire_as_with_airflows_task() -> None:
