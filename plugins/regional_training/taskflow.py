@@ -2,8 +2,8 @@
 
 Airflow's ``@task`` wraps each function in ``_PythonDecoratedOperator``, a
 ``PythonOperator``; importing that module imports its virtualenv machinery and
-``packaging.requirements`` (about 11 ms, more than half of what this DAG's parse added to
-a bare DAG's: ``bench/dag_benchmarks.py --breakdown``). Our bodies run in the worker's
+``packaging.requirements`` (about 11 ms of the 19 ms of Airflow modules that this DAG's
+parse added to a bare DAG's: ``bench/dag_benchmarks.py --breakdown``). Our bodies run in the worker's
 own interpreter and hand straight to :mod:`regional_training.tasks`, so they need only
 what ``@task`` does around the call, which is Airflow's own documented way to make a
 task decorator: :func:`airflow.sdk.bases.decorator.task_decorator_factory` with a
