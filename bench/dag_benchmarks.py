@@ -136,8 +136,8 @@ print(json.dumps(out))
 
 #: The package modules the DAG file imports (the rest come through them).
 OUR_MODULES = ("regional_training.assets,regional_training.aws_io,regional_training.batch_jobs,"
-               "regional_training.operators,regional_training.params,regional_training.strict_params,regional_training.taskflow,"
-               "regional_training.tasks")
+               "regional_training.operators,regional_training.params,regional_training.strict_params,"
+               "regional_training.taskflow,regional_training.tasks")
 
 
 def breakdown(dag_file: Path, repeats: int) -> dict[str, float]:

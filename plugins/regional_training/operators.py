@@ -168,8 +168,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.job = job
         #: The planned request's input URIs pre-flight found (from ``job``): not checked again.
         self.checked_inputs = checked_inputs or []
-        #: The job this try acts on (candidate, name), for ``on_kill``.
-        self._current: tuple[Candidate, str] | None = None
+        #: The job this try acts on (region, name), for ``on_kill``.
+        self._current: tuple[str, str] | None = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
         self._launcher = "airflow"
         #: :meth:`_hook`'s hooks by region.
@@ -266,15 +266,15 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 self._record_failure(context, resolution)
                 raise NoCapacityError(self._exhausted_message(resolution.moves))
             candidate, attempt = candidates[resolution.index], resolution.attempt
-            self._current = (candidate, attempt.name)
+            self._current = (candidate.region, attempt.name)
             self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, candidate.region,
                           {"create": "creating it", "wait": "reattaching", "done": "already completed"}
                           [resolution.action])
             # The task's extra links (console, logs) follow the job it is on now.
-            if self.linked_job != (candidate.region, attempt.name):
+            if self.linked_job != self._current:
                 persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
                                      attempt=attempt.number)
-                self.linked_job = (candidate.region, attempt.name)
+                self.linked_job = self._current
             if resolution.action == "done":
                 return self._collect(context, resolution)
             if resolution.action == "wait":
@@ -440,8 +440,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 f"no further candidate within max_failovers={self.max_failovers}")
 
     def on_kill(self) -> None:
-        region, name = ((self._current[0].region, self._current[1]) if self._current
-                        else (self.region_name or "", self.config.get("TrainingJobName")))
+        region, name = self._current or (self.region_name or "", self.config.get("TrainingJobName"))
         if not name or not region:
             return
         self.log.info("Task killed: stopping training job %s in %s.", name, region)
