@@ -45,6 +45,13 @@ LEFT_OUT_REASONS: dict[str, str] = {
 
 _CENT = Decimal("0.01")
 
+#: The failure model's defaults (docs/placement.md "Learning from failures"): a failure
+#: two weeks old weighs half a fresh one; a failed launch costs an hour before the job
+#: runs elsewhere (SageMaker reports a capacity error within minutes, a starved spot
+#: job only when its MaxWaitTimeInSeconds runs out: the hour is *assumed*).
+RISK_HALF_LIFE_DAYS = Decimal(14)
+FAILOVER_DELAY_HOURS = Decimal(1)
+
 
 @dataclass(frozen=True)
 class PlacementRow:
@@ -77,6 +84,13 @@ class PlacementRow:
     quota_instances: int | None
     reserved_instances: int | None
     expected_cost_usd: Decimal | None
+    #: The failure model's term (issue 31; 0 / ``None``-free with no history): failure
+    #: events of this region x option within the horizon, their decayed probability,
+    #: the expected extra dollars, and the cost the ranking uses (expected + risk).
+    recent_failures: int | None
+    failure_probability: Decimal | None
+    risk_usd: Decimal | None
+    risk_adjusted_cost_usd: Decimal | None
     rank: int | None
     chosen: bool
     fits_capacity: bool
@@ -156,9 +170,14 @@ def placement_params(
     campaign_keys: Sequence[str] = (),
     region_codes: Sequence[str] = (),
     point_ids: Sequence[str] = (),
+    risk_half_life_days: float | Decimal = RISK_HALF_LIFE_DAYS,
+    failover_delay_hours: float | Decimal = FAILOVER_DELAY_HOURS,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """Validated binds for ``place_targets.sql`` (empty lists mean "all", see the SQL;
-    ``point_ids``: a scan's points, each dataset one job per point; empty: no scan)."""
+    ``point_ids``: a scan's points, each dataset one job per point; empty: no scan;
+    ``risk_half_life_days``, ``failover_delay_hours``, ``as_of``: the failure model,
+    ``as_of`` ``None`` = the database's now())."""
     if instance_count <= 0:
         raise ValueError(f"instance_count must be positive, got {instance_count}")
     hours = Decimal(str(estimated_hours))
@@ -173,6 +192,14 @@ def placement_params(
     bad_points = [p for p in point_ids if not identifiers.is_point_id(p)]
     if bad_points or len(set(point_ids)) != len(point_ids):
         raise ValueError(f"point_ids must be distinct scan point ids, got {list(point_ids)}")
+    half_life = Decimal(str(risk_half_life_days))
+    if not half_life > 0:
+        raise ValueError(f"risk_half_life_days must be positive, got {risk_half_life_days}")
+    delay = Decimal(str(failover_delay_hours))
+    if not delay >= 0:
+        raise ValueError(f"failover_delay_hours must not be negative, got {failover_delay_hours}")
+    if as_of is not None and as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware, got {as_of!r}")
     return {
         "dataset_ids": [int(i) for i in dataset_ids],
         "campaign_keys": list(campaign_keys),
@@ -183,6 +210,9 @@ def placement_params(
         "budget_usd": budget,
         "allowed_purchase_options": list(allowed_purchase_options),
         "point_ids": list(point_ids),
+        "risk_half_life_days": half_life,
+        "failover_delay_hours": delay,
+        "as_of": as_of,
     }
 
 

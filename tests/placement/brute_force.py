@@ -3,8 +3,9 @@
 It reads the same random world the test loaded into Postgres (plain Python objects, not
 the database) and computes the plan by brute force: the lexicographically smallest
 feasible assignment of every target (in priority order) to one of its candidates or to
-"left out", where a target's candidates compare by (expected cost, option order,
-region) and "left out" is worse than any candidate. A target is a job: one per dataset, or in a
+"left out", where a target's candidates compare by (risk-adjusted expected cost, option
+order, region) and "left out" is worse than any candidate. The risk term (issue 31) comes
+from the history rows the test loaded (:func:`failure_probabilities`). A target is a job: one per dataset, or in a
 parameter scan one per (dataset, point), datasets in id order, points in the order given. ``exhaustive=True`` enumerates
 every assignment; otherwise a depth-first search prunes infeasible prefixes (sound:
 quota, reservations and budget only grow along a prefix, and "left out" always fits).
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 OPTION_ORDER = {"reserved": 0, "on_demand": 1, "spot": 2}
 
@@ -33,6 +34,27 @@ class Capacity:
     reserved: int
 
 
+@dataclass(frozen=True)
+class HistoryMove:
+    from_region: str
+    from_option: str
+    moved_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """A recorded target (training_runs row) and the moves it made before it."""
+
+    target_key: str
+    region: str
+    option: str | None
+    instance_type: str
+    recorded_at: datetime
+    attempt: int
+    status: str
+    moves: tuple[HistoryMove, ...] = ()
+
+
 @dataclass
 class World:
     regions: dict[str, bool]                                   # code -> training_enabled
@@ -42,6 +64,7 @@ class World:
     campaigns: dict[str, tuple[int, str, str]]                 # key -> (id, status, region)
     datasets: dict[int, tuple[str, str, datetime]]             # id -> (campaign key, key, created)
     copies: dict[int, tuple[int, str, str]]                    # copy id -> (dataset, region, status)
+    history: list[HistoryRow] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +78,9 @@ class Params:
     budget_usd: Decimal | None
     allowed_purchase_options: list[str]
     point_ids: list[str] = field(default_factory=list)
+    risk_half_life_days: Decimal = Decimal(14)
+    failover_delay_hours: Decimal = Decimal(1)
+    as_of: datetime | None = None
 
     def binds(self) -> dict:
         return dict(self.__dict__)
@@ -68,10 +94,55 @@ class Cand:
     cost: Decimal
     quota: int
     reserved: int
+    risk: Decimal = Decimal(0)
+
+    @property
+    def adjusted(self) -> Decimal:
+        return self.cost + self.risk
 
     @property
     def key(self) -> tuple:
-        return (self.cost, OPTION_ORDER[self.option], self.region)
+        return (self.adjusted, OPTION_ORDER[self.option], self.region)
+
+
+def failure_probabilities(world: World, p: Params) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    """(region, option) -> (failures within the horizon, decayed failure probability).
+
+    A success is a row launched (attempt >= 1, not reused, option known) that did not
+    move away from its region; a failure is a move away from (region, option). Each
+    weighs 0.5 ^ (age / half-life); events after as_of or 8+ half-lives old are ignored.
+    """
+    assert p.as_of is not None
+    half_life = timedelta(days=float(p.risk_half_life_days))
+    events: list[tuple[str, str | None, bool, datetime]] = []
+    for row in world.history:
+        if row.instance_type != p.instance_type:
+            continue
+        left = {m.from_region for m in row.moves}
+        if row.attempt >= 1 and row.status != "Reused" and row.option is not None and row.region not in left:
+            events.append((row.region, row.option, False, row.recorded_at))
+        events.extend((m.from_region, m.from_option, True, m.moved_at) for m in row.moves)
+    weights: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    failures: dict[tuple[str, str], int] = {}
+    with localcontext() as ctx:
+        ctx.prec = 50
+        for region, option, failed, at in events:
+            if option is None or not (p.as_of - 8 * half_life < at <= p.as_of):
+                continue
+            age = Decimal(int((p.as_of - at).total_seconds()))
+            w = Decimal("0.5") ** (age / (p.risk_half_life_days * 86400))
+            f, total = weights.get((region, option), (Decimal(0), Decimal(0)))
+            weights[(region, option)] = (f + (w if failed else 0), total + w)
+            failures[(region, option)] = failures.get((region, option), 0) + int(failed)
+        return {k: (failures[k], (f / (total + 1)).quantize(Decimal("0.000001"), ROUND_HALF_UP))
+                for k, (f, total) in weights.items()}
+
+
+def risk_usd(prob: Decimal, cost: Decimal, on_demand: Decimal, p: Params) -> Decimal:
+    """The expected extra dollars: with probability ``prob`` the job reruns elsewhere at
+    the on-demand price after the failover delay, instead of costing ``cost`` here."""
+    fallback = p.instance_count * (p.estimated_hours + p.failover_delay_hours) * on_demand
+    return max(Decimal(0), prob * (fallback - cost)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
 
 
 @dataclass
@@ -97,6 +168,7 @@ def targets(world: World, p: Params) -> list[Target]:
     allowed = {r for r, enabled in world.regions.items()
                if enabled and (not p.region_codes or r in p.region_codes)}
     options = p.allowed_purchase_options or list(OPTION_ORDER)
+    probs = failure_probabilities(world, p)
     out = []
     jobs = [(did, point) for did in ids for point in (p.point_ids or [None])]
     for priority, (did, point) in enumerate(jobs, start=1):
@@ -117,7 +189,9 @@ def targets(world: World, p: Params) -> list[Target]:
             for option, hourly in offered.items():
                 if option in options:
                     cost = p.instance_count * p.estimated_hours * hourly
-                    t.cands.append(Cand(cid, region, option, cost, cap.quota, cap.reserved))
+                    prob = probs.get((region, option), (0, Decimal(0)))[1]
+                    t.cands.append(Cand(cid, region, option, cost, cap.quota, cap.reserved,
+                                        risk_usd(prob, cost, price.on_demand, p)))
         t.cands.sort(key=lambda c: c.key)
         out.append(t)
     return out
@@ -192,6 +266,7 @@ def expected_rows(world: World, p: Params, *, exhaustive: bool = False) -> list[
     plan = solve(ts, p, exhaustive=exhaustive)
     n = p.instance_count
     quota_f, reserved_f, spent_f = _usage(plan, n)
+    probs = failure_probabilities(world, p)
     rows = []
     for i, (t, pick) in enumerate(zip(ts, plan, strict=True)):
         prefix = plan[:i]
@@ -208,7 +283,7 @@ def expected_rows(world: World, p: Params, *, exhaustive: bool = False) -> list[
             reason = "no_capacity"
         if not t.cands:
             rows.append((t.priority, t.dataset_id, t.point_id, None, None, None, None, False, False, False,
-                         reason, cumulative, spent_f))
+                         reason, cumulative, spent_f, None, None, None))
             continue
         scored = []
         for c in t.cands:
@@ -222,6 +297,7 @@ def expected_rows(world: World, p: Params, *, exhaustive: bool = False) -> list[
             scored.append((not chosen, not (fits_cap and fits_budget), c.key, c, chosen, fits_cap, fits_budget))
         scored.sort(key=lambda s: s[:3])
         for rank, (_a, _b, _k, c, chosen, fits_cap, fits_budget) in enumerate(scored, start=1):
+            failures, prob = probs.get((c.region, c.option), (0, Decimal(0)))
             rows.append((t.priority, t.dataset_id, t.point_id, c.region, c.option, c.cost, rank, chosen,
-                         fits_cap, fits_budget, reason, cumulative, spent_f))
+                         fits_cap, fits_budget, reason, cumulative, spent_f, failures, prob, c.risk))
     return rows

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from brute_force import Capacity, Params, Pricing, World, expected_rows, targets
+from brute_force import Capacity, HistoryMove, HistoryRow, Params, Pricing, World, expected_rows, targets
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +20,28 @@ T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 money = st.sampled_from([Decimal(x) for x in ("0.5", "1", "1.5", "2", "2.5", "3", "4", "8")])
 spot_money = st.sampled_from([Decimal(x) for x in ("0.25", "0.5", "1", "1.5", "2", "3")])
+OPTIONS = ["reserved", "on_demand", "spot"]
+# Event ages in hours before T0 (negative: after it, ignored), up to beyond 8 half-lives.
+ages = st.sampled_from([-2, 0, 1, 5, 24, 72, 24 * 7, 24 * 20, 24 * 60, 24 * 200])
+
+
+@st.composite
+def history(draw: st.DrawFn) -> list[HistoryRow]:
+    """Recorded targets of earlier runs and their failover moves (the failure model's input)."""
+    rows = []
+    for i in range(draw(st.integers(0, 8))):
+        moves = tuple(
+            HistoryMove(draw(st.sampled_from(REGIONS)), draw(st.sampled_from(OPTIONS)),
+                        T0 - timedelta(hours=draw(ages)))
+            for _ in range(draw(st.integers(0, 3))))
+        rows.append(HistoryRow(
+            target_key=f"hist-{i}", region=draw(st.sampled_from(REGIONS)),
+            option=draw(st.sampled_from([*OPTIONS, None])),
+            instance_type=draw(st.sampled_from([TYPE, TYPE, TYPE, DECOY])),
+            recorded_at=T0 - timedelta(hours=draw(ages)),
+            attempt=draw(st.sampled_from([0, 1, 1, 2])),
+            status=draw(st.sampled_from(["Completed", "Failed", "Stopped"])), moves=moves))
+    return rows
 
 
 @st.composite
@@ -73,8 +95,13 @@ def worlds(draw: st.DrawFn) -> tuple[World, Params]:
         allowed_purchase_options=draw(st.lists(st.sampled_from(["reserved", "spot", "on_demand"]), unique=True)),
         # A parameter scan: every dataset one job per point (none: one job per dataset).
         point_ids=draw(st.sampled_from([[], [], ["p01", "p02"], ["p01", "p02", "p03"], ["p02", "p01"]])),
+        # The failure model (issue 31): half of the worlds have no history at all.
+        risk_half_life_days=draw(st.sampled_from([Decimal(1), Decimal(7), Decimal(14)])),
+        failover_delay_hours=draw(st.sampled_from([Decimal(0), Decimal(1), Decimal("2.5")])),
+        as_of=T0,
     )
-    return World(regions, pricing, spot, capacity, campaigns, datasets, copies), params
+    hist = draw(st.one_of(st.just([]), history()))
+    return World(regions, pricing, spot, capacity, campaigns, datasets, copies, hist), params
 
 
 @contextlib.contextmanager
@@ -112,6 +139,19 @@ def load(cur, world: World) -> None:
         cur.execute("INSERT INTO dataset_copies (copy_id, dataset_id, region_code, s3_uri, status)"
                     " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)",
                     (cid, did, region, f"s3://b-{region}/{did}/", status))
+    any_dataset = min(world.datasets)
+    for row in world.history:
+        cur.execute("INSERT INTO training_runs (dag_id, run_id, target_key, region_code, dataset_id,"
+                    " training_job_name, status, hyperparameters_sha256, instance_type, instance_count,"
+                    " attempt, purchase_option, recorded_at) VALUES ('hist', 'r1', %s, %s, %s, %s, %s, %s,"
+                    " %s, 1, %s, %s, %s)",
+                    (row.target_key, row.region, any_dataset, f"job-{row.target_key}", row.status, "0" * 64,
+                     row.instance_type, row.attempt, row.option, row.recorded_at))
+        for number, move in enumerate(row.moves, start=1):
+            cur.execute("INSERT INTO placement_moves (dag_id, run_id, target_key, move_number, from_region,"
+                        " from_option, error_code, error_message, moved_at)"
+                        " VALUES ('hist', 'r1', %s, %s, %s, %s, 'CapacityError', 'x', %s)",
+                        (row.target_key, number, move.from_region, move.from_option, move.moved_at))
 
 
 def run_query(cur, params: Params) -> list[dict]:
@@ -124,7 +164,8 @@ def as_tuples(rows: list[dict]) -> list[tuple]:
     return [(r["priority"], r["dataset_id"], r["point_id"], r["region_code"], r["purchase_option"],
              r["expected_cost_usd"],
              r["rank"], r["chosen"], r["fits_capacity"], r["fits_budget"], r["left_out_reason"],
-             r["cumulative_cost_usd"], r["plan_total_usd"]) for r in rows]
+             r["cumulative_cost_usd"], r["plan_total_usd"],
+             r["recent_failures"], r["failure_probability"], r["risk_usd"]) for r in rows]
 
 
 def check_invariants(world: World, params: Params, rows: list[dict]) -> None:
@@ -166,6 +207,13 @@ def test_sql_choice_equals_brute_force(pg, case: tuple[World, Params]) -> None:
         load(cur, world)
         rows = run_query(cur, params)
     check_invariants(world, params, rows)
+    if world.history:
+        event("history: " + ("risk > 0" if any(r["risk_usd"] for r in rows) else "no risk"))
+        forgetful = World(**{**world.__dict__, "history": []})
+        if [r[:5] for r in expected_rows(forgetful, params) if r[7]] != [
+                (r["priority"], r["dataset_id"], r["point_id"], r["region_code"], r["purchase_option"])
+                for r in rows if r["chosen"]]:
+            event("history: changed a choice")
     for r in rows:
         if r["rank"] in (None, 1):
             event(f"target: {r['left_out_reason'] or 'placed ' + r['purchase_option']}")

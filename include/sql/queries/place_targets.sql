@@ -17,7 +17,18 @@
 --   feasible   = quota used in the region + instance_count <= quota_instances (every
 --                option counts) and, for reserved, reserved used + instance_count <=
 --                reserved_instances; and, with a budget, spent so far + cost <= budget.
---   ties       = expected cost, then reserved < on_demand < spot, then region_code.
+--   risk       = the failure model (issue 31): from training_runs (successes) and
+--                placement_moves (failures) of this instance type, per region x option,
+--                each event weighted 0.5 ^ (age / risk_half_life_days), events older than
+--                8 half-lives or after as_of ignored:
+--                  failure_probability = round(F / (F + S + 1), 6)   (0 with no history)
+--                  risk_usd = round(max(0, p x (instance_count x (estimated_hours +
+--                             failover_delay_hours) x on-demand price - expected cost)), 4)
+--                  (a failed launch is assumed to rerun the job at the on-demand price
+--                  after the failover delay)
+--                  risk_adjusted_cost_usd = expected cost + risk_usd
+--                The ranking uses risk_adjusted_cost_usd; the budget counts expected cost.
+--   ties       = risk-adjusted cost, then reserved < on_demand < spot, then region_code.
 --
 -- Parameters (psycopg2 named binds):
 --   dataset_ids              bigint[]  explicit targets; empty = the newest dataset of
@@ -32,6 +43,10 @@
 --   point_ids                text[]    a parameter scan's point ids: every selected dataset
 --                                      is one job per point; empty = one job per dataset
 --                                      (point_id NULL), the plan without a scan
+--   risk_half_life_days      numeric   the failure model's half-life (> 0)
+--   failover_delay_hours     numeric   hours a failed launch costs before the job runs
+--                                      elsewhere (>= 0)
+--   as_of                    timestamptz  the model's "now"; NULL = now()
 --
 -- Result: one row per (target, candidate), ordered by priority, rank (point_id names the
 -- target's scan point, NULL without a scan); a target without
@@ -43,6 +58,8 @@
 --                   (on every row of the target)
 --   fits_capacity / fits_budget   whether this candidate would fit if the target moved
 --                   to it, given the rest of the plan (failover without asking again)
+--   recent_failures, failure_probability, risk_usd, risk_adjusted_cost_usd   the risk
+--                   term (recent_failures: failure events within the horizon, unweighted)
 WITH RECURSIVE allowed_regions AS (
     SELECT r.region_code, r.output_bucket,
            row_number() OVER (ORDER BY r.region_code)::integer AS ri
@@ -55,6 +72,7 @@ offers AS (
     SELECT ar.region_code, ar.ri, ar.output_bucket,
            o.purchase_option, o.option_order,
            o.price_per_instance_hour, o.effective_usd_per_hour, o.billing_usd_per_hour,
+           p.on_demand_usd_per_hour,
            CASE WHEN o.purchase_option = 'spot' THEN sp.observed_at END AS spot_price_observed_at,
            coalesce(cap.quota_instances, 0)    AS quota_instances,
            coalesce(cap.reserved_instances, 0) AS reserved_instances
@@ -82,6 +100,42 @@ offers AS (
      WHERE o.offered
        AND (cardinality(%(allowed_purchase_options)s::text[]) = 0
             OR o.purchase_option = ANY (%(allowed_purchase_options)s::text[]))
+),
+-- The failure model's events for this instance type. A success is a recorded job that
+-- did not move away from its region; a failure is a move away from (region, option).
+-- Rows of jobs never created (attempt 0) or reused (no launch) are not evidence.
+history_bounds AS (
+    SELECT coalesce(%(as_of)s::timestamptz, now()) AS as_of,
+           %(risk_half_life_days)s::numeric * 86400 AS half_life_s
+),
+history_events AS (
+    SELECT tr.region_code, tr.purchase_option, false AS failed, tr.recorded_at AS at
+      FROM training_runs AS tr, history_bounds AS hb
+     WHERE tr.instance_type = %(instance_type)s::text
+       AND tr.recorded_at <= hb.as_of
+       AND tr.recorded_at > hb.as_of - 8 * hb.half_life_s * interval '1 second'
+       AND tr.purchase_option IS NOT NULL AND tr.attempt >= 1 AND tr.status <> 'Reused'
+       AND NOT EXISTS (SELECT 1 FROM placement_moves AS m
+                        WHERE m.dag_id = tr.dag_id AND m.run_id = tr.run_id
+                          AND m.target_key = tr.target_key AND m.from_region = tr.region_code)
+    UNION ALL
+    SELECT m.from_region, m.from_option, true, m.moved_at
+      FROM placement_moves AS m
+      JOIN training_runs AS tr USING (dag_id, run_id, target_key), history_bounds AS hb
+     WHERE tr.instance_type = %(instance_type)s::text
+       AND m.moved_at <= hb.as_of
+       AND m.moved_at > hb.as_of - 8 * hb.half_life_s * interval '1 second'
+),
+failure_model AS (
+    SELECT e.region_code, e.purchase_option,
+           count(*) FILTER (WHERE e.failed)::integer AS recent_failures,
+           round(coalesce(sum(w.w) FILTER (WHERE e.failed), 0)
+                 / (coalesce(sum(w.w), 0) + 1), 6) AS failure_probability
+      FROM history_events AS e
+     CROSS JOIN history_bounds AS hb
+     CROSS JOIN LATERAL (SELECT power(0.5::numeric,
+                                      extract(epoch FROM hb.as_of - e.at) / hb.half_life_s) AS w) AS w
+     GROUP BY e.region_code, e.purchase_option
 ),
 selected AS (
     SELECT d.dataset_id, d.dataset_key, c.campaign_key
@@ -123,19 +177,33 @@ copies AS (
        AND dc.region_code IN (SELECT region_code FROM allowed_regions)
      GROUP BY t.priority
 ),
+-- Each offer's risk term (the same for every target: computed once per offer).
+risky_offers AS (
+    SELECT y.*, y.expected_cost_usd + y.risk_usd AS risk_adjusted_cost_usd
+      FROM (SELECT o.*, r.expected_cost_usd,
+                   coalesce(fm.recent_failures, 0) AS recent_failures,
+                   coalesce(fm.failure_probability, 0) AS failure_probability,
+                   round(greatest(0, coalesce(fm.failure_probability, 0)
+                         * (%(instance_count)s::integer
+                            * (%(estimated_hours)s::numeric + %(failover_delay_hours)s::numeric)
+                            * o.on_demand_usd_per_hour - r.expected_cost_usd)), 4) AS risk_usd
+              FROM offers AS o
+              LEFT JOIN failure_model AS fm
+                ON fm.region_code = o.region_code AND fm.purchase_option = o.purchase_option
+             CROSS JOIN LATERAL (SELECT %(instance_count)s::integer * %(estimated_hours)s::numeric
+                                        * o.effective_usd_per_hour AS expected_cost_usd) AS r) AS y
+),
 candidates AS MATERIALIZED (
     SELECT x.*,
-           -- the target's preference order: cost, then option, then region
+           -- the target's preference order: risk-adjusted cost, then option, then region
            row_number() OVER (PARTITION BY x.priority
-                              ORDER BY x.expected_cost_usd, x.option_order, x.region_code)::integer
+                              ORDER BY x.risk_adjusted_cost_usd, x.option_order, x.region_code)::integer
                AS preference
-      FROM (SELECT t.priority, dc.copy_id, dc.s3_uri, o.*,
-                   %(instance_count)s::integer * %(estimated_hours)s::numeric
-                       * o.effective_usd_per_hour AS expected_cost_usd
+      FROM (SELECT t.priority, dc.copy_id, dc.s3_uri, o.*
               FROM targets AS t
               JOIN dataset_copies AS dc
                 ON dc.dataset_id = t.dataset_id AND dc.status = 'available'
-              JOIN offers AS o ON o.region_code = dc.region_code) AS x
+              JOIN risky_offers AS o ON o.region_code = dc.region_code) AS x
 ),
 -- Each target's candidates as parallel arrays (aligned: one aggregate pass), so a step
 -- of the recursion reads one short row instead of scanning every candidate.
@@ -219,6 +287,7 @@ rows AS (
            c.option_order, c.price_per_instance_hour, c.effective_usd_per_hour,
            c.billing_usd_per_hour, c.spot_price_observed_at,
            c.quota_instances, c.reserved_instances, c.expected_cost_usd,
+           c.recent_failures, c.failure_probability, c.risk_usd, c.risk_adjusted_cost_usd,
            coalesce(c.copy_id = d.chosen_copy_id AND c.option_order = d.chosen_option,
                     false) AS chosen,
            -- would this candidate fit if the target moved to it (its own use released)?
@@ -248,10 +317,11 @@ SELECT priority, dataset_id, dataset_key, campaign_key, point_id,
        price_per_instance_hour, effective_usd_per_hour, billing_usd_per_hour,
        spot_price_observed_at, quota_instances, reserved_instances,
        expected_cost_usd,
+       recent_failures, failure_probability, risk_usd, risk_adjusted_cost_usd,
        CASE WHEN copy_id IS NOT NULL THEN
             row_number() OVER (PARTITION BY priority
                                ORDER BY chosen DESC, (fits_capacity AND fits_budget) DESC,
-                                        expected_cost_usd, option_order, region_code)
+                                        risk_adjusted_cost_usd, option_order, region_code)
        END::integer AS rank,
        chosen, fits_capacity, fits_budget, left_out_reason,
        cumulative_cost_usd, plan_total_usd
