@@ -65,9 +65,9 @@ import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.sdk.bases.decorator  # noqa: F401
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag
 
-from regional_training import assets, tasks
+from regional_training import assets, run_keys, tasks
 from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
-from regional_training.batch_jobs import LAUNCH_TASK_ID, BatchArrayLaunchOperator
+from regional_training.batch_jobs import BatchArrayLaunchOperator
 from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.params import param_specs
 from regional_training.strict_params import dag_params
@@ -127,32 +127,33 @@ TRAINING_POOL = os.environ.get("MRT_TRAINING_POOL", "default_pool")
     tags=["training", "sagemaker", "multi-region", "horovod"],
 )
 def multi_region_training() -> None:
-    @task(multiple_outputs=True)
+    # Task ids are run_keys' (the task bodies pull XComs by them): each body's name is its id.
+    @task(task_id=run_keys.SELECT_TARGETS, multiple_outputs=True)
     def select_targets() -> dict[str, Any]:
         return tasks.select_targets(tasks.current_run())
 
-    @task
+    @task(task_id=run_keys.RENDER_ARRAY_FILE)
     def render_array_file(targets: list[dict[str, Any]]) -> str:
         return tasks.render_array_file(tasks.current_run(), targets)
 
-    @task
+    @task(task_id=run_keys.BUILD_REQUESTS)
     def build_requests(array_uri: str, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.build_requests(tasks.current_run(), array_uri, targets)
 
     # Reused targets' model events are emitted here, where they are recorded.
-    @task(outlets=[assets.MODEL_ALIAS])
+    @task(task_id=run_keys.JOBS_TO_LAUNCH, outlets=[assets.MODEL_ALIAS])
     def jobs_to_launch(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
     # Records every launched target still without a row (its training task failed or never
     # ran), hence also the alias: such a target's model is announced here.
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS],
-          multiple_outputs=False)
+    @task(task_id=run_keys.SUMMARIZE, trigger_rule=TriggerRule.ALL_DONE,
+          outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS], multiple_outputs=False)
     def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
                   ) -> dict[str, Any]:
         return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    @task(task_id=run_keys.CHECK_REGIONS, trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def check_regions(run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
                       left_out: list[dict[str, Any]]) -> None:
         """Watcher: green only when every *planned* target completed and was recorded."""
@@ -163,7 +164,7 @@ def multi_region_training() -> None:
     jobs = build_requests(array_uri, selection["targets"])
     to_launch = jobs_to_launch(jobs)
     # launcher=batch_array: one AWS Batch array job, child N launching array line N.
-    launch = BatchArrayLaunchOperator(task_id=LAUNCH_TASK_ID, array_uri=array_uri, jobs=to_launch,
+    launch = BatchArrayLaunchOperator(task_id=run_keys.LAUNCH_BATCH_ARRAY, array_uri=array_uri, jobs=to_launch,
                                       aws_conn_id=AWS_CONN_ID, botocore_config=BOTOCORE_CONFIG)
     # One task per target: it launches (create or reattach), defers while the job runs
     # (deferred tasks hold no pool slot: only launches are bounded) and, resumed when the
@@ -174,7 +175,7 @@ def multi_region_training() -> None:
     # (regional_training.operators), and takes its request, region and failover from the
     # job reference: one pull of jobs_to_launch (references) and one of its own job per try.
     train = DurableSageMakerTrainingOperator.partial(
-        task_id="train",
+        task_id=run_keys.TRAIN,
         aws_conn_id=AWS_CONN_ID,
         botocore_config=BOTOCORE_CONFIG,
         deferrable=True,

@@ -32,12 +32,13 @@ from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from regional_training.aws_hooks import BatchClientHook
+from regional_training.run_keys import LAUNCH_BATCH_ARRAY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: The launch task's id in the DAG (the train tasks read its XCom in follow mode).
-LAUNCH_TASK_ID = "launch_batch_array"
+#: The launch task's id in the DAG (the train tasks read its XCom in follow mode); run_keys'.
+LAUNCH_TASK_ID = LAUNCH_BATCH_ARRAY
 #: Batch service-job states (DescribeServiceJob).
 SERVICE_ENDED = frozenset({"SUCCEEDED", "FAILED"})
 CAPACITY_PREFIX = "CAPACITY:"
@@ -113,8 +114,8 @@ class BatchArrayLaunchOperator(BatchOperator):
 
         from regional_training import array_file, aws_io
         from regional_training.jobs import resolve_job
+        from regional_training.run_context import current_run
         from regional_training.targets import target_key_of
-        from regional_training.tasks import current_run
 
         run = current_run()
         if run.params.get("launcher") != "batch_array":

@@ -53,6 +53,9 @@ from regional_training.aws_hooks import SageMakerHook
 from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
 
+# The failover moves' XCom key: run_keys holds every task id and XCom key.
+from regional_training.run_keys import MOVES_KEY
+
 # attempts and retry_policy (the resolution and retry rules) are imported where a try uses
 # them: the DAG's parse imports this module for the class alone, and their dataclasses
 # cost it about 3 ms (bench/dag_benchmarks.py --breakdown).
@@ -68,9 +71,6 @@ __all__ = [
 
 #: Extra time beyond the stopping condition: start-up, download, upload.
 WAIT_MARGIN_SECONDS = 3600
-#: XCom key of the failover moves, pushed when they change (``summarize`` reads them for a
-#: target whose task could not record it; a resumed try gets them with its deferral).
-MOVES_KEY = "placement_moves"
 
 
 class NoCapacityError(RuntimeError):
@@ -304,15 +304,15 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             self._defer_on(candidate, attempt.name)
 
     def _collect(self, context: Context, resolution: Resolution) -> dict[str, Any]:
-        """The job completed: collect and record it (``tasks.collect_target``) and return
+        """The job completed: collect and record it (``recording.collect_target``) and return
         the row. Without a ``job`` (the operator used on its own) there is nothing to
         record it against: the provider's return value, the job's description."""
         if self.target_job is None:
             attempt = resolution.attempt
             return {"Training": serialize(attempt.description if attempt and attempt.description else {})}
-        from regional_training import tasks
+        from regional_training import recording, run_context
 
-        return tasks.collect_target(tasks.current_run(), self.target_job,
+        return recording.collect_target(run_context.current_run(), self.target_job,
                                     moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
 
     def _record_failure(self, context: Context, resolution: Resolution) -> None:

@@ -2,6 +2,11 @@
 
 Airflow validates a triggered run's conf against these before the run exists (the UI
 form and the REST API both), so a value outside its schema never reaches a task.
+
+This module owns every Param's schema, the ``scan`` and ``reuse_completed_within`` ones
+included, and imports no feature module: the features (``scan``, ``reuse``) import their
+Param's name and schema constants from here, never the other way (issue 28; the DAG's
+parse imports this module, and tests/unit/test_import_graph.py fails on a cycle).
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regional_training import identifiers, reuse, scan
+from regional_training import identifiers
+from regional_training.metric_format import METRIC_KEYS
 from regional_training.training_request import GPUS_PER_INSTANCE
 
 #: Model choices of the training entry point (``resnet50`` is the production recipe;
@@ -18,6 +24,20 @@ MODELS = ("resnet50", "resnet_tiny")
 LR_SCHEDULES = ("poly", "cosine", "steps")
 #: How the training jobs are launched (the ``launcher`` Param; docs/batch.md).
 LAUNCHERS = ("airflow", "batch_array", "batch_service")
+
+#: The parameter-scan Param (regional_training.scan: its points and their checks).
+SCAN_PARAM = "scan"
+#: Scan point keys that are not hyperparameters: they pick the image and its program.
+SCAN_IMAGE_TAG = "image_tag"
+SCAN_ENTRY_POINT = "entry_point"
+#: Most points in one scan (each is a job per dataset; limits.py bounds the total).
+SCAN_MAX_POINTS = 256
+SCAN_DEFAULT_METRIC = "validation:accuracy"
+
+#: The reuse-window Param (regional_training.reuse: what "identical" is, and why it is off).
+REUSE_PARAM = "reuse_completed_within"
+#: ISO-8601 duration without calendar units (Y, M before T): weeks, days, h, min, s.
+REUSE_DURATION_PATTERN = r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
@@ -171,9 +191,9 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "Select targets, write the array file and build the requests; launch nothing.",
         },
         # Cached identical work: off by default (regional_training.reuse says why).
-        reuse.PARAM_NAME: reuse.param_spec(),
+        REUSE_PARAM: reuse_window_spec(),
         # Parameter scans: every dataset trains once per point (regional_training.scan).
-        scan.PARAM_NAME: scan.param_spec(),
+        SCAN_PARAM: scan_spec(),
         # The AWS Batch launchers (regional_training.batch_launcher, .batch_jobs; docs/batch.md).
         "launcher": {
             "default": "airflow",
@@ -215,6 +235,58 @@ HYPERPARAMETER_PARAMS = (
     "model", "num_classes", "epochs", "max_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs",
     "image_size", "log_every",
 )
+
+
+def scannable_keys() -> list[str]:
+    """The keys a scan point may set: the hyperparameter Params, the image tag, the program."""
+    return [*HYPERPARAMETER_PARAMS, SCAN_IMAGE_TAG, SCAN_ENTRY_POINT]
+
+
+def scan_spec() -> dict[str, Any]:
+    """The ``scan`` Param (``airflow.sdk.Param`` keyword arguments)."""
+    keys = scannable_keys()
+    return {
+        "default": None,
+        "type": ["null", "object"],
+        "title": "Parameter scan",
+        "description": "Empty: one job per dataset with the hyperparameters above. A grid "
+        '{"grid": {"learning_rate": [0.1, 0.2], "batch_size": [32, 64]}} or a list of points '
+        '{"points": [{"learning_rate": 0.1, "image_tag": "v2"}, ...]}: every dataset trains once per point, '
+        "placed like any job. Keys: the hyperparameter Params, image_tag and entry_point (allow-listed). "
+        f"Optional \"metric\" ranks the points (default {SCAN_DEFAULT_METRIC}).",
+        "properties": {
+            "grid": {
+                "type": "object",
+                "propertyNames": {"enum": keys},
+                "additionalProperties": {"type": "array", "minItems": 1, "maxItems": SCAN_MAX_POINTS},
+                "minProperties": 1,
+            },
+            "points": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": SCAN_MAX_POINTS,
+                "items": {"type": "object", "propertyNames": {"enum": keys}, "minProperties": 1},
+            },
+            "metric": {"type": "string", "enum": sorted(METRIC_KEYS)},
+        },
+        "additionalProperties": False,
+    }
+
+
+def reuse_window_spec() -> dict[str, Any]:
+    """Keyword arguments of ``airflow.sdk.Param`` for ``reuse_completed_within``."""
+    return {
+        "default": None,
+        "type": ["null", "string"],
+        "pattern": REUSE_DURATION_PATTERN,
+        "title": "Reuse completed jobs within",
+        "description": (
+            "ISO-8601 duration, e.g. PT12H or P7D (weeks, days, hours, minutes, seconds; at most P90D). "
+            "A target whose dataset copy and version, hyperparameters, image and instance recipe match a "
+            "completed job that ended within this window is not trained again: the earlier model is copied "
+            "and the target is recorded as Reused at no cost. Empty: off (always train)."
+        ),
+    }
 
 
 def training_hyperparameters(params: Mapping[str, Any]) -> dict[str, Any]:

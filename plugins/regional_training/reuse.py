@@ -40,37 +40,22 @@ from typing import TYPE_CHECKING, Any
 
 from regional_training import campaign_db
 
+# The Param's name and pattern are params.py's (it owns every Param schema).
+from regional_training.params import REUSE_DURATION_PATTERN as _DURATION_PATTERN
+from regional_training.params import REUSE_PARAM as PARAM_NAME
+
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
 
 #: Row status of a target that was not trained because an identical job exists.
 REUSED = "Reused"
-PARAM_NAME = "reuse_completed_within"
 #: The longest window accepted: an older model is retrained (new data and fixes land).
 MAX_WINDOW = timedelta(days=90)
-#: ISO-8601 duration without calendar units (Y, M before T): weeks, days, h, min, s.
-_DURATION_PATTERN = r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
 _IMAGE = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
 
 
 class ReuseWindowError(ValueError):
     """The Param ``reuse_completed_within`` is not an accepted duration (names the Param)."""
-
-
-def param_spec() -> dict[str, Any]:
-    """Keyword arguments of ``airflow.sdk.Param`` for ``reuse_completed_within``."""
-    return {
-        "default": None,
-        "type": ["null", "string"],
-        "pattern": _DURATION_PATTERN,
-        "title": "Reuse completed jobs within",
-        "description": (
-            "ISO-8601 duration, e.g. PT12H or P7D (weeks, days, hours, minutes, seconds; at most P90D). "
-            "A target whose dataset copy and version, hyperparameters, image and instance recipe match a "
-            "completed job that ended within this window is not trained again: the earlier model is copied "
-            "and the target is recorded as Reused at no cost. Empty: off (always train)."
-        ),
-    }
 
 
 def parse_window(value: str | None) -> timedelta | None:

@@ -42,15 +42,21 @@ from urllib.parse import quote, unquote
 
 from regional_training.metric_format import METRIC_KEYS
 
-PARAM_NAME = "scan"
-#: Point keys that are not hyperparameters: they pick the image and its program.
-IMAGE_TAG = "image_tag"
-ENTRY_POINT = "entry_point"
-#: Most points in one scan (each is a job per dataset; limits.py bounds the total).
-MAX_POINTS = 256
+# The Param's name, keys and schema are params.py's (it owns every Param schema and
+# imports no feature module): named here as this module has always named them.
+from regional_training.params import (
+    HYPERPARAMETER_PARAMS,
+    param_specs,
+    scannable_keys,
+)
+from regional_training.params import SCAN_DEFAULT_METRIC as DEFAULT_METRIC
+from regional_training.params import SCAN_ENTRY_POINT as ENTRY_POINT
+from regional_training.params import SCAN_IMAGE_TAG as IMAGE_TAG
+from regional_training.params import SCAN_MAX_POINTS as MAX_POINTS
+from regional_training.params import SCAN_PARAM as PARAM_NAME
+
 #: The Variable holding the allow-list: ``{"image_tags": [...], "entry_points": [...]}``.
 ALLOW_LIST_VARIABLE = "mrt_scan_allow_list"
-DEFAULT_METRIC = "validation:accuracy"
 #: A tag as ECR accepts it (settings' ``mrt_training_image_tag`` rule).
 IMAGE_TAG_PATTERN = r"^[\w][\w.-]{0,127}$"
 #: A program file in the image's code directory (no path outside it).
@@ -81,48 +87,8 @@ class Point:
 
 
 def _hyperparameter_specs() -> dict[str, dict[str, Any]]:
-    # Imported here: params imports this module for the Param's schema.
-    from regional_training.params import HYPERPARAMETER_PARAMS, param_specs
-
     specs = param_specs()
     return {name: specs[name] for name in HYPERPARAMETER_PARAMS}
-
-
-def scannable_keys() -> list[str]:
-    from regional_training.params import HYPERPARAMETER_PARAMS
-
-    return [*HYPERPARAMETER_PARAMS, IMAGE_TAG, ENTRY_POINT]
-
-
-def param_spec() -> dict[str, Any]:
-    """The ``scan`` Param (``airflow.sdk.Param`` keyword arguments)."""
-    keys = scannable_keys()
-    return {
-        "default": None,
-        "type": ["null", "object"],
-        "title": "Parameter scan",
-        "description": "Empty: one job per dataset with the hyperparameters above. A grid "
-        '{"grid": {"learning_rate": [0.1, 0.2], "batch_size": [32, 64]}} or a list of points '
-        '{"points": [{"learning_rate": 0.1, "image_tag": "v2"}, ...]}: every dataset trains once per point, '
-        "placed like any job. Keys: the hyperparameter Params, image_tag and entry_point (allow-listed). "
-        f"Optional \"metric\" ranks the points (default {DEFAULT_METRIC}).",
-        "properties": {
-            "grid": {
-                "type": "object",
-                "propertyNames": {"enum": keys},
-                "additionalProperties": {"type": "array", "minItems": 1, "maxItems": MAX_POINTS},
-                "minProperties": 1,
-            },
-            "points": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_POINTS,
-                "items": {"type": "object", "propertyNames": {"enum": keys}, "minProperties": 1},
-            },
-            "metric": {"type": "string", "enum": sorted(METRIC_KEYS)},
-        },
-        "additionalProperties": False,
-    }
 
 
 def allow_list_from(raw: str | None, *, default_image_tag: str) -> AllowList:

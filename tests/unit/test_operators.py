@@ -278,20 +278,20 @@ def test_only_the_planned_region_skips_the_inputs_pre_flight_found(sagemaker: Fa
     assert unchecked._hook("us-west-2").checked_s3_urls == frozenset()
 
 
-# --- Collection: the try that finds its job ended records it (tasks.collect_target).
+# --- Collection: the try that finds its job ended records it (recording.collect_target).
 
 
 @pytest.fixture()
 def recorded() -> Iterator[list[dict[str, Any]]]:
-    """``tasks.collect_target``'s calls (the run, job, moves and the resolved attempt)."""
+    """``recording.collect_target``'s calls (the run, job, moves and the resolved attempt)."""
     calls: list[dict[str, Any]] = []
 
     def collect_target(run: Any, job: dict[str, Any], *, moves: list[dict[str, Any]], latest: Any = None) -> Any:
         calls.append({"run": run, "job": job, "moves": moves, "latest": latest})
         return {"target_key": job["target"]["dataset_key"], "status": latest[1].status if latest else "NotStarted"}
 
-    with mock.patch("regional_training.tasks.collect_target", side_effect=collect_target), \
-            mock.patch("regional_training.tasks.current_run", return_value="the run"):
+    with mock.patch("regional_training.recording.collect_target", side_effect=collect_target), \
+            mock.patch("regional_training.run_context.current_run", return_value="the run"):
         yield calls
 
 
@@ -388,8 +388,9 @@ def test_a_failed_job_is_recorded_before_the_task_fails(sagemaker: FakeSageMaker
 def test_a_recording_failure_leaves_the_training_error_as_the_tasks(sagemaker: FakeSageMaker,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
-    with mock.patch("regional_training.tasks.collect_target", side_effect=OSError("database down")), \
-            mock.patch("regional_training.tasks.current_run"), pytest.raises(NotRetriedError, match="AlgorithmError"):
+    with mock.patch("regional_training.recording.collect_target", side_effect=OSError("database down")), \
+            mock.patch("regional_training.run_context.current_run"), \
+            pytest.raises(NotRetriedError, match="AlgorithmError"):
         _with_job().execute_complete({"ti": _ti()}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
     assert "Could not record mrt-a now (summarize records it): OSError: database down" in capsys.readouterr().out
 

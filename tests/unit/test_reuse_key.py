@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regional_training.reuse import ReuseKey, ReuseWindowError, image_reference, param_spec, parse_window
+from regional_training.params import reuse_window_spec as param_spec  # params owns every Param schema
+from regional_training.reuse import ReuseKey, ReuseWindowError, image_reference, parse_window
 
 HEX64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 keys = st.builds(

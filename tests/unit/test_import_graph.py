@@ -1,0 +1,172 @@
+"""The package's import graph has no cycle (issue 28).
+
+Read from the source with ``ast``, not by importing: every ``import`` counts wherever it
+is written, a function-local import (the way the package keeps the DAG's parse cheap)
+as much as a top-level one, so a cycle cannot hide behind one. Imports under
+``if TYPE_CHECKING:`` are left out: they never run, and annotations may name a module
+above (``from __future__ import annotations`` keeps them strings).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "regional_training"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "plugins" / PACKAGE
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def module_imports(source: str, modules: frozenset[str]) -> set[str]:
+    """The package's modules that ``source`` (one module of it) imports at run time."""
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == PACKAGE and len(parts) > 1:
+                    found.add(parts[1])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > 1:
+                raise AssertionError(f"relative import beyond the package: level {node.level}")
+            parts = (node.module or "").split(".") if node.module else []
+            if node.level == 0 and (not parts or parts[0] != PACKAGE):
+                continue
+            inside = parts[1:] if node.level == 0 else parts
+            if inside:  # from regional_training.x import y / from .x import y
+                found.add(inside[0])
+            else:  # from regional_training import x, y / from . import x
+                found.update(alias.name for alias in node.names)
+    return found & modules
+
+
+def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (itself and ``__init__`` left out)."""
+    files = {path.stem: path for path in sorted(package_dir.glob("*.py"))}
+    modules = frozenset(files)
+    return {name: module_imports(path.read_text(encoding="utf-8"), modules) - {name, "__init__"}
+            for name, path in files.items()}
+
+
+def _reachable(edges: Mapping[str, list[str]], start: str) -> set[str]:
+    """Every module reached from ``start`` in one step or more."""
+    seen: set[str] = set()
+    todo = list(edges[start])
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges[node])
+    return seen
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component with more than one module (or a module
+    importing itself), each as a path ``a -> b -> ... -> a``; sorted, so the output is
+    stable. Mutual reachability: quadratic, which for a package of tens of modules is
+    nothing, and plain to check."""
+    edges = {node: sorted(set(targets)) for node, targets in graph.items()}
+    for targets in list(edges.values()):
+        for target in targets:
+            edges.setdefault(target, [])
+    reach = {node: _reachable(edges, node) for node in edges}
+    placed: set[str] = set()
+    cycles = []
+    for node in sorted(edges):
+        if node in placed or node not in reach[node]:
+            continue
+        component = {node} | {other for other in reach[node] if node in reach[other]}
+        placed |= component
+        cycles.append(_cycle_in(component, edges))
+    return sorted(cycles)
+
+
+def _cycle_in(component: set[str], edges: Mapping[str, list[str]]) -> list[str]:
+    """A shortest cycle through the component's first module (breadth-first), as a path
+    that starts and ends with it."""
+    start = min(component)
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in edges[node]:
+                if child == start:
+                    path = [node]  # back from node to start, then reversed
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), start]
+                if child in component and child not in previous:
+                    previous[child] = node
+                    following.append(child)
+        frontier = following
+    raise AssertionError(f"no cycle through {start} in {sorted(component)}")  # a component always has one
+
+
+# The checker itself, on graphs whose answer is known: a test that cannot fail is no test.
+@pytest.mark.parametrize(
+    ("graph", "cycles"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+        ({"a": {"b"}, "b": {"a"}}, [["a", "b", "a"]]),
+        ({"a": {"a"}}, [["a", "a"]]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"e"}, "e": {"d"}, "f": {"a"}},
+         [["a", "b", "c", "a"], ["d", "e", "d"]]),
+        # A diamond is no cycle.
+        ({"top": {"left", "right"}, "left": {"bottom"}, "right": {"bottom"}, "bottom": set()}, []),
+    ],
+)
+def test_find_cycles_on_known_graphs(graph: dict[str, set[str]], cycles: list[list[str]]) -> None:
+    assert find_cycles(graph) == cycles
+
+
+def test_every_form_of_import_counts_function_local_ones_too() -> None:
+    source = '''
+from __future__ import annotations
+import json
+from typing import TYPE_CHECKING
+import regional_training.alpha
+from regional_training import beta, not_a_module
+from regional_training.gamma import thing
+from . import delta
+from .epsilon import other
+if TYPE_CHECKING:
+    from regional_training import zeta  # annotations only: never runs
+def late():
+    from regional_training.eta import x
+    import regional_training.theta as t
+'''
+    modules = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "json"})
+    assert module_imports(source, modules) == {"alpha", "beta", "gamma", "delta", "epsilon", "eta", "theta"}
+
+
+def test_the_graph_reads_the_package() -> None:
+    graph = import_graph()
+    # Known arrows (top-level and function-local), so a reader that found nothing fails.
+    assert "operators" in graph and "aws_hooks" in graph["operators"]
+    assert "collection" in graph["recording"]  # function-local in recording.py
+    assert len(graph) > 30
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycle(s) in regional_training:\n" + "\n".join(" -> ".join(c) for c in cycles)
