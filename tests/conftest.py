@@ -17,6 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mrt-test-airflow-"))
+#: Every emulator a test starts (local_stack.local_aws passes the environment on) checks
+#: each response against botocore's model and records non-conforming ones here
+#: (local_aws.wire; docs/emulator.md); ``_emulator_responses_conform`` fails on them.
+_RESPONSE_VIOLATIONS = _AIRFLOW_HOME / "emulator-response-violations.jsonl"
+_RESPONSE_VIOLATIONS.touch()
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_AIRFLOW_HOME),
@@ -30,8 +35,22 @@ os.environ.update(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "MRT_CHECK_EMULATOR_RESPONSES": str(_RESPONSE_VIOLATIONS),
     }
 )
+
+
+@pytest.fixture(autouse=True)
+def _emulator_responses_conform() -> Iterator[None]:
+    """Fail the test during which an emulator sent a response that botocore's model
+    rejects (the client saw ``EmulatorResponseInvalid``, or a caller swallowed it)."""
+    start = _RESPONSE_VIOLATIONS.stat().st_size
+    yield
+    with _RESPONSE_VIOLATIONS.open("rb") as violations:
+        violations.seek(start)
+        new = violations.read().decode(errors="replace").strip()
+    if new:
+        pytest.fail(f"the emulator sent responses that do not conform to botocore's model:\n{new}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ format), takes a configurable few seconds, and fails if the channel holds no dat
 Its "model" is a JSON file describing what it read; its loss falls with the steps.
 Shards must start with :data:`SHARD_MAGIC` (as TFRecords have a framing the real entry
 point checks): a corrupt shard fails the job, as ``DataLossError`` fails the real one.
+On SIGTERM (StopTrainingJob, MaxRuntimeInSeconds) it does what SageMaker's docs ask of an
+algorithm in its 120 s grace: saves the model so far (``"stopped": true``) and exits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,9 +46,15 @@ def main() -> int:
             return 2
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
     steps = max(1, min(args.max_steps, 20))
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
     start = time.monotonic()
+    done = 0
     for step in range(1, steps + 1):
         time.sleep(args.seconds / steps)
+        if stopped:
+            break
+        done = step
         loss = 2.3 * math.exp(-step / steps)
         elapsed = time.monotonic() - start
         print(
@@ -60,10 +69,11 @@ def main() -> int:
         )
     model_dir = Path(os.environ["SM_MODEL_DIR"])
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "model.json").write_text(
-        json.dumps({"data_sha256": digest, "files": len(files), "steps": steps}, sort_keys=True)
-    )
-    return 0
+    (model_dir / "model.json").write_text(json.dumps(
+        {"data_sha256": digest, "files": len(files), "steps": done, **({"stopped": True} if stopped else {})},
+        sort_keys=True,
+    ))
+    return 128 + signal.SIGTERM if stopped else 0
 
 
 if __name__ == "__main__":

@@ -6,12 +6,17 @@ can be told (``local_aws.server --lifecycles FILE``, JSON) to do the same:
 
     {"regions": {"us-west-2": {"spot_never_launched": true, "max_wait_seconds": 5}},
      "jobs": {"mrt-eu-west-1-*": {"spot_interruptions": 1, "interrupt_after_seconds": 20},
-              "*": {"throttle": {"DescribeTrainingJob": 2}}}}
+              "*": {"throttle": {"DescribeTrainingJob": 2}},
+              "lost-*": {"lose_create_response": 1}},
+     "api_throttle": {"s3:GetObject": {"burst": 2, "every": 5},
+                      "logs:*": {"burst": 1, "every": 3, "after": 10}}}
 
 ``regions`` keys are region names; ``jobs`` keys are ``fnmatch`` patterns on the job
 name. A job gets the defaults, overridden by its region's entry, overridden by every
 matching job pattern (in file order); only the fields an entry sets override.
 What each knob does is in :class:`Lifecycle` (docs/local-stack.md has the table).
+``api_throttle`` throttles any API by ``service:Operation`` pattern (:class:`ApiThrottle`,
+played by :mod:`local_aws.wire`); docs/emulator.md cites the source of each behaviour.
 """
 
 from __future__ import annotations
@@ -59,6 +64,34 @@ class Lifecycle(BaseModel):
     #: ``ThrottlingException`` bursts: the first N calls of the operation for each job
     #: name are refused (``Rate exceeded``) before anything happens.
     throttle: dict[ThrottledOperation, int] = Field(default_factory=dict)
+    #: ``CreateTrainingJob`` creates the job, then the first N responses for this job
+    #: name are lost (the connection closes before the answer): the client's retry meets
+    #: ``ResourceInUse`` and must follow the job it made (local_aws.wire).
+    lose_create_response: int = Field(0, ge=0)
+
+
+class ApiThrottle(BaseModel):
+    """A throttling pattern on one API: after ``after`` calls go through, ``burst`` calls
+    in a row are refused, then (``every`` > 0) the pattern repeats every ``every`` calls.
+    Counted per region and ``service:Operation``; the refusal is the service's own
+    throttling error (local_aws.wire.THROTTLE_ERRORS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    burst: int = Field(1, ge=1)
+    every: int = Field(0, ge=0)
+    after: int = Field(0, ge=0)
+
+    def model_post_init(self, context: object, /) -> None:
+        if self.every and self.every <= self.burst:
+            raise ValueError(f"every ({self.every}) must exceed burst ({self.burst}): no call would go through")
+
+    def refuses(self, call_number: int) -> bool:
+        """Whether the ``call_number``-th call (1-based) is refused."""
+        index = call_number - 1 - self.after
+        if index < 0 or (not self.every and index >= self.burst):
+            return False
+        return index % self.every < self.burst if self.every else True
 
 
 class LifecycleConfig(BaseModel):
@@ -66,6 +99,8 @@ class LifecycleConfig(BaseModel):
 
     regions: dict[str, Lifecycle] = Field(default_factory=dict)
     jobs: dict[str, Lifecycle] = Field(default_factory=dict)
+    #: ``service:Operation`` fnmatch patterns (``s3:GetObject``, ``logs:*``) -> pattern.
+    api_throttle: dict[str, ApiThrottle] = Field(default_factory=dict)
 
     def for_job(self, region: str, job_name: str) -> Lifecycle:
         values: dict[str, object] = {}

@@ -1,13 +1,16 @@
 """Start the local AWS emulator: ``PYTHONPATH=dev:plugins python -m local_aws.server``.
 
 A moto server (all services, all regions, one endpoint) with the training-job
-lifecycle of :mod:`local_aws.training_jobs` patched in. Runs until SIGINT/SIGTERM.
+lifecycle of :mod:`local_aws.training_jobs` patched in and :mod:`local_aws.wire` in
+front (throttling, lost responses, the botocore response check). Runs until
+SIGINT/SIGTERM. docs/emulator.md lists every behaviour added to moto with its source.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -19,6 +22,11 @@ from local_aws.batch import install as install_batch
 from local_aws.images import load_image_map
 from local_aws.lifecycles import load_lifecycles
 from local_aws.training_jobs import EmulatorConfig, install, stop_all
+from local_aws.wire import ApiMiddleware
+
+#: Environment variable naming the file where non-conforming responses are recorded
+#: (``--check-responses``'s default): the test suite sets it for every emulator it starts.
+CHECK_RESPONSES_ENV = "MRT_CHECK_EMULATOR_RESPONSES"
 
 
 def runners_endpoint(host: str, port: int) -> str:
@@ -34,13 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where job directories are made (default: a temp dir)")
     parser.add_argument("--max-concurrent-jobs", type=int, default=2)
     parser.add_argument("--max-processes-per-job", type=int, default=2)
-    parser.add_argument("--stop-grace-seconds", type=float, default=10.0,
-                        help="seconds between SIGTERM and SIGKILL when a job is stopped")
+    parser.add_argument("--stop-grace-seconds", type=float, default=120.0,
+                        help="seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120)")
     parser.add_argument("--capacity-error-region", action="append", default=[],
                         help="fail CreateTrainingJob in this region with ResourceLimitExceeded")
     parser.add_argument("--lifecycles", default=None,
                         help="JSON of spot/capacity/throttling lifecycles per region or job "
                         "(local_aws.lifecycles; default: none)")
+    parser.add_argument("--check-responses", default=os.environ.get(CHECK_RESPONSES_ENV) or None,
+                        metavar="FILE", help="validate every response against botocore's model; record "
+                        f"non-conforming ones in FILE (default: ${CHECK_RESPONSES_ENV}; unset: no check)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -51,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    lifecycles = load_lifecycles(args.lifecycles)
+    # ThreadedMotoServer builds its WSGI app inside its thread; its werkzeug server calls
+    # whatever ``app`` holds per request, so the middleware goes in before any client.
+    assert server._server is not None
+    server._server.app = ApiMiddleware(server._server.app, lifecycles=lifecycles,
+                                       violations_path=args.check_responses)
     runners = install(
         EmulatorConfig(
             endpoint_url=runners_endpoint(host, port),
@@ -60,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             max_processes=args.max_processes_per_job,
             capacity_errors=set(args.capacity_error_region),
             stop_grace_seconds=args.stop_grace_seconds,
-            lifecycles=load_lifecycles(args.lifecycles),
+            lifecycles=lifecycles,
         )
     )
     # AWS Batch for the launchers (local_aws.batch): array children and service jobs.

@@ -73,8 +73,9 @@ class EmulatorConfig:
     max_processes: int = 2
     #: Regions whose capacity is exhausted: CreateTrainingJob fails there (issue 6's failover).
     capacity_errors: set[str] = field(default_factory=set)
-    #: Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120).
-    stop_grace_seconds: float = 10.0
+    #: Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker: 120; the
+    #: server's default; tests pass a few seconds).
+    stop_grace_seconds: float = 120.0
     #: Spot, capacity and throttling lifecycles per region/job (all off by default).
     lifecycles: LifecycleConfig = field(default_factory=LifecycleConfig)
 
@@ -167,8 +168,6 @@ class _Runner:
             attrs.update(training_end_time=end, training_time_in_seconds=seconds, billable_time_in_seconds=billable)
         if reason:
             attrs["failure_reason"] = reason[-1024:]
-        if status == "Completed":
-            attrs["model_artifacts"] = self._artifacts
         self._set(status_message=status_message, **attrs)
         self.job.secondary_status_transitions[-1].setdefault("EndTime", end)
         log.info("job %s in %s: %s %s", self.job.training_job_name, self.region, status, reason or "")
@@ -176,7 +175,7 @@ class _Runner:
     def _run(self) -> None:
         with self.slots:
             if self.stop_requested.is_set():
-                self._finish("Stopped", "stopped before it started")
+                self._finish("Stopped")
                 return
             try:
                 if self._before_start():
@@ -208,14 +207,14 @@ class _Runner:
             if not self.stop_requested.wait(lifecycle.starting_seconds):
                 self._finish("Failed", CAPACITY_ERROR)
             else:
-                self._finish("Stopped", "stopped by StopTrainingJob")
+                self._finish("Stopped")
             return True
         if self.spot and lifecycle.spot_never_launched:
             self._set(secondary_status="Starting", status_message=INSUFFICIENT_CAPACITY)
             stopped = self.stop_requested.wait(self._max_wait() or 0)
             self._set(secondary_status="Stopping", training_job_status="Stopping")
             if stopped:
-                self._finish("Stopped", "stopped by StopTrainingJob")
+                self._finish("Stopped")
             else:
                 self._finish("Stopped", None, secondary="MaxWaitTimeExceeded",
                              status_message="Training job exceeded MaxWaitTimeInSeconds provided")
@@ -278,28 +277,35 @@ class _Runner:
         if self.interrupted:
             return
         if self.stop_requested.is_set():
+            # SageMaker sends SIGTERM, gives the algorithm 120 s "to save the model
+            # artifacts", and uploads them: a stopped job keeps what /opt/ml/model holds.
+            # A Stopped job has no FailureReason (the field is "the reason it failed").
+            self._upload_model(jobdir, model_dir)
             if self.max_wait_exceeded:
                 self._finish("Stopped", None, metrics, secondary="MaxWaitTimeExceeded",
                              status_message="Training job exceeded MaxWaitTimeInSeconds provided")
             elif self.max_runtime_exceeded:
-                self._finish("Stopped", f"MaxRuntimeExceeded: the job ran longer than {max_runtime:.0f}s", metrics,
-                             secondary="MaxRuntimeExceeded")
+                self._finish("Stopped", None, metrics, secondary="MaxRuntimeExceeded")
             else:
-                self._finish("Stopped", "stopped by StopTrainingJob", metrics)
+                self._finish("Stopped", None, metrics)
             return
         if returncode != 0:
             self._finish("Failed", _failure_reason(ml / "output" / "failure", returncode, text), metrics)
             return
         self._set(secondary_status="Uploading")
-        # Only the master's model: SageMaker uploads /opt/ml/model of algo-1... and of
-        # every host, but the entry point writes it on rank 0 only, which is on algo-1.
+        self._upload_model(jobdir, model_dir)
+        self._finish("Completed", None, metrics)
+
+    def _upload_model(self, jobdir: Path, model_dir: Path) -> None:
+        """Tar ``/opt/ml/model`` to ``S3ModelArtifacts``. Only the master's: SageMaker
+        uploads /opt/ml/model of algo-1... and of every host, but the entry point writes
+        it on rank 0 only, which is on algo-1."""
         tar_path = jobdir / "model.tar.gz"
         with tarfile.open(tar_path, "w:gz") as tar:
-            for path in sorted(model_dir.iterdir()):
+            for path in sorted(model_dir.iterdir()) if model_dir.is_dir() else []:
                 tar.add(path, arcname=path.name)
         bucket, _, key = self._artifacts["S3ModelArtifacts"][len("s3://"):].partition("/")
         self._s3().upload_file(str(tar_path), bucket, key)
-        self._finish("Completed", None, metrics)
 
     def _fill_hosts(
         self, roots: dict[str, Path], image: LocalImage, hps: dict[str, str], hosts: list[str],
@@ -512,9 +518,13 @@ class _Runner:
         psutil.wait_procs(alive, timeout=5)
 
     def stop(self) -> None:
+        """StopTrainingJob: ``Stopping`` at once, SIGTERM, SIGKILL after the grace period.
+
+        The signals go from their own thread: the API call returns while the algorithm
+        uses its grace period (SageMaker's StopTrainingJob answers at once, too)."""
         self.stop_requested.set()
         self._set(training_job_status="Stopping", secondary_status="Stopping")
-        self._kill()
+        threading.Thread(target=self._kill, name=f"stop-{self.job.training_job_name}", daemon=True).start()
 
 
 #: FailureReason of a job whose instances could not be provisioned after it was created.
@@ -671,7 +681,9 @@ def install(config: EmulatorConfig) -> dict[str, _Runner]:
         ]
         job.training_start_time = job.training_end_time = None
         job.final_metric_data_list = []
-        job.model_artifacts = None  # SageMaker reports artifacts only once the job completed
+        # ModelArtifacts stays (moto sets <S3OutputPath>/<job>/output/model.tar.gz): it is a
+        # required member of DescribeTrainingJobResponse in botocore's model; the object
+        # exists only once the job uploaded it (docs/emulator.md, *assumed*).
         runners[job.arn] = runner
         runner.thread.start()
         return job
