@@ -43,12 +43,63 @@ log = logging.getLogger("local_aws.batch")
 
 ACCOUNT = "123456789012"
 ENDED = ("SUCCEEDED", "FAILED")
-NO_CAPACITY_TAG = "local:no-capacity-seconds"
+#: Batch's reason for a service job re-queued after SageMaker's CapacityError (the
+#: ``jobStateTimeLimitActions`` reason of SageMaker queues, user guide).
 CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+#: How Batch prefixes SageMaker's messages in a service job's ``statusReason``.
+SAGEMAKER_PREFIX = "Received status from SageMaker: "
+TRAINING_JOB_PREFIX = "AWSBatch"
+#: SageMaker's TrainingJobName limit.
+TRAINING_JOB_NAME_MAX = 63
+#: A local knob (queue tag): ``jobStateTimeLimitActions``' maxTimeSeconds (600 at least on
+#: AWS) scaled by this, so a test waits seconds, not ten minutes.
+TIME_LIMIT_SCALE_TAG = "local:time-limit-scale"
+#: SageMaker SecondaryStatus -> service-job status (user guide, "Mapping AWS Batch service
+#: job status to SageMaker AI status"; ``Starting`` is assumed to be SCHEDULED: capacity is
+#: not acquired yet).
+SECONDARY_TO_BATCH = {
+    "Pending": "SCHEDULED", "Starting": "SCHEDULED", "Downloading": "STARTING", "Training": "RUNNING",
+    "Uploading": "RUNNING", "Interrupted": "RUNNING", "Restarting": "RUNNING", "Stopping": "RUNNING",
+}
+#: "Environment variables cannot start with AWS_BATCH" (ContainerOverrides.environment,
+#: botocore's model).
+RESERVED_ENV_PREFIX = "AWS_BATCH"
+
+
+def name_filter(filters: list[dict[str, Any]] | None) -> Any:
+    """The ``JOB_NAME`` filter of ListJobs/ListServiceJobs as a predicate, or ``None``:
+    "a case-insensitive match for the job name. If the value ends with an asterisk (*),
+    the filter matches any job name that begins with the string before the '*'"
+    (botocore's model, ``filters``)."""
+    values = [v for f in filters or [] if f["name"] == "JOB_NAME" for v in f["values"]]
+    others = [f["name"] for f in filters or [] if f["name"] != "JOB_NAME"]
+    if others:
+        raise BatchClientError(f"the emulator supports only the JOB_NAME filter, not {others}")
+    if not values:
+        return None
+    wanted = [v.lower() for v in values]
+
+    def match(name: str) -> bool:
+        lowered = name.lower()
+        return any(lowered.startswith(w[:-1]) if w.endswith("*") else lowered == w for w in wanted)
+
+    return match
 
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+def _refuse_reserved(environment: list[dict[str, str]]) -> None:
+    reserved = [e["name"] for e in environment if e["name"].startswith(RESERVED_ENV_PREFIX)]
+    if reserved:
+        raise BatchClientError(f"Environment variables cannot start with {RESERVED_ENV_PREFIX}: {reserved}")
+
+
+def exit_code(returncode: int) -> int:
+    """A container's exit code as Docker/ECS report it: 128 + the signal for a process
+    killed by one (SIGKILL: 137), where Python's ``returncode`` is ``-signal``."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 class BatchClientError(Exception):
@@ -140,8 +191,10 @@ class Job(_JobRecord):
         out = self._describe(
             attempts=[a.to_dict() for a in self.attempts], jobDefinition=self.definition["jobDefinitionArn"],
             parameters=self.parameters, retryStrategy={"attempts": self.max_attempts}, tags=self.tags,
-            container=container, dependsOn=[], platformCapabilities=["EC2"],
+            container=container, dependsOn=[],
+            platformCapabilities=self.definition.get("platformCapabilities") or ["EC2"],
         )
+        out.setdefault("startedAt", self.created_at)  # required in JobDetail (assumed before a start)
         if self.array_index is not None:
             out["arrayProperties"] = {"index": self.array_index}
         return out
@@ -165,13 +218,16 @@ class ArrayJob:
 
     @property
     def status(self) -> str:
+        """ListJobsRequest.jobStatus (botocore's model): "Array job parents are updated to
+        PENDING when any child job is updated to RUNNABLE and remain in PENDING status
+        while child jobs are running"; then SUCCEEDED if every child did, else FAILED."""
         states = [c.status for c in self.children]
         if all(s == "SUCCEEDED" for s in states):
             return "SUCCEEDED"
         if all(s in ENDED for s in states):
             return "FAILED"
-        if any(s in ("STARTING", "RUNNING") or s in ENDED for s in states):
-            return "RUNNING"
+        if all(s == "SUBMITTED" for s in states):
+            return "SUBMITTED"
         return "PENDING"
 
     def describe(self) -> dict[str, Any]:
@@ -182,10 +238,13 @@ class ArrayJob:
         out: dict[str, Any] = {
             "jobArn": self.arn, "jobName": self.name, "jobId": self.job_id, "jobQueue": self.queue,
             "status": self.status, "createdAt": self.created_at, "attempts": [],
+            # JobDetail marks startedAt required: a parent's is its first child's start, or
+            # its createdAt before any started (assumed; docs/emulator.md).
+            "startedAt": min([c.started_at for c in self.children if c.started_at] or [self.created_at]),
             "jobDefinition": self.definition["jobDefinitionArn"], "parameters": self.parameters, "tags": self.tags,
             "arrayProperties": {"size": len(self.children), "statusSummary": summary},
             "container": {"command": self.children[0].command if self.children else []},
-            "dependsOn": [], "platformCapabilities": ["EC2"],
+            "dependsOn": [], "platformCapabilities": self.definition.get("platformCapabilities") or ["EC2"],
         }
         if self.status in ENDED and ended:
             out["stoppedAt"] = max(ended)
@@ -195,28 +254,69 @@ class ArrayJob:
         return out
 
 
+@dataclass
+class ServiceAttempt:
+    """One training job Batch made for a service job (``ServiceJobAttemptDetail``)."""
+
+    training_job_arn: str
+    started_at: int
+    stopped_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def training_job_name(self) -> str:
+        return self.training_job_arn.rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"serviceResourceId": {"name": "TrainingJobArn", "value": self.training_job_arn},
+                               "startedAt": self.started_at}
+        if self.stopped_at is not None:
+            out["stoppedAt"] = self.stopped_at
+        if self.reason:
+            out["statusReason"] = self.reason
+        return out
+
+
 @dataclass(kw_only=True)
 class ServiceJob(_JobRecord):
     ARN_KIND: ClassVar[str] = "service-job"
 
     payload: dict[str, Any]
     request: dict[str, Any]
-    no_capacity_seconds: float
-    training_job_arn: str | None = None
+    #: The queue's ``jobStateTimeLimitActions`` (CreateJobQueue).
+    time_limits: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[ServiceAttempt] = field(default_factory=list)
+    #: Attempts that count against ``retryStrategy.attempts`` (capacity re-queues do not).
+    counted_attempts: int = 0
+    #: When the job last entered RUNNABLE (``jobStateTimeLimitActions`` count from there).
+    runnable_since: int | None = None
+    scheduled_at: int | None = None
     terminate_reason: str = ""
+    #: The queue's TIME_LIMIT_SCALE_TAG.
+    time_scale: float = 1.0
+
+    @property
+    def max_attempts(self) -> int:
+        return int((self.request.get("retryStrategy") or {}).get("attempts", 1))
 
     def describe(self) -> dict[str, Any]:
+        # DescribeServiceJobResponse marks startedAt required: before the job starts the
+        # emulator sends its createdAt (assumed; docs/emulator.md).
         out = self._describe(
             serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload=self.request["serviceRequestPayload"],
             schedulingPriority=self.request.get("schedulingPriority", 0), tags=self.request.get("tags", {}),
-            isTerminated=self.terminated, attempts=[],
+            isTerminated=self.terminated, attempts=[a.to_dict() for a in self.attempts],
+            retryStrategy={"attempts": self.max_attempts},
         )
+        out.setdefault("startedAt", self.created_at)
+        if not out["statusReason"]:
+            del out["statusReason"]
+        if self.scheduled_at:
+            out["scheduledAt"] = self.scheduled_at
         if self.request.get("shareIdentifier"):
             out["shareIdentifier"] = self.request["shareIdentifier"]
-        if self.training_job_arn:
-            attempt = {"serviceResourceId": {"name": "TrainingJobArn", "value": self.training_job_arn}}
-            out["latestAttempt"] = attempt
-            out["attempts"] = [{**attempt, "startedAt": self.started_at or self.created_at}]
+        if self.attempts:
+            out["latestAttempt"] = {"serviceResourceId": self.attempts[-1].to_dict()["serviceResourceId"]}
         return out
 
 
@@ -230,6 +330,8 @@ class BatchEmulator:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.queues: dict[tuple[str, str], dict[str, Any]] = {}
+        self.compute_environments: dict[tuple[str, str], dict[str, Any]] = {}
+        self.service_environments: dict[tuple[str, str], dict[str, Any]] = {}
         self.definitions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.jobs: dict[str, Job] = {}
         self.arrays: dict[str, ArrayJob] = {}
@@ -241,17 +343,70 @@ class BatchEmulator:
     def create_job_queue(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["jobQueueName"]
         arn = batch_arn(region, f"job-queue/{name}")
+        limits = body.get("jobStateTimeLimitActions") or []
+        for action in limits:
+            # CreateJobQueueRequest.jobStateTimeLimitActions: "The minimum value for
+            # maxTimeSeconds is 600 (10 minutes) and its maximum value is 86,400"; the only
+            # state is RUNNABLE (JobStateTimeLimitActionsState), actions CANCEL/TERMINATE.
+            if not 600 <= int(action["maxTimeSeconds"]) <= 86400:
+                raise BatchClientError(f"maxTimeSeconds {action['maxTimeSeconds']} is not within 600..86400")
+            if action["state"] != "RUNNABLE" or action["action"] not in ("CANCEL", "TERMINATE"):
+                raise BatchClientError(f"jobStateTimeLimitActions entry {action} is not RUNNABLE/CANCEL|TERMINATE")
+        queue_type = body.get("jobQueueType", "ECS")
         with self.lock:
             if (region, name) in self.queues:
                 raise BatchClientError(f"Job queue {name} already exists")
+            for order in body.get("serviceEnvironmentOrder") or []:
+                if queue_type == "SAGEMAKER_TRAINING" and order["serviceEnvironment"].rsplit("/", 1)[-1] not in {
+                        n for (r, n) in self.service_environments if r == region}:
+                    raise BatchClientError(f"Service environment {order['serviceEnvironment']} does not exist")
             self.queues[(region, name)] = {
                 "jobQueueName": name, "jobQueueArn": arn, "state": body.get("state", "ENABLED"),
                 "status": "VALID", "priority": body.get("priority", 1), "tags": body.get("tags") or {},
-                "jobQueueType": body.get("jobQueueType", "ECS"),
+                "jobQueueType": queue_type,
                 "computeEnvironmentOrder": body.get("computeEnvironmentOrder") or [],
                 "serviceEnvironmentOrder": body.get("serviceEnvironmentOrder") or [],
+                "jobStateTimeLimitActions": limits,
             }
         return {"jobQueueName": name, "jobQueueArn": arn}
+
+    def create_compute_environment(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Recorded only: the emulator runs every job at once (assumed unlimited capacity)."""
+        name = body["computeEnvironmentName"]
+        arn = batch_arn(region, f"compute-environment/{name}")
+        with self.lock:
+            if (region, name) in self.compute_environments:
+                raise BatchClientError(f"Compute environment {name} already exists")
+            self.compute_environments[(region, name)] = {
+                "computeEnvironmentName": name, "computeEnvironmentArn": arn, "type": body["type"],
+                "state": body.get("state", "ENABLED"), "status": "VALID", "tags": body.get("tags") or {},
+                **({"computeResources": body["computeResources"]} if body.get("computeResources") else {}),
+                **({"serviceRole": body["serviceRole"]} if body.get("serviceRole") else {}),
+            }
+        return {"computeEnvironmentName": name, "computeEnvironmentArn": arn}
+
+    def create_service_environment(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Recorded only (``capacityLimits`` are not enforced: assumed unlimited)."""
+        name = body["serviceEnvironmentName"]
+        arn = batch_arn(region, f"service-environment/{name}")
+        if body["serviceEnvironmentType"] != "SAGEMAKER_TRAINING":
+            raise BatchClientError(f"serviceEnvironmentType {body['serviceEnvironmentType']!r} is not "
+                                   "SAGEMAKER_TRAINING")
+        with self.lock:
+            if (region, name) in self.service_environments:
+                raise BatchClientError(f"Service environment {name} already exists")
+            self.service_environments[(region, name)] = {
+                "serviceEnvironmentName": name, "serviceEnvironmentArn": arn,
+                "serviceEnvironmentType": body["serviceEnvironmentType"], "state": body.get("state", "ENABLED"),
+                "status": "VALID", "capacityLimits": body["capacityLimits"], "tags": body.get("tags") or {},
+            }
+        return {"serviceEnvironmentName": name, "serviceEnvironmentArn": arn}
+
+    @staticmethod
+    def _named(items: dict[tuple[str, str], dict[str, Any]], region: str, wanted: list[str] | None,
+               arn_key: str) -> list[dict[str, Any]]:
+        return [item for (r, n), item in items.items()
+                if r == region and (not wanted or n in wanted or item[arn_key] in wanted)]
 
     def queue(self, region: str, ref: str) -> dict[str, Any]:
         name = ref.rsplit("/", 1)[-1]
@@ -263,6 +418,14 @@ class BatchEmulator:
 
     def register_job_definition(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["jobDefinitionName"]
+        environment = (body.get("containerProperties") or {}).get("environment") or []
+        _refuse_reserved(environment)
+        resources = {r["type"]: r["value"] for r in (body.get("containerProperties") or {}).get(
+            "resourceRequirements") or []}
+        if "FARGATE" not in (body.get("platformCapabilities") or ["EC2"]) and float(resources.get("VCPU", 1)) < 1:
+            # ResourceRequirement.value: "For jobs that are running on Amazon EC2 resources ...
+            # must be at least 1"; fractions (0.25, 0.5) are Fargate's values.
+            raise BatchClientError(f"VCPU {resources['VCPU']} needs platformCapabilities=['FARGATE'] (EC2: 1 at least)")
         with self.lock:
             revisions = self.definitions.setdefault((region, name), [])
             revision = len(revisions) + 1
@@ -285,6 +448,7 @@ class BatchEmulator:
         definition = self.definition(region, body["jobDefinition"])
         container = definition.get("containerProperties") or {}
         overrides = body.get("containerOverrides") or {}
+        _refuse_reserved(overrides.get("environment") or [])
         parameters = {**(definition.get("parameters") or {}), **(body.get("parameters") or {})}
         template = overrides.get("command") or container.get("command") or []
         command = [self._substitute(arg, parameters) for arg in template]
@@ -348,16 +512,18 @@ class BatchEmulator:
             if job.array_index is not None:
                 env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)
             argv = [sys.executable if a == "python" else a for a in job.command]
+            with self.lock:  # STARTING: placed, its container being started (user guide, job states)
+                job.status, job.status_reason = "STARTING", ""
             with log_path.open("wb") as out:
                 attempt = Attempt(started_at=_ms(), log_path=str(log_path))
                 with self.lock:
                     job.attempts.append(attempt)
-                    job.status, job.status_reason = "RUNNING", ""
-                    job.started_at = job.started_at or attempt.started_at
                     job.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                                    start_new_session=True)
+                    job.status = "RUNNING"
+                    job.started_at = job.started_at or attempt.started_at
                 log.info("Batch job %s attempt %d: pid %d: %s", job.job_id, number, job.process.pid, " ".join(argv))
-                code = job.process.wait()
+                code = exit_code(job.process.wait())
             with self.lock:
                 attempt.stopped_at, attempt.exit_code = _ms(), code
                 attempt.reason = "Essential container in task exited"
@@ -416,9 +582,9 @@ class BatchEmulator:
                 queue = self.queue(region, body["jobQueue"])["jobQueueArn"]
                 entries = [a for a in self.arrays.values() if a.queue == queue]
                 entries += [j for j in self.jobs.values() if j.queue == queue and j.array_parent is None]
-            names = [v for f in body.get("filters") or [] if f["name"] == "JOB_NAME" for v in f["values"]]
-            if names:
-                entries = [e for e in entries if e.name in names]
+            match = name_filter(body.get("filters"))
+            if match is not None:  # "jobStatus is ignored and jobs with any status are returned"
+                entries = [e for e in entries if match(e.name)]
             elif body.get("jobStatus"):
                 entries = [e for e in entries if e.status == body["jobStatus"]]
             elif not body.get("arrayJobId"):
@@ -431,20 +597,24 @@ class BatchEmulator:
                                                   if "arrayProperties" in described else {}))
             return out
 
-    # --- service jobs --------------------------------------------------------------------------
+    # --- service jobs ----------------------------------------------------------------------------
     def submit_service_job(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         queue = self.queue(region, body["jobQueue"])
         if body.get("serviceJobType") != "SAGEMAKER_TRAINING":
             raise BatchClientError(f"serviceJobType {body.get('serviceJobType')!r} is not SAGEMAKER_TRAINING")
+        if queue.get("jobQueueType") != "SAGEMAKER_TRAINING":
+            raise BatchClientError(f"Job queue {queue['jobQueueName']} is not a SAGEMAKER_TRAINING queue")
         payload = json.loads(body["serviceRequestPayload"])
         token = body.get("clientToken")
         with self.lock:
             if token and (region, token) in self.tokens:
-                existing = self.service_jobs[self.tokens[(region, token)]]
-                return {"jobArn": existing.arn, "jobName": existing.name, "jobId": existing.job_id}
+                # SubmitServiceJobRequest.clientToken (botocore's model): "two submit requests
+                # with identical payloads and clientTokens ... the second request is rejected".
+                raise BatchClientError(f"A request with clientToken {token} was already received")
             job = ServiceJob(job_id=str(uuid.uuid4()), name=body["jobName"], region=region,
                              queue=queue["jobQueueArn"], payload=payload, request=body,
-                             no_capacity_seconds=float(queue["tags"].get(NO_CAPACITY_TAG, 0)))
+                             time_limits=list(queue.get("jobStateTimeLimitActions") or []))
+            job.time_scale = float((queue.get("tags") or {}).get(TIME_LIMIT_SCALE_TAG, 1.0))
             self.service_jobs[job.job_id] = job
             if token:
                 self.tokens[(region, token)] = job.job_id
@@ -461,50 +631,127 @@ class BatchEmulator:
         return boto3.client("sagemaker", region_name=region, endpoint_url=self.endpoint_url,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    @staticmethod
+    def training_job_name(payload_name: str, attempt: int) -> str:
+        """``AWSBatch`` + the payload's name + 32 hex (AWS's service-job event example),
+        cut to SageMaker's 63 characters. The hex is opaque on AWS; here its first 8
+        digits are the attempt number, so a lifecycle pattern can pick one attempt."""
+        room = TRAINING_JOB_NAME_MAX - len(TRAINING_JOB_PREFIX) - 32
+        return f"{TRAINING_JOB_PREFIX}{payload_name[:room]}{attempt:08x}{uuid.uuid4().hex[:24]}"
+
+    def _set(self, job: ServiceJob, status: str, reason: str = "") -> None:
+        with self.lock:
+            if status == "RUNNABLE" and job.status != "RUNNABLE":
+                job.runnable_since = _ms()
+            job.status, job.status_reason = status, reason
+            if status in ENDED:
+                job.stopped_at = _ms()
+
+    def _time_limit(self, job: ServiceJob) -> dict[str, Any] | None:
+        """The queue's ``jobStateTimeLimitActions`` entry that applies now, if any: the job
+        waited RUNNABLE for that reason longer than ``maxTimeSeconds``."""
+        if job.status != "RUNNABLE" or job.runnable_since is None:
+            return None
+        waited = (_ms() - job.runnable_since) / 1000.0
+        for action in job.time_limits:
+            if (action.get("state") == "RUNNABLE" and job.status_reason.startswith(action["reason"])
+                    and waited >= float(action["maxTimeSeconds"]) * job.time_scale):
+                return action
+        return None
+
     def _run_service_job(self, job: ServiceJob) -> None:
+        """SUBMITTED -> RUNNABLE -> SCHEDULED -> STARTING -> RUNNING -> SUCCEEDED/FAILED, as
+        the Batch user guide's service-job status table maps SageMaker's statuses."""
         from botocore.exceptions import ClientError
 
-        job.status = "RUNNABLE"
         sm = self._sagemaker(job.region)
-        while not job.terminated:
-            if time.time() * 1000 - job.created_at < job.no_capacity_seconds * 1000:
-                job.status_reason = CAPACITY_REASON
-                time.sleep(self.poll_seconds)
-                continue
-            try:
-                arn = sm.create_training_job(**job.payload)["TrainingJobArn"]
-            except ClientError as err:
-                error = err.response.get("Error", {})
-                if error.get("Code") in ("ResourceLimitExceeded", "CapacityError"):
-                    job.status_reason = CAPACITY_REASON  # Batch keeps it queued until capacity comes
-                    time.sleep(self.poll_seconds)
-                    continue
-                with self.lock:
-                    job.status, job.stopped_at = "FAILED", _ms()
-                    job.status_reason = f"{error.get('Code')}: {error.get('Message')}"
-                return
-            with self.lock:
-                job.training_job_arn, job.status, job.status_reason, job.started_at = arn, "RUNNING", "", _ms()
-            break
-        name = job.payload["TrainingJobName"]
+        time.sleep(self.poll_seconds)  # the scheduler's evaluation (SUBMITTED)
+        self._set(job, "RUNNABLE")
         while True:
             if job.terminated:
+                return self._end_terminated(job, sm)
+            if job.status == "RUNNABLE":
+                action = self._time_limit(job)
+                if action is not None:
+                    with self.lock:
+                        job.terminated = True
+                    self._set(job, "FAILED",
+                              f"Terminated by JobStateTimeLimit action due to reason: {action['reason']}")
+                    return None
+                if job.attempts and job.status_reason.startswith(CAPACITY_REASON) and not self._capacity_back(job):
+                    time.sleep(self.poll_seconds)
+                    continue
+                name = self.training_job_name(job.payload["TrainingJobName"], len(job.attempts) + 1)
+                try:
+                    arn = sm.create_training_job(**{**job.payload, "TrainingJobName": name})["TrainingJobArn"]
+                except ClientError as err:
+                    error = err.response.get("Error", {})
+                    # A quota (ResourceLimitExceeded) or a bad request is not capacity: the job
+                    # fails with SageMaker's error (assumed; docs/emulator.md).
+                    self._set(job, "FAILED", f"{SAGEMAKER_PREFIX}{error.get('Code')}: {error.get('Message')}")
+                    return None
                 with self.lock:
-                    job.status, job.stopped_at, job.status_reason = "FAILED", _ms(), job.terminate_reason
-                if job.training_job_arn:
-                    try:
-                        sm.stop_training_job(TrainingJobName=name)
-                    except ClientError as err:  # already ended
-                        log.info("StopTrainingJob %s: %s", name, err)
-                return
-            state = sm.describe_training_job(TrainingJobName=name)
-            if state["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+                    job.attempts.append(ServiceAttempt(training_job_arn=arn, started_at=_ms()))
+                    job.scheduled_at = job.scheduled_at or _ms()
+                self._set(job, "SCHEDULED")
+                continue
+            attempt = job.attempts[-1]
+            state = sm.describe_training_job(TrainingJobName=attempt.training_job_name)
+            status, secondary = state["TrainingJobStatus"], state.get("SecondaryStatus")
+            transitions = state.get("SecondaryStatusTransitions") or []
+            message = (transitions[-1].get("StatusMessage") if transitions else None) or secondary or status
+            if status == "InProgress" or status == "Stopping":
+                batch_status = SECONDARY_TO_BATCH.get(str(secondary), "RUNNING")
                 with self.lock:
-                    job.stopped_at = _ms()
-                    job.status = "SUCCEEDED" if state["TrainingJobStatus"] == "Completed" else "FAILED"
-                    job.status_reason = state.get("FailureReason") or f"training job {state['TrainingJobStatus']}"
-                return
+                    if batch_status in ("STARTING", "RUNNING") and job.started_at is None:
+                        job.started_at = _ms()
+                self._set(job, batch_status, f"{SAGEMAKER_PREFIX}{message}")
+            else:
+                self._end_attempt(job, attempt, state)
+                if job.status in ENDED:
+                    return None
             time.sleep(self.poll_seconds)
+
+    def _capacity_back(self, job: ServiceJob) -> bool:
+        """Whether the service environment may try again after a CapacityError: after one
+        poll (assumed; AWS does not say how soon it retries)."""
+        return job.runnable_since is not None and _ms() - job.runnable_since >= self.poll_seconds * 1000
+
+    def _end_attempt(self, job: ServiceJob, attempt: ServiceAttempt, state: dict[str, Any]) -> None:
+        status, failure = state["TrainingJobStatus"], state.get("FailureReason") or ""
+        with self.lock:
+            attempt.stopped_at = _ms()
+        if status == "Completed":
+            attempt.reason = f"{SAGEMAKER_PREFIX}Training job completed"
+            self._set(job, "SUCCEEDED", attempt.reason)
+            return
+        attempt.reason = f"{SAGEMAKER_PREFIX}{failure or 'Training job ' + status.lower()}"
+        if status == "Failed" and failure.startswith("CapacityError"):
+            # "Service jobs automatically retry certain types of failures, such as insufficient
+            # capacity errors, without consuming your configured retry attempts" (user guide,
+            # service-job-retries): a new training job once capacity is back.
+            self._set(job, "RUNNABLE", f"{CAPACITY_REASON} - {failure}")
+            return
+        with self.lock:
+            job.counted_attempts += 1
+        if status == "Failed" and job.counted_attempts < job.max_attempts:
+            self._set(job, "RUNNABLE", attempt.reason)
+            return
+        self._set(job, "FAILED", attempt.reason)
+
+    def _end_terminated(self, job: ServiceJob, sm: Any) -> None:
+        """TerminateServiceJob: the live training job is stopped, then the job FAILED."""
+        from botocore.exceptions import ClientError
+
+        attempt = job.attempts[-1] if job.attempts else None
+        if attempt is not None and attempt.stopped_at is None:
+            try:
+                sm.stop_training_job(TrainingJobName=attempt.training_job_name)
+            except ClientError as err:  # already ended
+                log.info("StopTrainingJob %s: %s", attempt.training_job_name, err)
+            with self.lock:
+                attempt.stopped_at, attempt.reason = _ms(), f"{SAGEMAKER_PREFIX}Training job stopped"
+        self._set(job, "FAILED", job.terminate_reason)
 
     def service_job(self, job_id: str) -> ServiceJob:
         with self.lock:
@@ -521,13 +768,18 @@ class BatchEmulator:
         return {}
 
     def list_service_jobs(self, region: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """ListServiceJobsRequest (botocore's model): a ``JOB_NAME`` filter ignores
+        ``jobStatus``; no filter and no status lists only RUNNING jobs."""
         queue = self.queue(region, body["jobQueue"])["jobQueueArn"]
-        names = [v for f in body.get("filters") or [] if f["name"] == "JOB_NAME" for v in f["values"]]
+        match = name_filter(body.get("filters"))
         with self.lock:
-            jobs = [j for j in self.service_jobs.values() if j.queue == queue and (not names or j.name in names)
-                    and (names or not body.get("jobStatus") or j.status == body["jobStatus"])]
+            jobs = [j for j in self.service_jobs.values() if j.queue == queue]
+            if match is not None:
+                jobs = sorted((j for j in jobs if match(j.name)), key=lambda j: j.created_at, reverse=True)
+            else:
+                jobs = [j for j in jobs if j.status == (body.get("jobStatus") or "RUNNING")]
             keys = ("jobArn", "jobId", "jobName", "status", "statusReason", "createdAt", "serviceJobType",
-                    "latestAttempt", "startedAt", "stoppedAt")
+                    "latestAttempt", "startedAt", "stoppedAt", "scheduledAt", "shareIdentifier", "isTerminated")
             return [{k: v for k, v in j.describe().items() if k in keys} for j in jobs]
 
     def stop_all(self) -> None:
@@ -544,7 +796,8 @@ def install(emulator: BatchEmulator) -> None:
     from moto.batch import urls
     from moto.batch.responses import BatchResponse
 
-    for path in ("submitservicejob", "describeservicejob", "terminateservicejob", "listservicejobs"):
+    for path in ("submitservicejob", "describeservicejob", "terminateservicejob", "listservicejobs",
+                 "createserviceenvironment", "describeserviceenvironments"):
         urls.url_paths[f"{{0}}/v1/{path}$"] = BatchResponse.dispatch
 
     def handler(action: Any) -> Any:
@@ -560,10 +813,14 @@ def install(emulator: BatchEmulator) -> None:
 
     actions = {
         "createjobqueue": emulator.create_job_queue,
-        "describejobqueues": lambda region, body: {"jobQueues": [
-            q for (r, n), q in emulator.queues.items()
-            if r == region and (not body.get("jobQueues") or n in body["jobQueues"] or q["jobQueueArn"]
-                                in body["jobQueues"])]},
+        "describejobqueues": lambda region, body: {"jobQueues": emulator._named(
+            emulator.queues, region, body.get("jobQueues"), "jobQueueArn")},
+        "createcomputeenvironment": emulator.create_compute_environment,
+        "describecomputeenvironments": lambda region, body: {"computeEnvironments": emulator._named(
+            emulator.compute_environments, region, body.get("computeEnvironments"), "computeEnvironmentArn")},
+        "createserviceenvironment": emulator.create_service_environment,
+        "describeserviceenvironments": lambda region, body: {"serviceEnvironments": emulator._named(
+            emulator.service_environments, region, body.get("serviceEnvironments"), "serviceEnvironmentArn")},
         "registerjobdefinition": emulator.register_job_definition,
         "describejobdefinitions": lambda region, body: {"jobDefinitions": [
             d for (r, n), revisions in emulator.definitions.items() if r == region
@@ -582,37 +839,24 @@ def install(emulator: BatchEmulator) -> None:
         setattr(BatchResponse, name, handler(action))
 
 
-#: The launcher's job definition as deploy/ registers it (the Airflow image runs
-#: regional_training.batch_launcher); locally ``python`` is the emulator's interpreter.
-LAUNCHER_COMMAND = [
-    "python", "-m", "regional_training.batch_launcher", "--array-uri", "Ref::array_uri",
-    "--requests-uri", "Ref::requests_uri", "--region", "Ref::region", "--poll-seconds", "Ref::poll_seconds",
-]
-
-
 def seed_batch(endpoint: str, central_region: str, regions: list[str], *, poll_seconds: float = 1.0,
                attempts: int = 2) -> None:
-    """Create what the DAG's Batch launchers expect (batch_jobs.VARIABLES' defaults): the
-    launcher queue and job definition in the central region, a service-job queue per region."""
+    """Create what deploy/batch_resources.py creates (regional_training.batch_resources,
+    one definition): the launcher compute environment, queue and Fargate job definition
+    in the central region, a SageMaker service environment and queue per region. Locally
+    ``python`` in the launcher's command is this emulator's interpreter."""
     import boto3
+
+    from regional_training.batch_resources import BatchResources, create
 
     def client(region: str) -> Any:
         return boto3.client("batch", region_name=region, endpoint_url=endpoint, aws_access_key_id="testing",
                             aws_secret_access_key="testing")
 
-    central = client(central_region)
-    if not central.describe_job_queues(jobQueues=["mrt-launchers"])["jobQueues"]:
-        central.create_job_queue(jobQueueName="mrt-launchers", priority=1, state="ENABLED",
-                                 computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "mrt-launchers"}])
-        central.register_job_definition(
-            jobDefinitionName="mrt-launcher", type="container", parameters={"poll_seconds": str(poll_seconds)},
-            retryStrategy={"attempts": attempts},
-            containerProperties={"image": "mrt-airflow:local", "command": LAUNCHER_COMMAND,
-                                 "resourceRequirements": [{"type": "VCPU", "value": "0.25"},
-                                                          {"type": "MEMORY", "value": "512"}]})
-    for region in regions:
-        batch = client(region)
-        if not batch.describe_job_queues(jobQueues=[f"mrt-sagemaker-{region}"])["jobQueues"]:
-            batch.create_job_queue(jobQueueName=f"mrt-sagemaker-{region}", priority=1, state="ENABLED",
-                                   jobQueueType="SAGEMAKER_TRAINING",
-                                   serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": f"mrt-sm-{region}"}])
+    spec = BatchResources(
+        central_region=central_region, regions=regions, image="mrt-airflow:local", platform="FARGATE",
+        job_role_arn=f"arn:aws:iam::{ACCOUNT}:role/mrt-batch-launcher",
+        execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/mrt-batch-execution",
+        subnets=["subnet-local"], security_group_ids=["sg-local"], poll_seconds=poll_seconds, attempts=attempts)
+    for line in create(spec, client):
+        log.info("seeded %s", line)

@@ -9,9 +9,16 @@
 * ``batch_service``: each ``train`` task submits its request as a Batch **service job**
   (``SubmitServiceJob``, ``SAGEMAKER_TRAINING``) to its region's queue
   (:func:`service_job_args`) and defers on :class:`BatchServiceJobTrigger` until it
-  ends; a job left waiting for capacity (``statusReason`` ``CAPACITY:*``) longer than
-  ``batch_capacity_wait_minutes`` is terminated and reported as a capacity refusal, so
-  the operator moves the target to its next candidate.
+  ends. Batch, not the task, creates the training job, under a name of its own
+  (``AWSBatch<payload name><32 hex>``) and a new one each time it re-queues the job
+  after a ``CapacityError``: the target's job is the one
+  ``DescribeServiceJob.latestAttempt.serviceResourceId`` names (``TrainingJobArn``), as
+  the SageMaker SDK's ``aws_batch`` module reads it (:func:`describe_service_attempt`).
+  The service job itself is found by its name, the attempt's deterministic name
+  (:func:`find_service_job`). A job re-queued for capacity (``statusReason``
+  ``CAPACITY:*``) longer than ``batch_capacity_wait_minutes``, or terminated by the
+  queue's ``jobStateTimeLimitActions`` for it, is reported as a capacity refusal, so the
+  operator moves the target to its next candidate.
 
 Queue and job-definition names are deployment settings, Airflow Variables read at run
 time (:func:`batch_settings`); the defaults are what ``deploy/`` and the local stack
@@ -24,7 +31,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +49,13 @@ LAUNCH_TASK_ID = LAUNCH_BATCH_ARRAY
 #: Batch service-job states (DescribeServiceJob).
 SERVICE_ENDED = frozenset({"SUCCEEDED", "FAILED"})
 CAPACITY_PREFIX = "CAPACITY:"
-#: AWS Batch refuses array jobs smaller than this: one line is submitted as a plain job
-#: whose environment sets AWS_BATCH_JOB_ARRAY_INDEX=0.
+#: AWS Batch refuses array jobs smaller than this (ArrayProperties.size: 2 to 10,000): one
+#: line is submitted as a plain job whose environment names its line in
+#: :data:`regional_training.batch_launcher.ARRAY_INDEX_VARIABLE` (Batch refuses overrides
+#: of its own ``AWS_BATCH*`` variables).
 MIN_ARRAY_SIZE = 2
+#: ``serviceResourceId.name`` of a SageMaker training job (botocore's ServiceResourceIdName).
+TRAINING_JOB_ARN = "TrainingJobArn"
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,9 @@ class BatchArrayLaunchOperator(BatchOperator):
         if len(lines) >= MIN_ARRAY_SIZE:
             self.array_properties = {"size": len(lines)}
         else:
-            self.container_overrides = {"environment": [{"name": "AWS_BATCH_JOB_ARRAY_INDEX", "value": "0"}]}
+            from regional_training.batch_launcher import ARRAY_INDEX_VARIABLE
+
+            self.container_overrides = {"environment": [{"name": ARRAY_INDEX_VARIABLE, "value": "0"}]}
         result = {"region": region, "size": len(lines), "array": len(lines) >= MIN_ARRAY_SIZE, "index": index}
         existing = self._live_job()
         if existing:
@@ -203,9 +216,11 @@ class BatchServiceJobTrigger(BaseTrigger):
     """Waits for a Batch service job to end (``DescribeServiceJob``), in its region.
 
     Yields ``{"status": "success" | "error" | "capacity", "job_name", "service_job_id",
-    "message"}``. ``capacity``: the job waited for capacity (``statusReason``
-    ``CAPACITY:*``) longer than ``capacity_wait_seconds`` after its submission; it has
-    been terminated. Killing the deferred task terminates the service job.
+    "message"}``. ``capacity``: the job, re-queued by Batch after a
+    ``CapacityError`` (``statusReason`` ``CAPACITY:*``), waited longer than
+    ``capacity_wait_seconds`` after its submission (it has been terminated), or the
+    queue's ``jobStateTimeLimitActions`` terminated it for that reason. Killing the
+    deferred task terminates the service job.
     """
 
     def __init__(self, *, service_job_id: str, job_name: str, region_name: str, capacity_wait_seconds: float,
@@ -237,8 +252,9 @@ class BatchServiceJobTrigger(BaseTrigger):
                 job = await client.describe_service_job(jobId=self.service_job_id)
                 status, reason = job.get("status"), job.get("statusReason") or ""
                 if status in SERVICE_ENDED:
-                    yield self._event("success" if status == "SUCCEEDED" else "error",
-                                      f"service job {self.service_job_id} {status}: {reason}")
+                    outcome = ("success" if status == "SUCCEEDED" else
+                               "capacity" if service_job_failed_for_capacity(status, reason) else "error")
+                    yield self._event(outcome, f"service job {self.service_job_id} {status}: {reason}")
                     return
                 waited = time.time() - _epoch_seconds(job.get("createdAt"))
                 if reason.startswith(CAPACITY_PREFIX) and waited > self.capacity_wait_seconds:
@@ -264,10 +280,92 @@ def _epoch_seconds(value: Any) -> float:
     return float(value or 0) / 1000.0 if value else time.time()
 
 
+def find_service_job(client: Any, queue: str, name: str) -> dict[str, Any] | None:
+    """The newest service job named ``name`` in ``queue`` (its ListServiceJobs summary), or
+    ``None``. ``name`` is the attempt's deterministic training-job name, unique to (DAG
+    run, target, candidate, attempt), so the project can always ask for it; the
+    ``JOB_NAME`` filter is case-insensitive and lists every status (botocore's model), so
+    only an exact match is taken."""
+    pages = client.get_paginator("list_service_jobs").paginate(
+        jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    found = [s for page in pages for s in page.get("jobSummaryList", []) if s.get("jobName") == name]
+    return max(found, key=lambda s: _epoch_seconds(s.get("createdAt"))) if found else None
+
+
+def training_job_of(service_job: dict[str, Any]) -> str | None:
+    """The name of the training job Batch made for ``service_job`` last: what
+    ``latestAttempt.serviceResourceId`` names when it is a ``TrainingJobArn`` (as the
+    SageMaker SDK's ``aws_batch`` TrainingQueuedJob reads it); ``None`` before any."""
+    resource = (service_job.get("latestAttempt") or {}).get("serviceResourceId") or {}
+    if resource.get("name") != TRAINING_JOB_ARN or not resource.get("value"):
+        return None
+    return str(resource["value"]).rsplit("/", 1)[-1]
+
+
+def describe_service_attempt(client: Any, queue: str, name: str,
+                             describe_training_job: Callable[[str], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """What :func:`regional_training.attempts.resolve` sees of attempt ``name`` under
+    ``launcher=batch_service``: ``None`` if no service job has that name (create it);
+    else the description of the training job Batch made for it last, except while the
+    service job is not ended (Batch owns it then: it may re-queue and make a new job
+    after a ``CapacityError``), when it is ``InProgress``. A service job that ended
+    without a training job (terminated while queued) is ``Failed`` with Batch's reason.
+    ``TrainingJobName`` is always the real job's name where there is one: what the row,
+    the report's log streams, the links and ``on_kill`` use."""
+    summary = find_service_job(client, queue, name)
+    if summary is None:
+        return None
+    service = client.describe_service_job(jobId=summary["jobId"])
+    real = training_job_of(service)
+    status, reason = str(service.get("status")), str(service.get("statusReason") or "")
+    description = describe_training_job(real) if real else None
+    base = {"TrainingJobName": real or name, "BatchServiceJobId": summary["jobId"], "BatchStatus": status,
+            "BatchStatusReason": reason}
+    if status not in SERVICE_ENDED:
+        return {**(description or {}), **base, "TrainingJobStatus": "InProgress"}
+    if description is not None and (status == "SUCCEEDED" or description["TrainingJobStatus"] != "InProgress"):
+        return {**description, **base}
+    # Ended without a (finished) training job: terminated while queued, or refused.
+    failure = f"{CAPACITY_ERROR}: {reason}" if CAPACITY_PREFIX in reason else reason or f"service job {status}"
+    return {**base, "TrainingJobStatus": "Failed", "FailureReason": failure}
+
+
+#: How a service job that Batch ended while re-queued for capacity is reported to
+#: :func:`regional_training.attempts.capacity_signal` (one of its capacity codes).
+CAPACITY_ERROR = "CapacityError"
+
+
+def service_job_failed_for_capacity(status: str, reason: str) -> bool:
+    """A FAILED service job that Batch ended for capacity: terminated by the queue's
+    ``jobStateTimeLimitActions`` ("Terminated by JobStateTimeLimit action due to reason:
+    CAPACITY:...", user guide) while re-queued after a ``CapacityError``."""
+    return status == "FAILED" and CAPACITY_PREFIX in reason
+
+
 def submit_service_job(request: dict[str, Any], name: str, *, region: str, params: dict[str, Any],
                        aws_conn_id: str | None, botocore_config: dict[str, Any] | None) -> str:
-    """Submit (idempotently, by ``clientToken``) one attempt's service job; its id."""
+    """The id of attempt ``name``'s service job: the one already submitted (found by its
+    name: a cleared or retried task reattaches), else a new one. Batch rejects a second
+    request with the same ``clientToken``; if that happens (the first request's response
+    was lost), the job it made is found by name."""
+    from botocore.exceptions import ClientError
+
     hook = BatchClientHook(aws_conn_id=aws_conn_id, region_name=region, config=botocore_config)
-    args = service_job_args(request, name, queue=batch_settings().service_queue(region), params=params)
+    queue = batch_settings().service_queue(region)
     client: Any = hook.client
-    return str(client.submit_service_job(**args)["jobId"])
+    existing = find_service_job(client, queue, name)
+    if existing is not None:
+        return str(existing["jobId"])
+    args = service_job_args(request, name, queue=queue, params=params)
+    try:
+        return str(client.submit_service_job(**args)["jobId"])
+    except ClientError:
+        existing = find_service_job(client, queue, name)
+        if existing is None:
+            raise
+        return str(existing["jobId"])
+
+
+def batch_client(region: str, *, aws_conn_id: str | None, botocore_config: dict[str, Any] | None) -> Any:
+    """botocore's Batch client in ``region`` through the provider's hook."""
+    return BatchClientHook(aws_conn_id=aws_conn_id, region_name=region, config=botocore_config).client

@@ -10,7 +10,9 @@ build, scan and pin)::
         --requests-uri s3://.../requests.json --region us-east-1
 
 It reads the stored array file, takes line ``AWS_BATCH_JOB_ARRAY_INDEX`` (zero-based:
-the seed's ``sed -n "$((AWS_BATCH_JOB_ARRAY_INDEX + 1))p"``), finds that target's
+the seed's ``sed -n "$((AWS_BATCH_JOB_ARRAY_INDEX + 1))p"``; a one-line run is a plain
+job, since Batch's arrays have 2 children at least, and Batch refuses ``AWS_BATCH*``
+overrides, so its line comes in :data:`ARRAY_INDEX_VARIABLE`), finds that target's
 stored request (with its failover requests) and creates-or-reattaches its training
 job with the DAG operator's durable logic, decided by the same
 :func:`regional_training.attempts.resolve`: deterministic names, reattach to a live or
@@ -42,6 +44,9 @@ from regional_training.attempts import Candidate, is_capacity_error, resolve
 
 log = logging.getLogger("regional_training.batch_launcher")
 
+#: The variable naming a plain job's line (a one-line run: not an array job, so Batch
+#: sets no AWS_BATCH_JOB_ARRAY_INDEX, and refuses to let the submit set it).
+ARRAY_INDEX_VARIABLE = "MRT_ARRAY_INDEX"
 #: The run's requests, as the launch task stored them next to the array file.
 REQUESTS_FILE = "requests.json"
 #: A child's exit code when Batch's TerminateJob (SIGTERM) stopped it.
@@ -70,9 +75,13 @@ def select_line(text: str, index: int) -> dict[str, str]:
 
 
 def array_index(environ: dict[str, str] | os._Environ[str]) -> int:
-    value = environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    """This child's line: Batch's ``AWS_BATCH_JOB_ARRAY_INDEX`` in an array job, else the
+    launch task's :data:`ARRAY_INDEX_VARIABLE` (a one-line run's plain job)."""
+    name = "AWS_BATCH_JOB_ARRAY_INDEX" if "AWS_BATCH_JOB_ARRAY_INDEX" in environ else ARRAY_INDEX_VARIABLE
+    value = environ.get(name)
     if value is None or not value.isdigit():
-        raise LaunchError(f"AWS_BATCH_JOB_ARRAY_INDEX is {value!r}: run this as a child of a Batch array job")
+        raise LaunchError(f"{name} is {value!r}: run this as a child of a Batch array job (or a plain job with "
+                          f"{ARRAY_INDEX_VARIABLE} set)")
     return int(value)
 
 

@@ -76,8 +76,10 @@ def collect(
         latest = resolve(candidates, describe).latest
     index, attempt = latest if latest else (0, None)
     target, request = targets[index], candidates[index].request
-    name = attempt.name if attempt else request["TrainingJobName"]
     description = attempt.description if attempt else None
+    # The job's own name: under launcher=batch_service Batch names it (AWSBatch...), and
+    # the report's log streams and links follow the row.
+    name = str((description or {}).get("TrainingJobName") or (attempt.name if attempt else request["TrainingJobName"]))
     status = description["TrainingJobStatus"] if description else NOT_STARTED
     source_uri = model_uri = None
     if status == "Completed":

@@ -266,19 +266,20 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 self._record_failure(context, resolution)
                 raise NoCapacityError(self._exhausted_message(resolution.moves))
             candidate, attempt = candidates[resolution.index], resolution.attempt
-            self._current = (candidate.region, attempt.name)
+            # The job's real name: under batch_service, the AWSBatch... job Batch made.
+            self._current = (candidate.region, str((attempt.description or {}).get("TrainingJobName") or attempt.name))
             self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, candidate.region,
                           {"create": "creating it", "wait": "reattaching", "done": "already completed"}
                           [resolution.action])
             # The task's extra links (console, logs) follow the job it is on now.
             if self.linked_job != self._current:
-                persist_training_job(context, self, region_name=candidate.region, job_name=attempt.name,
+                persist_training_job(context, self, region_name=candidate.region, job_name=self._current[1],
                                      attempt=attempt.number)
                 self.linked_job = self._current
             if resolution.action == "done":
                 return self._collect(context, resolution)
             if resolution.action == "wait":
-                self._defer_on(candidate, attempt.name)
+                self._follow(context, candidate, attempt.name)
             previous = resolution.newest[resolution.index] if resolution.newest else None
             if previous is not None and previous.description and "ti" in context:
                 # An automatic retry after a deterministic failure would fail the same way:
@@ -355,8 +356,9 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                    kwargs=self._resume_kwargs())
 
     def _defer_on_service_job(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
-        """Submit (idempotently) this attempt as a Batch service job in the candidate's
-        region and wait for it to end (:class:`regional_training.batch_jobs.BatchServiceJobTrigger`)."""
+        """Submit this attempt as a Batch service job in the candidate's region, or find
+        the one submitted already (:func:`regional_training.batch_jobs.submit_service_job`),
+        and wait for it to end (:class:`regional_training.batch_jobs.BatchServiceJobTrigger`)."""
         from regional_training import batch_jobs
 
         params = dict(context.get("params") or {})
@@ -371,6 +373,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             poll_seconds=self.check_interval, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit),
                    kwargs=self._resume_kwargs())
+
+    def _follow(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
+        """Wait for the live attempt ``name``: under ``batch_service`` its service job (Batch
+        may replace its training job after a CapacityError), else its training job."""
+        if self._launcher == "batch_service":
+            self._defer_on_service_job(context, candidate, name)
+        self._defer_on(candidate, name)
 
     def _create(self, candidate: Candidate, name: str) -> None:
         request = {**candidate.request, "TrainingJobName": name}
@@ -405,6 +414,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return self._hooks[region]
 
     def _describe(self, region: str, name: str) -> dict[str, Any] | None:
+        if self._launcher == "batch_service":  # the job Batch made for the attempt's service job
+            from regional_training import batch_jobs
+
+            return batch_jobs.describe_service_attempt(
+                batch_jobs.batch_client(region, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config),
+                batch_jobs.batch_settings().service_queue(region), name,
+                lambda real: describe_or_none(self._hook(region), real))
         return describe_or_none(self._hook(region), name)
 
     def _resume_kwargs(self) -> dict[str, Any]:

@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from test_array_file import target_lists
 
 from regional_training import array_file, batch_jobs
-from regional_training.batch_launcher import EXIT_TERMINATED, Launcher, LaunchError, array_index, load_job, select_line
+from regional_training.attempts import Candidate, capacity_signal, resolve
+from regional_training.batch_launcher import (
+    ARRAY_INDEX_VARIABLE,
+    EXIT_TERMINATED,
+    Launcher,
+    LaunchError,
+    array_index,
+    load_job,
+    select_line,
+)
 from regional_training.targets import Target
 
 
@@ -43,9 +52,21 @@ def test_sed_is_there() -> None:
 @pytest.mark.parametrize("value", [None, "", "-1", "one"])
 def test_a_process_outside_an_array_job_is_refused(value: str | None) -> None:
     env = {} if value is None else {"AWS_BATCH_JOB_ARRAY_INDEX": value}
-    with pytest.raises(LaunchError, match="AWS_BATCH_JOB_ARRAY_INDEX"):
+    with pytest.raises(LaunchError, match="AWS_BATCH_JOB_ARRAY_INDEX" if value is not None else "MRT_ARRAY_INDEX"):
         array_index(env)
     assert array_index({"AWS_BATCH_JOB_ARRAY_INDEX": "3"}) == 3
+
+
+def test_a_one_line_runs_plain_job_reads_its_line_from_the_projects_variable() -> None:
+    # An array has 2 to 10,000 children (ArrayProperties.size) and "Environment variables
+    # cannot start with AWS_BATCH" (ContainerOverrides.environment, botocore's Batch model):
+    # a one-line run's plain job learns its line from MRT_ARRAY_INDEX.
+    assert ARRAY_INDEX_VARIABLE == "MRT_ARRAY_INDEX" and not ARRAY_INDEX_VARIABLE.startswith("AWS_BATCH")
+    assert array_index({ARRAY_INDEX_VARIABLE: "0"}) == 0
+    # In an array job Batch's own index wins.
+    assert array_index({"AWS_BATCH_JOB_ARRAY_INDEX": "2", ARRAY_INDEX_VARIABLE: "0"}) == 2
+    with pytest.raises(LaunchError, match=ARRAY_INDEX_VARIABLE):
+        array_index({ARRAY_INDEX_VARIABLE: "x"})
 
 
 # --- the durable launch, with a fake SageMaker per region ---------------------------------
@@ -244,3 +265,155 @@ def test_the_trigger_serializes_to_its_own_class() -> None:
     path, kwargs = trigger.serialize()
     assert path == "regional_training.batch_jobs.BatchServiceJobTrigger"
     assert batch_jobs.BatchServiceJobTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+# --- batch_service: the job AWS made ------------------------------------------------------
+# DescribeServiceJob.latestAttempt.serviceResourceId names the training job Batch made
+# (name "TrainingJobArn", botocore's ServiceResourceIdName), as the SageMaker SDK's
+# aws_batch TrainingQueuedJob reads it; AWS names it AWSBatch<payload name><32 hex> (user
+# guide, "Service job state change events" example).
+
+REAL = "AWSBatchmrt-us-west-2" + "0" * 32
+REAL2 = "AWSBatchmrt-us-west-2" + "1" * 32
+
+
+class FakeServiceJobs:
+    """Batch's ListServiceJobs/DescribeServiceJob for one service job named mrt-us-west-2."""
+
+    def __init__(self, service: dict[str, Any] | None, *, name: str = "mrt-us-west-2") -> None:
+        self.service, self.name = service, name
+        self.listed: list[dict[str, Any]] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_service_jobs"
+        fake = self
+
+        class Pages:
+            def paginate(self, **kwargs: Any) -> list[dict[str, Any]]:
+                fake.listed.append(kwargs)
+                # The JOB_NAME filter is case-insensitive (botocore's model): a job whose
+                # name differs in case is listed too, and must not be taken.
+                other = {"jobId": "sj-other", "jobName": fake.name.upper(), "createdAt": 9}
+                mine = [] if fake.service is None else [{"jobId": "sj-1", "jobName": fake.name, "createdAt": 1}]
+                return [{"jobSummaryList": [other, *mine]}]
+
+        return Pages()
+
+    def describe_service_job(self, jobId: str) -> dict[str, Any]:
+        assert jobId == "sj-1" and self.service is not None
+        return self.service
+
+
+def trained(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    out = {"TrainingJobName": name, "TrainingJobStatus": status,
+           "TrainingJobArn": f"arn:aws:sagemaker:us-west-2:123456789012:training-job/{name}"}
+    return {**out, "FailureReason": reason} if reason else out
+
+
+def service(status: str, *names: str, reason: str = "") -> dict[str, Any]:
+    attempts = [{"serviceResourceId": {"name": "TrainingJobArn",
+                                       "value": f"arn:aws:sagemaker:us-west-2:123456789012:training-job/{n}"}}
+                for n in names]
+    out: dict[str, Any] = {"jobId": "sj-1", "status": status, "statusReason": reason, "attempts": attempts}
+    if attempts:
+        out["latestAttempt"] = {"serviceResourceId": attempts[-1]["serviceResourceId"]}
+    return out
+
+
+def described(jobs: dict[str, dict[str, Any]], svc: dict[str, Any] | None) -> dict[str, Any] | None:
+    return batch_jobs.describe_service_attempt(FakeServiceJobs(svc), "q", "mrt-us-west-2", jobs.get)
+
+
+def test_a_completed_service_job_is_its_real_training_job_and_is_not_submitted_again() -> None:
+    jobs = {REAL: trained(REAL, "Completed")}
+    description = described(jobs, service("SUCCEEDED", REAL))
+    assert description is not None and description["TrainingJobName"] == REAL
+    candidate = Candidate(request=request("mrt-us-west-2"), region="us-west-2")
+    resolution = resolve([candidate], lambda region, name: described(jobs, service("SUCCEEDED", REAL)))
+    # The issue's case: with only the AWSBatch... job there, resolve must answer done, not create.
+    assert resolution.action == "done" and resolution.attempt is not None
+    assert resolution.attempt.description["TrainingJobName"] == REAL  # type: ignore[index]
+
+
+def test_no_service_job_means_create() -> None:
+    assert described({}, None) is None
+
+
+def test_a_requeued_service_job_is_live_whatever_its_previous_training_job_says() -> None:
+    # After a CapacityError Batch re-queues the job (RUNNABLE, CAPACITY:...) and makes a new
+    # AWSBatch... job later: the failed one must not read as the target's end.
+    failed = trained(REAL, "Failed", "CapacityError: Unable to provision requested ML compute capacity.")
+    svc = service("RUNNABLE", REAL, reason="CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - CapacityError: ...")
+    description = described({REAL: failed}, svc)
+    assert description is not None and description["TrainingJobStatus"] == "InProgress"
+    assert capacity_signal(description) is None
+    resolution = resolve([Candidate(request=request("mrt-us-west-2"), region="us-west-2")],
+                         lambda region, name: described({REAL: failed}, svc))
+    assert resolution.action == "wait"
+
+
+def test_the_second_training_job_is_followed_after_a_requeue() -> None:
+    jobs = {REAL: trained(REAL, "Failed", "CapacityError: x"), REAL2: trained(REAL2, "Completed")}
+    description = described(jobs, service("SUCCEEDED", REAL, REAL2))
+    assert description is not None and description["TrainingJobName"] == REAL2
+    assert description["TrainingJobStatus"] == "Completed"
+
+
+def test_a_service_job_terminated_for_capacity_is_a_capacity_signal() -> None:
+    # "Terminated by JobStateTimeLimit action due to reason: CAPACITY:..." (user guide,
+    # job state time limit actions) with the last training job failed for capacity.
+    reason = "Terminated by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    jobs = {REAL: trained(REAL, "Failed", "CapacityError: x")}
+    assert capacity_signal(described(jobs, service("FAILED", REAL, reason=reason))) is not None
+    # ... and one that never got a training job (terminated while queued) too.
+    never = described({}, service("FAILED", reason=reason))
+    assert never is not None and never["TrainingJobName"] == "mrt-us-west-2" and capacity_signal(never) is not None
+
+
+def test_a_failed_training_job_fails_the_attempt_with_its_own_reason() -> None:
+    jobs = {REAL: trained(REAL, "Failed", "AlgorithmError: exit code 1")}
+    description = described(jobs, service("FAILED", REAL, reason="Received status from SageMaker: AlgorithmError"))
+    assert description is not None and description["FailureReason"] == "AlgorithmError: exit code 1"
+    assert capacity_signal(description) is None
+
+
+def test_the_trigger_reports_a_job_terminated_for_capacity_as_capacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = "Terminated by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    event, fake = run_trigger([{"status": "FAILED", "statusReason": reason, "createdAt": 1}], 3600, monkeypatch)
+    assert event["status"] == "capacity" and fake.terminated == []
+
+
+class SubmittingBatch(FakeServiceJobs):
+    def __init__(self, *, exists: bool, reject: bool = False) -> None:
+        super().__init__(service("RUNNING") if exists else None)
+        self.reject, self.submitted = reject, 0
+
+    def submit_service_job(self, **kwargs: Any) -> dict[str, Any]:
+        self.submitted += 1
+        if self.reject:  # the first request's response was lost; its job exists now
+            self.service = service("RUNNING")
+            raise ClientError({"Error": {"Code": "ClientException", "Message": "clientToken already used"}},
+                              "SubmitServiceJob")
+        return {"jobId": "sj-new"}
+
+
+@pytest.mark.parametrize(("exists", "reject", "expected", "submits"), [
+    (True, False, "sj-1", 0),  # a cleared or retried task reattaches: no new submit
+    (False, False, "sj-new", 1),
+    (False, True, "sj-1", 1),  # a repeated clientToken is rejected (model doc): found by name
+])
+def test_submit_finds_the_attempts_service_job_before_submitting(
+    monkeypatch: pytest.MonkeyPatch, exists: bool, reject: bool, expected: str, submits: int
+) -> None:
+    fake = SubmittingBatch(exists=exists, reject=reject)
+
+    class Hook:
+        def __init__(self, **kwargs: Any) -> None:
+            self.client = fake
+
+    monkeypatch.setattr(batch_jobs, "BatchClientHook", Hook)
+    monkeypatch.setattr(batch_jobs, "batch_settings", lambda: batch_jobs.BatchSettings("l", "d", "q-{region}"))
+    job_id = batch_jobs.submit_service_job(request("mrt-us-west-2"), "mrt-us-west-2", region="us-west-2", params={},
+                                           aws_conn_id=None, botocore_config=None)
+    assert job_id == expected and fake.submitted == submits
+    assert fake.listed[0]["filters"] == [{"name": "JOB_NAME", "values": ["mrt-us-west-2"]}]
