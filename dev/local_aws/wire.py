@@ -274,7 +274,13 @@ def response_errors(call: Call, status: int, headers: list[tuple[str, str]], bod
         return [f"{call.service}: no operation of botocore's {call.service} model matches the request"]
     if 300 <= status < 400:
         return []
-    response = {"status_code": status, "headers": HeadersDict(headers), "body": body}
+    payload: Any = body
+    if status < 300 and call.operation.has_streaming_output:
+        from botocore.response import StreamingBody
+
+        # As the client's endpoint hands a streaming payload (GetObject's Body) over unread.
+        payload = StreamingBody(io.BytesIO(body), len(body))
+    response = {"status_code": status, "headers": HeadersDict(headers), "body": payload}
     shape = call.operation.output_shape
     try:
         parsed = create_parser(call.protocol).parse(response, shape if status < 300 else None)

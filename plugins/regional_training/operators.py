@@ -296,6 +296,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             except ClientError as err:
                 error = err.response.get("Error", {})
                 code, message = str(error.get("Code")), str(error.get("Message"))
+                if code == "ResourceInUse":
+                    # The name is this attempt's own (attempt_name): our create whose response
+                    # was lost (botocore's retry then meets the job it made) or a concurrent
+                    # try made it. Follow that job; never a second one.
+                    self.log.warning("Training job %s in %s already exists (%s): following it.", attempt.name,
+                                     candidate.region, message)
+                    self._defer_on(candidate, attempt.name)
                 if not is_capacity_error(code) and not is_capacity_error(message):
                     raise
                 self.log.warning("No capacity for %s in %s (%s: %s).", attempt.name, candidate.region, code, message)
