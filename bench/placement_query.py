@@ -16,6 +16,13 @@ processes hits every case alike), for three ways of selecting the night's target
 
 then prints EXPLAIN (ANALYZE, BUFFERS) of the nightly query at each size.
 
+Issue 31's failure model: every database also holds a history of HISTORY_TARGETS earlier
+targets of the benchmark's instance type over the last 60 days (training_runs rows, one
+in five with a placement_moves row: a move away from a region's spot offer), and each
+case is timed twice in the same interleaved loop: with today's query and with
+``bench/sql/place_targets_before_risk.sql`` (the query before the risk term, kept
+verbatim), printing the ratio risk / before (goal <= 1.2x).
+
     PYTHONPATH=dev .venv/bin/python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
 """
 
@@ -41,7 +48,13 @@ PARAMS = {
     "budget_usd": 700,
     "allowed_purchase_options": [],
     "point_ids": [],
+    "risk_half_life_days": 14,
+    "failover_delay_hours": 1,
+    "as_of": None,
 }
+#: Earlier targets in the failure model's history (training_runs rows).
+HISTORY_TARGETS = 20_000
+BEFORE_RISK_SQL = ROOT / "bench" / "sql" / "place_targets_before_risk.sql"
 #: A parameter scan's points (regional_training.scan numbers them p01, p02, ...).
 POINTS = [f"p{i:02d}" for i in range(1, 11)]
 
@@ -71,6 +84,25 @@ SELECT 100 + (g - 1) * 4 + r.i, 100 + g, r.code,
   FROM generate_series(1, %(n)s) AS g
  CROSS JOIN (VALUES (1, 'us-east-1'), (2, 'us-west-2'), (3, 'eu-west-1'), (4, 'eu-central-1')) AS r (i, code);
 SET session_replication_role = DEFAULT;
+-- the failure model's history: earlier targets of the benchmark's type, 60 days of them
+-- (with the triggers on, as the collector writes them: they keep placement_outcomes_daily)
+INSERT INTO training_runs (dag_id, run_id, target_key, region_code, dataset_id, training_job_name, status,
+                           hyperparameters_sha256, instance_type, instance_count, attempt, purchase_option,
+                           recorded_at)
+SELECT 'bench-history', 'night-' || (g %% 60), 'target-' || g,
+       (ARRAY['us-east-1','us-west-2','eu-west-1','eu-central-1'])[1 + g %% 4], 101 + g %% %(n)s,
+       'job-' || g, 'Completed', repeat('0', 64), 'ml.g5.12xlarge', 1, 1,
+       (ARRAY['spot','on_demand','spot','reserved','spot'])[1 + g %% 5],
+       now() - (g %% 60) * interval '1 day'
+  FROM generate_series(1, %(history)s) AS g;
+INSERT INTO placement_moves (dag_id, run_id, target_key, move_number, from_region, to_region, from_option,
+                             to_option, error_code, error_message, moved_at)
+SELECT 'bench-history', 'night-' || (g %% 60), 'target-' || g, 1,
+       (ARRAY['eu-west-1','us-east-1','eu-central-1','us-west-2'])[1 + g %% 4],
+       (ARRAY['us-east-1','us-west-2','eu-west-1','eu-central-1'])[1 + g %% 4], 'spot', 'on_demand',
+       'MaxWaitTimeExceeded', 'no spot capacity within MaxWaitTimeInSeconds',
+       now() - (g %% 60) * interval '1 day'
+  FROM generate_series(5, %(history)s, 5) AS g;
 -- a night with room for most, not all, of the 100 targets
 UPDATE instance_capacity SET quota_instances = CASE region_code
         WHEN 'us-east-1' THEN 30 WHEN 'us-west-2' THEN 25 WHEN 'eu-west-1' THEN 15 ELSE 10 END,
@@ -113,7 +145,7 @@ def load(dsn: str, n: int) -> float:
     started = time.perf_counter()
     step = max(1, (n // 4) // READY_GENERATED)
     with conn, conn.cursor() as cur:
-        cur.execute(LOAD_SQL, {"n": n, "step": step, "ready": READY_GENERATED})
+        cur.execute(LOAD_SQL, {"n": n, "step": step, "ready": READY_GENERATED, "history": HISTORY_TARGETS})
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
@@ -141,23 +173,34 @@ def selections(conn) -> dict[str, dict]:
     }
 
 
-def time_once(conn, params: dict) -> tuple[float, list[dict]]:
-    from regional_training import campaign_db
+def queries() -> dict[str, str]:
+    """Today's query and the one before issue 31's risk term (same client path)."""
+    from regional_training.campaign_db import load_sql
 
+    return {"risk": load_sql("queries/place_targets.sql"), "before": BEFORE_RISK_SQL.read_text(encoding="utf-8")}
+
+
+def time_once(conn, params: dict, query: str) -> tuple[float, list[dict]]:
     started = time.perf_counter()
-    rows = campaign_db.fetch_dicts(conn, "place_targets.sql", params)
+    with conn.cursor() as cur:  # as campaign_db.fetch_dicts runs it
+        cur.execute(query, params)
+        columns = [col.name for col in cur.description or ()]
+        rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    conn.commit()
     return (time.perf_counter() - started) * 1000, rows
 
 
 def run_interleaved(conns: dict, cases: dict, repeats: int) -> tuple[dict, dict]:
-    samples: dict[tuple[int, str], list[float]] = {case: [] for case in cases}
-    rows_of: dict[tuple[int, str], list[dict]] = {}
-    for case, params in cases.items():
+    texts = queries()
+    keys = [(case, q) for case in cases for q in texts]
+    samples: dict[tuple, list[float]] = {key: [] for key in keys}
+    rows_of: dict[tuple, list[dict]] = {}
+    for case, q in keys:
         for _ in range(3):  # warm caches and the catalog
-            rows_of[case] = time_once(conns[case[0]], params)[1]
+            rows_of[(case, q)] = time_once(conns[case[0]], cases[case], texts[q])[1]
     for _ in range(repeats):
-        for case, params in cases.items():
-            samples[case].append(time_once(conns[case[0]], params)[0])
+        for case, q in keys:
+            samples[(case, q)].append(time_once(conns[case[0]], cases[case], texts[q])[0])
     return samples, rows_of
 
 
@@ -218,11 +261,14 @@ def main(argv: list[str] | None = None) -> int:
               f" {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
         for (n, mode), params in cases.items():
             exec_ms = sorted(explain(conns[n], params)[2] for _ in range(9))[4]
-            xs = samples[(n, mode)]
+            xs = samples[((n, mode), "risk")]
+            before = statistics.median(samples[((n, mode), "before")])
             medians[(n, mode)] = statistics.median(xs)
-            print(f"  {n:>9,} {mode:<10} {describe(rows_of[(n, mode)])}"
+            print(f"  {n:>9,} {mode:<10} {describe(rows_of[((n, mode), 'risk')])}"
                   f"  client median {statistics.median(xs):6.2f} ms  p90 {statistics.quantiles(xs, n=10)[-1]:6.2f} ms"
-                  f"  (server execution median of 9: {exec_ms:.2f} ms)")
+                  f"  (server execution median of 9: {exec_ms:.2f} ms)"
+                  f"  before the risk term {before:6.2f} ms: risk/before {statistics.median(xs) / before:.2f}x"
+                  " [goal <= 1.2x]")
         for n in sizes:
             if not args.no_explain:
                 explains[n] = explain(conns[n], cases[(n, "ready")])[0]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from datetime import UTC, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 OPTION_ORDER = {"reserved": 0, "on_demand": 1, "spot": 2}
 
@@ -53,6 +53,10 @@ class HistoryRow:
     attempt: int
     status: str
     moves: tuple[HistoryMove, ...] = ()
+    #: How the test writes it (the model must not care): moves before the row, as the
+    #: collector does, or after it; the row first 'InProgress', then updated (an upsert).
+    moves_first: bool = True
+    via_update: bool = False
 
 
 @dataclass
@@ -108,9 +112,10 @@ class Cand:
 def failure_probabilities(world: World, p: Params) -> dict[tuple[str, str], tuple[int, Decimal]]:
     """(region, option) -> (failures within the horizon, decayed failure probability).
 
-    A success is a row launched (attempt >= 1, not reused, option known) that did not
-    move away from its region; a failure is a move away from (region, option). Each
-    weighs 0.5 ^ (age / half-life); events after as_of or 8+ half-lives old are ignored.
+    A success is a Completed row (its region and option, if known); a failure is a move
+    away from (region, option). Events count on their UTC day, each weighing
+    0.5 ^ (age of the day's start / half-life); days starting after as_of or 8+
+    half-lives before it are ignored. p = F / (F + S + 1), to 6 places.
     """
     assert p.as_of is not None
     half_life = timedelta(days=float(p.risk_half_life_days))
@@ -118,24 +123,22 @@ def failure_probabilities(world: World, p: Params) -> dict[tuple[str, str], tupl
     for row in world.history:
         if row.instance_type != p.instance_type:
             continue
-        left = {m.from_region for m in row.moves}
-        if row.attempt >= 1 and row.status != "Reused" and row.option is not None and row.region not in left:
+        if row.status == "Completed" and row.option is not None:
             events.append((row.region, row.option, False, row.recorded_at))
         events.extend((m.from_region, m.from_option, True, m.moved_at) for m in row.moves)
-    weights: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    sums: dict[tuple[str, str], tuple[float, float]] = {}
     failures: dict[tuple[str, str], int] = {}
-    with localcontext() as ctx:
-        ctx.prec = 50
-        for region, option, failed, at in events:
-            if option is None or not (p.as_of - 8 * half_life < at <= p.as_of):
-                continue
-            age = Decimal(int((p.as_of - at).total_seconds()))
-            w = Decimal("0.5") ** (age / (p.risk_half_life_days * 86400))
-            f, total = weights.get((region, option), (Decimal(0), Decimal(0)))
-            weights[(region, option)] = (f + (w if failed else 0), total + w)
-            failures[(region, option)] = failures.get((region, option), 0) + int(failed)
-        return {k: (failures[k], (f / (total + 1)).quantize(Decimal("0.000001"), ROUND_HALF_UP))
-                for k, (f, total) in weights.items()}
+    for region, option, failed, at in events:
+        day_start = datetime.combine(at.astimezone(UTC).date(), time(), UTC)
+        if option is None or not (p.as_of - 8 * half_life < day_start <= p.as_of):
+            continue
+        w = 0.5 ** ((p.as_of - day_start).total_seconds() / half_life.total_seconds())
+        f, total = sums.get((region, option), (0.0, 0.0))
+        sums[(region, option)] = (f + (w if failed else 0.0), total + w)
+        failures[(region, option)] = failures.get((region, option), 0) + int(failed)
+    # PostgreSQL casts the float to numeric at 15 significant digits, then rounds
+    return {k: (failures[k], Decimal(f"{f / (total + 1):.15g}").quantize(Decimal("0.000001"), ROUND_HALF_UP))
+            for k, (f, total) in sums.items()}
 
 
 def risk_usd(prob: Decimal, cost: Decimal, on_demand: Decimal, p: Params) -> Decimal:

@@ -18,7 +18,7 @@ from regional_training import placement
 from regional_training.campaign_db import load_sql
 
 P4D = {"instance_type": "ml.p4d.24xlarge", "instance_count": 2, "estimated_hours": 10}
-NOW = datetime(2026, 12, 7, 6, tzinfo=UTC)
+NOW = datetime(2026, 12, 7, tzinfo=UTC)  # a day's start: ages in whole days
 
 
 @contextlib.contextmanager
@@ -80,14 +80,14 @@ def test_no_history_keeps_the_cost_ranking(seeded_pg) -> None:
 
 def test_repeated_spot_failures_rank_the_spot_offer_below_on_demand_elsewhere(seeded_pg) -> None:
     with dublin_in_two_regions(seeded_pg) as cur:
-        add_failures(cur, 10, region="eu-west-1", option="spot", age=timedelta(hours=12))
+        add_failures(cur, 10, region="eu-west-1", option="spot", age=timedelta(days=1))
         target = plan_in(cur)
     assert ranking(target) == [("eu-central-1", "spot"), ("eu-west-1", "on_demand"),
                                ("eu-central-1", "on_demand"), ("eu-west-1", "spot")]
     starved = target.alternatives[-1]
     assert starved.recent_failures == 10
-    # 10 failures half a day old (half-life 14 days): weight 0.5^(1/28) each, no success
-    weight = Decimal("0.5") ** (Decimal(1) / 28)
+    # 10 failures a day old (half-life 14 days): weight 0.5^(1/14) each, no success
+    weight = Decimal("0.5") ** (Decimal(1) / 14)
     assert starved.failure_probability == (10 * weight / (10 * weight + 1)).quantize(Decimal("0.000001"))
     # expected cost unchanged (the budget counts it); the ranking adds the risk:
     # p x (2 instances x (10 h + 1 h delay) x 41.457 on-demand - 299 spot)
@@ -104,7 +104,7 @@ def test_failures_decay_and_stay_with_their_own_offer(seeded_pg) -> None:
         # old failures (60 days, over 4 half-lives) still count a little; those of another
         # instance type, and of on-demand elsewhere, do not touch eu-west-1 spot
         add_failures(cur, 10, region="eu-west-1", option="spot", age=timedelta(days=60))
-        add_failures(cur, 5, region="eu-west-1", option="spot", age=timedelta(hours=1),
+        add_failures(cur, 5, region="eu-west-1", option="spot", age=timedelta(days=1),
                      instance_type="ml.g5.12xlarge")
         target = plan_in(cur)
         assert ranking(target) == [("eu-central-1", "spot"), ("eu-west-1", "spot"), ("eu-west-1", "on_demand"),

@@ -40,7 +40,8 @@ def history(draw: st.DrawFn) -> list[HistoryRow]:
             instance_type=draw(st.sampled_from([TYPE, TYPE, TYPE, DECOY])),
             recorded_at=T0 - timedelta(hours=draw(ages)),
             attempt=draw(st.sampled_from([0, 1, 1, 2])),
-            status=draw(st.sampled_from(["Completed", "Failed", "Stopped"])), moves=moves))
+            status=draw(st.sampled_from(["Completed", "Failed", "Stopped"])), moves=moves,
+            moves_first=draw(st.booleans()), via_update=draw(st.booleans())))
     return rows
 
 
@@ -139,19 +140,34 @@ def load(cur, world: World) -> None:
         cur.execute("INSERT INTO dataset_copies (copy_id, dataset_id, region_code, s3_uri, status)"
                     " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)",
                     (cid, did, region, f"s3://b-{region}/{did}/", status))
+    load_history(cur, world)
+
+
+def load_history(cur, world: World) -> None:
     any_dataset = min(world.datasets)
     for row in world.history:
+        # the triggers keep placement_outcomes_daily whatever the order of the writes
+        if row.moves_first:
+            insert_moves(cur, row)
         cur.execute("INSERT INTO training_runs (dag_id, run_id, target_key, region_code, dataset_id,"
                     " training_job_name, status, hyperparameters_sha256, instance_type, instance_count,"
                     " attempt, purchase_option, recorded_at) VALUES ('hist', 'r1', %s, %s, %s, %s, %s, %s,"
                     " %s, 1, %s, %s, %s)",
-                    (row.target_key, row.region, any_dataset, f"job-{row.target_key}", row.status, "0" * 64,
+                    (row.target_key, row.region, any_dataset, f"job-{row.target_key}",
+                     "InProgress" if row.via_update else row.status, "0" * 64,
                      row.instance_type, row.attempt, row.option, row.recorded_at))
-        for number, move in enumerate(row.moves, start=1):
-            cur.execute("INSERT INTO placement_moves (dag_id, run_id, target_key, move_number, from_region,"
-                        " from_option, error_code, error_message, moved_at)"
-                        " VALUES ('hist', 'r1', %s, %s, %s, %s, 'CapacityError', 'x', %s)",
-                        (row.target_key, number, move.from_region, move.from_option, move.moved_at))
+        if row.via_update:
+            cur.execute("UPDATE training_runs SET status = %s WHERE target_key = %s", (row.status, row.target_key))
+        if not row.moves_first:
+            insert_moves(cur, row)
+
+
+def insert_moves(cur, row: HistoryRow) -> None:
+    for number, move in enumerate(row.moves, start=1):
+        cur.execute("INSERT INTO placement_moves (dag_id, run_id, target_key, move_number, from_region,"
+                    " from_option, error_code, error_message, moved_at)"
+                    " VALUES ('hist', 'r1', %s, %s, %s, %s, 'CapacityError', 'x', %s)",
+                    (row.target_key, number, move.from_region, move.from_option, move.moved_at))
 
 
 def run_query(cur, params: Params) -> list[dict]:

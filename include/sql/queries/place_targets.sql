@@ -17,10 +17,11 @@
 --   feasible   = quota used in the region + instance_count <= quota_instances (every
 --                option counts) and, for reserved, reserved used + instance_count <=
 --                reserved_instances; and, with a budget, spent so far + cost <= budget.
---   risk       = the failure model (issue 31): from training_runs (successes) and
---                placement_moves (failures) of this instance type, per region x option,
---                each event weighted 0.5 ^ (age / risk_half_life_days), events older than
---                8 half-lives or after as_of ignored:
+--   risk       = the failure model (issue 31): completed jobs (successes) and failover
+--                moves away (failures) of this instance type per region x option, counted
+--                per UTC day (placement_outcomes_daily), each day weighted
+--                0.5 ^ (age of its start / risk_half_life_days), days starting after as_of
+--                or 8+ half-lives before it ignored (F, S: weighted failures, successes):
 --                  failure_probability = round(F / (F + S + 1), 6)   (0 with no history)
 --                  risk_usd = round(max(0, p x (instance_count x (estimated_hours +
 --                             failover_delay_hours) x on-demand price - expected cost)), 4)
@@ -101,41 +102,29 @@ offers AS (
        AND (cardinality(%(allowed_purchase_options)s::text[]) = 0
             OR o.purchase_option = ANY (%(allowed_purchase_options)s::text[]))
 ),
--- The failure model's events for this instance type. A success is a recorded job that
--- did not move away from its region; a failure is a move away from (region, option).
--- Rows of jobs never created (attempt 0) or reused (no launch) are not evidence.
+-- The failure model: placement_outcomes_daily (V006; kept by triggers on training_runs
+-- and placement_moves) counts, per UTC day, completed jobs (successes) and moves away
+-- (failures) of this instance type per region x option; a day weighs
+-- 0.5 ^ (age of its start / half-life). Days after as_of or 8+ half-lives old are ignored.
 history_bounds AS (
     SELECT coalesce(%(as_of)s::timestamptz, now()) AS as_of,
            %(risk_half_life_days)s::numeric * 86400 AS half_life_s
 ),
-history_events AS (
-    SELECT tr.region_code, tr.purchase_option, false AS failed, tr.recorded_at AS at
-      FROM training_runs AS tr, history_bounds AS hb
-     WHERE tr.instance_type = %(instance_type)s::text
-       AND tr.recorded_at <= hb.as_of
-       AND tr.recorded_at > hb.as_of - 8 * hb.half_life_s * interval '1 second'
-       AND tr.purchase_option IS NOT NULL AND tr.attempt >= 1 AND tr.status <> 'Reused'
-       AND NOT EXISTS (SELECT 1 FROM placement_moves AS m
-                        WHERE m.dag_id = tr.dag_id AND m.run_id = tr.run_id
-                          AND m.target_key = tr.target_key AND m.from_region = tr.region_code)
-    UNION ALL
-    SELECT m.from_region, m.from_option, true, m.moved_at
-      FROM placement_moves AS m
-      JOIN training_runs AS tr USING (dag_id, run_id, target_key), history_bounds AS hb
-     WHERE tr.instance_type = %(instance_type)s::text
-       AND m.moved_at <= hb.as_of
-       AND m.moved_at > hb.as_of - 8 * hb.half_life_s * interval '1 second'
-),
 failure_model AS (
-    SELECT e.region_code, e.purchase_option,
-           count(*) FILTER (WHERE e.failed)::integer AS recent_failures,
-           round(coalesce(sum(w.w) FILTER (WHERE e.failed), 0)
-                 / (coalesce(sum(w.w), 0) + 1), 6) AS failure_probability
-      FROM history_events AS e
+    SELECT d.region_code, d.purchase_option,
+           sum(d.failed)::integer AS recent_failures,
+           round((sum(w.w * d.failed) / (sum(w.w * (d.failed + d.completed)) + 1))::numeric, 6)
+               AS failure_probability
+      FROM placement_outcomes_daily AS d
      CROSS JOIN history_bounds AS hb
-     CROSS JOIN LATERAL (SELECT power(0.5::numeric,
-                                      extract(epoch FROM hb.as_of - e.at) / hb.half_life_s) AS w) AS w
-     GROUP BY e.region_code, e.purchase_option
+     CROSS JOIN LATERAL (SELECT (d.day::timestamp AT TIME ZONE 'UTC') AS day_start) AS ds
+     -- double precision: the rounding to 6 places makes its error (~1e-15) irrelevant
+     CROSS JOIN LATERAL (SELECT power(0.5::float8, date_part('epoch', hb.as_of - ds.day_start)
+                                                   / hb.half_life_s::float8) AS w) AS w
+     WHERE d.instance_type = %(instance_type)s::text
+       AND ds.day_start <= hb.as_of
+       AND ds.day_start > hb.as_of - 8 * hb.half_life_s * interval '1 second'
+     GROUP BY d.region_code, d.purchase_option
 ),
 selected AS (
     SELECT d.dataset_id, d.dataset_key, c.campaign_key
