@@ -104,6 +104,11 @@ ready() {
         rm -rf "${src}"
         printf '%s\n' "${want}" >"$1/.mrt-package"
     fi
+    # Where this venv's Horovod wheel is: scripts/build_images.sh installs it into the
+    # CPU training image instead of compiling the same pins and flags again.
+    if compgen -G "${wheel_dir}/horovod-*.whl" >/dev/null; then
+        printf '%s\n' "${wheel_dir}" >"$1/.mrt-horovod-wheel-dir"
+    fi
     printf '%s\n' "${python}"
 }
 

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Build the images users deploy, here, from their Dockerfiles, with podman (no Docker
+# engine needed): the training image (images/training/Dockerfile) and, on request, its
+# base. Each image is tagged by a hash of everything it is built from, and a build whose
+# tag already exists is skipped, so an unchanged tree costs one `podman image exists`.
+#
+#   scripts/build_images.sh [training-cpu|training-gpu|base]...   (default: training-cpu)
+#
+# Last stdout line: the tag of the last image named (everything else goes to stderr).
+#
+# Base image: the Dockerfiles start FROM docker.io/library/debian:bookworm-slim. Where
+# Docker Hub answers, that is pulled; where it does not (this project's CI), a stand-in
+# of the same name is made from Debian's own packages (debootstrap --variant=minbase
+# bookworm, what the official image is built from, minus its docs/locales trimming) and
+# labelled org.mrt.stand-in=debootstrap. docs/images.md says exactly what differs.
+#
+# Reuse (CI builds the training venv too, scripts/setup_training_env.sh): the image's
+# Python installs go through uv with the host's uv cache bound in, so each wheel is
+# downloaded once for both; the CPU variant installs the venv's cached Horovod wheel
+# (same pins, same flags, same Debian OpenMPI and Python minor) instead of compiling it
+# again. Without those mounts (a plain `docker build`), the Dockerfile downloads and
+# compiles itself: the mounts change how long a build takes, not what it contains.
+#
+# Env: MRT_CACHE (cache root, as setup_training_env.sh), MRT_TRAIN_PYTHON (the training
+# venv's python, whose Horovod wheel the CPU variant reuses; found via
+# setup_training_env.sh when unset), MRT_IMAGE_PULL=0 (never try Docker Hub).
+set -euo pipefail
+shopt -s inherit_errexit  # failures inside $(build_training ...) stop the script too
+
+log() { printf '[build_images] %s\n' "$*" >&2; }
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${MRT_CACHE:-${HOME}/.cache/mrt}"
+export CONTAINERS_CONF="${repo}/images/podman/containers.conf"
+base_image=docker.io/library/debian:bookworm-slim
+
+ensure_podman() {
+    if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing podman, buildah, runc, debootstrap (apt-get)"
+        local pkgs=(podman buildah runc debootstrap fuse-overlayfs uidmap)
+        apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 \
+            || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; }
+    else
+        log "need podman and runc (apt-get install podman buildah runc debootstrap)"
+        exit 1
+    fi
+}
+
+ensure_base() {
+    if podman image exists "${base_image}"; then
+        return 0
+    fi
+    if [[ "${MRT_IMAGE_PULL:-1}" != 0 ]] && timeout 60 podman pull -q "${base_image}" >&2 2>/dev/null; then
+        log "pulled ${base_image}"
+        return 0
+    fi
+    command -v debootstrap >/dev/null 2>&1 || apt-get install -y -q --no-install-recommends debootstrap >&2
+    log "Docker Hub unreachable: making the stand-in ${base_image} with debootstrap"
+    local rootfs
+    rootfs="$(mktemp -d "${cache}/.debootstrap.XXXXXX")"
+    debootstrap --variant=minbase bookworm "${rootfs}" http://deb.debian.org/debian >&2
+    # What the official slim image also leaves out: apt lists, docs, man pages.
+    rm -rf "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/usr/share/doc/* "${rootfs}"/usr/share/man/* \
+        "${rootfs}"/var/cache/apt/*.bin "${rootfs}"/var/cache/apt/archives/*.deb
+    # The official image's sources (deb822) with the security suite; debootstrap writes
+    # only the main suite.
+    rm -f "${rootfs}/etc/apt/sources.list"
+    cat >"${rootfs}/etc/apt/sources.list.d/debian.sources" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    tar -C "${rootfs}" -c . | podman import \
+        --change 'CMD ["bash"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'LABEL org.mrt.stand-in=debootstrap' \
+        - "${base_image}" >&2
+    rm -rf "${rootfs}"
+}
+
+# Files a training image is built from (the Dockerfile's COPYs, and the Dockerfile).
+training_inputs() {
+    (cd "${repo}" && find images/training requirements/training.txt requirements/training-image.txt \
+        pyproject.toml plugins/regional_training .dockerignore -type f \
+        ! -name '*.pyc' ! -path '*/__pycache__/*' | LC_ALL=C sort)
+}
+
+build_training() {
+    local variant="$1" key_extra="" volumes=() args=()
+    local hash tag
+    if [[ "${variant}" == cpu ]]; then
+        # The venv's Horovod wheel: same pins and flags (MPI + gloo, no NCCL) as the CPU
+        # variant compiles, built on this same Debian release.
+        local train_python="${MRT_TRAIN_PYTHON:-}"
+        [[ -n "${train_python}" ]] || train_python="$("${repo}/scripts/setup_training_env.sh" | tail -n1)"
+        local wheel_dir wheel=""
+        wheel_dir="$(cat "$(dirname "$(dirname "${train_python}")")/.mrt-horovod-wheel-dir" 2>/dev/null || true)"
+        [[ -z "${wheel_dir}" ]] || wheel="$(compgen -G "${wheel_dir}/horovod-*.whl" | head -n1 || true)"
+        if [[ -n "${wheel}" ]]; then
+            volumes+=(-v "$(dirname "${wheel}"):/tmp/horovod-wheel:ro")
+            key_extra="$(sha256sum "${wheel}" | cut -c1-16)"
+        fi
+    fi
+    # The host's CA bundle for pip and uv inside the build (a TLS-inspecting proxy's CA is
+    # in it where there is one): the Dockerfile's PIP_CERT / SSL_CERT_FILE build args.
+    local bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+    if [[ -f "${bundle}" ]]; then
+        volumes+=(-v "${bundle}:/run/mrt-host-ca.crt:ro")
+        args+=(--build-arg PIP_CERT=/run/mrt-host-ca.crt --build-arg SSL_CERT_FILE=/run/mrt-host-ca.crt)
+    fi
+    mkdir -p "${HOME}/.cache/uv"
+    volumes+=(-v "$(uv cache dir 2>/dev/null || echo "${HOME}/.cache/uv"):/root/.cache/uv")
+    hash="$( { training_inputs | while read -r f; do printf '%s %s\n' "$(sha256sum <"${repo}/${f}" | cut -c1-64)" "${f}"; done
+        podman image inspect --format '{{.Id}}' "${base_image}"
+        printf 'variant=%s wheel=%s\n' "${variant}" "${key_extra}"; } | sha256sum | cut -c1-12)"
+    tag="localhost/multi-region-training/training:${variant}-${hash}"
+    if podman image exists "${tag}"; then
+        log "up to date: ${tag}"
+        printf '%s\n' "${tag}"
+        return 0
+    fi
+    args+=(--build-arg "VARIANT=${variant}" --target training)
+    log "building ${tag}"
+    local start=${SECONDS}
+    podman build --isolation chroot --format docker --layers "${volumes[@]}" "${args[@]}" \
+        -f "${repo}/images/training/Dockerfile" -t "${tag}" \
+        -t "localhost/multi-region-training/training:${variant}" "${repo}" >&2
+    log "built ${tag} in $((SECONDS - start)) s"
+    printf '%s\n' "${tag}"
+}
+
+main() {
+    local targets=("$@")
+    ((${#targets[@]})) || targets=(training-cpu)
+    mkdir -p "${cache}"
+    ensure_podman
+    # One build at a time per machine (two CI shells, a test and a script).
+    exec 8>"${cache}/.build_images.lock"
+    if command -v flock >/dev/null 2>&1; then flock 8; fi
+    ensure_base
+    local target out=""
+    for target in "${targets[@]}"; do
+        case "${target}" in
+            base) out="${base_image}" ;;
+            training-cpu) out="$(build_training cpu)" ;;
+            training-gpu) out="$(build_training gpu)" ;;
+            *) log "unknown image ${target} (base, training-cpu, training-gpu)"; exit 2 ;;
+        esac
+    done
+    printf '%s\n' "${out}"
+}
+
+main "$@"
