@@ -341,7 +341,8 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
 
 
 def _plan_rows(plan: Sequence[Mapping[str, Any]]) -> str:
-    head = ("dataset", "campaign", "choice", "region", "purchase option", "USD/instance-hour", "planned USD", "s3 copy")
+    head = ("dataset", "campaign", "choice", "region", "purchase option", "USD/instance-hour", "planned USD",
+            "failure risk", "risk USD", "s3 copy")
     body = []
     for target in plan:
         # A scan's job is the dataset at one point: its target key names both.
@@ -353,7 +354,10 @@ def _plan_rows(plan: Sequence[Mapping[str, Any]]) -> str:
                 + _cell("placed" if rank == 0 else f"alternative {rank}")
                 + _cell(candidate["region_code"]) + _cell(candidate.get("purchase_option"))
                 + _cell(candidate.get("price_per_instance_hour"), ".4f")
-                + _cell(candidate.get("planned_cost_usd"), ".2f") + _cell(candidate.get("s3_uri")) + "</tr>"
+                + _cell(candidate.get("planned_cost_usd"), ".2f")
+                # the placement's failure model (issue 31): it ranks by planned + risk USD
+                + _cell(candidate.get("failure_probability"), ".1%") + _cell(candidate.get("risk_usd"), ".2f")
+                + _cell(candidate.get("s3_uri")) + "</tr>"
             )
     return _table(head, body, "plan")
 

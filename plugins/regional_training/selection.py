@@ -110,5 +110,7 @@ def _placement_row(row: placement.PlacementRow) -> dict[str, Any]:
         "price_per_instance_hour": num(row.price_per_instance_hour),
         "billing_usd_per_hour": num(row.billing_usd_per_hour),
         "planned_cost_usd": num(row.expected_cost_usd),
+        "failure_probability": num(row.failure_probability),
+        "risk_usd": num(row.risk_usd),
         "point_id": row.point_id,
     }

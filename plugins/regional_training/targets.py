@@ -39,6 +39,11 @@ class Target:
     price_per_instance_hour: float | None = None
     billing_usd_per_hour: float | None = None
     planned_cost_usd: float | None = None
+    #: The placement's failure model (issue 31): this region x option's decayed failure
+    #: probability and the expected extra dollars it added to the ranking (``None``:
+    #: region-local placement, no model).
+    failure_probability: float | None = None
+    risk_usd: float | None = None
     #: Set when another selected campaign has a dataset with the same key (the schema
     #: makes dataset keys unique per campaign only): the target key then names both.
     campaign_qualified: bool = False

@@ -127,3 +127,28 @@ def test_failures_decay_and_stay_with_their_own_offer(seeded_pg) -> None:
 def test_bad_risk_parameters_are_refused_before_sql(bad) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         placement.placement_params(**{**P4D, **bad})
+
+
+def test_the_dry_run_plan_shows_the_risk_of_each_candidate(seeded_pg) -> None:
+    """The plan table of a dry run's report: each candidate's failure risk and risk USD,
+    through the same row conversion the DAG's selection uses."""
+    import re
+
+    from regional_training.report import render_report
+    from regional_training.selection import _placement_row
+    from regional_training.summary import summarize
+
+    with dublin_in_two_regions(seeded_pg) as cur:
+        add_failures(cur, 10, region="eu-west-1", option="spot", age=timedelta(days=1))
+        target = plan_in(cur)
+    rows = [_placement_row(r) for r in (target.chosen, *target.alternatives)]
+    page = render_report(summarize([], run_id="manual__dry", dry_run=True, planned=1, left_out=[]),
+                         plan=[{**rows[0], "alternatives": rows[1:]}])
+    assert "<th>failure risk</th><th>risk USD</th>" in page
+    last = re.search(r'<tr data-target="dublin-urban-2026-v1" data-rank="3">(.*?)</tr>', page)
+    assert last is not None and "eu-west-1" in last.group(1) and "spot" in last.group(1)
+    starved = rows[-1]
+    assert starved["failure_probability"] > 0.85 and starved["risk_usd"] > 500
+    assert f'{starved["failure_probability"]:.1%}' in last.group(1) and f'{starved["risk_usd"]:.2f}' in last.group(1)
+    first = re.search(r'data-rank="0">(.*?)</tr>', page)
+    assert first is not None and "0.0%" in first.group(1)
