@@ -290,6 +290,9 @@ class ServiceJob(_JobRecord):
     counted_attempts: int = 0
     #: When the job last entered RUNNABLE (``jobStateTimeLimitActions`` count from there).
     runnable_since: int | None = None
+    #: When its wait for capacity began: the first re-queue for a CapacityError since a
+    #: training job last got capacity (assumed to be what a CAPACITY time limit counts).
+    capacity_since: int | None = None
     scheduled_at: int | None = None
     terminate_reason: str = ""
     #: The queue's TIME_LIMIT_SCALE_TAG.
@@ -643,6 +646,12 @@ class BatchEmulator:
         with self.lock:
             if status == "RUNNABLE" and job.status != "RUNNABLE":
                 job.runnable_since = _ms()
+            # Waiting for capacity spans the re-queues until a training job gets capacity
+            # (STARTING: "Training job capacity has been acquired", user guide).
+            if status == "RUNNABLE" and reason.startswith(CAPACITY_REASON) and job.capacity_since is None:
+                job.capacity_since = _ms()
+            if status in ("STARTING", "RUNNING"):
+                job.capacity_since = None
             job.status, job.status_reason = status, reason
             if status in ENDED:
                 job.stopped_at = _ms()
@@ -652,7 +661,8 @@ class BatchEmulator:
         waited RUNNABLE for that reason longer than ``maxTimeSeconds``."""
         if job.status != "RUNNABLE" or job.runnable_since is None:
             return None
-        waited = (_ms() - job.runnable_since) / 1000.0
+        since = job.capacity_since if job.status_reason.startswith(CAPACITY_REASON) else job.runnable_since
+        waited = (_ms() - (since or job.runnable_since)) / 1000.0
         for action in job.time_limits:
             if (action.get("state") == "RUNNABLE" and job.status_reason.startswith(action["reason"])
                     and waited >= float(action["maxTimeSeconds"]) * job.time_scale):
