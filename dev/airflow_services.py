@@ -8,6 +8,14 @@ process group with its log under ``<home>/services/``. It waits until the api-se
 answers, every service reports healthy and the DAG is parsed, creates the launch pool,
 and stops every group on exit (also on Ctrl-C).
 
+``executor="celery"`` runs Airflow's distributed engine instead (docs/services.md,
+"Celery"): Redis (Debian's ``redis-server``) as the broker, the metadata DB as Celery's
+result backend, **two** schedulers, **two** triggerers, the dag-processor and the
+api-server on this machine, and **two** ``airflow celery worker`` processes, each on a
+simulated host of its own (``dev/sim_hosts.py``: a network namespace that reaches the
+broker, the databases, the emulator and the api-server only through its interface, at
+the stack address they all listen on).
+
 Login: the simple auth manager with one admin user whose password is generated per
 stack (``secrets``), written to a file in the throwaway home, never committed.
 
@@ -39,9 +47,18 @@ from typing import Any
 from local_pg import temporary_postgres
 from local_stack import airflow_env
 from processes import free_port, kill_group, kill_stack, stop_group
+from sim_hosts import Host, SimulatedHosts
 
 DAG_ID = "multi_region_training"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: What the Celery stack runs (:func:`celery_services`): ``redis``, the Airflow services
+#: (``<component>-<n>`` when there are several) and ``worker-<n>``, one per simulated host.
+CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
+#: Task slots per Celery worker (``--concurrency``): the LocalExecutor's 8 over two workers.
+WORKER_CONCURRENCY = 4
+#: ``[core] max_map_length``: a run maps one training task per target; 1,024 by default,
+#: the benchmark's 1,000 targets plus a scan's would not fit.
+MAX_MAP_LENGTH = 4096
 #: The pool the training tasks launch from (``MRT_TRAINING_POOL``). It counts running
 #: tasks only (``include_deferred`` false): it bounds launches, not jobs waited on.
 LAUNCH_POOL = "mrt_training_launches"
@@ -194,22 +211,39 @@ class AirflowStack:
     home: Path
     api: AirflowApi
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Each service's command line, when it is not ``airflow <service>`` (Redis, a second
+    #: scheduler, a Celery worker); and the simulated host it runs on, if any.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    hosts: dict[str, Host] = field(default_factory=dict)
+    #: Settings of one service only (a second triggerer's log server port).
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    executor: str = "local"
+    #: Each Celery worker's log size when it was last started (:meth:`wait_healthy`).
+    _started_at: dict[str, int] = field(default_factory=dict)
 
     def log_path(self, service: str) -> Path:
         return self.home / "services" / f"{service}.log"
 
+    def services(self) -> list[str]:
+        """Every service this stack runs, in start order."""
+        return list(self.commands) or list(SERVICES)
+
     def start(self, service: str) -> None:
         """Start one service (``airflow <service>``) in its own process group."""
-        cmd = [sys.executable, "-m", "airflow", service]
+        cmd = self.commands.get(service) or [sys.executable, "-m", "airflow", service]
         if service == "api-server":
-            port = urllib.parse.urlsplit(self.base_url).port
-            cmd += ["--host", "127.0.0.1", "--port", str(port)]
+            url = urllib.parse.urlsplit(self.base_url)
+            cmd = [*cmd, "--host", str(url.hostname), "--port", str(url.port)]
+        if service in self.hosts:
+            cmd = self.hosts[service].wrap(cmd)
         log = self.log_path(service).open("ab")
+        self._started_at[service] = log.tell()
         try:
             # In the home: every process the service starts runs there, which is how
             # stop_all finds the ones outside the service's process group.
             self.procs[service] = subprocess.Popen(
-                cmd, env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env={**self.env, **self.service_env.get(service, {})}, cwd=self.home, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )
         finally:
             log.close()
@@ -227,10 +261,10 @@ class AirflowStack:
             self.wait_healthy(timeout=180)
 
     def stop_all(self) -> None:
-        # Scheduler first: no new task starts while the others go down.
-        for service in ("scheduler", "triggerer", "dag-processor", "api-server"):
-            if service in self.procs:
-                self.stop(service)
+        # Schedulers first: no new task starts while the others go down; the broker last.
+        order = ("scheduler", "worker", "triggerer", "dag-processor", "api-server", "redis")
+        for service in sorted(self.procs, key=lambda s: order.index(kind_of(s)) if kind_of(s) in order else 0):
+            self.stop(service)
         # Task processes run in sessions of their own, outside the services' groups. The
         # home is this stack's own throwaway directory (callers make it with mkdtemp), so
         # only this stack's processes run in it or carry it (processes.stack_pids).
@@ -244,9 +278,10 @@ class AirflowStack:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     raise ServiceError(f"airflow {name} exited ({proc.returncode}); log:\n{self.tail(name)}")
+            waiting = [w for w in self.procs if w.startswith("worker") and not self._worker_ready(w)]
             try:
                 status, last = _http("GET", f"{self.base_url}/api/v2/monitor/health", None, {})
-                if status == 200 and all(
+                if status == 200 and not waiting and all(
                     (last.get(part) or {}).get("status") == "healthy"
                     for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
                 ):
@@ -254,8 +289,18 @@ class AirflowStack:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise ServiceError(f"Airflow services not healthy after {timeout:.0f}s: {last}")
+                raise ServiceError(f"Airflow services not healthy after {timeout:.0f}s: {last}; "
+                                   f"Celery workers not ready: {waiting}")
             time.sleep(1)
+
+    def _worker_ready(self, worker: str) -> bool:
+        """Celery prints ``celery@<host> ready.`` once it consumes from the broker."""
+        try:
+            with self.log_path(worker).open("rb") as log:
+                log.seek(self._started_at.get(worker, 0))
+                return b" ready." in log.read()
+        except OSError:
+            return False
 
     def wait_for_dag(self, dag_id: str = DAG_ID, timeout: float = 180) -> dict[str, Any]:
         """Until the dag-processor has parsed ``dag_id`` (no import errors)."""
@@ -279,14 +324,22 @@ class AirflowStack:
             return "(no log)"
 
 
+def kind_of(service: str) -> str:
+    """``scheduler-2`` -> ``scheduler``: what a numbered service instance is."""
+    stem, _, number = service.rpartition("-")
+    return stem if stem and number.isdigit() else service
+
+
 def services_env(
     *, campaign_dsn: str, endpoint: str, home: Path, metadata_dsn: str, port: int, password_file: Path,
-    parallelism: int,
+    parallelism: int, host: str = "127.0.0.1", broker_url: str | None = None,
 ) -> dict[str, str]:
     """The services' environment: the local stack's connections and Variables plus the
     settings docker-compose.yaml gives a deployment (LocalExecutor, Postgres metadata DB,
-    one JWT secret for every component), with secrets generated for this stack only."""
-    base = f"http://127.0.0.1:{port}"
+    one JWT secret for every component), with secrets generated for this stack only.
+    With ``broker_url``, the CeleryExecutor on that broker, its results in the metadata DB.
+    ``host``: the address every service listens on and is reached at."""
+    base = f"http://{host}:{port}"
     env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=endpoint, airflow_home=home)}
     env.update({
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_dsn.replace("postgresql://", "postgresql+psycopg2://", 1),
@@ -301,7 +354,8 @@ def services_env(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
         "AIRFLOW__API__PORT": str(port),
         # One worker: two cores; the UI and a few REST calls need no more.
         "AIRFLOW__API__WORKERS": "1",
@@ -314,36 +368,92 @@ def services_env(
         "MRT_LINKS_BASE_URL": f"{base}/campaign",
         "PYTHONUNBUFFERED": "1",
     })
+    if broker_url is not None:
+        env.update({
+            "AIRFLOW__CORE__EXECUTOR": CELERY_EXECUTOR,
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            # Task state in the metadata DB (the provider's recommended backend), not Redis:
+            # a broker restart then loses no result.
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_dsn,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        })
     return env
+
+
+def celery_commands(*, broker_port: int, broker_password: str, host: str, home: Path, schedulers: int = 2,
+                    triggerers: int = 2, workers: int = 2) -> dict[str, list[str]]:
+    """The Celery stack's services and their command lines, in start order."""
+    airflow = [sys.executable, "-m", "airflow"]
+    redis_dir = home / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    # A config file, not arguments: the password stays out of the process list. Redis
+    # refuses clients from other hosts unless it has a password (protected mode).
+    conf = redis_dir / "redis.conf"
+    conf.write_text(f"bind {host}\nport {broker_port}\ndir {redis_dir}\nrequirepass {broker_password}\n"
+                    # Append-only file: a restarted broker still holds the queued task messages.
+                    'save ""\nappendonly yes\nappendfsync everysec\n')
+    conf.chmod(0o600)
+    commands: dict[str, list[str]] = {
+        "redis": ["redis-server", str(conf)],
+        "api-server": [*airflow, "api-server"],
+        "dag-processor": [*airflow, "dag-processor"],
+    }
+    commands.update({f"scheduler-{n}": [*airflow, "scheduler"] for n in range(1, schedulers + 1)})
+    commands.update({f"triggerer-{n}": [*airflow, "triggerer"] for n in range(1, triggerers + 1)})
+    # Logs go to the shared home (each task's file), read from there: no log server.
+    commands.update({f"worker-{n}": [*airflow, "celery", "worker", "--concurrency", str(WORKER_CONCURRENCY),
+                                     "--skip-serve-logs"] for n in range(1, workers + 1)})
+    return commands
 
 
 @contextlib.contextmanager
 def airflow_services(
     *, campaign_dsn: str, endpoint: str, home: Path, parallelism: int = 8, extra_env: dict[str, str] | None = None,
     progress: Callable[[str], None] = lambda _msg: None, dag_id: str = DAG_ID,
+    hosts: SimulatedHosts | None = None, schedulers: int = 2, triggerers: int = 2,
 ) -> Iterator[AirflowStack]:
-    """Start the metadata DB and the four Airflow services; yield the stack; stop it all."""
+    """Start the metadata DB and the four Airflow services; yield the stack; stop it all.
+
+    With ``hosts`` (:func:`sim_hosts.simulated_hosts`): the Celery stack instead, one
+    worker on each host, ``schedulers`` schedulers and ``triggerers`` triggerers, every
+    service listening on the hosts' bridge address (the campaign DB and the emulator
+    must too: ``temporary_postgres(host=...)``, ``local_aws(host=...)``)."""
     (home / "services").mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(16)
     password_file = home / "simple_auth_manager_passwords.json"
     password_file.write_text(json.dumps({ADMIN_USER: password}) + "\n")
     password_file.chmod(0o600)
-    with temporary_postgres("airflow") as metadata_dsn:
+    host = hosts.address if hosts else "127.0.0.1"
+    with temporary_postgres("airflow", host=host) as metadata_dsn:
         port = free_port()
+        broker_port, broker_password = free_port(), secrets.token_urlsafe(24)
         env = services_env(campaign_dsn=campaign_dsn, endpoint=endpoint, home=home, metadata_dsn=metadata_dsn,
-                           port=port, password_file=password_file, parallelism=parallelism)
+                           port=port, password_file=password_file, parallelism=parallelism, host=host,
+                           broker_url=f"redis://:{broker_password}@{host}:{broker_port}/0" if hosts else None)
         env.update(extra_env or {})
         progress("migrating Airflow's metadata DB (PostgreSQL)")
         migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
                                  capture_output=True, text=True, check=False)
         if migrate.returncode != 0:
             raise ServiceError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://{host}:{port}"
         stack = AirflowStack(base_url=base, username=ADMIN_USER, password=password, env=env, home=home,
                              api=AirflowApi(base, ADMIN_USER, password))
+        if hosts:
+            stack.executor = "celery"
+            stack.commands = celery_commands(broker_port=broker_port, broker_password=broker_password, host=host,
+                                             home=home, schedulers=schedulers,
+                                             triggerers=triggerers, workers=len(hosts.hosts))
+            stack.hosts = {f"worker-{n}": h for n, h in enumerate(hosts.hosts, start=1)}
+            # Each triggerer serves its triggers' logs on a port of its own (8794 by
+            # default): two on one machine would collide.
+            stack.service_env = {f"triggerer-{n}": {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+                                 for n in range(1, triggerers + 1)}
         try:
-            progress("starting " + ", ".join(f"airflow {s}" for s in SERVICES))
-            for service in SERVICES:
+            progress("starting " + ", ".join(
+                f"{s} on {stack.hosts[s].hostname} ({stack.hosts[s].address})" if s in stack.hosts else s
+                for s in stack.services()))
+            for service in stack.services():
                 stack.start(service)
             stack.wait_healthy()
             stack.api.call("POST", "/api/v2/pools", {

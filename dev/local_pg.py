@@ -35,8 +35,12 @@ def _pg_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def temporary_postgres(dbname: str = "campaigns") -> Iterator[str]:
-    """Start a fresh server, create ``dbname``, yield its DSN; stop and delete on exit."""
+def temporary_postgres(dbname: str = "campaigns", host: str = "127.0.0.1") -> Iterator[str]:
+    """Start a fresh server, create ``dbname``, yield its DSN; stop and delete on exit.
+
+    ``host``: an address of this machine the server listens on too and the DSN names
+    (the Celery stack's bridge address, which its simulated hosts reach: dev/sim_hosts.py).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="mrt-pg-"))
     datadir, sockdir = workdir / "data", workdir / "sock"
     sockdir.mkdir()
@@ -49,14 +53,18 @@ def temporary_postgres(dbname: str = "campaigns") -> Iterator[str]:
                       "-E", "UTF8", "--no-sync"]),
         check=True, capture_output=True,
     )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockdir} -c fsync=off"
+    listen = "127.0.0.1" if host == "127.0.0.1" else f"127.0.0.1,{host}"
+    if host != "127.0.0.1":  # initdb trusts loopback only; samenet: the host's own subnets
+        with (datadir / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all samenet trust\n")
+    options = f"-c listen_addresses={listen} -p {port} -k {sockdir} -c fsync=off"
     subprocess.run(
         _as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-o", options,
                       "-l", str(workdir / "server.log"), "-w", "start"]),
         check=True, capture_output=True,
     )
     try:
-        dsn = f"postgresql://{PG_USER}@127.0.0.1:{port}/{dbname}"
+        dsn = f"postgresql://{PG_USER}@{host}:{port}/{dbname}"
         _create_database(port, dbname)
         yield dsn
     finally:

@@ -97,14 +97,18 @@ def local_aws(
     max_processes_per_job: int = 2,
     stop_grace_seconds: float = 10.0,
     log_path: Path | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """Run the emulator in a subprocess; yield its endpoint URL; stop it on exit."""
+    """Run the emulator in a subprocess; yield its endpoint URL; stop it on exit.
+
+    ``host``: the address it listens on (the Celery stack's bridge address, which its
+    simulated hosts reach: dev/sim_hosts.py)."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mrt-local-aws-"))
     images = workdir / "images.json"
     images.write_text(json.dumps(image_map))
     cmd = [
-        sys.executable, "-m", "local_aws.server", "--port", str(port), "--images", str(images),
+        sys.executable, "-m", "local_aws.server", "--host", host, "--port", str(port), "--images", str(images),
         "--workdir", str(workdir), "--max-concurrent-jobs", str(max_concurrent_jobs),
         "--max-processes-per-job", str(max_processes_per_job), "--stop-grace-seconds", str(stop_grace_seconds),
     ]
@@ -116,7 +120,7 @@ def local_aws(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "dev"), str(REPO / "plugins")])}
     log_file = (log_path or workdir / "local-aws.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     try:
         wait_until_answers(f"{endpoint}/moto-api/", proc, timeout=60, what=f"local AWS emulator (see {log_file.name})")
         yield endpoint

@@ -8,6 +8,11 @@ triggers a run through the REST API as the UI's trigger form does, unpauses the 
 shows per region how many targets are trained / running / waiting, prints the run's
 summary and stops everything it started (also on Ctrl-C).
 
+``--executor celery`` runs Airflow's distributed engine instead of the LocalExecutor
+(``dev/airflow_services.py``, docs/services.md): Redis as the broker, two schedulers,
+two triggerers and two Celery workers, each worker on a simulated host (a network
+namespace, ``dev/sim_hosts.py``; needs root), removed again on exit.
+
 ``--serve`` keeps the stack up afterwards and prints the UI's URL and login (Ctrl-C
 stops it). ``--dags-test`` runs ``airflow dags test`` in one process instead (SQLite,
 mapped tasks one after another; no scheduler, triggerer or REST API).
@@ -52,6 +57,7 @@ from local_stack import (
 )
 from processes import stop_group, unwind_on_sigterm
 from regional_training.training_request import run_key
+from sim_hosts import HostsError, SimulatedHosts, simulated_hosts
 
 
 def _train_python(explicit: str | None) -> str:
@@ -83,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
                             help="`airflow dags test` in one process instead of the services")
     parser.add_argument("--no-run", action="store_true",
                         help="with --serve: trigger nothing, just serve the stack (use the trigger form)")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local",
+                        help="local: LocalExecutor (default); celery: Redis broker, two schedulers, two triggerers, "
+                             "two Celery workers on simulated hosts (network namespaces; needs root)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default: 3600)")
     args = parser.parse_args(argv)
     if args.no_run and not args.serve:
         parser.error("--no-run needs --serve")
+    if args.executor == "celery" and args.dags_test:
+        parser.error("--dags-test runs no executor: leave out --executor celery")
     unwind_on_sigterm()
 
     conf = {**LOCAL_RUN_CONF, **json.loads(args.conf)}
@@ -104,18 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     returncode = 1
     try:
-        with _offline_stack(args, home, image_map, samples, mode) as (dsn, endpoint):
+        with _hosts(args) as hosts, _offline_stack(args, home, image_map, samples, mode, hosts) as (dsn, endpoint):
             if args.dags_test:
                 returncode = _dags_test(conf, dsn, endpoint, home)
                 summary = _read_summary(endpoint)
             else:
-                returncode, summary = _services_run(args, conf, dsn, endpoint, home, started)
+                returncode, summary = _services_run(args, conf, dsn, endpoint, home, started, hosts)
             if not args.serve:
                 print("\n" + (summary or "no run summary was written"))
             print(f"(wall time {time.monotonic() - started:.0f}s; training: {mode})")
     except KeyboardInterrupt:
         print("interrupted: the local stack was stopped", file=sys.stderr)
         returncode = 130
+    except HostsError as err:
+        print(f"--executor celery: {err}", file=sys.stderr)
+        returncode = 2
     finally:
         if args.keep:
             print(f"Airflow home kept at {home} (service logs in {home / 'services'}, "
@@ -126,22 +140,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
+def _hosts(args: argparse.Namespace) -> Iterator[SimulatedHosts | None]:
+    """With ``--executor celery``, the Celery workers' simulated hosts (removed on exit)."""
+    if args.executor != "celery":
+        yield None
+        return
+    with simulated_hosts(2) as hosts:
+        print("simulated hosts: " + ", ".join(f"{h.hostname} {h.address} (netns {h.namespace})" for h in hosts.hosts)
+              + f"; the stack listens on {hosts.address} ({hosts.bridge})", flush=True)
+        yield hosts
+
+
+@contextlib.contextmanager
 def _offline_stack(
-    args: argparse.Namespace, home: Path, image_map: dict[str, Any], samples: SampleWriter, mode: str
+    args: argparse.Namespace, home: Path, image_map: dict[str, Any], samples: SampleWriter, mode: str,
+    hosts: SimulatedHosts | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """The campaign DB (migrated, sample data) and the emulator (buckets seeded)."""
+    """The campaign DB (migrated, sample data) and the emulator (buckets seeded), both
+    listening on the simulated hosts' bridge address too when there are hosts."""
     import psycopg2
 
     from regional_training import campaign_db
 
-    with temporary_postgres() as dsn:
+    host = hosts.address if hosts else "127.0.0.1"
+    with temporary_postgres(host=host) as dsn:
         conn = psycopg2.connect(dsn)
         campaign_db.migrate(conn, seed=True)
         conn.close()
         print(f"campaign DB ready at {dsn}", flush=True)
         with local_aws(
             image_map, max_concurrent_jobs=args.max_concurrent_jobs,
-            max_processes_per_job=args.max_processes_per_job, log_path=home / "local-aws.log",
+            max_processes_per_job=args.max_processes_per_job, log_path=home / "local-aws.log", host=host,
         ) as endpoint:
             print(f"local AWS at {endpoint}; {mode}; seeding sample data", flush=True)
             copies = seed_aws(endpoint, dsn, samples)
@@ -150,10 +179,11 @@ def _offline_stack(
 
 
 def _services_run(
-    args: argparse.Namespace, conf: dict[str, Any], dsn: str, endpoint: str, home: Path, started: float
+    args: argparse.Namespace, conf: dict[str, Any], dsn: str, endpoint: str, home: Path, started: float,
+    hosts: SimulatedHosts | None = None,
 ) -> tuple[int, str | None]:
     """Trigger through the REST API on the real services; follow; the summary."""
-    with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home,
+    with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home, hosts=hosts,
                           progress=lambda msg: print(msg, flush=True)) as stack:
         print(f"Airflow is up at {stack.base_url} ({time.monotonic() - started:.0f}s)", flush=True)
         if args.no_run:

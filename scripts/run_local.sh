@@ -10,6 +10,8 @@
 # starts is stopped on exit (also on Ctrl-C). Arguments go to dev/run_local.py
 # (--help; --fake-training for the stand-in entry point; --serve to keep the UI up;
 # --dags-test for `airflow dags test`; --conf '{"regions": ["eu-west-1"]}').
+# --executor celery: Redis broker, two schedulers, two triggerers and two Celery
+# workers, each worker in a network namespace of its own (root; docs/services.md).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
