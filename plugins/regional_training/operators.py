@@ -10,7 +10,10 @@ What the stock operator does wrong for long multi-region jobs, and what this add
 * It polls through a trigger that must use the job's own region: we pass
   ``region_name`` explicitly and the trigger asserts it is set.
 * Nothing stops the job when the task is killed or marked failed. Here ``on_kill``
-  (worker side) and the trigger's ``on_kill`` (deferred side) call ``StopTrainingJob``.
+  (worker side) and the trigger's ``on_kill`` (deferred side) call ``StopTrainingJob``
+  when a user killed the task, and only then: a worker, scheduler or triggerer shutting
+  down (a rolling restart) leaves the job running for the next try to reattach to
+  (:func:`killed_by_user`).
 * A region without capacity fails the task. Here a capacity or quota error at creation
   (``ResourceLimitExceeded`` ...) or a job that ended for capacity (``CapacityError``,
   spot ``MaxWaitTimeExceeded``, "insufficient capacity") moves the target to its
@@ -39,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -89,6 +93,51 @@ def wait_limit_seconds(config: dict[str, Any]) -> int:
 def request_digest(request: dict[str, Any]) -> str:
     """A short digest of a request: logged instead of the whole request."""
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+#: How long ``on_kill`` waits for the server's word on the task's state. The supervisor
+#: that sent SIGTERM for a user's action sends SIGKILL 5 s later (Airflow 3.3's
+#: ``ActivitySubprocess.kill``, ``escalation_delay``), and ``StopTrainingJob`` needs the rest.
+STATE_QUERY_SECONDS = 2.0
+
+
+def killed_by_user(ti: Any, timeout: float = STATE_QUERY_SECONDS) -> bool | None:
+    """Whether the SIGTERM that ran ``on_kill`` came from a user's action on this task.
+
+    Airflow 3.3 sends a running task SIGTERM in two cases (``airflow.sdk.execution_time``):
+    the supervisor's heartbeat is refused (HTTP 404/409/410) because a user marked the task
+    failed or success or cleared it (then ``restarting``): ``_send_heartbeat_if_needed`` ->
+    ``kill(SIGTERM)``; or the supervisor itself got SIGTERM (its worker, a LocalExecutor
+    scheduler or a Celery worker, is shutting down) and forwards it to the task
+    (``ActivitySubprocess.wait``'s ``_forward_signal``), the task still ``running``. The
+    task runner's handler calls ``on_kill`` in both. So: ask the server (through the
+    supervisor, ``get_task_states``) for this task instance's state: ``running`` -> False
+    (a shutdown), any other -> True, no answer within ``timeout`` (the main thread may hold
+    the supervisor channel; the API server may be restarting) -> None. The deferred side
+    needs none of this: the triggerer calls a trigger's ``on_kill`` only on a user's action,
+    not when it shuts down (``triggerer_job_runner``, "Only first case should invoke on_kill()").
+    """
+    answer: list[Any] = []
+
+    def ask() -> None:
+        try:
+            answer.append(ti.get_task_states(dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id],
+                                             run_ids=[ti.run_id]))
+        except Exception as err:  # no supervisor, API unreachable: unknown
+            answer.append(err)
+
+    # A thread, not a call: the handler runs on the main thread, which may be inside a
+    # request to the supervisor holding its channel's lock.
+    thread = threading.Thread(target=ask, name="on_kill-state", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not answer or not isinstance(answer[0], dict):
+        return None
+    key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+    states = answer[0].get(ti.run_id) or {}
+    if key not in states:
+        return None
+    return str(states[key]) != "running"
 
 
 class _SharedClientSageMakerHook(SharedClientHookMixin, SageMakerHook):
@@ -170,6 +219,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self.checked_inputs = checked_inputs or []
         #: The job this try acts on (region, name), for ``on_kill``.
         self._current: tuple[str, str] | None = None
+        #: The running try's task instance (``context["ti"]``), whose state ``on_kill`` asks.
+        self._ti: Any = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
         self._launcher = "airflow"
         #: :meth:`_hook`'s hooks by region.
@@ -195,6 +246,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         job_reference` says why).
         """
         self._launcher = _launcher(context)
+        self._ti = context.get("ti")
         if self.job is None or self.target_job is not None:
             return
         # Imported here, at run time: jobs pulls in the request builders, which the DAG
@@ -465,6 +517,15 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def on_kill(self) -> None:
         region, name = self._current or (self.region_name or "", self.config.get("TrainingJobName"))
         if not name or not region:
+            return
+        # Outside a supervised try (no task instance: a direct call) the caller asked to kill.
+        by_user = True if self._ti is None else killed_by_user(self._ti, STATE_QUERY_SECONDS)
+        if not by_user:
+            # A rolling restart must never stop training; unknown is treated the same: a
+            # job left running is reattached by the next try, a stopped one is lost work.
+            self.log.info("Task process terminated (%s): training job %s in %s left running; the next try "
+                          "reattaches to it.", "not by a user: a component shutting down" if by_user is False
+                          else "its state unknown", name, region)
             return
         self.log.info("Task killed: stopping training job %s in %s.", name, region)
         try:
