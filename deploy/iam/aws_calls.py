@@ -49,6 +49,7 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("batch", "TerminateJob"),
     # launcher=batch_service: one service job per target, followed by our trigger.
     ("batch", "SubmitServiceJob"),
+    ("batch", "ListServiceJobs"),  # a try finds its attempt's service job by name first
     ("batch", "DescribeServiceJob"),
     ("batch", "TerminateServiceJob"),
 ]
@@ -98,6 +99,11 @@ IAM_ACTIONS: dict[tuple[str, str], list[str]] = {
     ("s3", "UploadPartCopy"): ["s3:GetObject", "s3:PutObject"],
     ("s3", "CompleteMultipartUpload"): ["s3:PutObject"],
     ("s3", "AbortMultipartUpload"): ["s3:AbortMultipartUpload"],
+    # Dependent actions (Service Authorization Reference, "Actions, resources, and condition
+    # keys for AWS Batch", https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsbatch.html):
+    # SubmitServiceJob tags the job it makes (the DAG always sends tags) and passes the
+    # payload's RoleArn (the SageMaker execution role) on.
+    ("batch", "SubmitServiceJob"): ["batch:SubmitServiceJob", "batch:TagResource", "iam:PassRole"],
 }
 
 #: IAM service prefix when it differs from the boto3 service name.

@@ -123,7 +123,7 @@ class BatchArrayLaunchOperator(BatchOperator):
     def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from regional_training import array_file, aws_io
+        from regional_training import array_file, aws_io, identifiers
         from regional_training.jobs import resolve_job
         from regional_training.run_context import current_run
         from regional_training.targets import target_key_of
@@ -146,6 +146,8 @@ class BatchArrayLaunchOperator(BatchOperator):
         self.job_queue, self.job_definition = settings.launcher_queue, settings.launcher_job_definition
         self.parameters = {"array_uri": self.array_uri, "requests_uri": requests_uri(self.array_uri),
                            "region": region}
+        # The Airflow role may terminate only jobs tagged with this DAG (deploy/iam, on_kill).
+        self.tags = {"dag_id": run.dag_id, "dag_run": identifiers.tag_value(run.run_id)}
         if len(lines) >= MIN_ARRAY_SIZE:
             self.array_properties = {"size": len(lines)}
         else:

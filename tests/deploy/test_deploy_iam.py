@@ -46,6 +46,12 @@ MODEL_SRC = f"arn:aws:s3:::{OUTPUT}/training-jobs/{JOB}/output/model.tar.gz"
 ARTIFACT_DST = f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/artifacts/{R}/model.tar.gz"
 ARRAY_FILE = f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/array.csv"
 JOB_ARN = f"arn:aws:sagemaker:{R}:{ACCT}:training-job/{JOB}"
+#: The training job Batch makes for a service job: AWSBatch + the payload's name + 32 hex
+#: (AWS Batch user guide, "Service job state change events" example).
+BATCH_JOB_ARN = f"arn:aws:sagemaker:{R}:{ACCT}:training-job/AWSBatch{JOB}88b610a69aa8380ca5b0a7aba3f81cb8"
+#: The tag every Batch job and service job of the DAG carries (its requests' Tags,
+#: BatchArrayLaunchOperator's tags): what the Airflow role may terminate.
+OUR_TAG = {"aws:ResourceTag/dag_id": "multi_region_training"}
 IN_REGION = {"aws:RequestedRegion": R}
 LOG_GROUP = f"arn:aws:logs:{R}:{ACCT}:log-group:/aws/sagemaker/TrainingJobs"
 BATCH_JOB_ID = "4f0c4c2e-8a4e-4c1e-9a53-1d2a3b4c5d6e"
@@ -53,8 +59,10 @@ BATCH_JOB_ID = "4f0c4c2e-8a4e-4c1e-9a53-1d2a3b4c5d6e"
 #: (service, operation) -> requests (IAM action, resource ARN, context) it makes.
 AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("sagemaker", "CreateTrainingJob"): [("sagemaker:CreateTrainingJob", JOB_ARN, IN_REGION)],
-    ("sagemaker", "DescribeTrainingJob"): [("sagemaker:DescribeTrainingJob", JOB_ARN, IN_REGION)],
-    ("sagemaker", "StopTrainingJob"): [("sagemaker:StopTrainingJob", JOB_ARN, IN_REGION)],
+    ("sagemaker", "DescribeTrainingJob"): [("sagemaker:DescribeTrainingJob", JOB_ARN, IN_REGION),
+                                           ("sagemaker:DescribeTrainingJob", BATCH_JOB_ARN, IN_REGION)],
+    ("sagemaker", "StopTrainingJob"): [("sagemaker:StopTrainingJob", JOB_ARN, IN_REGION),
+                                       ("sagemaker:StopTrainingJob", BATCH_JOB_ARN, IN_REGION)],
     ("sagemaker", "ListTrainingJobs"): [("sagemaker:ListTrainingJobs", "*", IN_REGION)],
     ("sagemaker", "AddTags"): [("sagemaker:AddTags", JOB_ARN, IN_REGION)],
     ("iam", "PassRole"): [
@@ -84,12 +92,18 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ],
     ("batch", "ListJobs"): [("batch:ListJobs", "*", {})],
     ("batch", "DescribeJobs"): [("batch:DescribeJobs", "*", {})],
-    ("batch", "TerminateJob"): [("batch:TerminateJob", f"arn:aws:batch:us-east-1:{ACCT}:job/{BATCH_JOB_ID}", {})],
+    ("batch", "TerminateJob"): [
+        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:{ACCT}:job/{BATCH_JOB_ID}", OUR_TAG)],
     ("batch", "SubmitServiceJob"): [
-        ("batch:SubmitServiceJob", f"arn:aws:batch:{R}:{ACCT}:job-queue/mrt-sagemaker-{R}", {})],
+        ("batch:SubmitServiceJob", f"arn:aws:batch:{R}:{ACCT}:job-queue/mrt-sagemaker-{R}", {}),
+        ("batch:TagResource", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}",
+         {"aws:RequestTag/dag_id": "multi_region_training"}),
+        ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"}),
+    ],
+    ("batch", "ListServiceJobs"): [("batch:ListServiceJobs", "*", {})],
     ("batch", "DescribeServiceJob"): [("batch:DescribeServiceJob", "*", {})],
     ("batch", "TerminateServiceJob"): [
-        ("batch:TerminateServiceJob", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", {})],
+        ("batch:TerminateServiceJob", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", OUR_TAG)],
 }
 
 #: What a Batch array child does with the launcher role (regional_training.batch_launcher).
@@ -280,7 +294,18 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         ("batch:SubmitServiceJob", f"arn:aws:batch:{R}:{ACCT}:job-queue/someone-elses-queue", {}),
         ("batch:RegisterJobDefinition", f"arn:aws:batch:us-east-1:{ACCT}:job-definition/mrt-launcher", {}),
         ("batch:CreateJobQueue", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/mrt-launchers", {}),
-        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:999999999999:job/{BATCH_JOB_ID}", {}),
+        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:999999999999:job/{BATCH_JOB_ID}", OUR_TAG),
+        # Narrowed to this project's jobs: another team's Batch jobs and training jobs.
+        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:{ACCT}:job/{BATCH_JOB_ID}", {}),
+        ("batch:TerminateJob", f"arn:aws:batch:us-east-1:{ACCT}:job/{BATCH_JOB_ID}",
+         {"aws:ResourceTag/dag_id": "someone_elses_dag"}),
+        ("batch:TerminateServiceJob", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", {}),
+        ("batch:TagResource", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", {}),
+        ("batch:TagResource", f"arn:aws:batch:{R}:{ACCT}:job-queue/mrt-sagemaker-{R}",
+         {"aws:RequestTag/dag_id": "multi_region_training"}),
+        ("sagemaker:StopTrainingJob", f"arn:aws:sagemaker:{R}:{ACCT}:training-job/other-team-job", IN_REGION),
+        ("sagemaker:StopTrainingJob", f"arn:aws:sagemaker:{R}:{ACCT}:training-job/AWSBatchother-job0123", IN_REGION),
+        ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{R}:{ACCT}:training-job/other-team-job", IN_REGION),
     ],
 )
 def test_airflow_role_denies_what_the_dag_does_not_do(docs, action, resource, context):
@@ -331,6 +356,31 @@ def test_launcher_role_denies_what_a_child_does_not_do(docs, action, resource, c
     assert not is_allowed([docs["batch-launcher-role.policy.json"]], action, resource, context)
 
 
+def _without_action(policy: dict, action: str) -> dict:
+    """``policy`` with ``action`` taken out of every statement (a statement left without
+    actions is dropped)."""
+    statements = []
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        kept = [a for a in actions if a != action]
+        if kept:
+            statements.append({**statement, "Action": kept})
+    return {**policy, "Statement": statements}
+
+
+@pytest.mark.parametrize("dependent", ["batch:TagResource", "iam:PassRole"])
+def test_submit_service_job_is_denied_without_its_dependent_actions(docs, dependent):
+    """The Service Authorization Reference lists batch:TagResource and iam:PassRole as
+    SubmitServiceJob's dependent actions: the recorded call needs both, so a policy
+    without either fails the check of every call the code makes."""
+    assert dependent in aws_calls.iam_actions("batch", "SubmitServiceJob")
+    policy = _without_action(docs["airflow-role.policy.json"], dependent)
+    denied = [(action, resource) for action, resource, context in AIRFLOW_REQUESTS[("batch", "SubmitServiceJob")]
+              if not is_allowed([policy], action, resource, context)]
+    assert denied and denied[0][0] == dependent
+
+
+
 def test_launcher_trust_lets_only_batch_containers_of_this_account_assume(docs):
     trust = docs["batch-launcher-role.trust.json"]
     ecs = {"Service": "ecs-tasks.amazonaws.com"}
@@ -360,6 +410,7 @@ def test_no_wildcard_actions_and_no_star_resource_for_s3_or_passrole(docs):
                     "batch:DescribeJobs",
                     "batch:ListJobs",
                     "batch:DescribeServiceJob",
+                    "batch:ListServiceJobs",
                 }, statement
 
 
