@@ -343,6 +343,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                 self._follow_child(context, attempt.name)
             if self._launcher == "batch_service":  # Batch creates it when capacity comes (defers)
                 self._defer_on_service_job(context, candidate, attempt.name)
+            self._reserve_budget(context, resolution)
             try:
                 self._create(candidate, attempt.name)
             except ClientError as err:
@@ -439,6 +440,15 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         if self._launcher == "batch_service":
             self._defer_on_service_job(context, candidate, name)
         self._defer_on(candidate, name)
+
+    def _reserve_budget(self, context: Context, resolution: Resolution) -> None:
+        """Issue 31: no launch may push the run's committed spend over ``budget_usd``: the
+        job is reserved in the run's ledger first, or the task fails naming the target
+        (``budget.OverBudgetError``). Outside the DAG (no ``job``, no such Param): nothing."""
+        if self.target_job is not None and "budget_usd" in (context.get("params") or {}):
+            from regional_training import budget, run_context
+
+            budget.reserve_for(run_context.current_run(), self.target_job, resolution)
 
     def _create(self, candidate: Candidate, name: str) -> None:
         request = {**candidate.request, "TrainingJobName": name}

@@ -1,0 +1,192 @@
+"""A budget that holds at launch (issue 31): no job may push a run's committed spend
+over its ``budget_usd``.
+
+The placement checks the budget once, against expected costs. A run then spends more
+than planned: a failover moves a target to a dearer candidate, a person's clear makes a
+new attempt, a spot job runs longer. So every training job is *reserved* in the campaign
+database's ``budget_ledger`` (V007) just before it is created, under a per-run lock:
+
+    committed = settled jobs' actual cost
+              + jobs recorded with an actual cost (training_runs)
+              + for every other job: max(expected cost, cost so far)   (running or pending)
+
+and the launch is refused when ``committed + the job's expected cost > budget_usd``: the
+refusal is recorded (``budget_refusals``, with the figures) and :class:`OverBudgetError`
+fails the target's task naming the target, region and figures (no automatic retry: the
+same figures would refuse it again). See docs/placement.md "Budget at launch".
+
+No import-time I/O; the SQL lives in ``include/sql/queries/budget_*.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from regional_training.retry_policy import NotRetriedError
+
+if TYPE_CHECKING:
+    from regional_training.attempts import Attempt
+    from regional_training.targets import Target
+
+#: Job states after which SageMaker bills nothing more (DescribeTrainingJob's
+#: TrainingJobStatus, botocore's sagemaker service-2.json).
+ENDED_STATES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+class OverBudgetError(NotRetriedError):
+    """A launch that would push the run's committed spend over ``budget_usd``."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One job about to be created for a target (what the ledger reserves)."""
+
+    dag_id: str
+    run_id: str
+    target_key: str
+    job_name: str
+    region_code: str
+    purchase_option: str
+    instance_count: int
+    billing_usd_per_hour: Decimal
+    expected_cost_usd: Decimal
+
+    @classmethod
+    def of(cls, *, dag_id: str, run_id: str, target: Target, job_name: str, instance_count: int) -> Launch:
+        """The launch of ``target`` (the candidate being created) as job ``job_name``.
+
+        A target without prices (region-local placement) reserves 0 USD: the run has no
+        planned cost to hold it to, and its actual cost is unknown.
+        """
+        return cls(
+            dag_id=dag_id, run_id=run_id, target_key=target.target_key, job_name=job_name,
+            region_code=target.region_code, purchase_option=target.purchase_option,
+            instance_count=int(instance_count),
+            billing_usd_per_hour=_money(target.billing_usd_per_hour),
+            expected_cost_usd=_money(target.planned_cost_usd),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`reserve_launch` decided, with the figures it decided on."""
+
+    reserved: bool
+    #: ``True``: the job was reserved by an earlier call (a retried create): not checked again.
+    already: bool
+    committed_usd: Decimal
+    launch_usd: Decimal
+    budget_usd: Decimal | None
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.committed_usd + self.launch_usd
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(str(value))
+
+
+def settled_costs(ended: Sequence[tuple[Attempt | None, Target, int]]) -> dict[str, float]:
+    """Billed cost of the target's ended jobs whose description is known: {job name: USD}.
+
+    ``ended``: (attempt, its candidate's target, instance count) for each candidate's
+    newest attempt (``attempts.Resolution.newest``); live ones and ``None`` are skipped.
+    The cost is the collector's (``placement.actual_cost_usd``: billable seconds at the
+    billing rate), so a settled job counts what its row will say.
+    """
+    from regional_training.placement import actual_cost_usd
+
+    out: dict[str, float] = {}
+    for attempt, target, count in ended:
+        if attempt is None or not attempt.description:
+            continue
+        if attempt.description.get("TrainingJobStatus") not in ENDED_STATES:
+            continue
+        cost = actual_cost_usd(attempt.description.get("BillableTimeInSeconds") or 0,
+                               target.billing_usd_per_hour or 0, count, quantum=Decimal("0.0001"))
+        out[attempt.name] = float(cost or 0)
+    return out
+
+
+def reserve_launch(conn: Any, launch: Launch, *, budget_usd: float | Decimal | None,
+                   settled_usd_by_job: Mapping[str, float] | None = None) -> Decision:
+    """Reserve ``launch`` in the ledger, or refuse it (raises :class:`OverBudgetError`).
+
+    One transaction under the run's lock: settle the target's earlier jobs
+    (``settled_usd_by_job``: their billed cost where known), sum the run's committed
+    spend without this job, then reserve it or record the refusal. A job already
+    reserved (the same name: a retried create) is not checked again, so a create whose
+    response was lost is followed, never refused after the fact. ``budget_usd`` ``None``:
+    every launch is reserved (the ledger still shows the spend).
+    """
+    from regional_training.campaign_db import load_sql
+
+    budget = None if budget_usd is None else Decimal(str(budget_usd))
+    binds = {**launch.__dict__, "settled_usd_by_job": json.dumps(dict(settled_usd_by_job or {}))}
+    try:
+        with conn.cursor() as cur:
+            cur.execute(load_sql("queries/budget_lock.sql"), binds)
+            cur.execute("SELECT 1 FROM budget_ledger WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s"
+                        " AND job_name = %(job_name)s", binds)
+            already = cur.fetchone() is not None
+            if not already:  # a retried create settled them the first time
+                cur.execute(load_sql("queries/budget_settle.sql"), binds)
+            cur.execute(load_sql("queries/budget_committed.sql"), binds)
+            committed = Decimal(cur.fetchone()[0]).quantize(Decimal("0.0001"))
+            decision = Decision(reserved=True, already=already, committed_usd=committed,
+                                launch_usd=launch.expected_cost_usd, budget_usd=budget)
+            if not already and budget is not None and decision.total_usd > budget:
+                cur.execute(load_sql("queries/budget_refuse.sql"),
+                            {**binds, "budget_usd": budget, "committed_usd": committed,
+                             "launch_usd": launch.expected_cost_usd})
+                conn.commit()
+                raise OverBudgetError(refusal_message(launch, decision))
+            cur.execute(load_sql("queries/budget_reserve.sql"), binds)
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    return decision
+
+
+def refusal_message(launch: Launch, decision: Decision) -> str:
+    return (f"target {launch.target_key}: over_budget: launching {launch.job_name} in {launch.region_code} "
+            f"({launch.purchase_option}, expected {decision.launch_usd:.2f} USD) would commit "
+            f"{decision.total_usd:.2f} USD, over budget_usd {decision.budget_usd:.2f} "
+            f"(committed so far {decision.committed_usd:.2f} USD); no job was created")
+
+
+def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
+    """Reserve the job ``resolution`` is about to create for the target of ``job`` (the
+    build step's job: its candidates' targets carry the prices) in ``run``'s ledger,
+    against the run's ``budget_usd`` Param; raises :class:`OverBudgetError`.
+
+    ``resolution`` is ``attempts.Resolution`` with action ``create``: its ``newest``
+    attempts (each candidate's newest job) give the billed cost of the target's ended jobs.
+    """
+    import logging
+
+    from regional_training.collection import job_candidates
+
+    targets, candidates = job_candidates(job)
+
+    def count(index: int) -> int:
+        return int(candidates[index].request["ResourceConfig"]["InstanceCount"])
+
+    index, attempt = resolution.index, resolution.attempt
+    launch = Launch.of(dag_id=run.dag_id, run_id=run.run_id, target=targets[index], job_name=attempt.name,
+                       instance_count=count(index))
+    ended = [(a, targets[i], count(i)) for i, a in enumerate(resolution.newest)]
+    with run.campaign_db() as conn:
+        decision = reserve_launch(conn, launch, budget_usd=run.params.get("budget_usd"),
+                                  settled_usd_by_job=settled_costs(ended))
+    logging.getLogger(__name__).info(
+        "Budget: %s reserved %.2f USD for %s (committed before it %.2f USD, budget %s).", launch.target_key,
+        decision.launch_usd, launch.job_name, decision.committed_usd,
+        "none" if decision.budget_usd is None else f"{decision.budget_usd:.2f} USD")
+    return decision
