@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-proce
 ONE_SHOT = {"airflow-init", "campaign-db-init"}
 #: One-shots that only run with a profile.
 PROFILE_ONE_SHOT = {"local-aws-seed"}
+#: What the celery profile adds: what `scripts/run_local.sh --executor celery` runs (issue 32).
+CELERY_PROFILE = {"redis", "airflow-worker", "airflow-scheduler-2", "airflow-triggerer-2", "flower"}
 PROFILE_SETS = [set(), {"offline"}, {"celery"}, {"offline", "celery"}, {"offline", "celery", "debug"}]
 
 
@@ -70,6 +73,8 @@ def test_services_present_and_profiled(services):
         "airflow-init",
         "redis",
         "airflow-worker",
+        "airflow-scheduler-2",
+        "airflow-triggerer-2",
         "flower",
         "local-aws",
         "local-aws-seed",
@@ -87,9 +92,9 @@ def test_services_present_and_profiled(services):
         "local-aws": {"condition": "service_healthy"},
         "campaign-db-init": {"condition": "service_completed_successfully"},
     }
-    for name in ("redis", "airflow-worker", "flower"):
+    for name in CELERY_PROFILE:
         assert services[name]["profiles"] == ["celery"], name
-    assert {"redis", "airflow-worker", "flower", "local-aws", "airflow-cli"}.isdisjoint(default)
+    assert (CELERY_PROFILE | {"local-aws", "airflow-cli"}).isdisjoint(default)
 
 
 def test_commands(services):
@@ -110,6 +115,28 @@ def test_commands(services):
     assert "/entrypoint airflow" in script
     env = services["airflow-init"]["environment"]
     assert env["_AIRFLOW_DB_MIGRATE"] == "true" and env["_AIRFLOW_WWW_USER_CREATE"] == "true"
+
+
+def test_celery_profile_matches_the_local_stack(services, tmp_path):
+    """Two schedulers, two triggerers, two workers, a broker that keeps its queue across a
+    restart: as dev/airflow_services.py starts them for ``--executor celery``."""
+    from airflow_services import celery_commands
+
+    local = celery_commands(broker_port=6379, broker_password="x", host="127.0.0.1", home=tmp_path)
+    kinds = Counter(name.rsplit("-", 1)[0] if name[-1].isdigit() else name for name in local)
+    on = active(services, {"celery"})
+    schedulers = [n for n in on if services[n].get("command") == "scheduler"]
+    triggerers = [n for n in on if services[n].get("command") == "triggerer"]
+    assert len(schedulers) == kinds["scheduler"] == 2 and len(triggerers) == kinds["triggerer"] == 2
+    assert services["airflow-worker"]["deploy"]["replicas"] == kinds["worker"] == 2
+    for name in ("airflow-scheduler-2", "airflow-triggerer-2"):
+        assert services[name]["environment"] == services["airflow-scheduler"]["environment"], name
+        assert services[name]["healthcheck"] == services[name.removesuffix("-2")]["healthcheck"], name
+        assert services[name]["restart"] == "always", name
+    assert services["airflow-scheduler-2"]["stop_grace_period"] == services["airflow-scheduler"]["stop_grace_period"]
+    redis = services["redis"]["command"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert "appendonly yes" in (Path(local["redis"][1]).read_text())
 
 
 def test_local_executor_by_default_celery_settings_present(services):
@@ -137,7 +164,7 @@ def test_healthchecks_on_every_long_running_service(services):
 
 
 def test_dependencies(services):
-    for name in AIRFLOW_SERVICES | {"airflow-worker", "flower"}:
+    for name in AIRFLOW_SERVICES | CELERY_PROFILE - {"redis"}:
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
