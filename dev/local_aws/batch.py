@@ -426,8 +426,8 @@ class BatchEmulator:
         resources = {r["type"]: r["value"] for r in (body.get("containerProperties") or {}).get(
             "resourceRequirements") or []}
         if "FARGATE" not in (body.get("platformCapabilities") or ["EC2"]) and float(resources.get("VCPU", 1)) < 1:
-            # ResourceRequirement.value: "For jobs that are running on Amazon EC2 resources ...
-            # must be at least 1"; fractions (0.25, 0.5) are Fargate's values.
+            # ResourceRequirement.value (botocore's model): "For Amazon EC2 resources, you must
+            # specify at least one vCPU"; fractions (0.25, 0.5) are Fargate's values.
             raise BatchClientError(f"VCPU {resources['VCPU']} needs platformCapabilities=['FARGATE'] (EC2: 1 at least)")
         with self.lock:
             revisions = self.definitions.setdefault((region, name), [])
