@@ -20,11 +20,20 @@ followed to its end. Prints per N:
   with the reference beside them.
 
     PYTHONPATH=dev .venv/bin/python bench/services_scale.py --targets 4 --targets 128
+
+``--executor celery`` (root) runs the same on Airflow's distributed engine, as
+``scripts/run_local.sh --executor celery`` does: Redis, two schedulers, two triggerers
+and two Celery workers of 4 slots each, each worker on a simulated host (a network
+namespace, dev/sim_hosts.py) that reaches the databases, the broker and the emulator
+only through its interface:
+
+    PYTHONPATH=dev .venv/bin/python bench/services_scale.py --executor celery --targets 128 --job-seconds 30
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -40,6 +49,7 @@ from airflow_services import DAG_ID, airflow_services, follow_run, is_training_t
 from local_pg import temporary_postgres
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
+from sim_hosts import SimulatedHosts, simulated_hosts
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"
@@ -130,27 +140,38 @@ def _floor_env(job_seconds: float) -> dict[str, str]:
             "MRT_FLOOR_JOB_SECONDS": str(job_seconds)}
 
 
+@contextlib.contextmanager
+def _hosts(executor: str) -> Any:
+    """``--executor celery``: the workers' simulated hosts; otherwise none."""
+    if executor != "celery":
+        yield None
+        return
+    with simulated_hosts(2) as hosts:
+        yield hosts
+
+
 def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
     floor = args.dag != DAG_ID
     conf = {"targets": targets} if floor else {**LOCAL_RUN_CONF, **json.loads(args.conf)}
     reference_before = reference_seconds()
     home = Path(tempfile.mkdtemp(prefix=f"mrt-bench-services-{targets}-"))
-    with temporary_postgres() as dsn:
+    hosts: SimulatedHosts | None
+    with _hosts(args.executor) as hosts, temporary_postgres(host=hosts.address if hosts else "127.0.0.1") as dsn:
         if not floor:
             _seed_campaigns(dsn, targets, conf)
         with local_aws(fake_image_map(seconds=args.job_seconds),
                        max_concurrent_jobs=args.max_concurrent_jobs or targets,
-                       log_path=home / "local-aws.log") as endpoint:
+                       log_path=home / "local-aws.log", host=hosts.address if hosts else "127.0.0.1") as endpoint:
             if not floor:
                 copies = seed_aws(endpoint, dsn)
                 print(f"[{targets}] seeded {len(copies)} copies", flush=True)
             print(f"[{targets}] starting the services ({args.dag})", flush=True)
             started = time.monotonic()
             extra_env = _floor_env(args.job_seconds) if floor else {}
-            if args.executor:
+            if args.executor not in ("", "local", "celery"):
                 extra_env["AIRFLOW__CORE__EXECUTOR"] = args.executor
             with airflow_services(campaign_dsn=dsn, endpoint=endpoint, home=home, parallelism=args.parallelism,
-                                  dag_id=args.dag, extra_env=extra_env) as stack:
+                                  dag_id=args.dag, extra_env=extra_env, hosts=hosts) as stack:
                 print(f"[{targets}] services up in {time.monotonic() - started:.0f}s", flush=True)
                 stack.api.unpause(args.dag)  # clears a schedule already due, if any (issue 12, item 3)
                 cpu_before = cpu_seconds_by_command(all_pids())
@@ -201,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default="{}", help="JSON Params overriding the local defaults")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait for each run")
     parser.add_argument("--executor", default="",
-                        help="[core] executor for the run (default: the local stack's, dev/airflow_services.py)")
+                        help="celery: the Celery stack (two schedulers, two triggerers, two workers on simulated "
+                             "hosts; root); local or empty: the local stack's LocalExecutor; otherwise a [core] "
+                             "executor class for the LocalExecutor stack")
     parser.add_argument("--dag", default=DAG_ID, choices=(DAG_ID, *FLOOR_DAG_IDS),
                         help="the DAG to run: ours (default), or one of Airflow's floors with the same shape and "
                              "no work (bench/floor_dags)")
@@ -223,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['overhead_per_target_s']:>17.2f} {r['max_jobs_in_flight']:>13} "
               f"{_lag_text(r['collection_lag_s']):>30} "
               f"{r['tail_after_last_job_s']:>11.1f} ({r['tail_after_last_job_s'] / wall:>3.0%})")
-    print(f"({args.dag}; job length {args.job_seconds:g}s, stand-in entry point; "
-          f"LocalExecutor parallelism {args.parallelism}; {os.cpu_count()} CPUs)")
+    engine = ("Celery: 2 schedulers, 2 triggerers, 2 workers x 4 slots" if args.executor == "celery"
+              else f"LocalExecutor parallelism {args.parallelism}")
+    print(f"({args.dag}; job length {args.job_seconds:g}s, stand-in entry point; {engine}; {os.cpu_count()} CPUs)")
     for r in results:
         # Where the CPU went during the run (trigger -> end): every process on the machine
         # by title; a process's reaped children count with it (a LocalExecutor worker holds
