@@ -353,8 +353,14 @@ class BatchEmulator:
             # state is RUNNABLE (JobStateTimeLimitActionsState), actions CANCEL/TERMINATE.
             if not 600 <= int(action["maxTimeSeconds"]) <= 86400:
                 raise BatchClientError(f"maxTimeSeconds {action['maxTimeSeconds']} is not within 600..86400")
-            if action["state"] != "RUNNABLE" or action["action"] not in ("CANCEL", "TERMINATE"):
-                raise BatchClientError(f"jobStateTimeLimitActions entry {action} is not RUNNABLE/CANCEL|TERMINATE")
+            # JobStateTimeLimitAction.action (API reference): "For job queues connected to a
+            # SAGEMAKER_TRAINING service environment, the only supported value is TERMINATE";
+            # for ECS, Fargate or EKS compute environments it is CANCEL.
+            queue_type = body.get("jobQueueType", "ECS")
+            allowed = "TERMINATE" if queue_type == "SAGEMAKER_TRAINING" else "CANCEL"
+            if action["state"] != "RUNNABLE" or action["action"] != allowed:
+                raise BatchClientError(f"jobStateTimeLimitActions entry {action}: a {queue_type} queue takes state "
+                                       f"RUNNABLE and action {allowed}")
         queue_type = body.get("jobQueueType", "ECS")
         with self.lock:
             if (region, name) in self.queues:
@@ -685,8 +691,11 @@ class BatchEmulator:
                 if action is not None:
                     with self.lock:
                         job.terminated = True
-                    self._set(job, "FAILED",
-                              f"Terminated by JobStateTimeLimit action due to reason: {action['reason']}")
+                    # "Canceled by JobStateTimeLimit action due to reason: CAPACITY:..." (user
+                    # guide, "Jobs stuck in RUNNABLE due to capacity"); TERMINATE's wording is
+                    # assumed by analogy.
+                    verb = "Terminated" if action["action"] == "TERMINATE" else "Canceled"
+                    self._set(job, "FAILED", f"{verb} by JobStateTimeLimit action due to reason: {action['reason']}")
                     return None
                 if job.attempts and job.status_reason.startswith(CAPACITY_REASON) and not self._capacity_back(job):
                     time.sleep(self.poll_seconds)
