@@ -87,6 +87,18 @@ def free_subnet() -> ipaddress.IPv4Network:
     raise HostsError(f"no free /24 left in {SUBNETS}")
 
 
+def _free_tag() -> str:
+    """Five digits no namespace or link of this module carries yet (one process may hold
+    several stacks' hosts at once)."""
+    taken = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout + \
+        subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
+    for offset in range(100000):
+        tag = f"{(os.getpid() + offset) % 100000:05d}"
+        if PREFIX + tag not in taken:
+            return tag
+    raise HostsError("no free namespace tag")
+
+
 def check_can_create() -> None:
     """Raise :class:`HostsError` unless this process can create namespaces and links."""
     if os.geteuid() != 0:
@@ -101,7 +113,7 @@ def simulated_hosts(count: int, *, role: str = "worker") -> Iterator[SimulatedHo
     """Create a bridge and ``count`` namespaces on it; yield them; remove all on exit."""
     check_can_create()
     subnet = free_subnet()
-    tag = f"{os.getpid() % 100000:05d}"
+    tag = _free_tag()
     bridge = f"{PREFIX}{tag}br"
     gateway = str(subnet.network_address + 1)
     hosts = tuple(
