@@ -1,0 +1,84 @@
+"""A budget that holds (issue 31), end to end: the real DAG (``dag.test``), the emulator
+as a server, the campaign database.
+
+Boston at two scan points: the plan puts both on us-west-2's prepaid reserved
+instances (0 USD), within a budget of 6 USD, and either point alone could fail over
+to us-east-1 spot (2 h x 2.48 USD x 1.15 = 5.704 USD: the plan's ``fits_budget``). The
+emulator refuses every us-west-2 create (ResourceLimitExceeded), so both fail over.
+Every launch is reserved in the ledger before its create; ``dag.test`` runs the points
+one after the other, so the first point's job has completed (its recorded actual cost,
+cents, replaces its 5.704 USD reservation) when the second point's failover is reserved:
+it fits. Two failovers running at once would not (5.704 + 5.704 > 6): that refusal,
+and the others, are tested on the real database in tests/integration/test_budget_ledger.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg2
+import pytest
+from helpers import jobs_of_run, run_dag
+
+from local_stack import LOCAL_RUN_CONF, fake_image_map, local_aws, seed_aws
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+BUDGET = Decimal(6)
+FAILOVER_USD = Decimal("5.704")  # 1 instance x 2 h x 2.48 USD spot x (1 + 0.15 allowance)
+
+
+@pytest.fixture(scope="module")
+def starved_west(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator where us-west-2 has no capacity: CreateTrainingJob -> ResourceLimitExceeded."""
+    log = tmp_path_factory.mktemp("aws") / "local-aws.log"
+    with local_aws(fake_image_map(), capacity_error_regions=("us-west-2",), log_path=log) as endpoint:
+        seed_aws(endpoint, campaign_dsn)
+        yield endpoint
+
+
+@pytest.fixture()
+def stack(starved_west: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    from local_stack import in_process_env
+
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=starved_west, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
+    return starved_west
+
+
+def test_every_launch_is_reserved_and_a_completed_job_counts_its_actual_cost(stack: str, campaign_dsn: str) -> None:
+    conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"], "estimated_hours": 2,
+            "budget_usd": int(BUDGET), "scan": {"grid": {"learning_rate": [0.05, 0.5]}, "metric": "train:accuracy"}}
+    dag_run, states = run_dag(conf)
+    assert str(dag_run.state) == "success" and states["train"] == ["success", "success"]
+    jobs = jobs_of_run(stack, dag_run.run_id)
+    assert sorted((j["Region"], j["TagMap"]["purchase_option"]) for j in jobs) == [("us-east-1", "spot")] * 2
+
+    conn = psycopg2.connect(campaign_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT target_key, job_name, region_code, purchase_option, expected_cost_usd,"
+                        " billing_usd_per_hour FROM budget_ledger WHERE run_id = %s ORDER BY reserved_at",
+                        (dag_run.run_id,))
+            ledger = cur.fetchall()
+            cur.execute("SELECT count(*) FROM budget_refusals WHERE run_id = %s", (dag_run.run_id,))
+            (refused,) = cur.fetchone()
+            cur.execute("SELECT target_key, actual_cost_usd FROM training_runs WHERE run_id = %s", (dag_run.run_id,))
+            actual = dict(cur.fetchall())
+    finally:
+        conn.close()
+    # each point: its us-west-2 job reserved before the create was refused (reserved: 0
+    # USD), then its failover reserved before it was created, with the plan's figures
+    # (spot billed at the on-demand rate, which the cost so far uses)
+    p01, p02 = "boston-winter-2026-v1_p01", "boston-winter-2026-v1_p02"
+    assert sorted((key, region, option, expected, rate) for key, _, region, option, expected, rate in ledger) == [
+        (p01, "us-east-1", "spot", FAILOVER_USD, Decimal("7.09")), (p01, "us-west-2", "reserved", 0, 0),
+        (p02, "us-east-1", "spot", FAILOVER_USD, Decimal("7.09")), (p02, "us-west-2", "reserved", 0, 0)]
+    assert {name for _, name, region, *_ in ledger if region == "us-east-1"} == {j["TrainingJobName"] for j in jobs}
+    # the second failover fitted because the first job's actual cost replaced its
+    # reservation (5.704 + 5.704 would not fit): nothing refused
+    first = next(key for key, _, region, *_ in ledger if region == "us-east-1")
+    assert actual[first] + FAILOVER_USD <= BUDGET < 2 * FAILOVER_USD
+    assert refused == 0
