@@ -53,6 +53,16 @@ def _emulator_responses_conform() -> Iterator[None]:
         pytest.fail(f"the emulator sent responses that do not conform to botocore's model:\n{new}", pytrace=False)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Also fail the run for violations outside any test (a module fixture's seeding)."""
+    recorded = _RESPONSE_VIOLATIONS.read_text(errors="replace").strip() if _RESPONSE_VIOLATIONS.exists() else ""
+    if recorded:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"emulator responses that do not conform to botocore's model:\n{recorded}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def train_python() -> Path:
     """The training venv's python (TensorFlow + Horovod), from ``MRT_TRAIN_PYTHON``.
