@@ -22,6 +22,18 @@ and PID namespace (``unshare``, as root) with:
 
 The PID namespace makes the host's processes (sshd, mpirun, orted, the ranks) die with
 the host's first process, as a container's do when it exits.
+
+**Image launch** (:func:`podman_command`; CI's path when ``MRT_TRAINING_IMAGE`` names the
+image ``scripts/build_images.sh`` built): the same host roots, but each host is a real
+container of the built training image, started as SageMaker starts it (``<image>
+train``): the request's ``/opt/ml/input``, ``/opt/ml/model``, ``/opt/ml/output`` and the
+checkpoint directory bound in, the image's own ``/opt/ml/code``, ``/root/.ssh`` (the key
+pair its Dockerfile bakes in), toolkit, Python and OpenMPI. Differences from SageMaker,
+forced by running without a container network here (*assumed* harmless for the entry
+point, which reads only the names): the containers share the machine's network
+namespace, so each host's ``/etc/hosts`` and its ``/etc/ssh`` (sshd listening on that
+host's own loopback address) are the emulator's, bound over the image's. The namespace
+launch above stays as the named fallback where podman is not installed.
 """
 
 from __future__ import annotations
@@ -33,6 +45,8 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+
+from local_aws.images import LocalImage
 
 #: Runs inside the new namespaces: $1 is the host's root, the rest the container command.
 _ENTER = r"""
@@ -82,6 +96,24 @@ _job_numbers_lock = threading.Lock()
 
 class ContainerLaunchUnavailable(RuntimeError):
     """The machine cannot run the container launch (not root, no unshare/mpirun/sshd)."""
+
+
+def check_launch(image: LocalImage) -> None:
+    """Fail with what is missing before a job relies on ``image``'s launch."""
+    if image.image:
+        check_image(image.image)
+    else:
+        check_available()
+
+
+def launch_command(root: Path, image: LocalImage, env: dict[str, str]) -> list[str]:
+    """Host ``root``'s command for ``image``: inside the built image (podman) when the map
+    names one, else in a namespace here. ``env`` is the container's environment: the
+    image launch passes on what SageMaker sets, and keeps the image's own ``PATH``,
+    ``HOME`` and ``LANG``."""
+    if image.image:
+        return podman_command(root, image.image, image.command, sorted(env.keys() - {"PATH", "HOME", "LANG"}))
+    return host_command(root, image.command)
 
 
 def check_available() -> None:
@@ -155,6 +187,65 @@ def prepare_hosts(jobdir: Path, hosts: list[str], addresses: dict[str, str]) -> 
             target.chmod(0o600)
         roots[host] = root
     return roots
+
+
+#: Runs the host's container: $1 its name, the rest the ``podman run`` command. A
+#: SIGTERM (StopTrainingJob, or the end of the master's run) stops the container from a
+#: new session, so the SIGKILL that follows the grace period, which reaches only this
+#: process group, cannot leave it running (``podman run``'s own process would die, the
+#: container would not).
+_PODMAN_WRAPPER = r"""
+name="$1"; shift
+"$@" &
+child=$!
+trap 'setsid podman stop --time 5 "$name" >/dev/null 2>&1 &' TERM INT
+status=0
+wait "$child" || status=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child" || status=$?; done
+exit "$status"
+"""
+
+#: podman's settings for this machine (runc, cgroupfs, lowered ulimits): why, in the file.
+CONTAINERS_CONF = Path(__file__).resolve().parents[2] / "images" / "podman" / "containers.conf"
+
+#: Paths of a host's root the emulator manages itself (not bound into an image launch).
+_HOST_OWN = frozenset({"opt", "etc", "root", "tmp"})
+
+
+def check_image(image: str) -> None:
+    """Fail with what is missing before a job relies on the image launch."""
+    if not shutil.which("podman"):
+        raise ContainerLaunchUnavailable(f"image launch of {image} needs podman (scripts/build_images.sh installs it)")
+    found = subprocess.run(["podman", "image", "exists", image], capture_output=True, check=False,
+                           env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)})
+    if found.returncode != 0:
+        raise ContainerLaunchUnavailable(f"image {image} is not built here (scripts/build_images.sh)")
+
+
+def podman_command(root: Path, image: str, command: list[str], env_names: list[str]) -> list[str]:
+    """Host ``root``'s container of ``image`` running ``command``, as SageMaker starts it.
+
+    ``env_names``: variables passed from the launching process's environment (what
+    SageMaker sets for every container); the image's own ``ENV`` (``PATH``...) stays.
+    """
+    host = root.name
+    name = f"mrt-{root.parent.name}-{host}"
+    ml = root / "opt" / "ml"
+    volumes = [f"{root}/etc/hosts:/etc/hosts:ro", f"{root}/etc/ssh:/etc/ssh"]
+    # SageMaker mounts the job's directories, not /opt/ml itself: the image's
+    # /opt/ml/code (its entry point) stays visible.
+    volumes += [f"{child}:/opt/ml/{child.name}" for child in sorted(ml.iterdir()) if child.name != "code"]
+    # A CheckpointConfig.LocalPath outside /opt/ml.
+    volumes += [f"{child}:/{child.name}" for child in sorted(root.iterdir()) if child.name not in _HOST_OWN]
+    run = [
+        "env", f"CONTAINERS_CONF={CONTAINERS_CONF}",
+        "podman", "run", "--rm", "--init", "--pull", "never", "--name", name,
+        "--network", "host", "--hostname", host, "--shm-size", "1g",
+        *(f"--volume={volume}" for volume in volumes),
+        *(f"--env={variable}" for variable in env_names),
+        image, *command,
+    ]
+    return ["sh", "-c", _PODMAN_WRAPPER, "mrt-podman", name, *run]
 
 
 def host_command(root: Path, command: list[str]) -> list[str]:

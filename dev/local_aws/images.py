@@ -21,6 +21,14 @@ and starts ``mpirun`` itself. Needs root (``unshare``, ``mount``), OpenMPI and s
                       "code": {"train.py": "images/training/train.py"},
                       "env": {"SAGEMAKER_PROGRAM": "train.py", "PATH": "..."}}}
 
+**Image launch** (``"container": true, "image": "<built image>"``): the container launch,
+each host a real container of the image built by ``scripts/build_images.sh`` (podman;
+``dev/local_aws/container.py``): ``command`` runs inside it (``["train"]``: the image's
+toolkit), with the image's own ``/opt/ml/code`` and ``ENV`` (so no ``code``, no ``env``):
+
+    {"<repository>": {"container": true, "image": "localhost/multi-region-training/training:cpu-<hash>",
+                      "command": ["train"]}}
+
 **Direct launch** (the default; for the stand-in entry point, which has no toolkit):
 ``command`` plus the hyperparameters as ``--name value`` and the ``SM_*`` environment.
 ``horovodrun`` (optional) is a *fallback* for machines without root: it runs the
@@ -72,6 +80,8 @@ class LocalImage:
     container: bool = False
     #: Container launch: files copied into /opt/ml/code, by their path there.
     code: dict[str, str] = field(default_factory=dict)
+    #: Container launch inside this built image (podman) instead of a namespace here.
+    image: str | None = None
 
     def validate(self) -> LocalImage:
         """Fail at load time (not in the middle of a job) on a bad command or placeholder."""
@@ -79,6 +89,10 @@ class LocalImage:
             raise ValueError(f"an image's command must be a non-empty list of strings, not {self.command!r}")
         if self.container and self.horovodrun:
             raise ValueError("a container launch runs the image's own launcher: drop 'horovodrun'")
+        if self.image and not self.container:
+            raise ValueError("'image' runs the container launch inside that image: set 'container': true")
+        if self.image and self.code:
+            raise ValueError("an image launch runs the image's own /opt/ml/code: drop 'code'")
         if self.code and not self.container:
             raise ValueError("'code' is copied into /opt/ml/code of a container launch: set 'container': true")
         for dest, source in self.code.items():
@@ -103,11 +117,14 @@ class LocalImage:
             env={k: fill(v) for k, v in self.env.items()},
             container=self.container,
             code=dict(self.code),
+            image=self.image,
         )
 
 
 def toolkit_image(train_python: str | os.PathLike[str], repo: str | os.PathLike[str]) -> dict[str, object]:
-    """The training image's map entry: its container launch from the training venv.
+    """The training image's map entry: the built image when ``MRT_TRAINING_IMAGE`` names
+    it (scripts/test.sh sets it: CI trains inside the image), else its container launch
+    from the training venv (the named fallback where podman cannot run).
 
     What ``images/training/Dockerfile`` puts in the image, locally: the toolkit's ``train``
     (the venv's, from requirements/training-image.txt), the same ``COPY``s into
@@ -116,6 +133,10 @@ def toolkit_image(train_python: str | os.PathLike[str], repo: str | os.PathLike[
     the venv too (``scripts/setup_training_env.sh``). Kept here, next to the launch
     that runs it, so the two agree.
     """
+    built = os.environ.get("MRT_TRAINING_IMAGE")
+    if built:
+        # The image itself (scripts/build_images.sh printed its tag): what SageMaker runs.
+        return {"container": True, "image": built, "command": ["train"]}
     python = Path(train_python)
     bin_dir = python.parent
     train = bin_dir / "train"

@@ -242,7 +242,7 @@ class _Runner:
             return
         hosts = [f"algo-{i + 1}" for i in range(int(job.resource_config.get("InstanceCount", 1)))]
         if image.container:
-            container.check_available()
+            container.check_launch(image)
             addresses = container.host_addresses(hosts)
             roots = container.prepare_hosts(jobdir, hosts, addresses)
         else:
@@ -350,7 +350,7 @@ class _Runner:
             # The emulator's own marker: lets anyone find (and tests check) a job's processes.
             "MRT_LOCAL_TRAINING_JOB": job.training_job_name,
         }
-        return container.host_command(root, image.command), env
+        return container.launch_command(root, image, env), env
 
     def _direct_launch(
         self, image: LocalImage, root: Path, hps: dict[str, str], hosts: list[str], channels: list[str]
