@@ -17,7 +17,7 @@ Typical use in a task::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -81,7 +81,11 @@ class PlacementRow:
     #: Rate SageMaker bills ``BillableTimeInSeconds`` at (spot: the on-demand price).
     billing_usd_per_hour: Decimal | None
     spot_price_observed_at: datetime | None
+    #: The room left for this run: the account's quota minus ``instances_in_use``.
     quota_instances: int | None
+    #: Instances of the type already in use in the region (SageMaker's InProgress jobs,
+    #: counted before placement: regional_training.capacity; issue 31).
+    instances_in_use: int | None
     reserved_instances: int | None
     expected_cost_usd: Decimal | None
     #: The failure model's term (issue 31; 0 / ``None``-free with no history): failure
@@ -173,11 +177,13 @@ def placement_params(
     risk_half_life_days: float | Decimal = RISK_HALF_LIFE_DAYS,
     failover_delay_hours: float | Decimal = FAILOVER_DELAY_HOURS,
     as_of: datetime | None = None,
+    in_use: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Validated binds for ``place_targets.sql`` (empty lists mean "all", see the SQL;
     ``point_ids``: a scan's points, each dataset one job per point; empty: no scan;
     ``risk_half_life_days``, ``failover_delay_hours``, ``as_of``: the failure model,
-    ``as_of`` ``None`` = the database's now())."""
+    ``as_of`` ``None`` = the database's now(); ``in_use``: region -> instances of the
+    type already in use there, taken off its quota)."""
     if instance_count <= 0:
         raise ValueError(f"instance_count must be positive, got {instance_count}")
     hours = Decimal(str(estimated_hours))
@@ -200,6 +206,9 @@ def placement_params(
         raise ValueError(f"failover_delay_hours must not be negative, got {failover_delay_hours}")
     if as_of is not None and as_of.tzinfo is None:
         raise ValueError(f"as_of must be timezone-aware, got {as_of!r}")
+    used = dict(in_use or {})
+    if any(not isinstance(n, int) or n < 0 for n in used.values()):
+        raise ValueError(f"in_use must map regions to instance counts >= 0, got {used}")
     return {
         "dataset_ids": [int(i) for i in dataset_ids],
         "campaign_keys": list(campaign_keys),
@@ -213,6 +222,8 @@ def placement_params(
         "risk_half_life_days": half_life,
         "failover_delay_hours": delay,
         "as_of": as_of,
+        "in_use_regions": list(used),
+        "in_use_instances": list(used.values()),
     }
 
 

@@ -85,9 +85,12 @@ class Params:
     risk_half_life_days: Decimal = Decimal(14)
     failover_delay_hours: Decimal = Decimal(1)
     as_of: datetime | None = None
+    #: Instances already in use per region (other DAGs' jobs): taken off the quota.
+    in_use: dict[str, int] = field(default_factory=dict)
 
     def binds(self) -> dict:
-        return dict(self.__dict__)
+        binds = {k: v for k, v in self.__dict__.items() if k != "in_use"}
+        return {**binds, "in_use_regions": list(self.in_use), "in_use_instances": list(self.in_use.values())}
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def targets(world: World, p: Params) -> list[Target]:
             if price is None:
                 continue
             cap = world.capacity.get((region, p.instance_type), Capacity(0, 0))
+            cap = Capacity(max(0, cap.quota - p.in_use.get(region, 0)), cap.reserved)
             spot = world.spot.get((region, p.instance_type))
             offered = {"on_demand": price.on_demand}
             if cap.reserved > 0:

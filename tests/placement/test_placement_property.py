@@ -100,6 +100,9 @@ def worlds(draw: st.DrawFn) -> tuple[World, Params]:
         risk_half_life_days=draw(st.sampled_from([Decimal(1), Decimal(7), Decimal(14)])),
         failover_delay_hours=draw(st.sampled_from([Decimal(0), Decimal(1), Decimal("2.5")])),
         as_of=T0,
+        # Instances already in use (another DAG's jobs), taken off the region's quota.
+        in_use=draw(st.one_of(st.just({}), st.dictionaries(st.sampled_from(REGIONS), st.integers(0, 5),
+                                                           max_size=3))),
     )
     hist = draw(st.one_of(st.just([]), history()))
     return World(regions, pricing, spot, capacity, campaigns, datasets, copies, hist), params
@@ -199,7 +202,8 @@ def check_invariants(world: World, params: Params, rows: list[dict]) -> None:
         assert world.copies[r["copy_id"]][2] == "available"
     for region, used in per_region.items():
         cap = world.capacity.get((region, TYPE))
-        assert cap is not None and used <= cap.quota
+        # the plan and the instances already in use there fit the account's quota together
+        assert cap is not None and used + params.in_use.get(region, 0) <= cap.quota
     for region, used in per_region_reserved.items():
         assert used <= world.capacity[(region, TYPE)].reserved
     total = sum((r["expected_cost_usd"] for r in chosen), Decimal(0))

@@ -15,7 +15,9 @@
 --   cost         (reserved: reserved_usd_per_hour, may be 0 if prepaid; on_demand: list
 --                price; spot: newest spot price x (1 + spot_interruption_allowance)).
 --   feasible   = quota used in the region + instance_count <= quota_instances (every
---                option counts) and, for reserved, reserved used + instance_count <=
+--                option counts; quota_instances = the account's quota minus the instances
+--                already in use there, in_use_*, issue 31) and, for reserved, reserved
+--                used + instance_count <=
 --                reserved_instances; and, with a budget, spent so far + cost <= budget.
 --   risk       = the failure model (issue 31): completed jobs (successes) and failover
 --                moves away (failures) of this instance type per region x option, counted
@@ -48,6 +50,9 @@
 --   failover_delay_hours     numeric   hours a failed launch costs before the job runs
 --                                      elsewhere (>= 0)
 --   as_of                    timestamptz  the model's "now"; NULL = now()
+--   in_use_regions           text[]    regions with instances of instance_type already in use
+--   in_use_instances         integer[] (aligned) how many: by other DAGs, other runs, anyone
+--                                      (SageMaker's InProgress jobs); empty = none known
 --
 -- Result: one row per (target, candidate), ordered by priority, rank (point_id names the
 -- target's scan point, NULL without a scan); a target without
@@ -75,13 +80,20 @@ offers AS (
            o.price_per_instance_hour, o.effective_usd_per_hour, o.billing_usd_per_hour,
            p.on_demand_usd_per_hour,
            CASE WHEN o.purchase_option = 'spot' THEN sp.observed_at END AS spot_price_observed_at,
-           coalesce(cap.quota_instances, 0)    AS quota_instances,
+           -- the room left: SageMaker's quota is per account and region, and jobs
+           -- already running there use it (issue 31)
+           greatest(0, coalesce(cap.quota_instances, 0) - coalesce(iu.instances, 0)) AS quota_instances,
+           coalesce(iu.instances, 0)           AS instances_in_use,
            coalesce(cap.reserved_instances, 0) AS reserved_instances
       FROM allowed_regions AS ar
       JOIN instance_pricing AS p
         ON p.region_code = ar.region_code AND p.instance_type = %(instance_type)s::text
       LEFT JOIN instance_capacity AS cap
         ON cap.region_code = p.region_code AND cap.instance_type = p.instance_type
+      LEFT JOIN (SELECT u.region_code, sum(u.instances)::integer AS instances
+                   FROM unnest(%(in_use_regions)s::text[], %(in_use_instances)s::integer[])
+                        AS u (region_code, instances)
+                  GROUP BY u.region_code) AS iu ON iu.region_code = p.region_code
       LEFT JOIN LATERAL (
             SELECT s.usd_per_hour, s.observed_at
               FROM spot_price_observations AS s
@@ -275,7 +287,7 @@ rows AS (
            c.copy_id, c.region_code, c.s3_uri, c.output_bucket, c.purchase_option,
            c.option_order, c.price_per_instance_hour, c.effective_usd_per_hour,
            c.billing_usd_per_hour, c.spot_price_observed_at,
-           c.quota_instances, c.reserved_instances, c.expected_cost_usd,
+           c.quota_instances, c.instances_in_use, c.reserved_instances, c.expected_cost_usd,
            c.recent_failures, c.failure_probability, c.risk_usd, c.risk_adjusted_cost_usd,
            coalesce(c.copy_id = d.chosen_copy_id AND c.option_order = d.chosen_option,
                     false) AS chosen,
@@ -304,7 +316,7 @@ SELECT priority, dataset_id, dataset_key, campaign_key, point_id,
        %(instance_count)s::integer AS instance_count,
        %(estimated_hours)s::numeric AS estimated_hours,
        price_per_instance_hour, effective_usd_per_hour, billing_usd_per_hour,
-       spot_price_observed_at, quota_instances, reserved_instances,
+       spot_price_observed_at, quota_instances, instances_in_use, reserved_instances,
        expected_cost_usd,
        recent_failures, failure_probability, risk_usd, risk_adjusted_cost_usd,
        CASE WHEN copy_id IS NOT NULL THEN
