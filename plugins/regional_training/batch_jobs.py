@@ -371,3 +371,17 @@ def submit_service_job(request: dict[str, Any], name: str, *, region: str, param
 def batch_client(region: str, *, aws_conn_id: str | None, botocore_config: dict[str, Any] | None) -> Any:
     """botocore's Batch client in ``region`` through the provider's hook."""
     return BatchClientHook(aws_conn_id=aws_conn_id, region_name=region, config=botocore_config).client
+
+
+def service_attempt_describer() -> Callable[[str, str], dict[str, Any] | None]:
+    """``describe(region, name)`` for :func:`regional_training.attempts.resolve` under
+    ``launcher=batch_service`` outside the operator (a late recording by ``summarize``):
+    :func:`describe_service_attempt` with the default connection."""
+    from regional_training import aws_io
+
+    def describe(region: str, name: str) -> dict[str, Any] | None:
+        client = batch_client(region, aws_conn_id=aws_io.AWS_CONN_ID, botocore_config=aws_io.BOTOCORE_CONFIG)
+        return describe_service_attempt(client, batch_settings().service_queue(region), name,
+                                        lambda real: aws_io.describe_training_job(real, region=region))
+
+    return describe

@@ -77,6 +77,19 @@ def reused_rows(run: Run) -> list[dict[str, Any]]:
     return [dict(r) for r in run.ti.xcom_pull(task_ids=JOBS_TO_LAUNCH, key=REUSED_KEY) or []]
 
 
+def _describer(run: Run) -> Any:
+    """``describe(region, name)`` of a target's attempt: under ``launcher=batch_service``
+    the job Batch made for the attempt's service job (batch_jobs.describe_service_attempt),
+    else the training job of that name."""
+    from regional_training import aws_io
+
+    if run.params.get("launcher") == "batch_service":
+        from regional_training import batch_jobs  # only then: it imports the provider's Batch operator
+
+        return batch_jobs.service_attempt_describer()
+    return lambda region, name: aws_io.describe_training_job(name, region=region)
+
+
 def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]],
                    latest: tuple[int, Any] | None = None) -> dict[str, Any]:
     """Collect one target's job and record it with its failover moves: what its training
@@ -96,7 +109,7 @@ def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]]
             dag_id=run.dag_id,
             run_id=run.run_id,
             layout=run.layout,
-            describe=lambda region, name: aws_io.describe_training_job(name, region=region),
+            describe=_describer(run),
             copy=lambda src, dst: aws_io.copy_object(src, dst, dest_region=settings.central_region),
             # With the inputs of the copy it trained on (after any failover), so a later
             # run can reuse it (regional_training.reuse).

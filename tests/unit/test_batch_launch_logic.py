@@ -417,3 +417,22 @@ def test_submit_finds_the_attempts_service_job_before_submitting(
                                            aws_conn_id=None, botocore_config=None)
     assert job_id == expected and fake.submitted == submits
     assert fake.listed[0]["filters"] == [{"name": "JOB_NAME", "values": ["mrt-us-west-2"]}]
+
+
+def test_summarize_records_a_batch_service_target_by_the_job_batch_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A late recording (summarize, for a target whose task could not record it) describes
+    # the attempt as the task does: through its service job, not by the attempt's name.
+    from types import SimpleNamespace
+
+    from regional_training import aws_io, recording
+
+    jobs = {REAL: trained(REAL, "Completed")}
+    succeeded = FakeServiceJobs(service("SUCCEEDED", REAL))
+    monkeypatch.setattr(batch_jobs, "batch_client", lambda region, **kwargs: succeeded)
+    monkeypatch.setattr(batch_jobs, "batch_settings", lambda: batch_jobs.BatchSettings("l", "d", "q-{region}"))
+    monkeypatch.setattr(aws_io, "describe_training_job", lambda name, region: jobs.get(name))
+    describe = recording._describer(SimpleNamespace(params={"launcher": "batch_service"}))  # type: ignore[arg-type]
+    description = describe("us-west-2", "mrt-us-west-2")
+    assert description is not None and description["TrainingJobName"] == REAL
+    plain = recording._describer(SimpleNamespace(params={"launcher": "airflow"}))  # type: ignore[arg-type]
+    assert plain("us-west-2", "mrt-us-west-2") is None  # by name: no job is called that
