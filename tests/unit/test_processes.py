@@ -53,3 +53,31 @@ def test_kill_stack_ends_only_the_processes_of_that_stack(tmp_path: Path) -> Non
             proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+# -- the Celery stack's service table (dev/airflow_services.py, issue 32) ----------------
+
+
+def test_numbered_services_are_of_their_kind() -> None:
+    from airflow_services import kind_of
+
+    assert [kind_of(s) for s in ("scheduler-2", "worker-10", "api-server", "dag-processor", "redis")] == [
+        "scheduler", "worker", "api-server", "dag-processor", "redis"]
+
+
+def test_the_celery_stack_runs_two_of_each_and_keeps_the_broker_password_off_the_command_line(
+        tmp_path: Path) -> None:
+    from airflow_services import celery_commands, kind_of
+
+    commands = celery_commands(broker_port=6390, broker_password="s3cret-for-this-stack", host="10.213.7.1",
+                               home=tmp_path)
+    kinds = [kind_of(name) for name in commands]
+    assert kinds.count("scheduler") == kinds.count("triggerer") == kinds.count("worker") == 2
+    assert kinds[0] == "redis"  # the broker before anything that connects to it
+    assert not any("s3cret" in " ".join(argv) for argv in commands.values())
+    conf = Path(commands["redis"][1])
+    assert conf.stat().st_mode & 0o777 == 0o600
+    settings = dict(line.split(" ", 1) for line in conf.read_text().splitlines())
+    assert (settings["bind"], settings["port"], settings["requirepass"], settings["appendonly"]) == (
+        "10.213.7.1", "6390", "s3cret-for-this-stack", "yes")
+    assert commands["worker-1"][-4:] == ["worker", "--concurrency", "4", "--skip-serve-logs"]
