@@ -1,25 +1,28 @@
 """AWS Batch, emulated for the DAG's Batch launchers (docs/batch.md), patched into moto's server.
 
 moto's own Batch runs jobs in Docker, which CI does not have. This module answers the
-calls the launchers make, over moto's HTTP server (restJson1, the real botocore client):
+calls the launchers and deploy/ make, over moto's HTTP server (restJson1, the real
+botocore client). Every behaviour below has its AWS source, or is marked assumed, in
+docs/emulator.md ("AWS Batch"):
 
-* ``CreateJobQueue``/``DescribeJobQueues``, ``RegisterJobDefinition``/``DescribeJobDefinitions``;
-* ``SubmitJob`` (with ``arrayProperties``), ``DescribeJobs`` (a parent's
-  ``statusSummary``, each child's status and attempts), ``ListJobs`` (by queue, status,
-  job-name filter or ``arrayJobId``), ``TerminateJob``/``CancelJob``. A job or array
+* compute environments, service environments, job queues (with
+  ``jobStateTimeLimitActions``) and job definitions: recorded and described;
+* ``SubmitJob`` (with ``arrayProperties``, 2..10,000 children; ``AWS_BATCH*`` overrides
+  refused), ``DescribeJobs``, ``ListJobs``, ``TerminateJob``/``CancelJob``. A job or array
   child runs its job definition's command (``Ref::name`` parameters substituted;
-  ``python`` is this server's interpreter, which has the package on ``PYTHONPATH``) as a
-  local process with ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ARRAY_INDEX`` (children),
-  ``AWS_BATCH_JOB_ATTEMPT`` and ``AWS_ENDPOINT_URL`` (this server) set; exit 0 is
-  ``SUCCEEDED``, else Batch's ``retryStrategy.attempts`` runs it again; ``TerminateJob``
-  sends ``SIGTERM``, then ``SIGKILL`` after the grace period, as ECS does;
+  ``python`` is this server's interpreter) as a local process with Batch's variables
+  set: SUBMITTED -> RUNNABLE -> STARTING -> RUNNING -> SUCCEEDED/FAILED, a parent PENDING
+  while its children run, exit code 128 + signal for a killed child,
+  ``retryStrategy.attempts`` re-runs; ``TerminateJob`` sends SIGTERM, then SIGKILL
+  after the grace period, as ECS does;
 * ``SubmitServiceJob``/``DescribeServiceJob``/``ListServiceJobs``/``TerminateServiceJob``
-  (``SAGEMAKER_TRAINING``): the payload is created as a training job in the queue's
-  region's emulated SageMaker (the real container launch of :mod:`local_aws.training_jobs`)
-  once capacity is there; the same ``clientToken`` returns the same job. A queue
-  tagged ``local:no-capacity-seconds`` = K has no capacity for K seconds after each
-  submission: the job waits ``RUNNABLE`` with ``statusReason``
-  ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY``, as Batch shows it.
+  (``SAGEMAKER_TRAINING``): Batch creates ``AWSBatch<payload name><32 hex>`` training
+  jobs in the queue's region's emulated SageMaker, maps their status to SCHEDULED,
+  STARTING, RUNNING, SUCCEEDED or FAILED with SageMaker's messages prefixed
+  ``Received status from SageMaker: ``, re-queues after a ``CapacityError`` with a new
+  training job (``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ...``, not counted against
+  ``retryStrategy``), honours the queue's ``jobStateTimeLimitActions`` and rejects a
+  repeated ``clientToken``.
 
 Process logs: ``<workdir>/batch/<job id>[-<index>]-<attempt>.log``.
 """
