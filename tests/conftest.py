@@ -12,8 +12,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from api_server_support import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mrt-test-airflow-"))
@@ -132,3 +136,13 @@ def offline_stack(campaign_dsn: str, aws_endpoint: str, airflow_db: Path, monkey
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)
     return aws_endpoint
+
+
+@pytest.fixture(scope="session")
+def api_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterator[ApiServer]:
+    """The session's one real ``airflow api-server`` (tests/api_server_support.py): started
+    when a suite first needs it, shared by every suite after that, stopped at the end."""
+    from api_server_support import shared_api_server
+
+    with shared_api_server(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db) as server:
+        yield server

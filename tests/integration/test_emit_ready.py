@@ -3,53 +3,33 @@ event exists with its ``extra``, is queued for a DAG scheduled on the asset, and
 back through the run context's accessor as exactly that dataset; bad input is refused
 before anything is posted.
 
-The api-server runs on a home of its own (its own SQLite metadata DB and a DAG folder
-with one small DAG scheduled on ``mrt_dataset_ready``), so the session's shared home,
-whose DAG folder is the package's, is untouched.
+The api-server is the session's shared one (tests/conftest.py, ``api_server``), which
+serves, besides the package's DAG folder, a bundle of test-only DAGs holding one small DAG
+scheduled on ``mrt_dataset_ready`` (tests/fixtures/api_dags/mrt_ready_consumer.py). It is
+unpaused for this module only (events are queued only for unpaused DAGs) and paused again
+after it, so the events posted here queue runs for nothing else.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from api_server_support import TEST_BUNDLE, ApiServer
 
-from processes import api_server
 from regional_training.assets import DATASET_READY, ReadyDataset, dataset_selection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+#: tests/fixtures/api_dags/mrt_ready_consumer.py, served by the shared api-server.
 CONSUMER = "mrt_ready_consumer"
-CONSUMER_DAG = textwrap.dedent(f'''
-    """Test-only DAG scheduled on the dataset-ready asset."""
-    import pendulum
-    from airflow.sdk import dag, task
-
-    from regional_training.assets import DATASET_READY
-
-
-    @dag(dag_id="{CONSUMER}", schedule=[DATASET_READY], start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-         catchup=False, tags=["test"])
-    def consumer():
-        @task
-        def noop():
-            return None
-
-        noop()
-
-
-    consumer()
-''')
 
 
 def _http(method: str, url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -64,27 +44,19 @@ def _http(method: str, url: str, token: str | None = None, body: Any = None) -> 
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Iterator[tuple[str, str]]:
-    """(base URL, bearer token) of a real api-server whose DAG folder holds the consumer."""
-    home = tmp_path_factory.mktemp("emit-ready-airflow")
-    # A copy of the session's migrated metadata DB: no second `airflow db migrate`.
-    shutil.copy(airflow_db / "airflow.db", home / "airflow.db")
-    dags = home / "dags"
-    dags.mkdir()
-    (dags / "consumer.py").write_text(CONSUMER_DAG)
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-           "PYTHONPATH": os.pathsep.join(sys.path)}
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
-                   capture_output=True)
-    with api_server(env, home / "api-server.log") as base:
-        status, token = _http("GET", f"{base}/auth/token")
-        assert status in (200, 201), token
-        # Events are queued only for unpaused DAGs scheduled on the asset.
-        status, body = _http("PATCH", f"{base}/api/v2/dags/{CONSUMER}", token["access_token"], {"is_paused": False})
-        assert status == 200, body
-        yield base, token["access_token"]
+def api(api_server: ApiServer) -> Iterator[tuple[str, str]]:
+    """(base URL, an admin's bearer token) of the session's api-server, the consumer DAG
+    current in its metadata DB and unpaused while this module runs."""
+    # Again here: another test's process may have synced the DAG bundles with its own,
+    # narrower configuration (the package's folder only) since the server started. Only
+    # the test bundle is parsed (the package's DAG is not this module's business).
+    api_server.reserialize(TEST_BUNDLE)
+    base, token = api_server.base, api_server.token()
+    status, body = _http("PATCH", f"{base}/api/v2/dags/{CONSUMER}", token, {"is_paused": False})
+    assert status == 200, body
+    yield base, token
+    status, body = _http("PATCH", f"{base}/api/v2/dags/{CONSUMER}", token, {"is_paused": True})
+    assert status == 200, body
 
 
 def _emit(base: str, token: str | None, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import report_support as rs
+from api_server_support import USERS, VIEWER, ApiServer
 
 from regional_training.report import LOG_GROUP, render_report
 from regional_training.run_layout import RunLayout
@@ -28,8 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NIGHTS = ("scheduled__2026-11-25T02:00:00+00:00", "scheduled__2026-11-26T02:00:00+00:00",
           "scheduled__2026-11-27T02:00:00+00:00")
 DAG_ID = "campaign_view_test"
-#: A test-only user of the throwaway API server (a viewer: may read DAG runs).
-USER, PASSWORD = "night-watch", "test-only-password"
+#: A test-only user of the shared api-server (a viewer: may read DAG runs; tests/api_server_support.py).
+USER, PASSWORD = VIEWER, USERS[VIEWER][1]
 LOGGED_JOB = "mrt-campaign-view-logged-job"
 
 
@@ -63,22 +61,10 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def campaign_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterator[str]:
-    from local_stack import airflow_env
-    from processes import api_server, free_port
-
-    port = free_port()
-    # Real users and passwords (not "all admins", which lets anonymous requests in).
-    passwords = airflow_db / "campaign-view-passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}))
-    env = {**os.environ, **airflow_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db),
-           "PYTHONPATH": os.pathsep.join(sys.path),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-           "MRT_LINKS_BASE_URL": f"http://127.0.0.1:{port}/campaign"}
-    with api_server(env, airflow_db / "campaign-api-server.log", port=port) as base:
-        yield base
+def campaign_server(api_server: ApiServer) -> str:
+    """The session's api-server (tests/conftest.py): real users and passwords, not "all
+    admins" (which lets anonymous requests in); its campaign-view links point at itself."""
+    return api_server.base
 
 
 @pytest.fixture(scope="module")
