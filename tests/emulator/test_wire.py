@@ -155,6 +155,10 @@ def test_a_broken_response_fails_the_call_and_is_recorded(served: Any) -> None:
     assert len(violations.read_text().splitlines()) == 1
 
 
+# Sources (docs/emulator.md): S3 API reference, Error responses ("SlowDown ... 503 Slow
+# Down"); the Common Errors page of the CloudWatch Logs, SageMaker and Batch API references
+# ("ThrottlingException ... HTTP Status Code: 400"); botocore's sns model (ThrottledException,
+# code "Throttled", httpStatusCode 429).
 @pytest.mark.parametrize(("service", "call", "status", "code"), [
     ("s3", lambda c: c.get_object(Bucket="bucket-a", Key="k"), 503, "SlowDown"),
     ("logs", lambda c: c.get_log_events(logGroupName="g", logStreamName="s"), 400, "ThrottlingException"),
