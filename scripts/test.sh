@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md; .ci/run calls exactly this).
 #
-# Sets up both environments (cached by their pins), runs the static checks (ruff incl.
+# Sets up both environments (cached by their pins) and builds the training image
+# (scripts/build_images.sh, cached by its inputs), runs the static checks (ruff incl.
 # Airflow 3's AIR3 rules, mypy, hadolint, shellcheck, yamllint, compose config), then
 # every test: unit, real PostgreSQL, the local AWS emulator, the DAG end to end,
 # Horovod training on CPU. Extra arguments go to pytest.
@@ -12,6 +13,12 @@ cd "$repo"
 
 python=$(scripts/bootstrap.sh | tail -n1)
 MRT_TRAIN_PYTHON=$(scripts/setup_training_env.sh | tail -n1)
+export MRT_TRAIN_PYTHON
+# The training image users deploy, built from its Dockerfile (CPU variant; cached by a
+# hash of its inputs, reusing the venv's downloads and Horovod wheel): every emulated
+# training job below runs inside it (local_aws.images.toolkit_image).
+MRT_TRAINING_IMAGE=$(scripts/build_images.sh training-cpu | tail -n1)
+export MRT_TRAINING_IMAGE
 # The report and campaign-view tests drive a real headless chromium (Debian's).
 bash scripts/setup_browser.sh
 export MRT_TRAIN_PYTHON

@@ -4,7 +4,10 @@ Real processes throughout: the emulator server, the toolkit's ``train`` in a pri
 ``/opt/ml`` per emulated host, OpenMPI's ``mpirun`` (over ssh between hosts), Horovod
 and TensorFlow on generated TFRecords. The requests carry the DAG's own
 HyperParameters (``training_request.sagemaker_hyperparameters``).
-Needs ``MRT_TRAIN_PYTHON`` and root (about 3-4 minutes on 2 cores).
+Needs ``MRT_TRAIN_PYTHON`` and root (about 3-4 minutes on 2 cores). With
+``MRT_TRAINING_IMAGE`` (scripts/test.sh sets it to the image scripts/build_images.sh
+built) every job runs inside the built training image, one podman container per host;
+the checks for a missing mpi4py or openssh-server then use that image minus the package.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from local_aws import container
 from local_stack import (
     LOCAL_RUN_CONF,
     TRAINING_REPOSITORY,
@@ -182,10 +186,31 @@ def test_a_spot_job_interrupted_mid_training_resumes_from_its_checkpoint(endpoin
     assert 1 <= job["BillableTimeInSeconds"] < job["TrainingTimeInSeconds"]
 
 
+def _derived_image(base: str, tag: str, run: str) -> Iterator[str]:
+    """``base`` with one more layer (``RUN <run>``): the image as its Dockerfile builds it
+    without that package, for the checks below. Removed afterwards."""
+    context = Path(tempfile.mkdtemp(prefix="mrt-derived-image-"))
+    env = {**os.environ, "CONTAINERS_CONF": str(container.CONTAINERS_CONF)}
+    try:
+        (context / "Containerfile").write_text(f"FROM {base}\nRUN {run}\n")
+        subprocess.run(["podman", "build", "--isolation", "chroot", "--format", "docker", "-q", "-t", tag,
+                        str(context)], env=env, check=True, capture_output=True, timeout=600)
+        yield tag
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+        subprocess.run(["podman", "rmi", "-f", tag], env=env, capture_output=True, check=False)
+
+
 @pytest.fixture(scope="module")
-def venv_without_mpi4py(train_python: Path) -> Iterator[Path]:
-    """The training venv as a hard-linked copy (instant, no extra space) minus mpi4py:
-    the image as it was built before mpi4py was pinned."""
+def image_map_without_mpi4py(train_python: Path) -> Iterator[dict[str, Any]]:
+    """The training image as it was built before mpi4py was pinned: the built image minus
+    mpi4py where CI trains inside it (MRT_TRAINING_IMAGE), else the training venv as a
+    hard-linked copy (instant, no extra space) minus mpi4py."""
+    if built := os.environ.get("MRT_TRAINING_IMAGE"):
+        for tag in _derived_image(built, "localhost/mrt-test/training:no-mpi4py",
+                                  "/opt/venv/bin/python -m pip uninstall -q -y mpi4py"):
+            yield {TRAINING_REPOSITORY: {"container": True, "image": tag, "command": ["train"]}}
+        return
     venv = train_python.parent.parent
     copy = Path(tempfile.mkdtemp(prefix="mrt-venv-no-mpi4py-", dir=venv.parent))
     try:
@@ -193,14 +218,17 @@ def venv_without_mpi4py(train_python: Path) -> Iterator[Path]:
         site = next(copy.glob("lib/python3*/site-packages"))
         for path in [*site.glob("mpi4py"), *site.glob("mpi4py-*.dist-info")]:
             shutil.rmtree(path)
-        yield copy / "bin" / "python"
+        python = copy / "bin" / "python"
+        assert os.access(python, os.X_OK)
+        yield real_image_map(python)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
 
-def test_without_mpi4py_the_job_fails_as_on_sagemaker(venv_without_mpi4py: Path, train_python: Path) -> None:
-    assert os.access(venv_without_mpi4py, os.X_OK)
-    for endpoint in _emulator(real_image_map(venv_without_mpi4py), train_python, "mrt-toolkit-no-mpi4py.log"):
+def test_without_mpi4py_the_job_fails_as_on_sagemaker(
+    image_map_without_mpi4py: dict[str, Any], train_python: Path,
+) -> None:
+    for endpoint in _emulator(image_map_without_mpi4py, train_python, "mrt-toolkit-no-mpi4py.log"):
         name = "toolkit-no-mpi4py"
         job = _wait(_create(endpoint, name), name, timeout=240)
         [log] = _logs(endpoint, name).values()
@@ -208,4 +236,26 @@ def test_without_mpi4py_the_job_fails_as_on_sagemaker(venv_without_mpi4py: Path,
         assert job["FailureReason"].startswith("AlgorithmError: ExecuteUserScriptError"), job["FailureReason"]
         assert "No module named mpi4py" in log
         assert "Reporting training FAILURE" in log
-        assert "ModelArtifacts" not in job or not job["ModelArtifacts"].get("S3ModelArtifacts")
+        # ModelArtifacts is always in the description (botocore's model requires it), but
+        # a failed job uploads nothing there.
+        objects = aws_client("s3", endpoint, REGION).list_objects_v2(Bucket=BUCKET, Prefix=f"output/{name}/")
+        assert objects["KeyCount"] == 0, objects.get("Contents")
+
+
+@pytest.mark.skipif(not os.environ.get("MRT_TRAINING_IMAGE"),
+                    reason="the namespace launch uses this machine's sshd; scripts/test.sh sets MRT_TRAINING_IMAGE")
+def test_an_image_without_openssh_server_fails_as_on_sagemaker(train_python: Path) -> None:
+    """The toolkit starts sshd on every host of an MPI job (sagemaker_training/mpi.py,
+    ``_start_sshd_daemon``) and fails the job with its own message when it is missing."""
+    built = os.environ["MRT_TRAINING_IMAGE"]
+    for tag in _derived_image(built, "localhost/mrt-test/training:no-sshd",
+                              "apt-get purge -y -q openssh-server >/dev/null"):
+        image_map = {TRAINING_REPOSITORY: {"container": True, "image": tag, "command": ["train"]}}
+        for endpoint in _emulator(image_map, train_python, "mrt-toolkit-no-sshd.log"):
+            name = "toolkit-no-sshd"
+            job = _wait(_create(endpoint, name), name, timeout=240)
+            [log] = _logs(endpoint, name).values()
+            assert job["TrainingJobStatus"] == "Failed", log[-3000:]
+            assert job["FailureReason"].startswith("AlgorithmError: Framework Error"), job["FailureReason"]
+            assert "SSH daemon not found, please install SSH" in job["FailureReason"] + log
+            assert "Reporting training FAILURE" in log
