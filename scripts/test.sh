@@ -21,7 +21,6 @@ MRT_TRAINING_IMAGE=$(scripts/build_images.sh training-cpu | tail -n1)
 export MRT_TRAINING_IMAGE
 # The report and campaign-view tests drive a real headless chromium (Debian's).
 bash scripts/setup_browser.sh
-export MRT_TRAIN_PYTHON
 venv_bin=$(dirname "$python")
 export PATH="$venv_bin:$PATH"
 
