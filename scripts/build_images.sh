@@ -137,6 +137,13 @@ build_training() {
         -f "${repo}/images/training/Dockerfile" -t "${tag}" \
         -t "localhost/multi-region-training/training:${variant}" "${repo}" >&2
     log "built ${tag} in $((SECONDS - start)) s"
+    # Older builds of this variant go (their layers stay as the build cache while a newer
+    # image shares them); one still used by a running container stays, untouched.
+    local old
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/multi-region-training/training \
+            | grep -E ":${variant}-[0-9a-f]{12}$" | grep -vxF "${tag}" || true); do
+        podman rmi "${old}" >/dev/null 2>&1 || true
+    done
     printf '%s\n' "${tag}"
 }
 
