@@ -278,6 +278,11 @@ LOCAL_RUN_CONF: dict[str, Any] = {
     "log_every": 8,
     "max_runtime_hours": 1,
     "volume_size_gb": 10,
+    # Issue 31's learning and live capacity read what earlier runs left in the shared
+    # campaign database and emulator (moves, jobs still waiting): off here, so a test's
+    # plan does not depend on the tests before it; tests of those features turn them on.
+    "learn_from_failures": False,
+    "count_instances_in_use": False,
 }
 
 

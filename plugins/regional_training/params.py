@@ -168,6 +168,20 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Allowed purchase options",
             "description": "Empty: all of reserved, spot, on_demand.",
         },
+        "learn_from_failures": {
+            "default": True,
+            "type": "boolean",
+            "title": "Learn from capacity failures",
+            "description": "Cheapest placement: rank offers by expected cost plus the risk their "
+            "own recent capacity failures and spot starvation add (docs/placement.md).",
+        },
+        "count_instances_in_use": {
+            "default": True,
+            "type": "boolean",
+            "title": "Count instances already in use",
+            "description": "Cheapest placement: take the instances other jobs (other DAGs, other runs) "
+            "already run in each region off its quota (SageMaker's InProgress jobs).",
+        },
         "max_failovers": {
             "default": 2,
             "type": "integer",

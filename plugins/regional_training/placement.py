@@ -178,12 +178,14 @@ def placement_params(
     failover_delay_hours: float | Decimal = FAILOVER_DELAY_HOURS,
     as_of: datetime | None = None,
     in_use: Mapping[str, int] | None = None,
+    learn_from_failures: bool = True,
 ) -> dict[str, Any]:
     """Validated binds for ``place_targets.sql`` (empty lists mean "all", see the SQL;
     ``point_ids``: a scan's points, each dataset one job per point; empty: no scan;
     ``risk_half_life_days``, ``failover_delay_hours``, ``as_of``: the failure model,
     ``as_of`` ``None`` = the database's now(); ``in_use``: region -> instances of the
-    type already in use there, taken off its quota)."""
+    type already in use there, taken off its quota; ``learn_from_failures`` ``False``:
+    no failure model, every risk term 0)."""
     if instance_count <= 0:
         raise ValueError(f"instance_count must be positive, got {instance_count}")
     hours = Decimal(str(estimated_hours))
@@ -222,6 +224,7 @@ def placement_params(
         "risk_half_life_days": half_life,
         "failover_delay_hours": delay,
         "as_of": as_of,
+        "learn_from_failures": bool(learn_from_failures),
         "in_use_regions": list(used),
         "in_use_instances": list(used.values()),
     }

@@ -6,7 +6,7 @@ An error names the bad row and field (or Param) before any job exists.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from regional_training import campaign_db, placement, scan
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def select_targets(conn: Any, params: Mapping[str, Any], *, dataset_ids: Sequence[int] | None = None,
-                   allow_list: scan.AllowList | None = None) -> dict[str, Any]:
+                   allow_list: scan.AllowList | None = None,
+                   in_use: Callable[[list[str], str], dict[str, int]] | None = None) -> dict[str, Any]:
     """Place and validate this run's targets (raises naming the bad row or Param).
 
     ``dataset_ids`` (an asset-triggered run: the datasets its events name) narrows the
@@ -29,6 +30,10 @@ def select_targets(conn: Any, params: Mapping[str, Any], *, dataset_ids: Sequenc
 
     With the Param ``scan``, each dataset is one target per scan point (checked here,
     image tags and entry points against ``allow_list``), each placed like any target.
+
+    ``in_use(regions, instance_type)``: the instances already in use per region
+    (regional_training.capacity), taken off the quotas by the cheapest placement when
+    the Param ``count_instances_in_use`` is on; ``None``: nothing counted.
     """
     processes_per_host(params)  # cross-field Param check, before anything else
     points = scan.points(params.get(scan.PARAM_NAME), allow=allow_list)
@@ -46,6 +51,8 @@ def select_targets(conn: Any, params: Mapping[str, Any], *, dataset_ids: Sequenc
         if points:  # every scan point trains on the region-local copy
             rows = [{**r, "point_id": p.point_id} for r in rows for p in points]
     else:
+        counted = (in_use(regions or sorted(known), params["instance_type"])
+                   if in_use is not None and params.get("count_instances_in_use", True) else {})
         plan = placement.fetch_placement(
             conn,
             instance_type=params["instance_type"],
@@ -57,6 +64,8 @@ def select_targets(conn: Any, params: Mapping[str, Any], *, dataset_ids: Sequenc
             region_codes=regions,
             dataset_ids=dataset_ids or (),
             point_ids=[p.point_id for p in points],
+            in_use=counted,
+            learn_from_failures=params.get("learn_from_failures", True),
         )
         rows = [_placement_row(t.chosen) for t in plan.placed if t.chosen]
         alternatives = {

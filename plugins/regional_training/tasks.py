@@ -40,7 +40,8 @@ def select_targets(run: Run) -> dict[str, Any]:
     strict_params.check_conf(run.conf, param_specs())
     with by_error_class("select_targets"), run.campaign_db() as conn:
         reuse.parse_window(run.params.get(reuse.PARAM_NAME))  # a bad window fails here, not at launch
-        result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn), allow_list=_scan_allow_list(run))
+        result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn), allow_list=_scan_allow_list(run),
+                       in_use=_in_use_counter(run, conn))
     targets = result["targets"]
     limits.check_regions([(f"param 'regions' item {i}", r) for i, r in enumerate(run.params.get("regions") or [], 1)]
                          + [(f"target row {i} ({t['dataset_key']!r})", t["region_code"])
@@ -50,6 +51,20 @@ def select_targets(run: Run) -> dict[str, Any]:
     if reason:
         log.info("Nothing to train: %s.", reason)
     return result
+
+
+def _in_use_counter(run: Run, conn: Any) -> Any:
+    """Issue 31: count the instances SageMaker jobs already use per region, except this
+    run's own (those its budget ledger reserved: a re-planned run keeps its live jobs)."""
+    from regional_training import aws_io, campaign_db, capacity
+
+    def count(regions: list[str], instance_type: str) -> dict[str, int]:
+        own = {r["job_name"] for r in campaign_db.fetch_dicts(conn, "budget_run_jobs.sql",
+                                                              {"dag_id": run.dag_id, "run_id": run.run_id})}
+        return capacity.in_use_by_region(regions, instance_type, exclude=own,
+                                         client_for=lambda region: aws_io.sagemaker_hook(region).conn)
+
+    return count
 
 
 def _scan_allow_list(run: Run) -> Any:

@@ -50,6 +50,7 @@ def stack(starved_west: str, campaign_dsn: str, airflow_db: Path, monkeypatch: p
 
 def test_every_launch_is_reserved_and_a_completed_job_counts_its_actual_cost(stack: str, campaign_dsn: str) -> None:
     conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"], "estimated_hours": 2,
+            "count_instances_in_use": True,  # the select task lists each region's InProgress jobs: none but ours
             "budget_usd": int(BUDGET), "scan": {"grid": {"learning_rate": [0.05, 0.5]}, "metric": "train:accuracy"}}
     dag_run, states = run_dag(conf)
     assert str(dag_run.state) == "success" and states["train"] == ["success", "success"]

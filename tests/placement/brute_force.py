@@ -87,6 +87,7 @@ class Params:
     as_of: datetime | None = None
     #: Instances already in use per region (other DAGs' jobs): taken off the quota.
     in_use: dict[str, int] = field(default_factory=dict)
+    learn_from_failures: bool = True
 
     def binds(self) -> dict:
         binds = {k: v for k, v in self.__dict__.items() if k != "in_use"}
@@ -121,6 +122,8 @@ def failure_probabilities(world: World, p: Params) -> dict[tuple[str, str], tupl
     half-lives before it are ignored. p = F / (F + S + 1), to 6 places.
     """
     assert p.as_of is not None
+    if not p.learn_from_failures:
+        return {}
     half_life = timedelta(days=float(p.risk_half_life_days))
     events: list[tuple[str, str | None, bool, datetime]] = []
     for row in world.history:

@@ -100,6 +100,7 @@ def worlds(draw: st.DrawFn) -> tuple[World, Params]:
         risk_half_life_days=draw(st.sampled_from([Decimal(1), Decimal(7), Decimal(14)])),
         failover_delay_hours=draw(st.sampled_from([Decimal(0), Decimal(1), Decimal("2.5")])),
         as_of=T0,
+        learn_from_failures=draw(st.sampled_from([True, True, True, False])),
         # Instances already in use (another DAG's jobs), taken off the region's quota.
         in_use=draw(st.one_of(st.just({}), st.dictionaries(st.sampled_from(REGIONS), st.integers(0, 5),
                                                            max_size=3))),

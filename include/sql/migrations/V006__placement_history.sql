@@ -24,9 +24,12 @@ CREATE FUNCTION placement_outcomes_bump(p_type text, p_region text, p_option tex
 LANGUAGE sql AS $$
     INSERT INTO placement_outcomes_daily AS o (instance_type, region_code, purchase_option, day,
                                                completed, failed)
-    VALUES (p_type, p_region, p_option, (p_at AT TIME ZONE 'UTC')::date, p_completed, p_failed)
+    VALUES (p_type, p_region, p_option, (p_at AT TIME ZONE 'UTC')::date,
+            greatest(p_completed, 0), greatest(p_failed, 0))
+    -- clamped at 0: a rollup row deleted by hand (or rows written with triggers off)
+    -- must never make recording a job fail; the model is statistics, not accounts
     ON CONFLICT (instance_type, region_code, purchase_option, day) DO UPDATE
-       SET completed = o.completed + EXCLUDED.completed, failed = o.failed + EXCLUDED.failed
+       SET completed = greatest(o.completed + p_completed, 0), failed = greatest(o.failed + p_failed, 0)
 $$;
 
 -- A row counts as a success while it is Completed (with a known option), on its

@@ -50,6 +50,7 @@
 --   failover_delay_hours     numeric   hours a failed launch costs before the job runs
 --                                      elsewhere (>= 0)
 --   as_of                    timestamptz  the model's "now"; NULL = now()
+--   learn_from_failures      boolean   false: no failure model (every risk term 0)
 --   in_use_regions           text[]    regions with instances of instance_type already in use
 --   in_use_instances         integer[] (aligned) how many: by other DAGs, other runs, anyone
 --                                      (SageMaker's InProgress jobs); empty = none known
@@ -133,7 +134,8 @@ failure_model AS (
      -- double precision: the rounding to 6 places makes its error (~1e-15) irrelevant
      CROSS JOIN LATERAL (SELECT power(0.5::float8, date_part('epoch', hb.as_of - ds.day_start)
                                                    / hb.half_life_s::float8) AS w) AS w
-     WHERE d.instance_type = %(instance_type)s::text
+     WHERE %(learn_from_failures)s::boolean
+       AND d.instance_type = %(instance_type)s::text
        AND ds.day_start <= hb.as_of
        AND ds.day_start > hb.as_of - 8 * hb.half_life_s * interval '1 second'
      GROUP BY d.region_code, d.purchase_option
