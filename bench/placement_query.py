@@ -19,7 +19,8 @@ then prints EXPLAIN (ANALYZE, BUFFERS) of the nightly query at each size.
 Issue 31's failure model: every database also holds a history of HISTORY_TARGETS earlier
 targets of the benchmark's instance type over the last 60 days (training_runs rows, one
 in five with a placement_moves row: a move away from a region's spot offer), and each
-case is timed twice in the same interleaved loop: with today's query and with
+case is timed twice in the same interleaved loop (with instances in use in each region,
+as the select task counts them): with today's query and with
 ``bench/sql/place_targets_before_risk.sql`` (the query before the risk term, kept
 verbatim), printing the ratio risk / before (goal <= 1.2x).
 
@@ -51,6 +52,10 @@ PARAMS = {
     "risk_half_life_days": 14,
     "failover_delay_hours": 1,
     "as_of": None,
+    "learn_from_failures": True,
+    # instances other jobs already use (regional_training.capacity), taken off the quotas
+    "in_use_regions": ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"],
+    "in_use_instances": [3, 2, 1, 0],
 }
 #: Earlier targets in the failure model's history (training_runs rows).
 HISTORY_TARGETS = 20_000
