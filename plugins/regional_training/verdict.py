@@ -4,7 +4,7 @@ Every planned target (one per job that ``build_requests`` built, in map-index or
 gets exactly one outcome, so a target that vanished downstream of planning (a training
 task that failed while collecting, failed or was never run) can never vanish from the
 verdict too. A target's ``train[i]`` records its row when its job ends; ``summarize``
-records every launched target still without one (``tasks.record_unrecorded``), so a
+records every launched target still without one (``recording.record_unrecorded``), so a
 missing row means that recording failed twice:
 
 =====================  ==================================================  ============================================
