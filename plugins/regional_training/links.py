@@ -22,6 +22,8 @@ from urllib.parse import quote, quote_plus
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 from airflow.sdk import BaseOperatorLink
 
+from regional_training.run_keys import SUMMARIZE
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
     from airflow.sdk.definitions.taskinstancekey import TaskInstanceKey
@@ -34,8 +36,8 @@ LINKS_BASE_URL_ENV = "MRT_LINKS_BASE_URL"
 #: Mount point of the campaign view in the API server (plugins/campaign_view).
 CAMPAIGN_VIEW_PREFIX = "/campaign"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-#: The DAG's summary task: the one task the report link belongs to.
-SUMMARIZE_TASK_ID = "summarize"
+#: The DAG's summary task: the one task the report link belongs to (run_keys has every task id).
+SUMMARIZE_TASK_ID = SUMMARIZE
 
 
 def offline_base_url() -> str | None:

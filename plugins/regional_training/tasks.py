@@ -22,7 +22,7 @@ from typing import Any
 # current_run re-exported: the DAG file's task bodies call tasks.current_run() (Batch's child too).
 from regional_training.run_context import Run
 from regional_training.run_context import current_run as current_run
-from regional_training.run_keys import RECORDED_LATE, REUSED_KEY, TRAIN
+from regional_training.run_keys import RECORDED_LATE, REUSED_KEY, SELECT_TARGETS, TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def select_targets(run: Run) -> dict[str, Any]:
     # Strict Params first: an unknown key or a float for an integer fails here, before
     # anything is read or launched, and is not retried.
     strict_params.check_conf(run.conf, param_specs())
-    with by_error_class("select_targets"), run.campaign_db() as conn:
+    with by_error_class(SELECT_TARGETS), run.campaign_db() as conn:
         reuse.parse_window(run.params.get(reuse.PARAM_NAME))  # a bad window fails here, not at launch
         result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn), allow_list=_scan_allow_list(run),
                        in_use=_in_use_counter(run, conn))
