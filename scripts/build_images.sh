@@ -35,16 +35,18 @@ export CONTAINERS_CONF="${repo}/images/podman/containers.conf"
 base_image=docker.io/library/debian:bookworm-slim
 
 ensure_podman() {
-    if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
+    # catatonit: `podman run --init` (the emulator's image launch) needs it.
+    if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 \
+            && command -v catatonit >/dev/null 2>&1; then
         return 0
     fi
     if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing podman, buildah, runc, debootstrap (apt-get)"
-        local pkgs=(podman buildah runc debootstrap fuse-overlayfs uidmap)
+        log "installing podman, buildah, runc, catatonit, debootstrap (apt-get)"
+        local pkgs=(podman buildah runc catatonit debootstrap fuse-overlayfs uidmap)
         apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 \
             || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; }
     else
-        log "need podman and runc (apt-get install podman buildah runc debootstrap)"
+        log "need podman, runc and catatonit (apt-get install podman buildah runc catatonit debootstrap)"
         exit 1
     fi
 }
