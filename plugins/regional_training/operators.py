@@ -341,9 +341,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                                   retries=self.retries or 0)
             if self._launcher == "batch_array":  # the array child creates it: follow (defers or fails)
                 self._follow_child(context, attempt.name)
+            # Before anything that can start a job (a create, a service job's submit): the
+            # budget holds it, and the target's checkpoints reach the new region first.
+            self._reserve_budget(context, resolution)
+            self._carry_checkpoints(resolution, candidates)
             if self._launcher == "batch_service":  # Batch creates it when capacity comes (defers)
                 self._defer_on_service_job(context, candidate, attempt.name)
-            self._reserve_budget(context, resolution)
             try:
                 self._create(candidate, attempt.name)
             except ClientError as err:
@@ -449,6 +452,14 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             from regional_training import budget, run_context
 
             budget.reserve_for(run_context.current_run(), self.target_job, resolution)
+
+    def _carry_checkpoints(self, resolution: Resolution, candidates: list[Candidate]) -> None:
+        """Issue 31: the target's newest checkpoint follows it to the new job's region
+        (:func:`regional_training.checkpoint_carry.carry_for`). Outside the DAG (no ``job``): nothing."""
+        if self.target_job is not None:
+            from regional_training import checkpoint_carry, run_context
+
+            checkpoint_carry.carry_for(run_context.current_run(), str(self.target_key), resolution, candidates)
 
     def _create(self, candidate: Candidate, name: str) -> None:
         request = {**candidate.request, "TrainingJobName": name}

@@ -182,6 +182,15 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "description": "Cheapest placement: take the instances other jobs (other DAGs, other runs) "
             "already run in each region off its quota (SageMaker's InProgress jobs).",
         },
+        "carry_checkpoints": {
+            "default": True,
+            "type": "boolean",
+            "title": "Carry checkpoints to a failover's region",
+            "description": "Before a target's job is created in another region than its previous job "
+            "(a failover, a new attempt), copy that job's checkpoints there server-side so it resumes "
+            "instead of starting at step 0; a checkpoint of another image, model or hyperparameters is "
+            "never used (docs/placement.md).",
+        },
         "max_failovers": {
             "default": 2,
             "type": "integer",

@@ -55,6 +55,7 @@ INVALID = {
     "purchase_options": st.sampled_from([["free"], "spot", ["spot", "spot"]]),
     "count_instances_in_use": st.sampled_from(["yes", 1, None]),
     "learn_from_failures": st.sampled_from(["no", 0, None]),
+    "carry_checkpoints": st.sampled_from(["no", 0, None]),
     "max_failovers": st.one_of(st.integers(max_value=-1), st.integers(min_value=6)),
     "spot_extra_wait_hours": st.one_of(st.integers(max_value=0), st.integers(min_value=169)),
     "dry_run": st.sampled_from(["yes", 1, None]),
