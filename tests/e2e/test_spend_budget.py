@@ -83,3 +83,35 @@ def test_every_launch_is_reserved_and_a_completed_job_counts_its_actual_cost(sta
     first = next(key for key, _, region, *_ in ledger if region == "us-east-1")
     assert actual[first] + FAILOVER_USD <= BUDGET < 2 * FAILOVER_USD
     assert refused == 0
+
+
+def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offline_stack: str,
+                                                                        campaign_dsn: str) -> None:
+    """``launcher=batch_service``: the service job is what makes the training job (Batch
+    creates it when capacity comes), so the budget must hold the job before the submit."""
+    from datetime import UTC, datetime
+
+    from local_stack import aws_client
+    from regional_training import identifiers
+
+    conf = {**LOCAL_RUN_CONF, "launcher": "batch_service", "placement": "cheapest",
+            "campaigns": ["boston-winter-2026"], "estimated_hours": 2, "budget_usd": int(BUDGET)}
+    dag_run, states = run_dag(conf)
+    assert str(dag_run.state) == "success" and states["train"] == ["success"]
+    conn = psycopg2.connect(campaign_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT job_name, region_code, reserved_at FROM budget_ledger WHERE run_id = %s",
+                        (dag_run.run_id,))
+            ledger = cur.fetchall()
+    finally:
+        conn.close()
+    [(job_name, region, reserved_at)] = ledger
+    batch = aws_client("batch", offline_stack, region)
+    summaries = batch.list_service_jobs(jobQueue=f"mrt-sagemaker-{region}",
+                                        filters=[{"name": "JOB_NAME", "values": [f"{job_name}*"]}])
+    services = [batch.describe_service_job(jobId=s["jobId"]) for s in summaries["jobSummaryList"]]
+    [service] = [s for s in services if s["tags"].get("dag_run") == identifiers.tag_value(dag_run.run_id)]
+    assert service["jobName"] == job_name and service["status"] == "SUCCEEDED"
+    submitted = datetime.fromtimestamp(service["createdAt"] / 1000, tz=UTC)
+    assert reserved_at <= submitted, (reserved_at, submitted)
