@@ -159,6 +159,10 @@ class BatchArrayLaunchOperator(BatchOperator):
         if existing:
             self.log.info("Reattaching to the run's array job %s (%s).", existing, self.job_name)
             return {**result, "job_id": existing}
+        if "budget_usd" in run.params:  # issue 31: every first launch held before the submit
+            from regional_training import budget
+
+            budget.reserve_first_launches(run, jobs)
         super().execute(context)
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
         return {**result, "job_id": self.job_id}

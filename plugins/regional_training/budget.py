@@ -190,3 +190,25 @@ def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
         decision.launch_usd, launch.job_name, decision.committed_usd,
         "none" if decision.budget_usd is None else f"{decision.budget_usd:.2f} USD")
     return decision
+
+
+def reserve_first_launches(run: Any, jobs: Sequence[dict[str, Any]]) -> list[Decision]:
+    """``launcher=batch_array``: reserve each job's first launch (its planned candidate,
+    attempt 1 under its deterministic name) before the one array job that creates them is
+    submitted; raises :class:`OverBudgetError` naming the first target that does not fit,
+    and then nothing is submitted.
+
+    The array's children create the jobs inside AWS Batch, where the campaign database is
+    not reachable (the launcher image gets no database connection: least privilege), so
+    their failovers and new attempts are not reserved; docs/placement.md says what holds
+    the budget there. A job reserved before (a retried launch task, a cleared run whose
+    attempt 1 exists) is not checked again (:func:`reserve_launch`).
+    """
+    from regional_training.attempts import Attempt, Resolution
+
+    decisions = []
+    for job in jobs:
+        name = str(job["request"]["TrainingJobName"])
+        creating = Resolution("create", 0, Attempt(1, name, None), None, (), (None,))
+        decisions.append(reserve_for(run, job, creating))
+    return decisions

@@ -115,3 +115,36 @@ def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offli
     assert service["jobName"] == job_name and service["status"] == "SUCCEEDED"
     submitted = datetime.fromtimestamp(service["createdAt"] / 1000, tz=UTC)
     assert reserved_at <= submitted, (reserved_at, submitted)
+
+
+def test_batch_array_reserves_every_first_launch_before_it_submits_the_array_job(offline_stack: str,
+                                                                              campaign_dsn: str) -> None:
+    """``launcher=batch_array``: the child creates the job inside AWS Batch, without the
+    campaign database, so the launch task reserves each target's first job before the
+    submit (failovers inside a child are not reserved: docs/placement.md)."""
+    from datetime import UTC, datetime
+
+    from local_stack import CENTRAL_REGION, aws_client
+    from regional_training import batch_jobs
+
+    conf = {**LOCAL_RUN_CONF, "launcher": "batch_array", "placement": "cheapest",
+            "campaigns": ["boston-winter-2026"], "estimated_hours": 2, "budget_usd": int(BUDGET)}
+    dag_run, states = run_dag(conf)
+    assert str(dag_run.state) == "success" and states["train"] == ["success"], states
+    [job] = jobs_of_run(offline_stack, dag_run.run_id)
+    conn = psycopg2.connect(campaign_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT job_name, region_code, reserved_at FROM budget_ledger WHERE run_id = %s",
+                        (dag_run.run_id,))
+            ledger = cur.fetchall()
+    finally:
+        conn.close()
+    [(job_name, region, reserved_at)] = ledger
+    assert (job_name, region) == (job["TrainingJobName"], job["Region"])
+    batch = aws_client("batch", offline_stack, CENTRAL_REGION)
+    name = batch_jobs.array_job_name(dag_run.dag_id, dag_run.run_id)
+    [summary] = batch.list_jobs(jobQueue=batch_jobs.batch_settings().launcher_queue,
+                                filters=[{"name": "JOB_NAME", "values": [name]}])["jobSummaryList"]
+    submitted = datetime.fromtimestamp(summary["createdAt"] / 1000, tz=UTC)
+    assert reserved_at <= submitted, (reserved_at, submitted)
