@@ -57,6 +57,9 @@ LOG_GROUP = f"arn:aws:logs:{R}:{ACCT}:log-group:/aws/sagemaker/TrainingJobs"
 BATCH_JOB_ID = "4f0c4c2e-8a4e-4c1e-9a53-1d2a3b4c5d6e"
 
 #: (service, operation) -> requests (IAM action, resource ARN, context) it makes.
+#: A checkpoint carried from one region's output bucket to another's (checkpoint_carry).
+CARRY_SRC = f"arn:aws:s3:::mrt-output-us-east-1/checkpoints/{RUN}/boston-winter-2026/ckpt-24.index"
+CARRY_DST = f"arn:aws:s3:::{OUTPUT}/checkpoints/{RUN}/boston-winter-2026/ckpt-24.index"
 AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("sagemaker", "CreateTrainingJob"): [("sagemaker:CreateTrainingJob", JOB_ARN, IN_REGION)],
     ("sagemaker", "DescribeTrainingJob"): [("sagemaker:DescribeTrainingJob", JOB_ARN, IN_REGION),
@@ -69,17 +72,22 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
         ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"})
     ],
     ("s3", "PutObject"): [("s3:PutObject", ARRAY_FILE, {})],
-    ("s3", "GetObject"): [("s3:GetObject", ARRAY_FILE, {}), ("s3:GetObject", MODEL_SRC, {})],
+    ("s3", "GetObject"): [("s3:GetObject", ARRAY_FILE, {}), ("s3:GetObject", MODEL_SRC, {}),
+                          ("s3:GetObject", CARRY_SRC, {})],  # the checkpoint index a carry reads
     ("s3", "HeadObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:GetObject", ARTIFACT_DST, {})],
     ("s3", "ListObjectsV2"): [
         ("s3:ListBucket", f"arn:aws:s3:::{CENTRAL}", {"s3:prefix": f"runs/{RUN}/"}),
         ("s3:ListBucket", f"arn:aws:s3:::{OUTPUT}", {"s3:prefix": f"training-jobs/{JOB}/"}),
+        ("s3:ListBucket", f"arn:aws:s3:::{OUTPUT}", {"s3:prefix": f"checkpoints/{RUN}/boston-winter-2026/"}),
         ("s3:ListBucket", f"arn:aws:s3:::{DATA}", {"s3:prefix": "datasets/dublin-urban-2026/dublin-urban-2026-v1/"}),
     ],
     ("s3", "HeadBucket"): [("s3:ListBucket", f"arn:aws:s3:::{DATA}", {})],
-    ("s3", "CopyObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
+    # Collection copies artifacts; checkpoint_carry copies a checkpoint to a failover's region.
+    ("s3", "CopyObject"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {}),
+                           ("s3:GetObject", CARRY_SRC, {}), ("s3:PutObject", CARRY_DST, {})],
     ("s3", "CreateMultipartUpload"): [("s3:PutObject", ARTIFACT_DST, {})],
-    ("s3", "UploadPartCopy"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {})],
+    ("s3", "UploadPartCopy"): [("s3:GetObject", MODEL_SRC, {}), ("s3:PutObject", ARTIFACT_DST, {}),
+                               ("s3:GetObject", CARRY_SRC, {}), ("s3:PutObject", CARRY_DST, {})],
     ("s3", "CompleteMultipartUpload"): [("s3:PutObject", ARTIFACT_DST, {})],
     ("s3", "AbortMultipartUpload"): [("s3:AbortMultipartUpload", ARTIFACT_DST, {})],
     ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {})],
