@@ -185,10 +185,14 @@ def copy_checkpoints(carry: Carry, *, client_for: Callable[[str], Any],
 
 def recorded(conn: Any, *, dag_id: str, run_id: str, job_name: str) -> bool:
     """Whether the job's carry was copied and recorded already (a resumed or retried try)."""
+    from regional_training.campaign_db import load_sql
+
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM checkpoint_carries WHERE dag_id = %s AND run_id = %s AND job_name = %s"
-                    " AND outcome = 'copied'", (dag_id, run_id, job_name))
-        return cur.fetchone() is not None
+        cur.execute(load_sql("queries/checkpoint_carry_recorded.sql"),
+                    {"dag_id": dag_id, "run_id": run_id, "job_name": job_name})
+        found = cur.fetchone() is not None
+    conn.commit()  # end the read's transaction: the copy that may follow takes seconds
+    return found
 
 
 def record(conn: Any, carry: Carry, *, dag_id: str, run_id: str, target_key: str) -> None:

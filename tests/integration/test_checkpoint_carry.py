@@ -206,3 +206,29 @@ def test_a_checkpoint_of_another_image_or_recipe_is_never_used(aws_conn: str, ca
         assert prefix_objects(aws_conn, B, run.run_id) == {}
         [row] = carries(campaign_dsn, run.run_id)
         assert row[3:6] == ("incompatible", 0, 0) and reason in row[8]
+
+
+def test_what_is_carried_is_decided_before_any_s3_call() -> None:
+    """The pure rules (no emulator): image identity, the index file's step, nothing to
+    carry without an earlier job or into the same prefix (a new attempt in the region)."""
+    from regional_training.attempts import Attempt, Resolution
+
+    assert checkpoint_carry.image_identity("1234.dkr.ecr.us-east-1.amazonaws.com/mrt/train:v1") == "mrt/train:v1"
+    assert checkpoint_carry.image_identity("localhost:5000/mrt/train:v1") == "mrt/train:v1"
+    assert checkpoint_carry.image_identity("mrt/train:v1") == "mrt/train:v1"
+    assert checkpoint_carry.newest_step('model_checkpoint_path: "/opt/ml/checkpoints/ckpt-120"\n') == 120
+    assert checkpoint_carry.newest_step('all_model_checkpoint_paths: "ckpt-3"\n') is None
+    a, b = request("j-a", A, "r"), request("j-b", B, "r")
+    candidates = [Candidate(a, A), Candidate(b, B)]
+    ended = {"TrainingJobStatus": "Stopped", **a}
+    first = Resolution("create", 0, Attempt(1, "j-a", None), None, (), (None, None))
+    assert checkpoint_carry.plan(first, candidates, enabled=True) is None
+    again = Resolution("create", 0, Attempt(2, "j-a-a2", None), None, (), (Attempt(1, "j-a", ended),))
+    assert checkpoint_carry.plan(again, candidates, enabled=True) is None
+    moved = Resolution("create", 1, Attempt(1, "j-b", None), None, (), (Attempt(1, "j-a", ended), None))
+    carry = checkpoint_carry.plan(moved, candidates, enabled=True)
+    assert carry is not None and (carry.outcome, carry.source_uri, carry.dest_uri) == (
+        "copied", f"s3://{bucket(A)}/checkpoints/r/t1/", f"s3://{bucket(B)}/checkpoints/r/t1/")
+    other_model = {**b, "HyperParameters": {**b["HyperParameters"], "model": "resnet50"}}
+    carry = checkpoint_carry.plan(moved, [candidates[0], Candidate(other_model, B)], enabled=True)
+    assert carry is not None and carry.outcome == "incompatible" and "model differs" in str(carry.reason)
