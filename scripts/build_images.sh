@@ -138,6 +138,8 @@ build_training() {
     podman build --isolation chroot --format docker --layers "${volumes[@]}" "${args[@]}" \
         -f "${repo}/images/training/Dockerfile" -t "${tag}" \
         -t "localhost/multi-region-training/training:${variant}" "${repo}" >&2
+    # podman build can exit 0 when it is interrupted: the tag is the proof.
+    podman image exists "${tag}" || { log "podman build did not produce ${tag}"; exit 1; }
     log "built ${tag} in $((SECONDS - start)) s"
     # Older builds of this variant go (their layers stay as the build cache while a newer
     # image shares them); one still used by a running container stays, untouched.
