@@ -344,7 +344,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             # Before anything that can start a job (a create, a service job's submit): the
             # budget holds it, and the target's checkpoints reach the new region first.
             self._reserve_budget(context, resolution)
-            self._carry_checkpoints(resolution, candidates)
+            self._carry_checkpoints(context, resolution, candidates)
             if self._launcher == "batch_service":  # Batch creates it when capacity comes (defers)
                 self._defer_on_service_job(context, candidate, attempt.name)
             try:
@@ -453,10 +453,11 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
             budget.reserve_for(run_context.current_run(), self.target_job, resolution)
 
-    def _carry_checkpoints(self, resolution: Resolution, candidates: list[Candidate]) -> None:
+    def _carry_checkpoints(self, context: Context, resolution: Resolution, candidates: list[Candidate]) -> None:
         """Issue 31: the target's newest checkpoint follows it to the new job's region
-        (:func:`regional_training.checkpoint_carry.carry_for`). Outside the DAG (no ``job``): nothing."""
-        if self.target_job is not None:
+        (:func:`regional_training.checkpoint_carry.carry_for`). Outside the DAG (no ``job``,
+        no such Param): nothing."""
+        if self.target_job is not None and "carry_checkpoints" in (context.get("params") or {}):
             from regional_training import checkpoint_carry, run_context
 
             checkpoint_carry.carry_for(run_context.current_run(), str(self.target_key), resolution, candidates)
