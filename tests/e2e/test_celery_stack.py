@@ -22,6 +22,8 @@ task waits between ``CreateTrainingJob`` and its deferral.
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 import time
 import urllib.parse
 from collections import Counter
@@ -39,6 +41,7 @@ from local_stack import (
     CENTRAL_BUCKET,
     LOCAL_RUN_CONF,
     TRAINING_REPOSITORY,
+    SampleWriter,
     aws_client,
     fake_image_map,
     local_aws,
@@ -95,13 +98,29 @@ def celery_endpoint(hosts: SimulatedHosts, celery_dsn: str, train_python: Path,
     images = {**real_image_map(train_python), STAND_IN: fake_image_map()[TRAINING_REPOSITORY]}
     with local_aws(images, max_concurrent_jobs=1, max_processes_per_job=2, stop_grace_seconds=5,
                    log_path=logs / "local-aws.log", host=hosts.address) as endpoint:
-        seed_aws(endpoint, celery_dsn, tfrecord_samples(train_python))
+        seed_aws(endpoint, celery_dsn, _generated_once(tfrecord_samples(train_python), logs / "tfrecords"))
         s3 = aws_client("s3", endpoint, "us-east-1")
         shards = tmp_path_factory.mktemp("window-data")
         placeholder_samples("us-east-1", "window", shards)
         for path in sorted(shards.iterdir()):
             s3.upload_file(str(path), CENTRAL_BUCKET, "window-data/" + path.name)
         yield endpoint
+
+
+def _generated_once(write: SampleWriter, cache: Path) -> SampleWriter:
+    """``write``'s shards made once and copied to every dataset copy: a TensorFlow start-up
+    per copy would cost CI minutes, and which targets differ is not what this module tests."""
+    lock = threading.Lock()
+
+    def samples(region: str, dataset_key: str, directory: Path) -> None:
+        with lock:
+            if not cache.exists():
+                cache.mkdir()
+                write(region, dataset_key, cache)
+        for path in sorted(cache.iterdir()):
+            shutil.copy2(path, directory / path.name)
+
+    return samples
 
 
 @pytest.fixture(scope="module")
