@@ -130,10 +130,10 @@ class BatchArrayLaunchOperator(BatchOperator):
 
         run = current_run()
         if run.params.get("launcher") != "batch_array":
-            raise AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job")
+            raise self._submits_nothing(AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job"))
         jobs = [resolve_job(context.get("ti"), item) for item in self.jobs or []]
         if not jobs:
-            raise AirflowSkipException("nothing to launch (dry run, or every target reused)")
+            raise self._submits_nothing(AirflowSkipException("nothing to launch (dry run, or every target reused)"))
         region = run.settings.central_region
         settings = batch_settings()
         lines = array_file.parse(aws_io.get_text(self.array_uri, region=region))
@@ -166,6 +166,12 @@ class BatchArrayLaunchOperator(BatchOperator):
         super().execute(context)
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
         return {**result, "job_id": self.job_id}
+
+    def _submits_nothing(self, skip: BaseException) -> BaseException:
+        """``skip``, for a try that submits no job: it persisted no Batch link, so the end
+        of the try must read none (the task SDK logs each missing link XCom as an error)."""
+        self.operator_extra_links = ()  # type: ignore[assignment]  # the provider types it as its four links
+        return skip
 
     def _live_job(self) -> str | None:
         """The run's array job, if one is queued or running already."""
