@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Build the images users deploy, here, from their Dockerfiles, with podman (no Docker
-# engine needed): the training image (images/training/Dockerfile) and, on request, its
-# base. Each image is tagged by a hash of everything it is built from, and a build whose
-# tag already exists is skipped, so an unchanged tree costs one `podman image exists`.
+# engine needed): the training image (images/training/Dockerfile), on request the
+# Airflow image (images/airflow/Dockerfile, its `airflow` stage) and the bases. Each
+# image is tagged by a hash of everything it is built from, and a build whose tag
+# already exists is skipped, so an unchanged tree costs one `podman image exists`.
 #
-#   scripts/build_images.sh [training-cpu|training-gpu|base]...   (default: training-cpu)
+#   scripts/build_images.sh [training-cpu|training-gpu|airflow|base]...   (default: training-cpu)
+#   scripts/build_images.sh --cached airflow   (the tag if built for these inputs, else empty)
 #
 # Last stdout line: the tag of the last image named (everything else goes to stderr).
 #
@@ -91,6 +93,17 @@ SOURCES
     rm -rf "${rootfs}"
 }
 
+# The host's CA bundle for pip and uv inside a build (a TLS-inspecting proxy's CA is in
+# it where there is one): the Dockerfiles' PIP_CERT / SSL_CERT_FILE build args. Appends
+# to the caller's `volumes` and `args` arrays.
+ca_bundle_args() {
+    local bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+    if [[ -f "${bundle}" ]]; then
+        volumes+=(-v "${bundle}:/run/mrt-host-ca.crt:ro")
+        args+=(--build-arg PIP_CERT=/run/mrt-host-ca.crt --build-arg SSL_CERT_FILE=/run/mrt-host-ca.crt)
+    fi
+}
+
 # Files a training image is built from (the Dockerfile's COPYs, and the Dockerfile).
 training_inputs() {
     (cd "${repo}" && find images/training requirements/training.txt requirements/training-image.txt \
@@ -114,13 +127,7 @@ build_training() {
             key_extra="$(sha256sum "${wheel}" | cut -c1-16)"
         fi
     fi
-    # The host's CA bundle for pip and uv inside the build (a TLS-inspecting proxy's CA is
-    # in it where there is one): the Dockerfile's PIP_CERT / SSL_CERT_FILE build args.
-    local bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
-    if [[ -f "${bundle}" ]]; then
-        volumes+=(-v "${bundle}:/run/mrt-host-ca.crt:ro")
-        args+=(--build-arg PIP_CERT=/run/mrt-host-ca.crt --build-arg SSL_CERT_FILE=/run/mrt-host-ca.crt)
-    fi
+    ca_bundle_args
     mkdir -p "${HOME}/.cache/uv"
     volumes+=(-v "$(uv cache dir 2>/dev/null || echo "${HOME}/.cache/uv"):/root/.cache/uv")
     hash="$( { training_inputs | while read -r f; do printf '%s %s\n' "$(sha256sum <"${repo}/${f}" | cut -c1-64)" "${f}"; done
@@ -151,7 +158,101 @@ build_training() {
     printf '%s\n' "${tag}"
 }
 
+# The Airflow image's base: the official image where Docker Hub answers, else the
+# stand-in of the same name (images/airflow/standin.Dockerfile; docs/images.md says what
+# differs), rebuilt when its inputs change (their hash is its label).
+airflow_base=docker.io/apache/airflow:3.3.2-python3.11
+
+# The stand-in's CPython: this machine's python3.11 (the CI venv's), copied in
+# (standin.Dockerfile says why); the official image has python.org's own.
+host_python() { python3.11 -c 'import sys; print(sys.base_prefix, "%d.%d.%d" % sys.version_info[:3])'; }
+
+standin_inputs_hash() {
+    { sha256sum "${repo}/images/airflow/standin.Dockerfile" "${repo}/requirements/constraints.txt" | cut -c1-64
+      podman image inspect --format '{{.Id}}' "${base_image}"; host_python; } | sha256sum | cut -c1-12
+}
+
+# True when the Airflow base is usable as is: the official image (no stand-in label), or
+# a stand-in built from the current inputs.
+airflow_base_current() {
+    podman image exists "${airflow_base}" || return 1
+    [[ -z "$(podman image inspect --format '{{index .Config.Labels "org.mrt.stand-in"}}' "${airflow_base}")" ]] \
+        || [[ "$(podman image inspect --format '{{index .Config.Labels "org.mrt.stand-in-inputs"}}' "${airflow_base}")" \
+              == "$(standin_inputs_hash)" ]]
+}
+
+ensure_airflow_base() {
+    local want host
+    airflow_base_current && return 0
+    want="$(standin_inputs_hash)"
+    host="$(host_python)"
+    if podman image exists "${airflow_base}"; then
+        podman rmi "${airflow_base}" >/dev/null 2>&1 || true
+    elif [[ "${MRT_IMAGE_PULL:-1}" != 0 ]] && timeout 60 podman pull -q "${airflow_base}" >&2 2>/dev/null; then
+        log "pulled ${airflow_base}"
+        return 0
+    fi
+    log "Docker Hub unreachable: building the stand-in ${airflow_base}"
+    local volumes=(-v "${host% *}:/tmp/host-python:ro") args=()
+    ca_bundle_args
+    podman build --isolation chroot --format docker "${volumes[@]}" "${args[@]}" \
+        --label "org.mrt.stand-in-inputs=${want}" \
+        -f "${repo}/images/airflow/standin.Dockerfile" -t "${airflow_base}" "${repo}" >&2
+    podman image exists "${airflow_base}" || { log "podman build did not produce ${airflow_base}"; exit 1; }
+}
+
+# Files the Airflow image (its `airflow` stage) is built from.
+airflow_inputs() {
+    (cd "${repo}" && find images/airflow/Dockerfile requirements.txt requirements/constraints.txt \
+        dags plugins include .dockerignore -type f \
+        ! -name '*.pyc' ! -path '*/__pycache__/*' | LC_ALL=C sort)
+}
+
+airflow_tag() {
+    printf 'localhost/multi-region-training/airflow:3.3.2-%s\n' "$( {
+        airflow_inputs | while read -r f; do printf '%s %s\n' "$(sha256sum <"${repo}/${f}" | cut -c1-64)" "${f}"; done
+        podman image inspect --format '{{.Id}}' "${airflow_base}"; } | sha256sum | cut -c1-12)"
+}
+
+# --cached: the tag when the image of the current inputs exists, else an empty line;
+# nothing is built (scripts/test.sh: CI tests the Airflow image only where it is cached).
+cached_airflow() {
+    local tag
+    if airflow_base_current && tag="$(airflow_tag)" && podman image exists "${tag}"; then
+        printf '%s\n' "${tag}"
+    else
+        log "no Airflow image for the current inputs (build: scripts/build_images.sh airflow)"
+        printf '\n'
+    fi
+}
+
+build_airflow() {
+    local volumes=() args=() tag
+    ensure_airflow_base
+    ca_bundle_args
+    tag="$(airflow_tag)"
+    if podman image exists "${tag}"; then
+        log "up to date: ${tag}"
+        printf '%s\n' "${tag}"
+        return 0
+    fi
+    log "building ${tag}"
+    local start=${SECONDS}
+    podman build --isolation chroot --format docker --layers "${volumes[@]}" "${args[@]}" --target airflow \
+        -f "${repo}/images/airflow/Dockerfile" -t "${tag}" "${repo}" >&2
+    podman image exists "${tag}" || { log "podman build did not produce ${tag}"; exit 1; }
+    log "built ${tag} in $((SECONDS - start)) s"
+    local old
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/multi-region-training/airflow \
+            | grep -E ':3\.3\.2-[0-9a-f]{12}$' | grep -vxF "${tag}" || true); do
+        podman rmi "${old}" >/dev/null 2>&1 || true
+    done
+    printf '%s\n' "${tag}"
+}
+
 main() {
+    local cached=0
+    if [[ "${1:-}" == --cached ]]; then cached=1; shift; fi
     local targets=("$@")
     ((${#targets[@]})) || targets=(training-cpu)
     mkdir -p "${cache}"
@@ -166,7 +267,8 @@ main() {
             base) out="${base_image}" ;;
             training-cpu) out="$(build_training cpu)" ;;
             training-gpu) out="$(build_training gpu)" ;;
-            *) log "unknown image ${target} (base, training-cpu, training-gpu)"; exit 2 ;;
+            airflow) if ((cached)); then out="$(cached_airflow)"; else out="$(build_airflow)"; fi ;;
+            *) log "unknown image ${target} (base, training-cpu, training-gpu, airflow)"; exit 2 ;;
         esac
     done
     printf '%s\n' "${out}"
