@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: run the DAG end to end, offline, with real training.
 #
-# Builds (or reuses) the Airflow venv and the training venv, then runs
+# Builds (or reuses) the Airflow venv, the training venv and the training image, then runs
 # dev/run_local.py: a throwaway PostgreSQL campaign DB, the local AWS emulator whose
 # SageMaker jobs train the real entry point (Horovod, CPU) on each region's generated
 # TFRecords, and Airflow's real services (PostgreSQL metadata DB, api-server,
@@ -25,6 +25,14 @@ if [[ "${fake}" == false ]]; then
     # First time: builds TensorFlow + Horovod (a few minutes); afterwards instant.
     train_python="$("${repo}/scripts/setup_training_env.sh" | tail -n1)"
     export MRT_TRAIN_PYTHON="${train_python}"
+    # The training image users deploy (CPU variant of images/training/Dockerfile, built
+    # with podman and cached by its inputs): every emulated job runs `<image> train`
+    # in it, as SageMaker does (docs/images.md). MRT_TRAINING_IMAGE= (empty) keeps the
+    # namespace launch over the training venv, e.g. where podman cannot run.
+    if [[ -z "${MRT_TRAINING_IMAGE+set}" ]]; then
+        MRT_TRAINING_IMAGE="$("${repo}/scripts/build_images.sh" training-cpu | tail -n1)"
+    fi
+    export MRT_TRAINING_IMAGE
 fi
 PATH="$(dirname "${airflow_python}"):${PATH}"
 export PATH
