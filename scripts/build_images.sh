@@ -186,6 +186,14 @@ ensure_airflow_base() {
     airflow_base_current && return 0
     want="$(standin_inputs_hash)"
     host="$(host_python)"
+    # What standin.Dockerfile copies: a python3.11 >= 3.11.5 (the pinned set's floor) with
+    # its own prefix's bin/python3.11 and shared libpython (pyenv's or python.org's
+    # --enable-shared build; Debian's is 3.11.2 and splits its files across /usr).
+    if ! python3.11 -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))' \
+            || [[ ! -x "${host% *}/bin/python3.11" ]] || ! compgen -G "${host% *}/lib/libpython3.11.so*" >/dev/null; then
+        log "the Airflow stand-in needs this machine's python3.11 >= 3.11.5 with bin/ and a shared libpython under one prefix; found ${host}"
+        exit 1
+    fi
     if podman image exists "${airflow_base}"; then
         podman rmi "${airflow_base}" >/dev/null 2>&1 || true
     elif [[ "${MRT_IMAGE_PULL:-1}" != 0 ]] && timeout 60 podman pull -q "${airflow_base}" >&2 2>/dev/null; then
