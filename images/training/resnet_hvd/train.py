@@ -178,7 +178,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     values["val_loss"], values["val_accuracy"] = (float(v) for v in validate())
             # Horovod: only rank 0 prints the metric line.
             if chief:
-                print(format_metric_line(**values), flush=True)
+                # One write, newline included: with unbuffered stdout (the image sets
+                # PYTHONUNBUFFERED) print() writes the line and its end separately, and
+                # mpirun tags each chunk it reads, so the newline came out as its own
+                # "[1,0]<stdout>:" line glued to the metric line's last value.
+                sys.stdout.write(format_metric_line(**values) + "\n")
+                sys.stdout.flush()
             summary.update(values)
         if epoch_end or (args.checkpoint_every and current % args.checkpoint_every == 0):
             # Horovod: checkpoints on rank 0 only (a no-op on the others).
