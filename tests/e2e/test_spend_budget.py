@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -85,6 +86,17 @@ def test_every_launch_is_reserved_and_a_completed_job_counts_its_actual_cost(sta
     assert refused == 0
 
 
+def _reservations(campaign_dsn: str, run_id: str) -> list[tuple[Any, ...]]:
+    """The run's budget-ledger rows: (job name, region, when it was reserved)."""
+    conn = psycopg2.connect(campaign_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT job_name, region_code, reserved_at FROM budget_ledger WHERE run_id = %s", (run_id,))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offline_stack: str,
                                                                         campaign_dsn: str) -> None:
     """``launcher=batch_service``: the service job is what makes the training job (Batch
@@ -98,14 +110,7 @@ def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offli
             "campaigns": ["boston-winter-2026"], "estimated_hours": 2, "budget_usd": int(BUDGET)}
     dag_run, states = run_dag(conf)
     assert str(dag_run.state) == "success" and states["train"] == ["success"]
-    conn = psycopg2.connect(campaign_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT job_name, region_code, reserved_at FROM budget_ledger WHERE run_id = %s",
-                        (dag_run.run_id,))
-            ledger = cur.fetchall()
-    finally:
-        conn.close()
+    ledger = _reservations(campaign_dsn, dag_run.run_id)
     [(job_name, region, reserved_at)] = ledger
     batch = aws_client("batch", offline_stack, region)
     summaries = batch.list_service_jobs(jobQueue=f"mrt-sagemaker-{region}",
@@ -132,14 +137,7 @@ def test_batch_array_reserves_every_first_launch_before_it_submits_the_array_job
     dag_run, states = run_dag(conf)
     assert str(dag_run.state) == "success" and states["train"] == ["success"], states
     [job] = jobs_of_run(offline_stack, dag_run.run_id)
-    conn = psycopg2.connect(campaign_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT job_name, region_code, reserved_at FROM budget_ledger WHERE run_id = %s",
-                        (dag_run.run_id,))
-            ledger = cur.fetchall()
-    finally:
-        conn.close()
+    ledger = _reservations(campaign_dsn, dag_run.run_id)
     [(job_name, region, reserved_at)] = ledger
     assert (job_name, region) == (job["TrainingJobName"], job["Region"])
     batch = aws_client("batch", offline_stack, CENTRAL_REGION)
