@@ -7,14 +7,12 @@ descriptions as SageMaker returns them (DescribeTrainingJob's fields)."""
 from __future__ import annotations
 
 import contextlib
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import psycopg2
 import pytest
+from run_stub import RunStub
 
 from regional_training import budget
 from regional_training.attempts import resolve
@@ -22,27 +20,6 @@ from regional_training.collection import job_candidates
 
 pytestmark = pytest.mark.integration
 
-DAG_ID = "budget_ledger_test"
-_runs = itertools.count(1)
-
-
-@dataclass
-class RunStub:
-    """What budget.reserve_for reads of a task's run (run_context.Run): its keys, Params
-    and campaign database (here the test server, not an Airflow connection)."""
-
-    dsn: str
-    params: dict[str, Any]
-    dag_id: str = DAG_ID
-    run_id: str = field(default_factory=lambda: f"manual__budget-{next(_runs)}")
-
-    @contextlib.contextmanager
-    def campaign_db(self) -> Iterator[Any]:
-        conn = psycopg2.connect(self.dsn)
-        try:
-            yield conn
-        finally:
-            conn.close()
 
 
 def target(dataset: str, region: str, option: str, planned: float, rate: float) -> dict[str, Any]:

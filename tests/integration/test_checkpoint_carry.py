@@ -17,15 +17,13 @@ point resumes from such a prefix is the image's own test (images/training).
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
 import pytest
+from run_stub import DAG_ID, RunStub
 
 from local_aws.fake_entry_point import SHARD_MAGIC
 from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
@@ -35,7 +33,6 @@ from regional_training.attempts import Candidate, resolve
 pytestmark = pytest.mark.integration
 
 A, B = "us-west-2", "us-east-1"
-DAG_ID = "checkpoint_carry_test"
 #: Region A's spot capacity runs out while the job trains: its wait ends it.
 LIFECYCLES = {"regions": {A: {"max_wait_seconds": 3}}}
 CHECKPOINT = {
@@ -44,25 +41,6 @@ CHECKPOINT = {
     "ckpt-16.index": b"i" * 300, "ckpt-16.data-00000-of-00001": b"d" * 5000,
     "ckpt-24.index": b"i" * 310, "ckpt-24.data-00000-of-00001": b"e" * 5000,
 }
-_runs = itertools.count(1)
-
-
-@dataclass
-class RunStub:
-    """What carry_for reads of a task's run (run_context.Run): keys, Params, campaign DB."""
-
-    dsn: str
-    params: dict[str, Any]
-    dag_id: str = DAG_ID
-    run_id: str = field(default_factory=lambda: f"manual__carry-{next(_runs)}")
-
-    @contextlib.contextmanager
-    def campaign_db(self) -> Iterator[Any]:
-        conn = psycopg2.connect(self.dsn)
-        try:
-            yield conn
-        finally:
-            conn.close()
 
 
 def bucket(region: str) -> str:
