@@ -54,20 +54,66 @@ def capacity_signal(description: dict[str, Any] | None) -> tuple[str, str] | Non
     SageMaker says so three ways: ``FailureReason`` naming a capacity error; a managed
     spot job ``Stopped`` with ``SecondaryStatus`` ``MaxWaitTimeExceeded`` (no spot
     capacity within the wait); a status transition whose message reports insufficient
-    capacity.
+    capacity before the job ever trained (a job that got its instances and then failed
+    failed for a reason of its own; SageMaker's status messages are "subject to change",
+    so one alone never overrides what the job did). The message is SageMaker's words for
+    the job's end (:func:`ended_reason`): the move's ``error_message``.
     """
     if not description or description.get("TrainingJobStatus") not in RETRYABLE_END_STATES:
         return None
-    reason = description.get("FailureReason") or ""
-    if is_capacity_error(reason):
-        return "CapacityError", reason
+    if is_capacity_error(description.get("FailureReason")):
+        return "CapacityError", ended_reason(description)
     if description.get("SecondaryStatus") == "MaxWaitTimeExceeded":
-        return "MaxWaitTimeExceeded", reason or "no spot capacity within MaxWaitTimeInSeconds"
-    for transition in description.get("SecondaryStatusTransitions") or []:
-        message = transition.get("StatusMessage") or ""
-        if "insufficient capacity" in message.lower():
-            return "InsufficientCapacity", message
+        return "MaxWaitTimeExceeded", ended_reason(description)
+    transitions = description.get("SecondaryStatusTransitions") or []
+    if any(t.get("Status") == "Training" for t in transitions):
+        return None
+    for transition in transitions:
+        if "insufficient capacity" in (transition.get("StatusMessage") or "").lower():
+            return "InsufficientCapacity", ended_reason(description)
     return None
+
+
+#: What each ``SecondaryStatus`` of a ``Stopped`` job means, in SageMaker's own words
+#: (botocore's sagemaker model, ``DescribeTrainingJobResponse.SecondaryStatus``): added to
+#: the reason so that a person reading the report knows what to change.
+STOPPED_SECONDARY = {
+    "MaxWaitTimeExceeded": "The job stopped because it exceeded the maximum allowed wait time",
+    "MaxRuntimeExceeded": "The job stopped because it exceeded the maximum allowed runtime",
+    "Stopped": "The training job has stopped (StopTrainingJob: a person, or a user's kill of the task)",
+}
+
+
+def ended_reason(description: Mapping[str, Any]) -> str:
+    """SageMaker's own words for why a job ended ``Failed`` or ``Stopped``: what is
+    recorded (``training_runs.failure_reason``), reported and raised.
+
+    ``Failed``: its ``FailureReason`` (whose prefix, ``AlgorithmError``/``ClientError``/
+    ``CapacityError``, the retry policy reads). ``Stopped``: SageMaker sets no
+    ``FailureReason`` ("if the training job failed, the reason it failed"), so the
+    ``SecondaryStatus`` says why (``MaxWaitTimeExceeded``, ``MaxRuntimeExceeded``,
+    ``Stopped``), then the last ``SecondaryStatusTransitions`` ``StatusMessage``, and a
+    capacity message an earlier transition showed (a spot job that waited for capacity
+    until its wait ran out says so only there); a ``FailureReason`` is kept if one came.
+    """
+    status = str(description.get("TrainingJobStatus") or "unknown")
+    failure = str(description.get("FailureReason") or "")
+    transitions = list(description.get("SecondaryStatusTransitions") or [])
+    secondary = str(description.get("SecondaryStatus") or status)
+    message = str(transitions[-1].get("StatusMessage") or "") if transitions else ""
+    if status == "Failed" and failure:
+        return failure
+    words = f"{secondary}: {message}" if message else secondary
+    meaning = STOPPED_SECONDARY.get(secondary) if status == "Stopped" else None
+    if meaning and meaning.split(" (")[0].lower() not in words.lower():
+        words += f" ({meaning})"
+    capacity = next((str(t.get("StatusMessage")) for t in reversed(transitions[:-1])
+                     if is_capacity_error(t.get("StatusMessage"))), None)
+    if capacity:
+        words += f"; earlier: {capacity}"
+    if failure and failure not in words:
+        words += f"; FailureReason: {failure}"
+    return words
 
 
 @dataclass(frozen=True)
@@ -139,6 +185,16 @@ class Resolution:
     #: Each candidate's newest attempt (``None``: it has no job), in rank order up to
     #: the followed one (the candidates after it were not described).
     newest: tuple[Attempt | None, ...] = field(default=())
+    #: The regions of ``moves`` that came from a creation refused for capacity (no job
+    #: ended there): only these can change on an automatic retry, which tries to create
+    #: again. A move after a job that ended for capacity (``MaxWaitTimeExceeded``, ...)
+    #: is read from that job on every try, so it is final for this run.
+    refused_moves: tuple[str, ...] = field(default=())
+
+    @property
+    def retry_may_create(self) -> bool:
+        """Whether an automatic retry of an ``exhausted`` target could create a job."""
+        return bool(self.refused_moves)
 
     def ended_for_capacity(self, job_name: str) -> bool:
         """Whether ``job_name`` is one of the target's jobs and ended for lack of capacity."""
@@ -208,6 +264,7 @@ def resolve(
     latest = next(((i, a) for i, a in reversed(list(enumerate(newest))) if a is not None), None)
     blocked: set[str] = set()
     moves: list[Move] = []
+    from_refusals: list[str] = []
     for index, candidate in enumerate(candidates[: len(newest)]):
         attempt = newest[index]
         if index == followed and attempt is not None:
@@ -215,7 +272,10 @@ def resolve(
             return Resolution(action, index, attempt, (index, attempt), tuple(moves), tuple(newest))
         if candidate.region in blocked:
             continue
-        signal = capacity_signal(attempt.description if attempt else None) or refused.get(candidate.region)
+        signal = capacity_signal(attempt.description if attempt else None)
+        if signal is None and candidate.region in refused:
+            signal = refused[candidate.region]
+            from_refusals.append(candidate.region)
         if signal is None:
             if followed is None:
                 return Resolution("create", index, _next_attempt(candidate.base_name, attempt), latest, tuple(moves),
@@ -232,4 +292,4 @@ def resolve(
             error_code=signal[0],
             error_message=signal[1][:1000],
         ))
-    return Resolution("exhausted", None, None, latest, tuple(moves), tuple(newest))
+    return Resolution("exhausted", None, None, latest, tuple(moves), tuple(newest), tuple(from_refusals))

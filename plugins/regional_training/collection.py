@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from regional_training import scan
-from regional_training.attempts import Attempt, Candidate, Describe, resolve
+from regional_training.attempts import Attempt, Candidate, Describe, ended_reason, resolve
 from regional_training.placement import actual_cost_usd
 from regional_training.run_layout import RunLayout
 from regional_training.targets import Target
@@ -90,7 +90,9 @@ def collect(
     if description is None:
         failure = "the training job was never created; see the train task's log"
     elif status != "Completed":
-        failure = description.get("FailureReason") or f"job ended {status}"
+        # SageMaker's words: FailureReason, or a Stopped job's SecondaryStatus and message
+        # (MaxWaitTimeExceeded, MaxRuntimeExceeded, Stopped), never a bare "ended Stopped".
+        failure = ended_reason(description)
     row = {
         "dag_id": dag_id,
         "run_id": run_id,

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from regional_training.async_clients import SharedClientHookMixin
@@ -69,7 +70,8 @@ if TYPE_CHECKING:
     from regional_training.attempts import Candidate, Move, Resolution
 
 __all__ = [
-    "WAIT_MARGIN_SECONDS", "DurableSageMakerTrainingOperator", "NoCapacityError", "StoppingSageMakerTrigger",
+    "WAIT_MARGIN_SECONDS", "CapacityExhaustedError", "DurableSageMakerTrainingOperator", "NoCapacityError",
+    "StoppingSageMakerTrigger",
     "wait_limit_seconds",
 ]
 
@@ -78,7 +80,14 @@ WAIT_MARGIN_SECONDS = 3600
 
 
 class NoCapacityError(RuntimeError):
-    """Every allowed candidate of a target lacked capacity."""
+    """Every allowed candidate of a target lacked capacity, one refused at creation:
+    Airflow's retry asks it again (retry_policy: ``retry``)."""
+
+
+class CapacityExhaustedError(NoCapacityError, AirflowFailException):
+    """Every allowed candidate's job *ended* for lack of capacity (a spot job's
+    ``MaxWaitTimeExceeded``, a ``CapacityError``): a retry would describe the same ended
+    jobs and create none, so the task fails at once, without Airflow's retries."""
 
 
 def wait_limit_seconds(config: dict[str, Any]) -> int:
@@ -281,7 +290,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, *,
                          linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
                          ) -> dict[str, Any]:
-        from regional_training.attempts import resolve
+        from regional_training.attempts import ended_reason, resolve
         from regional_training.retry_policy import Decision, NotRetriedError, classify
 
         self._start(context)
@@ -295,14 +304,19 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             # Success: the resolution returns the job. A job that ended for capacity: it
             # has moved on to the next candidate (or none is left); act within this try.
             return self._act(context, refused=refused, resolution=resolution)
-        message = f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}"
         ended = next((a.description for a in resolution.newest if a is not None and a.name == event.get("job_name")),
                      None)
+        # SageMaker's words (FailureReason; a Stopped job's SecondaryStatus and message), not
+        # the trigger's (for Stopped, its waiter's "terminal failure state" text).
+        message = (f"training job {event.get('job_name')} ended {ended['TrainingJobStatus']}: {ended_reason(ended)}"
+                   if ended and ended.get("TrainingJobStatus") in ("Failed", "Stopped") else
+                   f"training job {event.get('job_name')} ended {event['status']}: {event.get('message')}")
         self._record_failure(context, resolution)
-        if ended and classify(ended).decision is Decision.FAILED_JOB:
-            # AlgorithmError or a bad request: a retry would pay for the same failure.
-            raise NotRetriedError(f"{message} ({classify(ended).reason}; not retried: clear the task to make one "
-                                  "new attempt)")
+        if ended and ended.get("TrainingJobStatus") in ("Failed", "Stopped") and \
+                classify(ended).decision is Decision.FAILED_JOB:
+            # AlgorithmError, a bad request, MaxRuntimeExceeded, a person's stop: a retry
+            # would pay for the same end.
+            raise NotRetriedError(f"{message} (not retried: clear the task to make one new attempt)")
         raise RuntimeError(message)
 
     def _act(self, context: Context, *, refused: dict[str, tuple[str, str]],
@@ -315,8 +329,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             resolution = resolution or resolve(candidates, self._describe, refused=refused)
             self._push_moves(context, resolution.moves)
             if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
-                self._record_failure(context, resolution)
-                raise NoCapacityError(self._exhausted_message(resolution.moves))
+                self._fail_exhausted(context, resolution)
             candidate, attempt = candidates[resolution.index], resolution.attempt
             # The job's real name: under batch_service, the AWSBatch... job Batch made.
             self._current = (candidate.region, str((attempt.description or {}).get("TrainingJobName") or attempt.name))
@@ -531,8 +544,21 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             self.log.info("Move %d: %s (%s) -> %s (%s) after %s.", move.move_number, move.from_region,
                           move.from_option, move.to_region or "nothing", move.to_option, move.error_code)
 
+    def _fail_exhausted(self, context: Context, resolution: Resolution) -> NoReturn:
+        """No candidate left: record the target's newest job, then fail the task; without
+        Airflow's retries when every candidate's job ended for capacity (a retry would
+        describe the same ended jobs and create none: issue 33)."""
+        self._record_failure(context, resolution)
+        if not resolution.retry_may_create:
+            raise CapacityExhaustedError(
+                f"{self._exhausted_message(resolution.moves)}; not retried: every candidate's job ended for lack of "
+                "capacity, and a retry would find the same ended jobs (raise max_failovers or spot_extra_wait_hours, "
+                "or add on_demand to purchase_options, and trigger a new run)")
+        raise NoCapacityError(self._exhausted_message(resolution.moves))
+
     def _exhausted_message(self, moves: tuple[Move, ...]) -> str:
-        tried = ", ".join(f"{m.from_region} ({m.from_option})" for m in moves) or "no candidate"
+        # Each move in SageMaker's words (attempts.ended_reason): MaxWaitTimeExceeded, CapacityError ...
+        tried = ", ".join(f"{m.from_region} ({m.from_option}): {m.error_message}" for m in moves) or "no candidate"
         return (f"no capacity for {self.config['TrainingJobName']}: tried {tried}; "
                 f"no further candidate within max_failovers={self.max_failovers}")
 

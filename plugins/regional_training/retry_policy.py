@@ -15,19 +15,35 @@ decision              error class                                               
                       ``AccessDeniedException``, ...)
 ``failed_job``        a training job that ended ``Failed`` with ``AlgorithmError``    not re-created by an automatic
                       or ``ClientError`` in its ``FailureReason``, or ended           retry: the task fails naming the
-                      ``Stopped`` (max runtime, a person)                             reason; a human clear still
-                                                                                      makes one new attempt
+                      ``Stopped`` (``SecondaryStatus`` ``MaxRuntimeExceeded``, or     reason; a human clear still
+                      ``Stopped``: ``StopTrainingJob``, a person)                     makes one new attempt
 ``failover``          capacity or quota (``ResourceLimitExceeded``,                   the operator moves the target to
                       ``CapacityError``, ``InsufficientCapacityError``, ...) at       its next-ranked candidate
-                      creation or in a job's ``FailureReason``                        (:mod:`.operators`)
+                      creation or in a job's ``FailureReason``; a managed spot job    (:mod:`.operators`); none left:
+                      ``Stopped`` with ``SecondaryStatus`` ``MaxWaitTimeExceeded``    ``CapacityExhaustedError``, no
+                                                                                      retry (below)
 ``retry``             throttling (``ThrottlingException``, ``SlowDown``, ...), HTTP   Airflow's retry with exponential
                       5xx, ``InternalServerError``/``InternalFailure``, connection    backoff
                       errors, an unavailable campaign database; a job that failed
                       with ``InternalServerError``; no capacity in any candidate
-                      (``NoCapacityError``: it may return, as today)
+                      when one was refused at creation (``NoCapacityError``: the
+                      retry creates there again)
 ``retry`` (default)   anything else (unknown: keep Airflow's behaviour)               Airflow's retry with exponential
                                                                                       backoff
 ====================  ==============================================================  ================================
+
+Every reason is SageMaker's own words (:func:`regional_training.attempts.ended_reason`):
+``FailureReason`` for a ``Failed`` job; for a ``Stopped`` one (which has no
+``FailureReason``) its ``SecondaryStatus`` and the last status message, e.g.
+``MaxWaitTimeExceeded: Training job exceeded MaxWaitTimeInSeconds provided``.
+
+No candidate left after capacity failures: when every candidate's newest job *ended* for
+capacity (a spot job's ``MaxWaitTimeExceeded``, a ``CapacityError``), a retry would
+describe the same ended jobs and create none, so the operator raises
+``CapacityExhaustedError`` (an ``AirflowFailException``: no retry, the task fails at once
+naming each region and SageMaker's reason). Only when a candidate was refused at
+creation (``ResourceLimitExceeded``: no job was made, nothing to read back) is the task
+retried (``NoCapacityError``), since the retry asks that region again.
 
 A human clear vs an automatic retry: Airflow 3 increments ``try_number`` for both, but
 a clear also sets ``max_tries = try_number + retries`` (``clear_task_instances``), so
@@ -47,7 +63,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from regional_training.attempts import CAPACITY_ERROR_CODES, is_capacity_error
+from regional_training.attempts import CAPACITY_ERROR_CODES, capacity_signal, ended_reason, is_capacity_error
 
 
 class Decision(StrEnum):
@@ -109,17 +125,24 @@ def _from_code(code: str, message: str, http_status: int | None) -> Classificati
 
 def _from_description(description: Mapping[str, Any]) -> Classification:
     status = str(description.get("TrainingJobStatus"))
-    reason = str(description.get("FailureReason") or f"job ended {status}")
     if status not in ("Failed", "Stopped"):
         raise ValueError(f"a training job that is {status} has no error to classify")
-    if _is_capacity("", reason):
-        return Classification(Decision.FAILOVER, "CapacityError", reason)
+    # SageMaker's own words (FailureReason; for Stopped, SecondaryStatus and its message).
+    reason = ended_reason(description)
+    signal = capacity_signal(dict(description))
+    if signal is not None:
+        # CapacityError, a spot job's MaxWaitTimeExceeded: no capacity there, not a
+        # broken job; the operator moves the target on (or fails it, none left).
+        return Classification(Decision.FAILOVER, signal[0], reason)
+    if status == "Stopped":
+        # MaxRuntimeExceeded, a person's StopTrainingJob: the same request would end
+        # the same way (or be stopped again).
+        return Classification(Decision.FAILED_JOB, str(description.get("SecondaryStatus") or "Stopped"), reason)
     prefix = reason.split(":", 1)[0].strip()
     if prefix in SERVER_ERROR_CODES:
         return Classification(Decision.RETRY, prefix, reason)
-    # AlgorithmError (the entry point failed), ClientError (the request or its data),
-    # Stopped (max runtime, a person): the same request would end the same way.
-    return Classification(Decision.FAILED_JOB, prefix if status == "Failed" else "Stopped", reason)
+    # AlgorithmError (the entry point failed), ClientError (the request or its data).
+    return Classification(Decision.FAILED_JOB, prefix, reason)
 
 
 def _from_exception(exc: BaseException) -> Classification:
@@ -135,7 +158,10 @@ def _from_exception(exc: BaseException) -> Classification:
         return Classification(Decision.FAIL, type(exc).__name__, message)
     if names & TRANSIENT_CLASS_NAMES:
         return Classification(Decision.RETRY, type(exc).__name__, message)
-    if type(exc).__name__ == "NoCapacityError":  # every candidate tried; capacity may return (as today)
+    if type(exc).__name__ == "NoCapacityError":
+        # Every candidate tried, one of them refused at creation: a retry creates there
+        # again, and capacity may have returned. (When every candidate's job ended for
+        # capacity the operator raises CapacityExhaustedError, an AirflowFailException.)
         return Classification(Decision.RETRY, "NoCapacityError", message)
     if isinstance(exc, ValueError):
         return Classification(Decision.FAIL, type(exc).__name__, message)
@@ -150,9 +176,9 @@ def classify(error: BaseException | Mapping[str, Any] | str) -> Classification:
     if isinstance(error, Mapping):
         return _from_description(error)
     code = error.split(":", 1)[0].strip()
-    if _is_capacity(code, error):
+    if _is_capacity(code, error) or code == "MaxWaitTimeExceeded":
         return Classification(Decision.FAILOVER, code, error)
-    if code in ("AlgorithmError", "ClientError"):
+    if code in ("AlgorithmError", "ClientError", "MaxRuntimeExceeded"):
         return Classification(Decision.FAILED_JOB, code, error)
     return _from_code(code, error, None)
 
