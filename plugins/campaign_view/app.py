@@ -77,26 +77,46 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+#: Up to this many dataset/region lines a trend chart draws each, named in its key; above
+#: it one line per region (the median of its datasets each night): 500 keys name nothing.
+TREND_LINES = 20
+
+
 def trend_chart(points: list[dict[str, Any]], column: str, title: str) -> str:
-    """One line per dataset and region across nights (matplotlib, inline SVG)."""
+    """One named line per dataset and region across nights (or, past :data:`TREND_LINES`,
+    per region), with its key below the chart (matplotlib, inline SVG)."""
+    import statistics
+
     from matplotlib.dates import DateFormatter
 
-    from regional_training.report import new_figure, svg_of
+    from regional_training.report import name_series, new_figure, svg_of
 
     lines: dict[str, list[tuple[Any, float]]] = defaultdict(list)
     for p in points:
         if p[column] is not None and p["night"] is not None:
             lines[f"{p['dataset_key']} ({p['region_code']})"].append((p["night"], p[column]))
-    fig = new_figure(3.0)
+    per_region = len(lines) > TREND_LINES
+    if per_region:
+        nights: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for p in points:
+            if p[column] is not None and p["night"] is not None:
+                nights[p["region_code"]][p["night"]].append(p[column])
+        lines = defaultdict(list, {
+            f"{region} (median of {len({q['dataset_key'] for q in points if q['region_code'] == region})} datasets)":
+                [(night, statistics.median(values)) for night, values in sorted(by_night.items())]
+            for region, by_night in nights.items()})
+    # the key goes below the axes, in columns: the figure grows with it
+    fig = new_figure(3.0 + 0.2 * ((len(lines) + 3) // 4))
     ax = fig.add_subplot()
+    named = []
     for label, values in sorted(lines.items()):
-        ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=label)
-    ax.set_title(f"{title} across nights")
+        (line,) = ax.plot([v[0] for v in values], [v[1] for v in values], marker="o", markersize=3)
+        named.append((line, label))
+    ax.set_title(f"{title} across nights" + (", per region" if per_region else ""))
     ax.set_ylabel(title)
     if lines:
         ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
-        if len(lines) <= 12:
-            ax.legend(fontsize=8)
+        name_series(ax, named, below=True)
     else:
         ax.text(0.5, 0.5, "no recorded runs yet", ha="center", va="center", transform=ax.transAxes)
     return svg_of(fig, f"{title} across nights")
@@ -105,8 +125,27 @@ def trend_chart(points: list[dict[str, Any]], column: str, title: str) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#212121}
 table{border-collapse:collapse;font-size:.85rem} th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
-th{background:#f5f5f5} td.num{text-align:right} svg.chart{max-width:100%;height:auto;display:block}
+th{background:#f5f5f5} td.num{text-align:right} svg.chart{width:100%;max-width:64rem;height:auto;display:block}
+.done{color:#2e7d32;font-weight:600} .reused{color:#1565c0}
+@media print{body{margin:0} a{color:inherit} .figure,svg.chart{break-inside:avoid}}
 """
+
+
+def _run_row(run: dict[str, Any], report: str) -> str:
+    """One run of the list. A reused target counts as completed (its model is in the run's
+    place) and is named as reused; a run with every target accounted for says "done"."""
+    from regional_training.report import when
+
+    done = run["completed"] >= run["targets"]
+    outcome = (f'{run["completed"]} / {run["targets"]}'
+               + (f' <span class="reused">({run["reused"]} reused)</span>' if run.get("reused") else "")
+               + (' <span class="done">done</span>' if done else ""))
+    return (f'<tr data-run="{_e(run["run_id"])}"><td>{_e(run["dag_id"])}</td>'
+            f'<td><a href="{_e(report)}">{_e(run["run_id"])}</a></td>'
+            f"<td>{_e(when(run['started']))}</td><td>{_e(run['regions'])}</td>"
+            f'<td class="num completed">{outcome}</td>'
+            f'<td class="num">{_money(run["planned_cost_usd"])}</td>'
+            f'<td class="num">{_money(run["actual_cost_usd"])}</td></tr>')
 
 
 @app.get("/", response_class=HTMLResponse)
@@ -115,14 +154,7 @@ def campaign_page(limit: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> str:
 
     runs = _fetch("campaign_recent_runs.sql", {"limit": limit})
     points = _fetch("campaign_trends.sql", {"limit": limit})
-    rows = "".join(
-        f'<tr data-run="{_e(r["run_id"])}"><td>{_e(r["dag_id"])}</td>'
-        f'<td><a href="{_e(report_url(r["dag_id"], r["run_id"]))}">{_e(r["run_id"])}</a></td>'
-        f"<td>{_e(r['started'])}</td><td>{_e(r['regions'])}</td>"
-        f'<td class="num">{r["completed"]} / {r["targets"]}</td>'
-        f'<td class="num">{_money(r["planned_cost_usd"])}</td><td class="num">{_money(r["actual_cost_usd"])}</td></tr>'
-        for r in runs
-    )
+    rows = "".join(_run_row(r, report_url(r["dag_id"], r["run_id"])) for r in runs)
     charts = "".join(
         trend_chart(points, column, title)
         for column, title in (("accuracy", "accuracy"), ("images_per_sec", "images/sec"),
@@ -154,6 +186,29 @@ def run_report(dag_id: str, run_id: str) -> str:
         if "NoSuchKey" in type(err).__name__ or "NoSuchKey" in str(err):
             raise HTTPException(404, f"no report for run {run_id!r} of {dag_id!r} at {uri}") from err
         raise
+
+
+@app.get("/runs/{dag_id}/{run_id}/targets.csv", response_class=PlainTextResponse)
+def run_targets_csv(dag_id: str, run_id: str) -> PlainTextResponse:
+    """Every target of the run as CSV, written beside its report (the report links it relatively)."""
+    from airflow.models.variable import Variable
+
+    from regional_training import aws_io
+    from regional_training.report import TARGETS_CSV
+    from regional_training.run_layout import RunLayout
+
+    bucket, region = Variable.get("mrt_central_bucket", None), Variable.get("mrt_central_region", None)
+    if not bucket or not region:
+        raise HTTPException(500, "Variables mrt_central_bucket and mrt_central_region must be set")
+    uri = RunLayout(central_bucket=bucket, dag_id=dag_id, run_id=run_id).uri(TARGETS_CSV)
+    try:
+        text = aws_io.get_text(uri, region=region)
+    except Exception as err:
+        if "NoSuchKey" in type(err).__name__ or "NoSuchKey" in str(err):
+            raise HTTPException(404, f"no {TARGETS_CSV} for run {run_id!r} of {dag_id!r} at {uri}") from err
+        raise
+    return PlainTextResponse(text, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{TARGETS_CSV}"'})
 
 
 def _check_job(region: str, job: str) -> None:

@@ -9,9 +9,12 @@
   the earlier model is copied and the target recorded ``Reused``;
 * :func:`publish_best`: a parameter scan's best model per dataset gets its stable pointer.
 
+A target recorded after ``summarize`` ran (a cleared training task) has the summary and
+the report derived again from the database (:mod:`regional_training.run_summary`).
+
 Below the operator and the task bodies (it imports neither): the summary
-(:mod:`regional_training.summary`, :func:`regional_training.tasks.summarize_run`) only
-reads what is recorded here. Every write is an overwrite or an UPSERT keyed by the run,
+(:mod:`regional_training.summary`, :mod:`regional_training.run_summary`) only reads what is
+recorded here. Every write is an overwrite or an UPSERT keyed by the run,
 so a retried or cleared task records again without adding anything.
 """
 
@@ -119,7 +122,12 @@ def collect_target(run: Run, job: dict[str, Any], *, moves: list[dict[str, Any]]
             latest=latest,
         )
         run.emit_model_event(row, campaign_key=job["target"].get("campaign_key"))
-        return {**row, "moves": moves}
+    # Committed (and the connection closed) before the summary is derived again: a target
+    # recorded after summarize ran (a cleared task) makes the report say so (run_summary).
+    from regional_training import run_summary
+
+    run_summary.refresh_after_late_record(run, key)
+    return {**row, "moves": moves}
 
 
 def record_unrecorded(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -44,8 +44,6 @@ CHARTED = {
     "train:loss": "training loss",
     "train:accuracy": "training accuracy",
 }
-#: Above this many targets the step charts drop their legend (it would hide the lines).
-LEGEND_LIMIT = 12
 
 _STATUS_COLOURS = {"Completed": "#2e7d32", "Reused": "#1565c0", "Failed": "#c62828", "Stopped": "#ef6c00",
                    "NotStarted": "#757575"}
@@ -159,6 +157,20 @@ def plan_from_jobs(jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 #: Above this many rows a chart uses fixed margins: the constrained-layout solver takes
 #: tens of seconds over hundreds of tick labels (bench/report_bench.py).
 FIXED_LAYOUT_ROWS = 40
+#: Up to this many targets the step charts draw one named line per target; above it one
+#: line per region (the median of its targets, their min-max as a band): a key of 2,000
+#: entries names nothing.
+LEGEND_LIMIT = 12
+#: From this many targets the report is a summary (issue 33): per region and status, the
+#: failed and the worst targets in full, every target in the CSV beside it.
+LARGE_RUN = 200
+#: How many of the worst completed targets a large run's report lists in full.
+WORST = 25
+#: Every target of the run, one CSV line each, written beside the report.
+TARGETS_CSV = "targets.csv"
+#: Each named series' SVG group id starts with this, its legend entry is a legend text:
+#: the browser tests count both (every line named, tests/report).
+SERIES_ID = "series-"
 
 
 def new_figure(height: float, labels: Sequence[str] = ()) -> Any:
@@ -186,6 +198,22 @@ def svg_of(fig: Any, title: str) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" class="chart" ', 1)
 
 
+def name_series(ax: Any, series: Sequence[tuple[Any, str]], *, below: bool = False, **legend: Any) -> None:
+    """Give every drawn series (a line, a bar container, a patch) its legend entry, and
+    its SVG group an id (:data:`SERIES_ID`), so a reader and a test can tell them apart.
+    ``below``: the key under the axes in columns (many entries), else inside them."""
+    for number, (artist, _) in enumerate(series):
+        for part in getattr(artist, "patches", None) or [artist]:
+            part.set_gid(f"{SERIES_ID}{number}")
+    handles, labels = [a for a, _ in series], [label for _, label in series]
+    if below:
+        columns = max(1, min(4, (len(labels) + 5) // 6))
+        ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns,
+                  frameon=False)
+    else:
+        ax.legend(handles, labels, fontsize=8, **legend)
+
+
 def _label(row: Mapping[str, Any]) -> str:
     return f"{row['target_key']} ({row['region_code']})"
 
@@ -198,34 +226,74 @@ def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     positions = list(range(len(rows)))
     planned = [r.get("planned_cost_usd") or 0.0 for r in rows]
     actual = [r.get("actual_cost_usd") or 0.0 for r in rows]
-    ax.barh([p - 0.2 for p in positions], planned, height=0.4, label="planned", color="#90a4ae")
-    ax.barh([p + 0.2 for p in positions], actual, height=0.4, label="actual", color="#1565c0")
+    bars_planned = ax.barh([p - 0.2 for p in positions], planned, height=0.4, color="#90a4ae")
+    bars_actual = ax.barh([p + 0.2 for p in positions], actual, height=0.4, color="#1565c0")
     ax.set_yticks(positions, labels)
     ax.invert_yaxis()
     ax.set_xlabel("USD")
-    ax.legend(loc="lower right")
+    name_series(ax, [(bars_planned, "planned"), (bars_actual, "actual")], loc="lower right")
     ax.set_title("Planned vs actual cost")
     return svg_of(fig, "Planned vs actual cost per target")
+
+
+def region_cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A large run: planned vs actual cost per region (the targets summed)."""
+    regions = sorted({str(r["region_code"]) for r in rows})
+    fig = new_figure(1.4 + 0.5 * len(regions))
+    ax = fig.add_subplot()
+    positions = list(range(len(regions)))
+    planned = [sum(r.get("planned_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions]
+    actual = [sum(r.get("actual_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions]
+    bars_planned = ax.barh([p - 0.2 for p in positions], planned, height=0.4, color="#90a4ae")
+    bars_actual = ax.barh([p + 0.2 for p in positions], actual, height=0.4, color="#1565c0")
+    ax.set_yticks(positions, regions)
+    ax.invert_yaxis()
+    ax.set_xlabel("USD")
+    name_series(ax, [(bars_planned, "planned"), (bars_actual, "actual")], loc="lower right")
+    ax.set_title("Planned vs actual cost per region")
+    return svg_of(fig, "Planned vs actual cost per region")
 
 
 def step_chart(
     metric: str, rows: Sequence[Mapping[str, Any]], series: Mapping[str, Sequence[Mapping[str, float]]]
 ) -> str:
-    """One metric over the steps, one line per target."""
-    fig = new_figure(3.2)
+    """One metric over the steps: one named line per target, or (more than
+    :data:`LEGEND_LIMIT` targets) per region the median of its targets, their range shaded."""
+    import statistics
+
+    fig = new_figure(3.4)
     ax = fig.add_subplot()
-    for row in rows:
-        points = [p for p in series.get(row["target_key"], []) if metric in p]
-        if points:
-            # markers only while a reader can tell the lines apart (and the SVG stays small)
-            few = len(rows) <= LEGEND_LIMIT
-            ax.plot([p["step"] for p in points], [p[metric] for p in points], label=_label(row),
-                    marker="." if few else None, linewidth=1.5 if few else 0.6)
+    named: list[tuple[Any, str]] = []
+    if len(rows) <= LEGEND_LIMIT:
+        for row in rows:
+            points = [p for p in series.get(row["target_key"], []) if metric in p]
+            if points:
+                (line,) = ax.plot([p["step"] for p in points], [p[metric] for p in points], marker=".",
+                                  linewidth=1.5)
+                named.append((line, _label(row)))
+        title = f"{CHARTED[metric]} over the steps"
+    else:
+        for region in sorted({str(r["region_code"]) for r in rows}):
+            by_step: dict[float, list[float]] = {}
+            for row in rows:
+                if row["region_code"] == region:
+                    for p in series.get(row["target_key"], []):
+                        if metric in p:
+                            by_step.setdefault(p["step"], []).append(p[metric])
+            if not by_step:
+                continue
+            steps = sorted(by_step)
+            (line,) = ax.plot(steps, [statistics.median(by_step[s]) for s in steps], linewidth=1.5)
+            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+            count = sum(1 for r in rows if r["region_code"] == region)
+            named.append((line, f"{region} ({count} targets)"))
+        title = f"{CHARTED[metric]} over the steps, per region (median; band: min-max)"
     ax.set_xlabel("step")
     ax.set_ylabel(CHARTED[metric])
-    ax.set_title(f"{CHARTED[metric]} over the steps")
-    if len(rows) <= LEGEND_LIMIT and ax.lines:
-        ax.legend(fontsize=8)
+    ax.set_title(title)
+    if named:
+        name_series(ax, named, below=len(named) > 6)
     return svg_of(fig, f"{CHARTED[metric]} over the steps")
 
 
@@ -235,13 +303,22 @@ def _time(value: Any) -> datetime | None:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
+def _status_key(ax: Any, statuses: Iterable[str], extra: Sequence[tuple[Any, str]] = ()) -> None:
+    from matplotlib.patches import Patch
+
+    present = sorted(set(statuses))
+    name_series(ax, [(Patch(color=_STATUS_COLOURS.get(s, "#6a1b9a")), s) for s in present] + list(extra),
+                below=True)
+
+
 def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """Each target's recorded job (start to end, by status) with its attempt and moves."""
     from matplotlib.dates import DateFormatter, date2num
 
-    fig = new_figure(1.4 + 0.4 * len(rows), [_label(r) for r in rows])
+    fig = new_figure(1.9 + 0.4 * len(rows), [_label(r) for r in rows])
     ax = fig.add_subplot()
     times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time"))) if t]
+    moved_x, moved_y = [], []
     for index, row in enumerate(rows):
         start, end = _time(row.get("training_start_time")), _time(row.get("training_end_time"))
         moves = row.get("moves") or []
@@ -254,11 +331,18 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
                            color=_STATUS_COLOURS.get(row["status"], "#6a1b9a"))
             ax.text(left, index, f" {note}", va="center", fontsize=8, color="white" if end else "black")
         else:
-            ax.text(date2num(min(times)) if times else 0, index, f" {note}: never started", va="center", fontsize=8)
+            ax.text(date2num(min(times)) if times else 0, index,
+                    f" {note}: " + ("reused, not trained again" if row["status"] == "Reused" else "never started"),
+                    va="center", fontsize=8)
         for move in moves:
             moved = _time(move.get("moved_at")) or start
             if moved:
-                ax.plot([date2num(moved)], [index], marker="x", color="black")
+                moved_x.append(date2num(moved))
+                moved_y.append(index)
+    extra = []
+    if moved_x:  # all moves one marker series, so the key names it once
+        (marks,) = ax.plot(moved_x, moved_y, linestyle="none", marker="x", color="black")
+        extra.append((marks, "failover move"))
     ax.set_yticks(list(range(len(rows))), [_label(r) for r in rows])
     ax.invert_yaxis()
     ax.set_ylim(len(rows) - 0.5, -0.5)
@@ -266,24 +350,127 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         ax.xaxis_date()
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
         ax.set_xlabel("time (UTC)")
+    _status_key(ax, (str(r["status"]) for r in rows), extra)
     ax.set_title("Jobs: start to end by region (x: failover move)")
     return svg_of(fig, "Timeline of the jobs")
+
+
+def concurrency_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A large run's timeline: jobs running at each moment, one named line per region."""
+    from matplotlib.dates import DateFormatter
+
+    fig = new_figure(3.4)
+    ax = fig.add_subplot()
+    named = []
+    for region in sorted({str(r["region_code"]) for r in rows}):
+        events: list[tuple[datetime, int]] = []
+        for row in rows:
+            start, end = _time(row.get("training_start_time")), _time(row.get("training_end_time"))
+            if row["region_code"] == region and start:
+                events.append((start, 1))
+                if end:
+                    events.append((end, -1))
+        if not events:
+            continue
+        events.sort()
+        xs, ys, running = [], [], 0
+        for moment, change in events:
+            running += change
+            xs.append(moment)
+            ys.append(running)
+        (line,) = ax.step(xs, ys, where="post", linewidth=1.3)
+        named.append((line, region))
+    ax.set_ylabel("jobs running")
+    if named:
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+        ax.set_xlabel("time (UTC)")
+        name_series(ax, named, below=len(named) > 6, loc="upper right")
+    ax.set_title("Jobs running per region")
+    return svg_of(fig, "Jobs running per region over time")
+
+
+def spend_series(ledger: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[datetime, float]]]:
+    """Committed and actual spend over time from the run's budget ledger (V007): a job
+    commits its expected cost when reserved, and its actual cost replaces it when settled."""
+    events: list[tuple[datetime, float, float]] = []  # (when, committed change, actual change)
+    for job in ledger:
+        expected = float(job.get("expected_cost_usd") or 0.0)
+        reserved = _time(job.get("reserved_at"))
+        if reserved:
+            events.append((reserved, expected, 0.0))
+        settled, actual = _time(job.get("settled_at")), job.get("actual_cost_usd")
+        if settled and actual is not None:
+            events.append((settled, float(actual) - expected, float(actual)))
+    events.sort(key=lambda e: e[0])
+    committed = actual_total = 0.0
+    out: dict[str, list[tuple[datetime, float]]] = {"committed": [], "actual": []}
+    for moment, d_committed, d_actual in events:
+        committed += d_committed
+        actual_total += d_actual
+        out["committed"].append((moment, round(committed, 4)))
+        out["actual"].append((moment, round(actual_total, 4)))
+    return out
+
+
+def spend_chart(ledger: Sequence[Mapping[str, Any]], planned_usd: float | None,
+                budget_usd: float | None = None) -> str:
+    """Planned, committed and actual spend over the run (issue 31's budget ledger)."""
+    from matplotlib.dates import DateFormatter
+
+    fig = new_figure(3.2)
+    ax = fig.add_subplot()
+    lines = spend_series(ledger)
+    named: list[tuple[Any, str]] = []
+    moments = [m for m, _ in lines["committed"]]
+    for name, colour in (("committed", "#ef6c00"), ("actual", "#1565c0")):
+        points = lines[name]
+        if points:
+            (line,) = ax.step([m for m, _ in points], [v for _, v in points], where="post", color=colour)
+            named.append((line, f"{name} USD"))
+    if planned_usd is not None and moments:
+        (line,) = ax.plot([moments[0], moments[-1]], [planned_usd, planned_usd], color="#90a4ae", linestyle="--")
+        named.append((line, "planned USD"))
+    if budget_usd is not None and moments:
+        (line,) = ax.plot([moments[0], moments[-1]], [budget_usd, budget_usd], color="#c62828", linestyle=":")
+        named.append((line, "budget USD"))
+    ax.set_ylabel("USD")
+    if moments:
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+        ax.set_xlabel("time (UTC)")
+    if named:
+        name_series(ax, named, loc="lower right")
+    ax.set_title("Spend over the run: planned, committed, actual")
+    return svg_of(fig, "Spend over the run")
+
+
+def fetch_spend(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's budget ledger rows (``run_spend_ledger.sql``), for :func:`spend_chart`."""
+    from regional_training import campaign_db
+
+    return campaign_db.fetch_dicts(conn, "run_spend_ledger.sql", {"dag_id": dag_id, "run_id": run_id})
 
 
 # -- the page -------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#212121}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#212121;max-width:110rem}
 h1{font-size:1.4rem} h2{font-size:1.15rem;margin-top:1.6rem;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
-th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top}
-th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
+table#targets{width:100%}
+th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:left;vertical-align:top}
+th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.time{white-space:nowrap;font-variant-numeric:tabular-nums}
+td.job{font-family:ui-monospace,monospace;font-size:.72rem;overflow-wrap:anywhere;min-width:12rem}
+td.reason{min-width:14rem;overflow-wrap:anywhere} td.key{overflow-wrap:anywhere;min-width:8rem}
 .Completed{color:#2e7d32;font-weight:600}
 .Reused{color:#1565c0;font-weight:600} .Failed,.NotStarted,.Stopped{color:#c62828;font-weight:600}
 svg.chart{width:100%;max-width:64rem;height:auto;display:block;margin:.5rem 0}
 .wide{overflow-x:auto}
 .figure{break-inside:avoid;page-break-inside:avoid}
-@media print{body{margin:0} a{color:inherit} table{font-size:.6rem} .wide{overflow:visible}}
+@media print{body{margin:0;max-width:none} a{color:inherit;text-decoration:none} table{font-size:.6rem}
+ table#targets{width:auto} .wide{overflow:visible} h2{break-after:avoid} tr{break-inside:avoid}
+ svg.chart{max-width:100%} td.job{min-width:0} td.reason{min-width:0}}
+@page{size:A4 landscape;margin:12mm}
 """
 
 
@@ -295,10 +482,23 @@ def _num(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _cell(value: Any, spec: str | None = None) -> str:
+def _cell(value: Any, spec: str | None = None, css: str | None = None) -> str:
     if spec is not None:
         return f'<td class="num">{_e(_num(value, spec))}</td>'
-    return f"<td>{_e('-' if value is None else value)}</td>"
+    attr = f' class="{css}"' if css else ""
+    return f"<td{attr}>{_e('-' if value is None else value)}</td>"
+
+
+def when(value: Any) -> str | None:
+    """A recorded time as a person reads it: UTC to the second, no microseconds."""
+    moment = _time(value)
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        from datetime import UTC
+
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _links(items: Mapping[str, str]) -> str:
@@ -309,6 +509,14 @@ def _table(head: Sequence[str], body: Iterable[str], table_id: str) -> str:
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
     return (f'<div class="wide"><table id="{table_id}"><thead><tr>{header}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _reason(row: Mapping[str, Any]) -> str | None:
+    if row.get("failure_reason"):
+        return str(row["failure_reason"])
+    if row.get("reused_from_run_id"):
+        return f"reused from run {row['reused_from_run_id']}"
+    return None
 
 
 def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[str, str]]) -> str:
@@ -323,21 +531,92 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
         )
         body.append(
             f'<tr data-target="{_e(row["target_key"])}">'
-            + _cell(row["region_code"]) + _cell(row["target_key"])
+            + _cell(row["region_code"]) + _cell(row["target_key"], css="key")
             + f'<td class="{_e(row["status"])}">{_e(row["status"])}</td>'
             + _cell(row.get("purchase_option")) + _cell(row.get("attempt"))
-            + _cell(row.get("training_job_name"))
-            + _cell(row.get("training_start_time")) + _cell(row.get("training_end_time"))
+            + _cell(row.get("training_job_name"), css="job")
+            + _cell(when(row.get("training_start_time")), css="time")
+            + _cell(when(row.get("training_end_time")), css="time")
             + _cell(metrics.get("train:images_per_sec"), ".1f")
             + _cell(metrics.get("train:loss"), ".4f")
             + _cell(metrics.get("train:accuracy"), ".4f")
             + _cell(row.get("planned_cost_usd"), ".2f") + _cell(row.get("actual_cost_usd"), ".2f")
             + _cell(moves or None)
-            + _cell(row.get("failure_reason") or (f"reused from run {row['reused_from_run_id']}"
-                                                   if row.get("reused_from_run_id") else None))
+            + _cell(_reason(row), css="reason")
             + f"<td>{_links(links.get(row['target_key'], {}))}</td></tr>"
         )
     return _table(head, body, "targets")
+
+
+CSV_COLUMNS = ("region", "target", "status", "purchase_option", "attempt", "job", "start", "end", "images_per_sec",
+               "loss", "accuracy", "planned_usd", "actual_usd", "failover_moves", "failure_reason")
+
+
+def targets_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every target as one CSV line (the report's :data:`TARGETS_CSV`)."""
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        metrics = row.get("metrics") or {}
+        writer.writerow([
+            row["region_code"], row["target_key"], row["status"], row.get("purchase_option") or "",
+            row.get("attempt") if row.get("attempt") is not None else "", row.get("training_job_name") or "",
+            when(row.get("training_start_time")) or "", when(row.get("training_end_time")) or "",
+            *(("" if metrics.get(k) is None else metrics[k])
+              for k in ("train:images_per_sec", "train:loss", "train:accuracy")),
+            "" if row.get("planned_cost_usd") is None else f"{row['planned_cost_usd']:.2f}",
+            "" if row.get("actual_cost_usd") is None else f"{row['actual_cost_usd']:.2f}",
+            "; ".join(f"{m['from_region']}->{m.get('to_region') or 'none'}" for m in row.get("moves") or []),
+            _reason(row) or "",
+        ])
+    return buffer.getvalue()
+
+
+def worst_rows(rows: Sequence[Mapping[str, Any]], count: int = WORST) -> list[Mapping[str, Any]]:
+    """A large run's rows in full: every target not done, then the ``count`` done ones
+    that overran their planned cost most (then the slowest)."""
+    from regional_training.summary import DONE_STATUSES
+
+    failed = [r for r in rows if r["status"] not in DONE_STATUSES]
+
+    def overrun(row: Mapping[str, Any]) -> tuple[float, float]:
+        metrics = row.get("metrics") or {}
+        return ((row.get("actual_cost_usd") or 0.0) - (row.get("planned_cost_usd") or 0.0),
+                -(metrics.get("train:images_per_sec") or 0.0))
+
+    done = sorted((r for r in rows if r["status"] in DONE_STATUSES and r["status"] != "Reused"),
+                  key=overrun, reverse=True)
+    return failed + done[:count]
+
+
+def _group_table(rows: Sequence[Mapping[str, Any]], by: str, table_id: str) -> str:
+    """A large run per region or per status: counts, cost and median throughput."""
+    import statistics
+
+    from regional_training.summary import DONE_STATUSES
+
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row[by]), []).append(row)
+    head = (by.replace("_code", ""), "targets", "completed", "reused", "not completed", "planned USD", "actual USD",
+            "median images/sec")
+    body = []
+    for name in sorted(groups):
+        members = groups[name]
+        speeds = [float(s) for r in members
+                  if (s := (r.get("metrics") or {}).get("train:images_per_sec")) is not None]
+        body.append(
+            f'<tr data-group="{_e(name)}">' + _cell(name) + _cell(len(members), "d")
+            + _cell(sum(1 for r in members if r["status"] == "Completed"), "d")
+            + _cell(sum(1 for r in members if r["status"] == "Reused"), "d")
+            + _cell(sum(1 for r in members if r["status"] not in DONE_STATUSES), "d")
+            + _cell(sum(r.get("planned_cost_usd") or 0.0 for r in members), ".2f")
+            + _cell(sum(r.get("actual_cost_usd") or 0.0 for r in members), ".2f")
+            + _cell(statistics.median(speeds) if speeds else None, ".1f") + "</tr>")
+    return _table(head, body, table_id)
 
 
 def _plan_rows(plan: Sequence[Mapping[str, Any]]) -> str:
@@ -389,51 +668,86 @@ def _left_out(items: Sequence[Mapping[str, Any]]) -> str:
     return _table(("dataset", "campaign", "reason", "why"), body, "left-out")
 
 
+def _headline(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+              plan: Sequence[Mapping[str, Any]] | None) -> str:
+    if summary.get("dry_run"):
+        return f"dry run: {len(plan or [])} target(s) planned, nothing launched"
+    reused = summary.get("reused") or 0
+    # "Completed" counts a reused target as done (its model is in this run's place), and says so.
+    return (f"{summary.get('completed', 0)} of {summary.get('targets', len(rows))} target(s) completed"
+            + (f" ({reused} reused from an identical earlier job, not trained again)" if reused else ""))
+
+
 def render_report(
     summary: Mapping[str, Any],
     series: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
     links: Mapping[str, Mapping[str, str]] | None = None,
     *,
     plan: Sequence[Mapping[str, Any]] | None = None,
+    spend: Sequence[Mapping[str, Any]] | None = None,
+    budget_usd: float | None = None,
 ) -> str:
-    """The run's report as one self-contained HTML document (see the module docstring)."""
+    """The run's report as one self-contained HTML document (see the module docstring).
+
+    ``spend``: the run's budget ledger rows (:func:`fetch_spend`), charted as planned,
+    committed and actual spend over time. From :data:`LARGE_RUN` targets the page is a
+    summary: per region and status, the failed and worst targets in full, every target in
+    the CSV written beside the report (:data:`TARGETS_CSV`, :func:`targets_csv`)."""
     series, links = series or {}, links or {}
     rows = list(summary.get("rows") or [])
     run_id = summary["run_id"]
-    if summary.get("dry_run"):
-        headline = f"dry run: {len(plan or [])} target(s) planned, nothing launched"
-    else:
-        headline = f"{summary.get('completed', 0)} of {summary.get('targets', len(rows))} target(s) completed"
+    large = len(rows) >= LARGE_RUN
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Training run {_e(run_id)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Training run {_e(run_id)}</h1>",
-        f'<p id="headline">{_e(headline)}. Planned cost {_e(_num(summary.get("planned_cost_usd"), ".2f"))} USD, '
+        f'<p id="headline">{_e(_headline(summary, rows, plan))}. '
+        f'Planned cost {_e(_num(summary.get("planned_cost_usd"), ".2f"))} USD, '
         f'actual {_e(_num(summary.get("actual_cost_usd"), ".2f"))} USD.</p>',
     ]
     if links.get(""):
         parts.append(f"<p>{_links(links[''])}</p>")
     if summary.get("failed"):
+        shown = summary["failed"] if not large else summary["failed"][:WORST]
         items = "".join(
             f"<li><b>{_e(f['region'])}</b> {_e(f['target'])}: {_e(f['status'])} — {_e(f.get('reason'))}</li>"
-            for f in summary["failed"]
+            for f in shown
         )
-        parts.append(f'<h2>Failed</h2><ul id="failed">{items}</ul>')
+        more = (f"<p>{len(summary['failed']) - len(shown)} more in the targets table below.</p>"
+                if len(shown) < len(summary["failed"]) else "")
+        parts.append(f'<h2>Failed</h2><ul id="failed">{items}</ul>{more}')
     if plan:
         parts += ["<h2>Plan: placement and ranked alternatives</h2>", _plan_rows(plan)]
     if summary.get("scan"):
         order = "higher" if summary["scan"]["higher_is_better"] else "lower"
         parts += [f"<h2>Parameter scan: points ranked by {_e(summary['scan']['metric'])} ({order} is better)</h2>",
                   _scan_rows(summary["scan"])]
-    if rows:
-        parts += ["<h2>Targets</h2>", _target_rows(rows, links)]
+    if rows and large:
+        shown_rows = worst_rows(rows)
+        parts += [
+            "<h2>Per region</h2>", _group_table(rows, "region_code", "by-region"),
+            "<h2>Per status</h2>", _group_table(rows, "status", "by-status"),
+            f'<h2>Targets: the {len(shown_rows)} not completed or costliest over plan</h2>'
+            f'<p id="all-targets">All {len(rows)} targets: <a href="{TARGETS_CSV}" download>{TARGETS_CSV}</a> '
+            "(beside this report).</p>",
+            _target_rows(shown_rows, links),
+            f'<h2>Cost</h2><div class="figure">{region_cost_chart(rows)}</div>',
+            f'<h2>Timeline</h2><div class="figure">{concurrency_chart(rows)}</div>',
+        ]
+    elif rows:
+        parts += ["<h2>Targets</h2>",
+                  f'<p id="all-targets">Also as CSV: <a href="{TARGETS_CSV}" download>{TARGETS_CSV}</a>.</p>',
+                  _target_rows(rows, links)]
         parts.append(f'<h2>Cost</h2><div class="figure">{cost_chart(rows)}</div>')
         parts.append(f'<h2>Timeline</h2><div class="figure">{timeline_chart(rows)}</div>')
-        if any(series.get(r["target_key"]) for r in rows):
-            parts.append("<h2>Training over the steps</h2>")
-            parts += [f'<div class="figure">{step_chart(metric, rows, series)}</div>' for metric in CHARTED]
+    if rows and spend:
+        parts.append(f'<h2>Spend</h2><div class="figure">'
+                     f'{spend_chart(spend, summary.get("planned_cost_usd"), budget_usd)}</div>')
+    if rows and any(series.get(r["target_key"]) for r in rows):
+        parts.append("<h2>Training over the steps</h2>")
+        parts += [f'<div class="figure">{step_chart(metric, rows, series)}</div>' for metric in CHARTED]
     if summary.get("left_out"):
         parts += ["<h2>Left out of the plan</h2>", _left_out(summary["left_out"])]
     parts.append("</body></html>")

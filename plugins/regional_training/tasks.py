@@ -193,44 +193,37 @@ def record_late(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize_run(
-    run: Run, rows: list[dict[str, Any]] | None, jobs: list[dict[str, Any]], left_out: list[dict[str, Any]] | None
+    run: Run, rows: list[dict[str, Any]] | None, jobs: list[dict[str, Any]] | None,
+    left_out: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
     """The run summary and report: logged as a table, stored next to the array file.
 
     First the late recording (:func:`record_late`): the summary must read every target's
-    row. What follows only reads the recorded rows; its outputs are the summary, the
-    report and (a scan) the best models' pointers, each an overwrite."""
-    import json
+    row. Then the summary and the report are derived from what the campaign database
+    records for the run (:func:`regional_training.run_summary.write`, the same function a
+    target recorded after this task ran calls again); a scan's best models get their
+    pointers. Without a plan (``select_targets`` or a step after it refused: ``jobs`` is
+    ``None``) there is nothing to summarize: skipped, not retried, and the watcher fails
+    the run naming why."""
+    from airflow.sdk.exceptions import AirflowSkipException
 
-    from airflow.configuration import conf
+    from regional_training import assets, recording, run_summary
 
-    from regional_training import assets, aws_io, links, recording, report, scan, summary
-
+    if jobs is None:
+        raise AirflowSkipException("no plan: select_targets, render_array_file or build_requests did not succeed "
+                                   "(see its log); nothing was launched, nothing to summarize")
     rows = collected_rows(rows)
     late = record_late(run, rows)
-    rows, left_out = rows + late + recording.reused_rows(run), list(left_out or [])
-    dry_run = bool(run.params.get("dry_run"))
-    result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs), left_out=left_out,
-                               metric=scan.metric_of(run.params.get(scan.PARAM_NAME)))
-    result["verdict"] = _verdict(run, jobs, rows, left_out, with_states=False).to_dict()
-    region = run.settings.central_region
+    result = run_summary.write(run, jobs, list(left_out or []))
     # A scan: each dataset's best model gets its stable pointer (runs/<run>/best/<dataset>/).
     recording.publish_best(run, result.get("scan"))
     uri = run.layout.summary
-    aws_io.put_text(uri, json.dumps(result, indent=2, sort_keys=True), region=region)
-    page = report.render_report(
-        result,
-        report.fetch_run_series(rows, jobs),
-        links.report_links(result, dag_id=run.dag_id, api_base_url=conf.get("api", "base_url", fallback="")),
-        plan=report.plan_from_jobs(jobs) if dry_run else None,
-    )
-    aws_io.put_text(run.layout.report, page, region=region, content_type="text/html; charset=utf-8")
     for line in result["text"].splitlines():
         log.info("%s", line)
     log.info("Report: %s", run.layout.report)
     if run.context is not None and "outlet_events" in run.context:  # the mrt_run_summary event
         run.context["outlet_events"][assets.RUN_SUMMARY].extra = assets.summary_event_extra(
-            dag_id=run.dag_id, run_id=run.run_id, verdict=result["verdict"], rows=rows, summary_uri=uri,
+            dag_id=run.dag_id, run_id=run.run_id, verdict=result["verdict"], rows=result["rows"], summary_uri=uri,
             report_uri=run.layout.report)
     # The rows recorded here go to the watcher with the summary (the training tasks' rows
     # it pulls itself).
@@ -255,6 +248,13 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
                        with_states=True)
     for line in verdict.lines():
         log.info("%s", line)
+    if run_summary is not None and verdict.headline() != run_summary.get("headline"):
+        # The summary was written before a target was recorded (its own re-render failed,
+        # or it raced a running summarize): derive it again before anyone reads it.
+        from regional_training import run_summary as summaries
+
+        log.info("The summary said %r; writing it again from what is recorded.", run_summary.get("headline"))
+        summaries.write(run, jobs, list(left_out or []))
     report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))
     notifications.notify_run(verdict, dag_id=run.dag_id, run_id=run.run_id, report_url=report_url)
     raise_if_incomplete(verdict)

@@ -8,7 +8,7 @@ import pytest
 import report_support as rs
 
 from regional_training.metric_format import METRIC_DEFINITIONS, format_metric_line
-from regional_training.report import parse_metric_series, plan_from_jobs, render_report
+from regional_training.report import parse_metric_series, plan_from_jobs, render_report, when
 
 
 def _check_rows_match(page: str, summary: dict) -> list[dict[str, str]]:
@@ -21,13 +21,16 @@ def _check_rows_match(page: str, summary: dict) -> list[dict[str, str]]:
         assert cells["purchase option"] == row["purchase_option"]
         assert cells["attempt"] == str(row["attempt"])
         assert cells["job"] == row["training_job_name"]
-        assert cells["start"] == row["training_start_time"] and cells["end"] == row["training_end_time"]
+        # to the second, no microseconds (issue 33)
+        assert cells["start"] == when(row["training_start_time"]) and cells["end"] == when(row["training_end_time"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", cells["start"]), cells["start"]
         assert cells["planned USD"] == f"{row['planned_cost_usd']:.2f}"
         assert cells["actual USD"] == f"{row['actual_cost_usd']:.2f}"
         assert cells["images/sec"] == f"{metrics['train:images_per_sec']:.1f}"
         assert cells["loss"] == f"{metrics['train:loss']:.4f}"
         assert cells["accuracy"] == f"{metrics['train:accuracy']:.4f}"
         assert cells["failure reason"] == (row["failure_reason"] or "-")
+        assert cells["links"] is not None
     return targets
 
 

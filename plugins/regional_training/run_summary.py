@@ -1,0 +1,133 @@
+"""The run's ``summary.json`` and ``report.html``, derived from what the campaign database
+records for the run, whenever a target of the run is recorded (issue 33).
+
+Two writers, one function (:func:`write`):
+
+* ``summarize`` writes them once every training task has ended (after its late
+  recording, :func:`regional_training.recording.record_unrecorded`);
+* a target recorded *after* ``summarize`` ran (a cleared training task collecting its
+  job, after the campaign DB came back) writes them again from its own task
+  (:func:`refresh_after_late_record`, called by :func:`regional_training.recording.collect_target`).
+
+Why they cannot go stale: both read the run's rows from ``training_runs`` (never from the
+XComs, which a concurrently cleared task has not pushed yet), under a per-run advisory
+lock held from the read to the last write, and a recorder commits its row before it takes
+the lock. So the last writer has read every row committed before it, and a row committed
+later is followed by its own writer. The watcher (``check_regions``) compares its verdict
+with the summary's and writes again if they differ (a re-render that failed, or a record
+that raced a running ``summarize``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from regional_training.run_keys import BUILD_REQUESTS, SELECT_TARGETS, SUMMARIZE
+
+if TYPE_CHECKING:
+    from regional_training.run_context import Run
+
+log = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    """A database value as the collectors' rows hold it (JSON-safe)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def recorded_rows(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's recorded rows (``training_runs`` plus ``moves``), in the collectors' shape."""
+    from regional_training import campaign_db
+
+    rows = []
+    for row in campaign_db.fetch_dicts(conn, "run_recorded_rows.sql", {"dag_id": dag_id, "run_id": run_id}):
+        row = {k: _plain(v) for k, v in row.items()}
+        for name in ("metrics", "moves", "point_overrides"):  # jsonb/json: a dict or list (psycopg parses)
+            if isinstance(row.get(name), str):
+                row[name] = json.loads(row[name])
+        row["metrics"] = row.get("metrics") or {}
+        row["moves"] = row.get("moves") or []
+        rows.append(row)
+    return rows
+
+
+def build(run: Run, rows: list[dict[str, Any]], jobs: Sequence[Mapping[str, Any]],
+          left_out: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary (with its verdict) of ``rows``: only the planned targets' rows count."""
+    from regional_training import scan, summary
+    from regional_training.targets import target_key_of
+    from regional_training.verdict import compute_verdict
+
+    planned = {str(target_key_of(j["target"])) for j in jobs}
+    rows = [r for r in rows if str(r["target_key"]) in planned]
+    dry_run = bool(run.params.get("dry_run"))
+    result = summary.summarize(rows, run_id=run.run_id, dry_run=dry_run, planned=len(jobs),
+                               left_out=[dict(i) for i in left_out],
+                               metric=scan.metric_of(run.params.get(scan.PARAM_NAME)))
+    result["verdict"] = compute_verdict(jobs, rows, dry_run=dry_run, left_out=left_out).to_dict()
+    return result
+
+
+def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Derive the summary and the report from the recorded rows and write both (an
+    overwrite, under the run's lock); returns the summary."""
+    from airflow.configuration import conf
+
+    from regional_training import aws_io, campaign_db, links, report
+
+    keys = {"dag_id": run.dag_id, "run_id": run.run_id}
+    region = run.settings.central_region
+    with run.campaign_db() as conn:
+        campaign_db.fetch_dicts(conn, "run_summary_lock.sql", keys)
+        try:
+            rows = recorded_rows(conn, run.dag_id, run.run_id)
+            result = build(run, rows, jobs, left_out)
+            dry_run = bool(result["dry_run"])
+            page = report.render_report(
+                result,
+                report.fetch_run_series(result["rows"], jobs),
+                links.report_links(result, dag_id=run.dag_id, api_base_url=conf.get("api", "base_url", fallback="")),
+                plan=report.plan_from_jobs(jobs) if dry_run else None,
+                spend=report.fetch_spend(conn, run.dag_id, run.run_id),
+            )
+            aws_io.put_text(run.layout.summary, json.dumps(result, indent=2, sort_keys=True), region=region)
+            aws_io.put_text(run.layout.report, page, region=region, content_type="text/html; charset=utf-8")
+            # Beside the report: every target as CSV (a large report lists only the worst in full).
+            aws_io.put_text(run.layout.uri(report.TARGETS_CSV), report.targets_csv(result["rows"]), region=region,
+                            content_type="text/csv; charset=utf-8")
+        finally:
+            campaign_db.fetch_dicts(conn, "run_summary_unlock.sql", keys)
+    return result
+
+
+def planned_inputs(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """``(jobs, left_out)`` from the run's XComs; ``None`` when ``summarize`` has not
+    written a summary yet (it will read every row itself) or outside a task."""
+    if run.ti is None or not run.ti.xcom_pull(task_ids=SUMMARIZE):
+        return None
+    jobs = run.ti.xcom_pull(task_ids=BUILD_REQUESTS)
+    if not jobs:
+        return None
+    left_out = run.ti.xcom_pull(task_ids=SELECT_TARGETS, key="left_out") or []
+    return list(jobs), list(left_out)
+
+
+def refresh_after_late_record(run: Run, target_key: str) -> bool:
+    """A target recorded after ``summarize`` ran: write the summary and report again,
+    so they say what is now recorded. ``False``: nothing to refresh (no summary yet)."""
+    inputs = None if run.ti is None or run.ti.task_id == SUMMARIZE else planned_inputs(run)
+    if inputs is None:
+        return False
+    result = write(run, *inputs)
+    log.info("Target %s recorded after summarize: summary and report written again (%s).", target_key,
+             result["verdict"]["headline"])
+    return True
