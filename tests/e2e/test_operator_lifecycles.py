@@ -2,7 +2,10 @@
 
 A spot job that never gets capacity ends ``Stopped``/``MaxWaitTimeExceeded`` (the
 capacity message only in a status transition), and a job that fails for capacity after
-start: both move the target to its next candidate *within the same task try*. A
+start: both move the target to its next candidate *within the same task try*, the move
+naming SageMaker's reason. With no candidate left, the spot job's task fails without
+Airflow's retries (which would only find the same ended job) and is recorded in
+SageMaker's words, ``MaxWaitTimeExceeded``, not "job ended Stopped" (issue 33). A
 throttling burst on Create/DescribeTrainingJob loses nothing and creates one job.
 The operator is driven as the worker and the triggerer drive it: ``execute`` until it
 defers, then ``execute_complete`` with the event the provider's trigger sends.
@@ -15,11 +18,15 @@ from typing import Any
 
 import pytest
 from airflow.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException
 
 from local_aws.fake_entry_point import SHARD_MAGIC
 from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training.aws_io import BOTOCORE_CONFIG
-from regional_training.operators import DurableSageMakerTrainingOperator
+from regional_training.collection import collect
+from regional_training.operators import CapacityExhaustedError, DurableSageMakerTrainingOperator
+from regional_training.retry_policy import Decision, classify
+from regional_training.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -155,6 +162,8 @@ def test_a_job_that_ends_for_capacity_moves_within_the_same_try(
         "us-east-1", f"fallback-{name}")
     moves = ti.xcom["placement_moves"]
     assert [(m["from_region"], m["to_region"]) for m in moves] == [(first_region, "us-east-1")]
+    # The move says why in SageMaker's words (placement_moves.error_message).
+    assert moves[0]["error_message"].startswith("MaxWaitTimeExceeded: " if spot else "CapacityError: ")
     # No second job anywhere: one in the starved region, one where it moved.
     for region, expected in ((first_region, [name]), ("us-east-1", [f"fallback-{name}"])):
         names = [j["TrainingJobName"] for j in aws_client("sagemaker", aws_conn, region)
@@ -171,3 +180,45 @@ def test_a_throttling_burst_loses_nothing_and_creates_one_job(aws_conn: str) -> 
     names = [j["TrainingJobName"] for j in aws_client("sagemaker", aws_conn, "us-east-1")
              .list_training_jobs(MaxResults=100)["TrainingJobSummaries"] if j["TrainingJobName"].startswith("thr-")]
     assert names == ["thr-burst"]
+
+
+def test_a_spot_job_whose_wait_ran_out_with_no_candidate_left_fails_without_retries(aws_conn: str) -> None:
+    first = _request("spot-alone", "us-west-2", spot=True)
+    ti = _Ti()
+    with pytest.raises(TaskDeferred):
+        _operator(first, "us-west-2", []).execute({"ti": ti})  # type: ignore[arg-type, typeddict-item]
+    ended = _wait(aws_conn, "us-west-2", "spot-alone")
+    assert (ended["TrainingJobStatus"], ended["SecondaryStatus"]) == ("Stopped", "MaxWaitTimeExceeded")
+    with pytest.raises(CapacityExhaustedError) as raised:
+        _operator(first, "us-west-2", []).execute_complete({"ti": ti}, _event(ended))  # type: ignore[arg-type, typeddict-item]
+    # An AirflowFailException: Airflow's task runner fails the task at once, no up_for_retry.
+    assert isinstance(raised.value, AirflowFailException) and classify(raised.value).decision is Decision.FAIL
+    assert "us-west-2 (spot): MaxWaitTimeExceeded: " in str(raised.value) and "not retried" in str(raised.value)
+    assert "job ended Stopped" not in str(raised.value)
+    # Were the task tried again (a clear), it would find the same ended job and create none.
+    ti.try_number = 2
+    with pytest.raises(CapacityExhaustedError):
+        _operator(first, "us-west-2", []).execute({"ti": ti})  # type: ignore[arg-type, typeddict-item]
+    summaries = aws_client("sagemaker", aws_conn, "us-west-2").list_training_jobs(MaxResults=100)
+    names = [j["TrainingJobName"] for j in summaries["TrainingJobSummaries"]
+             if j["TrainingJobName"].startswith("spot-alone")]
+    assert names == ["spot-alone"]
+    # What collection records for the target (the training_runs row), from the emulator's description.
+    target = {"region_code": "us-west-2", "s3_uri": f"s3://{BUCKET}-us-west-2/data/", "campaign_key": "c",
+              "dataset_key": "spot-alone", "dataset_id": 1, "copy_id": 1, "output_bucket": f"{BUCKET}-us-west-2",
+              "purchase_option": "spot"}
+    rows: list[dict[str, Any]] = []
+    sm = aws_client("sagemaker", aws_conn, "us-west-2")
+
+    def describe(region: str, name: str) -> dict[str, Any] | None:
+        try:
+            return sm.describe_training_job(TrainingJobName=name)  # type: ignore[no-any-return]
+        except sm.exceptions.ClientError:
+            return None
+
+    row = collect(job={"target": target, "request": first, "hyperparameters_sha256": "0" * 64, "max_failovers": 0},
+                  dag_id="d", run_id="r", layout=RunLayout(f"{BUCKET}-us-east-1", "d", "r"), describe=describe,
+                  copy=lambda *_: None, upsert=rows.append)
+    assert (row["status"], row["attempt"], row["training_job_name"]) == ("Stopped", 1, "spot-alone")
+    assert row["failure_reason"].startswith("MaxWaitTimeExceeded: Training job exceeded MaxWaitTimeInSeconds")
+    assert "Insufficient capacity error from EC2" in row["failure_reason"]

@@ -8,6 +8,7 @@ spot interruption is in test_toolkit_launch.py.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ LIFECYCLES = {
         "cap-*": {"capacity_error_after_start": True},
         "thr-*": {"throttle": {"CreateTrainingJob": 2, "DescribeTrainingJob": 3}},
         "spot-int-*": {"spot_interruptions": 1, "interrupt_after_seconds": 1},
+        "spot-runs-out-*": {"max_wait_seconds": 4},
     },
 }
 
@@ -110,9 +112,45 @@ def test_a_spot_job_that_never_gets_capacity_ends_max_wait_time_exceeded(endpoin
     assert starting["StatusMessage"].startswith("Insufficient capacity error from EC2")
     assert _statuses(job) == ["Starting", "Stopping", "MaxWaitTimeExceeded"]
     assert "TrainingStartTime" not in job and "BillableTimeInSeconds" not in job
+    # What the product records and reports: SageMaker's secondary status and message (issue 33).
+    from regional_training.attempts import ended_reason
+
+    assert job["SecondaryStatusTransitions"][-1]["StatusMessage"]
+    assert ended_reason(job).startswith("MaxWaitTimeExceeded: ")
     # On-demand jobs in the same region are not starved.
     sm.create_training_job(**_request("on-demand-west", "us-west-2"))
     assert _wait(sm, "on-demand-west")["TrainingJobStatus"] == "Completed"
+
+
+def test_a_spot_job_whose_wait_runs_out_while_training_ends_max_wait_time_exceeded(endpoint: str) -> None:
+    """The Managed Spot Training Lifecycle's other way to run out of wait: the job got
+    instances and trained, and MaxWaitTimeInSeconds (wait plus runtime) ran out first:
+    InProgress (Starting ... Training) -> Stopping -> Stopped / MaxWaitTimeExceeded, with
+    training and billable time (it ran), and no FailureReason (it did not fail)."""
+    sm = _sm(endpoint, "us-east-1")
+    sm.create_training_job(**_request("spot-runs-out-1", "us-east-1", spot=True, seconds=60))
+    job = _wait(sm, "spot-runs-out-1")
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxWaitTimeExceeded")
+    assert _statuses(job) == ["Starting", "Downloading", "Training", "Stopping", "MaxWaitTimeExceeded"]
+    assert "FailureReason" not in job
+    assert job["BillableTimeInSeconds"] >= 1 and job["TrainingTimeInSeconds"] >= 1
+
+
+def test_a_stop_by_a_person_and_max_runtime_end_stopped_with_their_own_secondary_status(endpoint: str) -> None:
+    sm = _sm(endpoint, "us-east-1")
+    sm.create_training_job(**_request("stopped-by-hand", "us-east-1", seconds=60))
+    runtime = _request("runtime-runs-out", "us-east-1", seconds=60)
+    runtime["StoppingCondition"]["MaxRuntimeInSeconds"] = 2
+    sm.create_training_job(**runtime)
+    deadline = time.monotonic() + 30
+    while sm.describe_training_job(TrainingJobName="stopped-by-hand")["SecondaryStatus"] != "Training":
+        assert time.monotonic() < deadline, "stopped-by-hand never reached Training"
+        time.sleep(0.2)
+    sm.stop_training_job(TrainingJobName="stopped-by-hand")
+    by_hand, ran_out = _wait(sm, "stopped-by-hand"), _wait(sm, "runtime-runs-out")
+    assert (by_hand["TrainingJobStatus"], by_hand["SecondaryStatus"]) == ("Stopped", "Stopped")
+    assert (ran_out["TrainingJobStatus"], ran_out["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert "FailureReason" not in by_hand and "FailureReason" not in ran_out
 
 
 def test_capacity_error_after_start_fails_without_start_or_billable_time(endpoint: str) -> None:
