@@ -21,6 +21,7 @@ from local_aws.batch import BatchEmulator
 from local_aws.batch import install as install_batch
 from local_aws.images import load_image_map
 from local_aws.lifecycles import load_lifecycles
+from local_aws.quotas_pricing import QuotasPricingMiddleware
 from local_aws.training_jobs import EmulatorConfig, install, stop_all
 from local_aws.wire import ApiMiddleware
 
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     # ThreadedMotoServer builds its WSGI app inside its thread; its werkzeug server calls
     # whatever ``app`` holds per request, so the middleware goes in before any client.
     assert server._server is not None
-    server._server.app = ApiMiddleware(server._server.app, lifecycles=lifecycles,
+    # Service Quotas for SageMaker and the Price List API (local_aws.quotas_pricing) sit
+    # inside the middleware, so its throttling and response check cover them too.
+    server._server.app = ApiMiddleware(QuotasPricingMiddleware(server._server.app), lifecycles=lifecycles,
                                        violations_path=args.check_responses)
     runners = install(
         EmulatorConfig(

@@ -48,7 +48,7 @@ WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _CREDENTIAL = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 #: Signing names that are not botocore's service directory name.
-_SERVICE_BY_SIGNING_NAME = {"monitoring": "cloudwatch"}
+_SERVICE_BY_SIGNING_NAME = {"monitoring": "cloudwatch", "servicequotas": "service-quotas"}
 
 #: (HTTP status, error code, message) of a throttled call, per service. Sources:
 #: S3: "SlowDown ... 503 Slow Down" (Amazon S3 API Reference, Error responses);
@@ -59,6 +59,8 @@ _SERVICE_BY_SIGNING_NAME = {"monitoring": "cloudwatch"}
 THROTTLE_ERRORS: dict[str, tuple[int, str, str]] = {
     "s3": (503, "SlowDown", "Please reduce your request rate."),
     "sns": (429, "Throttled", "Rate exceeded"),
+    # botocore's service-quotas model: TooManyRequestsException (docs/emulator.md)
+    "service-quotas": (400, "TooManyRequestsException", "Rate exceeded"),
 }
 _DEFAULT_THROTTLE = (400, "ThrottlingException", "Rate exceeded")
 
