@@ -39,6 +39,7 @@ from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from regional_training.aws_hooks import BatchClientHook
+from regional_training.links import BatchArrayJobLink
 from regional_training.run_keys import LAUNCH_BATCH_ARRAY
 
 if TYPE_CHECKING:
@@ -118,6 +119,10 @@ class BatchArrayLaunchOperator(BatchOperator):
         self.array_uri, self.jobs, self.central_region = array_uri, jobs, central_region
 
     template_fields = (*BatchOperator.template_fields, "array_uri", "jobs")
+    #: One link, formatted from the job this try submitted or reattached to, never read
+    #: back from XCom (links.BatchArrayJobLink): the provider's four are read at the end of
+    #: every try, and those never persisted (all four in a skipped try) logged errors.
+    operator_extra_links = (BatchArrayJobLink(),)
     aws_hook_class = BatchClientHook  # the provider's, naming its caller cheaply (aws_hooks)
 
     def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
@@ -130,10 +135,10 @@ class BatchArrayLaunchOperator(BatchOperator):
 
         run = current_run()
         if run.params.get("launcher") != "batch_array":
-            raise self._submits_nothing(AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job"))
+            raise AirflowSkipException(f"launcher={run.params.get('launcher')!r}: no array job")
         jobs = [resolve_job(context.get("ti"), item) for item in self.jobs or []]
         if not jobs:
-            raise self._submits_nothing(AirflowSkipException("nothing to launch (dry run, or every target reused)"))
+            raise AirflowSkipException("nothing to launch (dry run, or every target reused)")
         region = run.settings.central_region
         settings = batch_settings()
         lines = array_file.parse(aws_io.get_text(self.array_uri, region=region))
@@ -158,6 +163,7 @@ class BatchArrayLaunchOperator(BatchOperator):
         existing = self._live_job()
         if existing:
             self.log.info("Reattaching to the run's array job %s (%s).", existing, self.job_name)
+            self.job_id = existing  # the job's link (links.BatchArrayJobLink)
             return {**result, "job_id": existing}
         if "budget_usd" in run.params:  # issue 31: every first launch held before the submit
             from regional_training import budget
@@ -166,12 +172,6 @@ class BatchArrayLaunchOperator(BatchOperator):
         super().execute(context)
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
         return {**result, "job_id": self.job_id}
-
-    def _submits_nothing(self, skip: BaseException) -> BaseException:
-        """``skip``, for a try that submits no job: it persisted no Batch link, so the end
-        of the try must read none (the task SDK logs each missing link XCom as an error)."""
-        self.operator_extra_links = ()  # type: ignore[assignment]  # the provider types it as its four links
-        return skip
 
     def _live_job(self) -> str | None:
         """The run's array job, if one is queued or running already."""

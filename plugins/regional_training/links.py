@@ -117,6 +117,37 @@ class TrainingJobLogsLink(_CurrentJobLink):
         return log_stream_url(kwargs["region_name"], kwargs["job_name"], kwargs.get("aws_domain"))
 
 
+def _partition_of(region: str) -> str:
+    """The AWS partition of a region code (botocore's partitions, by their prefixes)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+class BatchArrayJobLink(BaseAwsLink):
+    """``launch_batch_array``'s array job in the Batch console, formatted from the operator.
+
+    The provider's ``BatchOperator`` carries four links, each read back from an XCom at the
+    end of every try (the task SDK's ``finalize``). Without waiting for the job it persists
+    only the job's own; a try that reattaches persists none, and a skipped try (launcher
+    other than ``batch_array``: every default run) none either. Each missing one was an
+    error-level "XCom not found" line in the scheduler's log. This link reads no XCom:
+    the operator holds the job it submitted or reattached to (``job_id``, ``region_name``)
+    when its try ends, and a try without one has no link (``""``).
+    """
+
+    name = "Batch Job Details"  # the provider's name and key: the same link in the UI
+    key = "batch_job_details"
+    format_str = BASE_AWS_CONSOLE_LINK + "/batch/home?region={region_name}#jobs/detail/{job_id}"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        job_id, region = getattr(operator, "job_id", None), getattr(operator, "region_name", None)
+        if not job_id or not region:
+            return ""
+        return self.format_link(region_name=region, job_id=job_id,
+                                aws_domain=self.get_aws_domain(_partition_of(str(region))))
+
+
 class RunReportLink(BaseOperatorLink):
     """The ``summarize`` task's link to the run's report (needs only the task's own key).
 
