@@ -20,8 +20,10 @@ completed job (a child retried by Batch never starts a second job), one new atte
 after a failure (but not on Batch's automatic retry after a deterministic failure, as
 :func:`regional_training.retry_policy.check_new_attempt` for Airflow's), a move to the
 next candidate on a capacity error. It waits for the job and exits 0 when it
-completed, non-zero (naming the job and region) when it did not; ``SIGTERM`` (Batch's
-``TerminateJob``) stops the training job first.
+completed, non-zero (naming the job and region) when it did not, and
+:data:`EXIT_REFUSED` for a line, index or request file it refuses (the message names the
+line and the fields to add; the job definition does not retry that code); ``SIGTERM``
+(Batch's ``TerminateJob``) stops the training job first.
 
 The DAG's mapped ``train`` task follows the job the child made (the operator's
 ``follow`` mode), so collection, summary and ``training_runs`` are the same as for
@@ -53,6 +55,10 @@ REQUESTS_FILE = "requests.json"
 EXIT_TERMINATED = 143
 #: Exit code when the child's target needs no launch in this run (e.g. reused).
 EXIT_NOTHING = 0
+#: Exit code of a refusal that no retry can fix (a bad line, index or request file): the
+#: job definition's ``retryStrategy.evaluateOnExit`` exits on it instead of retrying
+#: (regional_training.batch_resources), so Batch does not re-run a deterministic refusal.
+EXIT_REFUSED = 2
 ENDED = frozenset({"Completed", "Failed", "Stopped"})
 
 #: ``sagemaker(region)``: a SageMaker client in ``region``.
@@ -242,13 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stdout)
+    from regional_training.scan import ScanError
+    from regional_training.targets import TargetError
+
     try:
         index = array_index(os.environ)
         job = load_job(_get_text(args.array_uri, args.region), json.loads(_get_text(args.requests_uri, args.region)),
                        index)
-    except LaunchError as err:
-        log.error("%s", err)
-        return 2
+    except (LaunchError, TargetError, ScanError, json.JSONDecodeError) as err:
+        # The same file, index and requests on every try: refused, named, not retried.
+        log.error("Refused (exit %d, not retried): %s", EXIT_REFUSED, err)
+        return EXIT_REFUSED
     if job is None:
         log.info("Array line %d: nothing to launch in this run.", index + 1)
         return EXIT_NOTHING

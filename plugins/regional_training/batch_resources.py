@@ -36,6 +36,13 @@ LAUNCHER_COMMAND = [
     "--requests-uri", "Ref::requests_uri", "--region", "Ref::region", "--poll-seconds", "Ref::poll_seconds",
 ]
 
+#: The launcher job's retry rules: a child that refused its line (``batch_launcher.
+#: EXIT_REFUSED``, 2: a bad line, index or request file, the same on every try) is not
+#: retried; any other exit is, up to ``attempts`` (AWS Batch API, ``EvaluateOnExit``:
+#: "If none of the EvaluateOnExit conditions in a RetryStrategy match, then the job is
+#: retried"; ``onExitCode`` is a glob over the decimal exit code, ``action`` RETRY|EXIT).
+RETRY_RULES = [{"onExitCode": "2", "action": "EXIT"}]
+
 
 def _default(variable: str) -> str:
     return VARIABLES[variable][1]
@@ -113,7 +120,8 @@ class BatchResources:
             container["networkConfiguration"] = {"assignPublicIp": "DISABLED"}
         return {"jobDefinitionName": self.launcher_job_definition, "type": "container",
                 "platformCapabilities": [self.platform], "parameters": {"poll_seconds": str(self.poll_seconds)},
-                "retryStrategy": {"attempts": self.attempts}, "containerProperties": container,
+                "retryStrategy": {"attempts": self.attempts, "evaluateOnExit": RETRY_RULES},
+                "containerProperties": container,
                 "propagateTags": True}
 
     def service_environment_request(self, region: str) -> dict[str, Any]:

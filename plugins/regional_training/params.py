@@ -34,6 +34,26 @@ SCAN_ENTRY_POINT = "entry_point"
 SCAN_MAX_POINTS = 256
 SCAN_DEFAULT_METRIC = "validation:accuracy"
 
+#: The Param taking a user's array file (regional_training.array_file.read_input).
+ARRAY_FILE_PARAM = "array_file"
+
+#: The trigger form's sections (Airflow's Param ``section``), in the form's order, and
+#: the Params of each. A Param listed nowhere lands in "Advanced" (tests/unit/test_params.py
+#: fails on it, so a new Param is placed on purpose).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "What to train": ("campaigns", "regions", "array_file", "dry_run"),
+    "Training": ("instance_type", "instance_count", "processes_per_host", "model", "num_classes", "epochs",
+                 "max_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_epochs", "image_size",
+                 "max_runtime_hours", "volume_size_gb"),
+    "Placement and cost": ("placement", "estimated_hours", "budget_usd", "budget_hard_cap_usd", "purchase_options",
+                           "max_failovers", "spot_extra_wait_hours"),
+    "Launcher": ("launcher", "batch_capacity_wait_minutes", "batch_scheduling_priority", "batch_share_identifier"),
+    "Scans": ("scan",),
+    "Advanced": ("reuse_completed_within", "learn_from_failures", "count_instances_in_use", "carry_checkpoints",
+                 "log_every"),
+}
+FALLBACK_SECTION = "Advanced"
+
 #: The reuse-window Param (regional_training.reuse: what "identical" is, and why it is off).
 REUSE_PARAM = "reuse_completed_within"
 #: ISO-8601 duration without calendar units (Y, M before T): weeks, days, h, min, s.
@@ -41,7 +61,19 @@ REUSE_DURATION_PATTERN = r"^P(?!$)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+
 
 
 def param_specs() -> dict[str, dict[str, Any]]:
-    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first).
+    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first), each with
+    its form ``section`` (:data:`SECTIONS`), ordered section by section: the form draws
+    one accordion per section, in the order it first meets each."""
+    specs = unsectioned_specs()
+    order = [name for names in SECTIONS.values() for name in names if name in specs]
+    order += [name for name in specs if name not in order]
+    section_of = {name: section for section, names in SECTIONS.items() for name in names}
+    return {name: {**specs[name], "section": section_of.get(name, FALLBACK_SECTION)} for name in order}
+
+
+def unsectioned_specs() -> dict[str, dict[str, Any]]:
+    """Param name -> keyword arguments of ``airflow.sdk.Param`` (default first), before
+    :func:`param_specs` gives each its section.
 
     A list whose help says "Empty: every ..." allows ``null`` too: Airflow's trigger
     form marks a field required (red asterisk) when its type does not include null.
@@ -76,6 +108,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "minimum": 1,
             "maximum": 16,
             "title": "Instances per region",
+            "description": "Instances of each training job (Horovod spans them); each counts against the region's "
+            "quota.",
         },
         "processes_per_host": {
             "default": None,
@@ -85,7 +119,9 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Horovod processes per host",
             "description": "Empty: one per GPU of the instance type.",
         },
-        "model": {"default": "resnet50", "type": "string", "enum": list(MODELS), "title": "Model"},
+        "model": {"default": "resnet50", "type": "string", "enum": list(MODELS), "title": "Model",
+                  "description": "resnet50: the production recipe (ResNet-50, ImageNet format). resnet_tiny: a small "
+                  "model that trains on CPU in seconds, for smoke runs."},
         "num_classes": {
             "default": 1000,
             "type": "integer",
@@ -94,7 +130,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Classes",
             "description": "Label classes in the datasets (ImageNet format: 1000).",
         },
-        "epochs": {"default": 90, "type": "integer", "minimum": 1, "maximum": 200, "title": "Epochs"},
+        "epochs": {"default": 90, "type": "integer", "minimum": 1, "maximum": 200, "title": "Epochs",
+                   "description": "Passes over each dataset (the learning-rate schedule spans them)."},
         "max_steps": {
             "default": None,
             "type": ["null", "integer"],
@@ -109,6 +146,7 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "minimum": 1,
             "maximum": 1024,
             "title": "Batch size per GPU",
+            "description": "Images per GPU per step; the global batch is this times the Horovod processes.",
         },
         "learning_rate": {
             "default": 0.1,
@@ -118,15 +156,20 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Base learning rate",
             "description": "For a global batch of 256; scaled linearly with the global batch.",
         },
-        "lr_schedule": {"default": "poly", "type": "string", "enum": list(LR_SCHEDULES), "title": "LR schedule"},
-        "warmup_epochs": {"default": 10, "type": "integer", "minimum": 0, "maximum": 50, "title": "Warm-up epochs"},
-        "image_size": {"default": 224, "type": "integer", "minimum": 16, "maximum": 512, "title": "Image size"},
+        "lr_schedule": {"default": "poly", "type": "string", "enum": list(LR_SCHEDULES), "title": "LR schedule",
+                        "description": "How the learning rate decays after warm-up: poly(nomial), cosine or steps."},
+        "warmup_epochs": {"default": 10, "type": "integer", "minimum": 0, "maximum": 50, "title": "Warm-up epochs",
+                          "description": "Epochs of linear warm-up from 0 to the scaled learning rate."},
+        "image_size": {"default": 224, "type": "integer", "minimum": 16, "maximum": 512, "title": "Image size",
+                       "description": "Side in pixels of the square crops the model trains on."},
         "log_every": {
             "default": 100,
             "type": "integer",
             "minimum": 1,
             "maximum": 100000,
             "title": "Metric line every N steps",
+            "description": "How often the entry point prints the metric line SageMaker parses (loss, accuracy, "
+            "images/sec).",
         },
         "max_runtime_hours": {
             "default": 72,
@@ -134,8 +177,11 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "minimum": 1,
             "maximum": 120,
             "title": "Max runtime per job (hours)",
+            "description": "SageMaker stops a job running longer than this (MaxRuntimeInSeconds).",
         },
-        "volume_size_gb": {"default": 500, "type": "integer", "minimum": 1, "maximum": 16384, "title": "Volume (GB)"},
+        "volume_size_gb": {"default": 500, "type": "integer", "minimum": 1, "maximum": 16384, "title": "Volume (GB)",
+                           "description": "Storage attached to each instance (the dataset is streamed, checkpoints "
+                           "are written here)."},
         "placement": {
             "default": "cheapest",
             "type": "string",
@@ -159,6 +205,14 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "minimum": 0,
             "title": "Budget (USD) for the run",
             "description": "Empty: no budget. Targets that do not fit are left out and listed.",
+        },
+        "budget_hard_cap_usd": {
+            "default": None,
+            "type": ["null", "number"],
+            "minimum": 0,
+            "title": "Hard cap (USD) on actual spend",
+            "description": "Empty: none. The budget guard (every 5 minutes) stops the run's newest running jobs "
+            "when its actual spend would cross this before it looks again; the run then launches nothing more.",
         },
         "purchase_options": {
             "default": [],
@@ -207,6 +261,19 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "title": "Extra wait for spot capacity (hours)",
             "description": "Spot jobs: MaxWaitTimeInSeconds = max runtime + this.",
         },
+        # A file in the seed's own format places the targets (regional_training.array_file).
+        ARRAY_FILE_PARAM: {
+            "default": None,
+            "type": ["null", "string"],
+            "format": "multiline",
+            "maxLength": 1_000_000,
+            "title": "Array file",
+            "description": "Train exactly these dataset copies: an s3:// URI of an array file, or its text. One line "
+            "per target, no header: region,s3_uri (the seed's AWS Batch form) or this project's longer "
+            "region,s3_uri,target_key,campaign_key,output_bucket. Each line trains in its own region, on-demand; "
+            "dataset and campaign come from the campaign database's copy, the output bucket from the region's row, "
+            "the rest from these Params. Empty: the campaign database places the targets.",
+        },
         "dry_run": {
             "default": False,
             "type": "boolean",
@@ -242,6 +309,8 @@ def param_specs() -> dict[str, dict[str, Any]]:
             "minimum": 0,
             "maximum": 9999,
             "title": "batch_service: scheduling priority",
+            "description": "Higher runs first among the queue's waiting service jobs (queues with a scheduling "
+            "policy).",
         },
         "batch_share_identifier": {
             "default": None,

@@ -49,8 +49,10 @@ _DRAFT_07_SAFE = frozenset(
     {"default", "type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const", "title",
      "description", "items", "uniqueItems", "minItems", "maxItems", "pattern", "minLength", "maxLength", "format",
      "multipleOf", "properties", "additionalProperties", "propertyNames", "minProperties", "maxProperties",
-     "required", "oneOf", "anyOf", "allOf", "not", "examples", "$schema"}
+     "required", "oneOf", "anyOf", "allOf", "not", "examples", "$schema", "section"}
 )
+# "section" in both: not a JSON-schema keyword (every draft ignores it), it is the
+# trigger form's grouping (Airflow's Param ``section``; regional_training.params.SECTIONS).
 #: Subschema-valued keywords, whose contents are checked too.
 _SUBSCHEMA_KEYWORDS = ("items", "additionalProperties", "propertyNames", "not")
 _SUBSCHEMA_MAP_KEYWORDS = ("properties",)
@@ -62,7 +64,7 @@ _SUBSCHEMA_LIST_KEYWORDS = ("oneOf", "anyOf", "allOf")
 #: silently changing meaning.
 _DRAFT_04_SAFE = frozenset(
     {"default", "type", "minimum", "maximum", "enum", "title", "description", "items", "uniqueItems",
-     "minItems", "maxItems", "pattern", "minLength", "maxLength", "format", "multipleOf", "$schema"}
+     "minItems", "maxItems", "pattern", "minLength", "maxLength", "format", "multipleOf", "$schema", "section"}
 )
 
 #: The type the entry point's parser (images/training/resnet_hvd/train.py) gives each

@@ -32,6 +32,7 @@ def select_targets(run: Run) -> dict[str, Any]:
     from regional_training import limits, reuse, strict_params
     from regional_training.params import param_specs
     from regional_training.retry_policy import by_error_class
+    from regional_training.selection import regions_to_check
     from regional_training.selection import select_targets as place
     from regional_training.verdict import nothing_to_do_reason
 
@@ -41,16 +42,40 @@ def select_targets(run: Run) -> dict[str, Any]:
     with by_error_class(SELECT_TARGETS), run.campaign_db() as conn:
         reuse.parse_window(run.params.get(reuse.PARAM_NAME))  # a bad window fails here, not at launch
         result = place(conn, run.params, dataset_ids=_ready_dataset_ids(run, conn), allow_list=_scan_allow_list(run),
-                       in_use=_in_use_counter(run, conn))
+                       in_use=_in_use_counter(run, conn), array_lines=_array_lines(run))
     targets = result["targets"]
-    limits.check_regions([(f"param 'regions' item {i}", r) for i, r in enumerate(run.params.get("regions") or [], 1)]
-                         + [(f"target row {i} ({t['dataset_key']!r})", t["region_code"])
-                            for i, t in enumerate(targets, 1)])
+    limits.check_regions(regions_to_check(run.params, targets))
     limits.check_target_count(len(targets))
     reason = nothing_to_do_reason(planned=len(targets), dry_run=False, left_out=result["left_out"])
     if reason:
         log.info("Nothing to train: %s.", reason)
     return result
+
+
+def _array_lines(run: Run) -> list[dict[str, Any]] | None:
+    """The Param ``array_file``'s lines (``None``: not set, the campaign database places
+    the targets): its text, or the file at its ``s3://`` URI (read in the central region)."""
+    from regional_training import array_file, aws_io
+
+    value = run.params.get(array_file.PARAM_NAME)
+    if not value:
+        return None
+    if array_file.is_uri(value):
+        from botocore.exceptions import ClientError
+
+        from regional_training.targets import TargetError
+
+        uri = value.strip()
+        try:
+            text = aws_io.get_text(uri, region=run.settings.central_region)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code not in ("NoSuchKey", "NoSuchBucket", "404", "AccessDenied", "403"):
+                raise  # throttling, a network error: the task's retry may read it
+            raise TargetError(f"param {array_file.PARAM_NAME!r}: cannot read {uri} ({code}); upload the file "
+                              "there or give its text in the Param") from None
+        return array_file.read_input(text, source=f"param {array_file.PARAM_NAME!r} ({uri})")
+    return array_file.read_input(value)
 
 
 def _in_use_counter(run: Run, conn: Any) -> Any:

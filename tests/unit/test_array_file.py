@@ -85,3 +85,72 @@ def test_render_rejects_values_that_break_the_format(field: str, value: str, mes
 def test_parse_names_the_bad_line(text: str, message: str) -> None:
     with pytest.raises(TargetError, match=message):
         array_file.parse(text)
+
+
+# --- the seed's own file, brought through the Param array_file (issue 33) ---
+
+SEED_FILE = (
+    "us-east-1,s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/boston-winter-2026-v1/\n"
+    "us-west-2,s3://mrt-campaign-data-us-west-2/datasets/seattle-rain-2026/seattle-rain-2026-v1/\n"
+    "eu-west-1,s3://mrt-campaign-data-eu-west-1/datasets/dublin-urban-2026/dublin-urban-2026-v1/\n"
+    "eu-central-1,s3://mrt-campaign-data-eu-central-1/datasets/munich-autobahn-2026/munich-autobahn-2026-v1/\n"
+)
+
+
+def test_the_seeds_four_line_file_reads_as_four_lines_in_its_order() -> None:
+    lines = array_file.read_input(SEED_FILE)
+    assert [(line["line"], line["region"]) for line in lines] == [
+        (1, "us-east-1"), (2, "us-west-2"), (3, "eu-west-1"), (4, "eu-central-1")]
+    assert all(set(line) == {"line", "region", "s3_uri"} for line in lines)
+    # CRLF line ends, no final newline, blank lines: the same lines (none shifts a field).
+    assert array_file.read_input("\r\n" + SEED_FILE.replace("\n", "\r\n").rstrip()) == [
+        {**line, "line": line["line"] + 1} for line in lines]
+
+
+def test_the_longer_form_is_read_with_its_fields() -> None:
+    (line,) = array_file.read_input("eu-west-1,s3://data-eu/datasets/c/d/,d,c,out-eu\n")
+    assert line == {"line": 1, "region": "eu-west-1", "s3_uri": "s3://data-eu/datasets/c/d/", "target_key": "d",
+                    "campaign_key": "c", "output_bucket": "out-eu"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("region,s3_uri\n" + SEED_FILE, r"line 1: 'region,s3_uri' is a header; remove it"),
+        ("us-east-1\n", r"line 1: field 's3_uri' is missing .*add ',s3://<bucket>/<prefix>/' after the region"),
+        ("us-east-1,s3://bkt/x/,k\n", r"line 1: 3 fields .*add campaign_key,output_bucket"),
+        ("us-east-1,s3://bkt/x/,k,c,out,extra\n", r"line 1: 6 fields .*remove the fields after the 5th"),
+        ("us-east-1,s3://bkt/x/,k_p01,c,out,p01,lr=0.1\n", r"line 1: has the scan fields .*Param 'scan'"),
+        (SEED_FILE + "us-east-9x,s3://bkt/x/\n", r"line 5: field 'region' = 'us-east-9x' is not an AWS region"),
+        ("us-east-1,s3://bkt/x\n", r"line 1: field 's3_uri' = 's3://bkt/x' .*add the trailing '/'"),
+        ("us-east-1,s3://bkt/x/\neu-west-1,s3://bkt/y/\nus-east-1,s3://bkt/x/\n",
+         r"line 3: field 's3_uri' = 's3://bkt/x/' duplicates line 1; remove one"),
+        ('us-east-1,"s3://bkt/x/"\n', r"line 1: field 's3_uri' .* is quoted; remove the quotes"),
+        ("us-east-1,\n", r"line 1: field 's3_uri' is empty; add its value"),
+        ("us-east-1,s3://bkt/x/,k,c,Bad_Bucket\n", r"line 1: field 'output_bucket' = 'Bad_Bucket' is not an S3 bucket"),
+        ("\n\n", r"param 'array_file': no lines; add one region,s3_uri line per target"),
+    ],
+)
+def test_a_malformed_input_file_is_refused_naming_line_field_and_fix(text: str, message: str) -> None:
+    with pytest.raises(TargetError, match=message) as err:
+        array_file.read_input(text)
+    assert str(err.value).startswith("param 'array_file'")
+
+
+def test_the_stored_files_reader_says_which_fields_a_seed_line_lacks() -> None:
+    # The Batch child reads the stored file with parse(): given the seed's two-field file
+    # it names the three fields to add, and where a seed file belongs.
+    with pytest.raises(TargetError, match=r"array line 1: expected 5 fields.*found 2.*add target_key,campaign_key,"
+                                          r"output_bucket after its 2 field\(s\).*Param 'array_file'"):
+        array_file.parse(SEED_FILE)
+
+
+def test_keys_from_uri_follow_the_campaign_layout() -> None:
+    assert array_file.keys_from_uri("s3://b/datasets/camp/data-v1/") == ("camp", "data-v1")
+    assert array_file.keys_from_uri("s3://bkt/x/") == ("<campaign>", "x")
+
+
+@pytest.mark.parametrize(("value", "uri"), [("s3://b/array.csv", True), (" s3://b/a.csv\n", True),
+                                             (SEED_FILE, False), ("us-east-1,s3://bkt/x/", False)])
+def test_the_param_is_a_uri_or_the_files_text(value: str, uri: bool) -> None:
+    assert array_file.is_uri(value) is uri

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regional_training.params import param_specs, processes_per_host, training_hyperparameters
+from regional_training.params import SECTIONS, param_specs, processes_per_host, training_hyperparameters
 from regional_training.targets import TargetError, validate_rows
 
 
@@ -26,10 +26,28 @@ def test_defaults_validate_and_every_param_explains_itself() -> None:
     assert resolved["instance_type"] == "ml.p4d.24xlarge" and resolved["dry_run"] is False
     for name, spec in param_specs().items():
         assert spec.get("title"), name
+        assert len(spec.get("description") or "") >= 20, f"param {name!r} has no help text"
+
+
+def test_every_param_is_placed_in_one_of_the_forms_sections_in_order() -> None:
+    specs = param_specs()
+    # Each Param listed in exactly one section on purpose (none falls back unnoticed).
+    listed = [name for names in SECTIONS.values() for name in names]
+    assert len(listed) == len(set(listed))
+    assert set(specs) <= set(listed), sorted(set(specs) - set(listed))
+    assert list(SECTIONS) == ["What to train", "Training", "Placement and cost", "Launcher", "Scans", "Advanced"]
+    assert all(spec["section"] in SECTIONS for spec in specs.values())
+    # The form opens one accordion per section in the order it meets them: grouped, in order.
+    sections = [spec["section"] for spec in specs.values()]
+    assert sections == sorted(sections, key=list(SECTIONS).index)
+    assert {s: [n for n, spec in specs.items() if spec["section"] == s] for s in SECTIONS} == {
+        s: [n for n in names if n in specs] for s, names in SECTIONS.items()}
+    assert specs["scan"]["section"] == "Scans" and specs["array_file"]["section"] == "What to train"
 
 
 # One invalid value per Param (outside type, bounds, enum or pattern).
 INVALID = {
+    "array_file": st.sampled_from([7, ["us-east-1,s3://b/d/"], {"text": "x"}, "x" * 1_000_001]),
     "campaigns": st.sampled_from([["Bad Key"], "boston", [1], ["a", "a"]]),
     "regions": st.sampled_from([["us-east"], "us-east-1", [""], ["eu-west-1", "eu-west-1"]]),
     "instance_type": st.sampled_from(["ml.t3.medium", "", 8]),
@@ -52,6 +70,7 @@ INVALID = {
     "estimated_hours": st.one_of(st.floats(max_value=0, allow_nan=False), st.floats(min_value=720.01,
                                                                                     allow_infinity=False)),
     "budget_usd": st.one_of(st.floats(max_value=-0.01, allow_nan=False), st.just("100")),
+    "budget_hard_cap_usd": st.one_of(st.floats(max_value=-0.01, allow_nan=False), st.just("100")),
     "purchase_options": st.sampled_from([["free"], "spot", ["spot", "spot"]]),
     "count_instances_in_use": st.sampled_from(["yes", 1, None]),
     "learn_from_failures": st.sampled_from(["no", 0, None]),

@@ -56,3 +56,23 @@ def test_a_dataset_key_shared_by_two_campaigns_gives_both_a_qualified_key() -> N
     targets = validate_rows(rows, requested_campaigns=[], allowed_regions=[], known_regions={"eu-west-1"})
     assert [t.target_key for t in targets] == ["c.d", "other.d", "e"]
     assert [Target.from_dict(t.to_dict()).target_key for t in targets] == ["c.d", "other.d", "e"]
+
+
+def test_a_failover_alternative_in_a_region_sagemaker_lacks_is_refused_like_a_first_choice() -> None:
+    # Issue 33: only first choices were checked against SageMaker's regions; a move to
+    # an unknown region would have failed at failover time, after paid work elsewhere.
+    from regional_training import limits
+    from regional_training.selection import regions_to_check
+
+    first = {"dataset_key": "d", "campaign_key": "c", "region_code": "eu-west-1", "point_id": "p02"}
+    targets = [{**first, "alternatives": [{**first, "region_code": "us-west-2"},
+                                          {**first, "region_code": "us-east-9"}]}]
+    labelled = regions_to_check({"regions": []}, targets)
+    assert labelled == [("target row 1 ('d_p02')", "eu-west-1"),
+                        ("alternative 1 of target row 1 ('d_p02')", "us-west-2"),
+                        ("alternative 2 of target row 1 ('d_p02')", "us-east-9")]
+    with pytest.raises(limits.UnknownRegionError,
+                       match=r"alternative 2 of target row 1 \('d_p02'\): region 'us-east-9' is not a region "
+                             "SageMaker serves"):
+        limits.check_regions(labelled)
+    limits.check_regions(labelled[:2])  # known regions pass
