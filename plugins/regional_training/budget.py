@@ -21,8 +21,10 @@ No import-time I/O; the SQL lives in ``include/sql/queries/budget_*.sql``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 #: Job states after which SageMaker bills nothing more (DescribeTrainingJob's
 #: TrainingJobStatus, botocore's sagemaker service-2.json).
 ENDED_STATES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+#: The Param of the optional hard cap on a run's actual spend (:func:`enforce_hard_caps`).
+HARD_CAP_PARAM = "budget_hard_cap_usd"
 
 
 class OverBudgetError(NotRetriedError):
@@ -114,7 +120,8 @@ def settled_costs(ended: Sequence[tuple[Attempt | None, Target, int]]) -> dict[s
 
 
 def reserve_launch(conn: Any, launch: Launch, *, budget_usd: float | Decimal | None,
-                   settled_usd_by_job: Mapping[str, float] | None = None) -> Decision:
+                   settled_usd_by_job: Mapping[str, float] | None = None,
+                   hard_cap_usd: float | Decimal | None = None) -> Decision:
     """Reserve ``launch`` in the ledger, or refuse it (raises :class:`OverBudgetError`).
 
     One transaction under the run's lock: settle the target's earlier jobs
@@ -122,7 +129,10 @@ def reserve_launch(conn: Any, launch: Launch, *, budget_usd: float | Decimal | N
     spend without this job, then reserve it or record the refusal. A job already
     reserved (the same name: a retried create) is not checked again, so a create whose
     response was lost is followed, never refused after the fact. ``budget_usd`` ``None``:
-    every launch is reserved (the ledger still shows the spend).
+    every launch is reserved (the ledger still shows the spend). ``hard_cap_usd`` (the
+    Param ``budget_hard_cap_usd``) is recorded for the budget guard
+    (:func:`enforce_hard_caps`); once the cap has stopped a job of the run, every new
+    launch of the run is refused (recorded with the cap as its budget).
     """
     from regional_training.campaign_db import load_sql
 
@@ -134,6 +144,22 @@ def reserve_launch(conn: Any, launch: Launch, *, budget_usd: float | Decimal | N
             cur.execute("SELECT 1 FROM budget_ledger WHERE dag_id = %(dag_id)s AND run_id = %(run_id)s"
                         " AND job_name = %(job_name)s", binds)
             already = cur.fetchone() is not None
+            if hard_cap_usd is not None:
+                cur.execute(load_sql("queries/budget_hard_cap_set.sql"),
+                            {**binds, "hard_cap_usd": Decimal(str(hard_cap_usd))})
+            cur.execute(load_sql("queries/budget_cap_stopped.sql"), binds)
+            capped = cur.fetchone()
+            if capped is not None and not already:
+                cur.execute(load_sql("queries/budget_committed.sql"), binds)
+                committed = Decimal(cur.fetchone()[0]).quantize(Decimal("0.0001"))
+                cur.execute(load_sql("queries/budget_refuse.sql"),
+                            {**binds, "budget_usd": capped[0], "committed_usd": committed,
+                             "launch_usd": launch.expected_cost_usd})
+                conn.commit()
+                raise OverBudgetError(
+                    f"target {launch.target_key}: over_budget: the run's hard cap (budget_hard_cap_usd "
+                    f"{Decimal(capped[0]):.2f} USD) stopped {capped[1]} job(s) of the run; launching "
+                    f"{launch.job_name} in {launch.region_code} is refused; no job was created")
             if not already:  # a retried create settled them the first time
                 cur.execute(load_sql("queries/budget_settle.sql"), binds)
             cur.execute(load_sql("queries/budget_committed.sql"), binds)
@@ -169,8 +195,6 @@ def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
     ``resolution`` is ``attempts.Resolution`` with action ``create``: its ``newest``
     attempts (each candidate's newest job) give the billed cost of the target's ended jobs.
     """
-    import logging
-
     from regional_training.collection import job_candidates
 
     targets, candidates = job_candidates(job)
@@ -184,7 +208,8 @@ def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
     ended = [(a, targets[i], count(i)) for i, a in enumerate(resolution.newest)]
     with run.campaign_db() as conn:
         decision = reserve_launch(conn, launch, budget_usd=run.params.get("budget_usd"),
-                                  settled_usd_by_job=settled_costs(ended))
+                                  settled_usd_by_job=settled_costs(ended),
+                                  hard_cap_usd=run.params.get(HARD_CAP_PARAM))
     logging.getLogger(__name__).info(
         "Budget: %s reserved %.2f USD for %s (committed before it %.2f USD, budget %s).", launch.target_key,
         decision.launch_usd, launch.job_name, decision.committed_usd,
@@ -212,3 +237,124 @@ def reserve_first_launches(run: Any, jobs: Sequence[dict[str, Any]]) -> list[Dec
         creating = Resolution("create", 0, Attempt(1, name, None), None, (), (None,))
         decisions.append(reserve_for(run, job, creating))
     return decisions
+
+
+# --- the hard cap ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CapStop:
+    """A job the hard cap stopped, with the figures it was stopped on."""
+
+    dag_id: str
+    run_id: str
+    target_key: str
+    job_name: str
+    region_code: str
+    hard_cap_usd: Decimal
+    actual_usd: Decimal
+    projected_usd: Decimal
+
+
+@dataclass
+class _CapJob:
+    row: dict[str, Any]
+    spent_usd: Decimal
+    burn_usd_per_hour: Decimal  # 0: ended (or ending), nothing more to stop
+    created: Any
+
+
+def _hours(seconds: float | Decimal) -> Decimal:
+    return Decimal(str(seconds)) / Decimal(3600)
+
+
+def _cap_job(row: dict[str, Any], describe: Any, now: datetime) -> _CapJob:
+    """What one ledger job has spent (and burns on), from its settlement or SageMaker."""
+    rate = Decimal(str(row["instance_count"])) * Decimal(str(row["billing_usd_per_hour"]))
+    if row["settled_usd"] is not None:
+        return _CapJob(row, Decimal(str(row["settled_usd"])), Decimal(0), row["reserved_at"])
+    described = describe(row["region_code"], row["job_name"])
+    if described is None:  # the create never made it (refused for capacity): nothing billed
+        return _CapJob(row, Decimal(0), Decimal(0), row["reserved_at"])
+    status = described.get("TrainingJobStatus")
+    created = described.get("CreationTime") or row["reserved_at"]
+    if status in ENDED_STATES:
+        return _CapJob(row, rate * _hours(described.get("BillableTimeInSeconds") or 0), Decimal(0), created)
+    started = described.get("TrainingStartTime")
+    so_far = rate * _hours(max((now - _aware(started)).total_seconds(), 0)) if started else Decimal(0)
+    # Stopping: its billing ends within SageMaker's grace; it is already being stopped.
+    return _CapJob(row, so_far, rate if status == "InProgress" else Decimal(0), created)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def enforce_hard_caps(conn: Any, *, describe: Any, stop: Any, horizon_seconds: float,
+                      now: datetime | None = None) -> list[CapStop]:
+    """Stop the newest running jobs of every run whose actual spend would cross its hard
+    cap before the guard looks again (``horizon_seconds`` from ``now``); record each stop.
+
+    Actual spend = each ledger job's settled cost, or (from ``describe(region, name)``:
+    DescribeTrainingJob) an ended job's billed time, a running one's time since its
+    TrainingStartTime, at its instances x billing rate. Projected = actual + what the
+    running jobs bill over the horizon. While projected > cap, the newest running job
+    (CreationTime) is stopped with ``stop(region, name)`` (``False``: it had ended
+    already) and its burn leaves the projection. A stop is recorded only after StopTrainingJob answered; a job already
+    ``Stopping`` is not running (a re-run stops and records nothing new).
+    """
+    from regional_training.campaign_db import fetch_dicts, load_sql
+
+    now = now or datetime.now(UTC)
+    horizon = _hours(horizon_seconds)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in fetch_dicts(conn, "budget_cap_jobs.sql", {}):
+        runs.setdefault((row["dag_id"], row["run_id"]), []).append(row)
+    stops: list[CapStop] = []
+    for (dag_id, run_id), rows in runs.items():
+        cap = Decimal(str(rows[0]["hard_cap_usd"]))
+        jobs = [_cap_job(row, describe, now) for row in rows]
+        actual = sum((j.spent_usd for j in jobs), Decimal(0))
+        projected = actual + sum((j.burn_usd_per_hour for j in jobs), Decimal(0)) * horizon
+        running = sorted((j for j in jobs if j.burn_usd_per_hour > 0), key=lambda j: _aware(j.created), reverse=True)
+        for job in running:
+            if projected <= cap:
+                break
+            projected_before = projected
+            projected -= job.burn_usd_per_hour * horizon
+            if stop(job.row["region_code"], job.row["job_name"]) is False:
+                continue  # it ended between the describe and the stop: nothing to record
+            stop_row = CapStop(dag_id, run_id, job.row["target_key"], job.row["job_name"], job.row["region_code"],
+                               cap, actual.quantize(Decimal("0.0001")), projected_before.quantize(Decimal("0.0001")))
+            with conn.cursor() as cur:
+                cur.execute(load_sql("queries/budget_cap_stop_record.sql"), stop_row.__dict__)
+            conn.commit()
+            stops.append(stop_row)
+            logging.getLogger(__name__).warning(
+                "Hard cap: run %s would spend %.2f USD by the next check (actual %.2f USD, cap %.2f USD): "
+                "stopped its newest running job %s (%s, %s).", run_id, projected_before, actual, cap,
+                job.row["job_name"], job.row["target_key"], job.row["region_code"])
+    return stops
+
+
+def guard_hard_caps(horizon_seconds: float) -> list[CapStop]:
+    """The budget guard's task: :func:`enforce_hard_caps` through the Airflow connections."""
+    from regional_training import aws_io, campaign_db
+
+    def describe(region: str, name: str) -> dict[str, Any] | None:
+        return aws_io.describe_training_job(name, region=region)
+
+    def stop(region: str, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            aws_io.sagemaker_hook(region).conn.stop_training_job(TrainingJobName=name)
+        except ClientError as err:  # SageMaker: ValidationException for a job that is not InProgress
+            if err.response.get("Error", {}).get("Code") == "ValidationException":
+                return False
+            raise
+        return True
+
+    conn = campaign_db.airflow_connection()
+    try:
+        return enforce_hard_caps(conn, describe=describe, stop=stop, horizon_seconds=horizon_seconds)
+    finally:
+        conn.close()
