@@ -28,26 +28,11 @@ from typing import Any
 
 import report_support as rs
 
-from regional_training.metric_format import METRIC_DEFINITIONS
-from regional_training.report import parse_metric_series, render_report
-from regional_training.summary import summarize
+from regional_training.report import render_report
 
 
 def run_of(targets: int) -> tuple[dict, dict]:
-    rows, series = [], {}
-    for index in range(targets):
-        region = rs.REGIONS[index % len(rs.REGIONS)]
-        dataset = f"dataset-{index:04d}-v1"
-        extra: dict = {}
-        if index % 10 == 9:
-            extra = {"status": "Failed", "failure_reason": "AlgorithmError: out of memory", "model_artifact_uri": None}
-        elif index % 10 == 5:
-            extra = {"moves": [{"move_number": 1, "from_region": "eu-west-1", "to_region": region,
-                                "from_option": "spot", "to_option": "on_demand", "error_code": "CapacityError",
-                                "error_message": "insufficient capacity"}]}
-        rows.append(rs.row(index % 40, region, dataset, **extra))
-        series[dataset] = parse_metric_series(rs.log_lines(index % 40), METRIC_DEFINITIONS)
-    return summarize(rows, run_id="bench"), series
+    return rs.large_run(targets)
 
 
 def open_browser() -> Any:

@@ -284,8 +284,9 @@ def step_chart(
                 continue
             steps = sorted(by_step)
             (line,) = ax.plot(steps, [statistics.median(by_step[s]) for s in steps], linewidth=1.5)
-            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                            color=line.get_color(), alpha=0.15, linewidth=0)
+            band = ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                                   color=line.get_color(), alpha=0.15, linewidth=0)
+            band.set_gid(f"{SERIES_ID}{len(named)}")  # the same series as its median line
             count = sum(1 for r in rows if r["region_code"] == region)
             named.append((line, f"{region} ({count} targets)"))
         title = f"{CHARTED[metric]} over the steps, per region (median; band: min-max)"
@@ -303,11 +304,12 @@ def _time(value: Any) -> datetime | None:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def _status_key(ax: Any, statuses: Iterable[str], extra: Sequence[tuple[Any, str]] = ()) -> None:
+def _status_key(ax: Any, statuses: Sequence[str], extra: Sequence[tuple[Any, str]] = ()) -> None:
+    """The key of a chart coloured by status: one entry per status (its bars carry the
+    series id of their status), then ``extra`` series."""
     from matplotlib.patches import Patch
 
-    present = sorted(set(statuses))
-    name_series(ax, [(Patch(color=_STATUS_COLOURS.get(s, "#6a1b9a")), s) for s in present] + list(extra),
+    name_series(ax, [(Patch(color=_STATUS_COLOURS.get(s, "#6a1b9a")), s) for s in statuses] + list(extra),
                 below=True)
 
 
@@ -319,6 +321,7 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     ax = fig.add_subplot()
     times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time"))) if t]
     moved_x, moved_y = [], []
+    statuses = sorted({str(r["status"]) for r in rows})  # the key's order: each status's bars one series
     for index, row in enumerate(rows):
         start, end = _time(row.get("training_start_time")), _time(row.get("training_end_time"))
         moves = row.get("moves") or []
@@ -327,8 +330,9 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         if start:
             finish = end or max(times)
             left = date2num(start)
-            ax.broken_barh([(left, max(date2num(finish) - left, 1e-5))], (index - 0.35, 0.7),
-                           color=_STATUS_COLOURS.get(row["status"], "#6a1b9a"))
+            bar = ax.broken_barh([(left, max(date2num(finish) - left, 1e-5))], (index - 0.35, 0.7),
+                                 color=_STATUS_COLOURS.get(row["status"], "#6a1b9a"))
+            bar.set_gid(f"{SERIES_ID}{statuses.index(str(row['status']))}")
             ax.text(left, index, f" {note}", va="center", fontsize=8, color="white" if end else "black")
         else:
             ax.text(date2num(min(times)) if times else 0, index,
@@ -350,7 +354,7 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         ax.xaxis_date()
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
         ax.set_xlabel("time (UTC)")
-    _status_key(ax, (str(r["status"]) for r in rows), extra)
+    _status_key(ax, statuses, extra)
     ax.set_title("Jobs: start to end by region (x: failover move)")
     return svg_of(fig, "Timeline of the jobs")
 
@@ -455,13 +459,14 @@ def fetch_spend(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#212121;max-width:110rem}
 h1{font-size:1.4rem} h2{font-size:1.15rem;margin-top:1.6rem;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
+table{border-collapse:collapse;font-size:.78rem;margin:.5rem 0}
 table#targets{width:100%}
-th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:left;vertical-align:top}
+th,td{border:1px solid #ddd;padding:.2rem .3rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.time{white-space:nowrap;font-variant-numeric:tabular-nums}
-td.job{font-family:ui-monospace,monospace;font-size:.72rem;overflow-wrap:anywhere;min-width:12rem}
-td.reason{min-width:14rem;overflow-wrap:anywhere} td.key{overflow-wrap:anywhere;min-width:8rem}
+td.time{font-variant-numeric:tabular-nums} td.region{white-space:nowrap}
+td.job{font-family:ui-monospace,monospace;font-size:.72rem;overflow-wrap:break-word;min-width:8rem;max-width:16rem}
+td.reason{min-width:10rem;overflow-wrap:break-word} td.moves{min-width:7rem;overflow-wrap:anywhere}
+td.key{overflow-wrap:break-word;max-width:14rem}
 .Completed{color:#2e7d32;font-weight:600}
 .Reused{color:#1565c0;font-weight:600} .Failed,.NotStarted,.Stopped{color:#c62828;font-weight:600}
 svg.chart{width:100%;max-width:64rem;height:auto;display:block;margin:.5rem 0}
@@ -531,7 +536,7 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
         )
         body.append(
             f'<tr data-target="{_e(row["target_key"])}">'
-            + _cell(row["region_code"]) + _cell(row["target_key"], css="key")
+            + _cell(row["region_code"], css="region") + _cell(row["target_key"], css="key")
             + f'<td class="{_e(row["status"])}">{_e(row["status"])}</td>'
             + _cell(row.get("purchase_option")) + _cell(row.get("attempt"))
             + _cell(row.get("training_job_name"), css="job")
@@ -541,7 +546,7 @@ def _target_rows(rows: Sequence[Mapping[str, Any]], links: Mapping[str, Mapping[
             + _cell(metrics.get("train:loss"), ".4f")
             + _cell(metrics.get("train:accuracy"), ".4f")
             + _cell(row.get("planned_cost_usd"), ".2f") + _cell(row.get("actual_cost_usd"), ".2f")
-            + _cell(moves or None)
+            + _cell(moves or None, css="moves")
             + _cell(_reason(row), css="reason")
             + f"<td>{_links(links.get(row['target_key'], {}))}</td></tr>"
         )
@@ -660,8 +665,10 @@ def _scan_rows(ranking: Mapping[str, Any]) -> str:
 
 
 def _left_out(items: Sequence[Mapping[str, Any]]) -> str:
+    from regional_training.targets import left_out_name  # a scan's item names its point (issue 33)
+
     body = [
-        f'<tr data-target="{_e(i["dataset_key"])}">' + _cell(i["dataset_key"]) + _cell(i.get("campaign_key"))
+        f'<tr data-target="{_e(i["dataset_key"])}">' + _cell(left_out_name(i)) + _cell(i.get("campaign_key"))
         + _cell(i.get("reason")) + _cell(i.get("explanation")) + "</tr>"
         for i in items
     ]

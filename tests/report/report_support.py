@@ -113,6 +113,57 @@ def dry_run_plan() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return summary, plan
 
 
+def large_run(targets: int) -> tuple[dict[str, Any], dict[str, list[dict[str, float]]]]:
+    """A run of ``targets`` spread over the four regions (the bench's and the large-report
+    tests'): every tenth target failed, every tenth (another) moved by a failover."""
+    rows, series = [], {}
+    for index in range(targets):
+        region = REGIONS[index % len(REGIONS)]
+        dataset = f"dataset-{index:04d}-v1"
+        extra: dict[str, Any] = {}
+        if index % 10 == 9:
+            extra = {"status": "Failed", "failure_reason": "AlgorithmError: out of memory", "model_artifact_uri": None}
+        elif index % 10 == 5:
+            extra = {"moves": [{"move_number": 1, "from_region": "eu-west-1", "to_region": region,
+                                "from_option": "spot", "to_option": "on_demand", "error_code": "CapacityError",
+                                "error_message": "insufficient capacity"}]}
+        rows.append(row(index % 40, region, dataset, **extra))
+        series[dataset] = parse_metric_series(log_lines(index % 40))
+    return summarize(rows, run_id="large"), series
+
+
+#: Per chart (``svg.chart``): its title, how many series it names (SVG groups whose id
+#: starts with report.SERIES_ID), how many lines it draws unnamed (a ``line2d_`` group
+#: straight in the axes: a plotted line without a series id) and its legend entries.
+CHART_KEYS_JS = """
+return Array.from(document.querySelectorAll('svg.chart')).map(svg => {
+  const ids = new Set(Array.from(svg.querySelectorAll('g[id^="series-"]')).map(g => g.id));
+  const unnamed = Array.from(svg.querySelectorAll('g[id^="axes_"] > g[id^="line2d_"]')).length;
+  const legend = svg.querySelectorAll('g[id^="legend_"] g[id^="text_"]').length;
+  return [svg.getAttribute('aria-label'), ids.size, unnamed, legend];
+});
+"""
+
+
+def assert_every_line_named(driver: Any) -> list[list[Any]]:
+    """Every chart on the page names each line it draws: as many legend entries as series,
+    no line drawn without one."""
+    charts = driver.execute_script(CHART_KEYS_JS)
+    for title, named, unnamed, legend in charts:
+        assert unnamed == 0, f"{title}: {unnamed} line(s) drawn with no name"
+        assert named == legend, f"{title}: {named} series but {legend} legend entries"
+    return list(charts)
+
+
+#: Whether the page, or any table's box in it, scrolls sideways (at the window's width).
+SIDEWAYS_JS = """
+const d = document.documentElement;
+const boxes = Array.from(document.querySelectorAll('.wide')).filter(w => w.scrollWidth > w.clientWidth + 1)
+  .map(w => [w.querySelector('table') ? w.querySelector('table').id : '', w.scrollWidth, w.clientWidth]);
+return [d.scrollWidth > d.clientWidth + 1, boxes];
+"""
+
+
 class TableReader(html.parser.HTMLParser):
     """Cells of every ``<table id=...>`` in a page: ``{table id: [[cell text, ...], ...]}``."""
 
