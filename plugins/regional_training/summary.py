@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from regional_training.targets import left_out_name
+
 COLUMNS = (
     "region", "target", "option", "status", "duration_s", "images/sec", "loss", "accuracy",
     "planned $", "actual $", "moves", "artifact / reason",
@@ -83,7 +85,7 @@ def summarize(
     if rows:
         text_lines.append(f"cost: planned {_fmt(planned_total, '.2f')} USD, actual {_fmt(actual_total, '.2f')} USD")
     for item in left_out or []:
-        text_lines.append(f"LEFT OUT {item['dataset_key']} ({item['campaign_key']}): {item['reason']}")
+        text_lines.append(f"LEFT OUT {left_out_name(item)} ({item['campaign_key']}): {item['reason']}")
     for r in reused:
         text_lines.append(f"REUSED {r['target_key']}: identical to run {r.get('reused_from_run_id')} "
                           f"(job {r.get('training_job_name')}); saved {_fmt(r.get('planned_cost_usd'), '.2f')} USD")

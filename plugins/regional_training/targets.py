@@ -82,6 +82,14 @@ def target_key_of(target: Mapping[str, Any]) -> str:
     return identifiers.target_key(str(target["dataset_key"]), campaign, target.get("point_id"))
 
 
+def left_out_name(item: Mapping[str, Any]) -> str:
+    """How a left-out item is named wherever a dataset is (summary, verdict, report): its
+    dataset and, in a scan, its point, since each point of a dataset is placed (and left
+    out) on its own (issue 33)."""
+    point = item.get("point_id")
+    return f"{item['dataset_key']} point {point}" if point else str(item["dataset_key"])
+
+
 #: Row field -> (identifier rule, what it must be).
 FIELD_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "region_code": (identifiers.is_region, "an AWS region code"),

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from regional_training.targets import target_key_of
+from regional_training.targets import left_out_name, target_key_of
 
 Outcome = Literal["completed", "reused", "training_failed", "never_launched", "not_recorded"]
 #: Outcomes that account for a target: it has a model in this run's place.
@@ -133,7 +133,7 @@ def nothing_to_do_reason(
     if planned:
         return None
     if left_out:
-        names = ", ".join(f"{i['dataset_key']} ({i.get('reason')})" for i in left_out)
+        names = ", ".join(f"{left_out_name(i)} ({i.get('reason')})" for i in left_out)
         return f"every selected dataset was left out by placement: {names}"
     return "no target selected: no campaign is 'ready' in the selected regions"
 

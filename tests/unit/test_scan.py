@@ -315,3 +315,21 @@ def test_the_verdict_names_a_failed_point() -> None:
     verdict = compute_verdict(jobs, rows, train_states={0: "success", 1: "failed"})
     assert not verdict.ok
     assert any("d-v1_p02 (us-east-1" in line for line in verdict.lines() if line.startswith("NOT COMPLETE"))
+
+
+def test_a_left_out_scan_point_is_named_with_its_point_wherever_its_dataset_is() -> None:
+    # Issue 33: each point of a dataset is placed (and left out) on its own; "LEFT OUT d"
+    # alone did not say which of d's points the budget dropped.
+    from regional_training import report
+    from regional_training.summary import summarize
+    from regional_training.verdict import nothing_to_do_reason
+
+    left_out = [{"dataset_key": "seattle-rain-2026-v1", "campaign_key": "seattle-rain-2026",
+                 "reason": "over_budget", "explanation": "does not fit the budget", "point_id": "p02"},
+                {"dataset_key": "dublin-urban-2026-v1", "campaign_key": "dublin-urban-2026", "reason": "no_capacity"}]
+    text = summarize([], run_id="r", planned=0, left_out=left_out)["text"]
+    assert "LEFT OUT seattle-rain-2026-v1 point p02 (seattle-rain-2026): over_budget" in text
+    assert "LEFT OUT dublin-urban-2026-v1 (dublin-urban-2026): no_capacity" in text  # no scan: as before
+    assert "seattle-rain-2026-v1 point p02 (over_budget)" in str(nothing_to_do_reason(planned=0, dry_run=False,
+                                                                                       left_out=left_out))
+    assert "seattle-rain-2026-v1 point p02" in report._left_out(left_out)
