@@ -22,6 +22,10 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("sagemaker", "StopTrainingJob"),
     ("sagemaker", "ListTrainingJobs"),
     ("sagemaker", "AddTags"),
+    # The refresh_limits DAG (regional_training.live_limits): quotas and on-demand prices.
+    ("service-quotas", "ListServiceQuotas"),
+    ("service-quotas", "GetServiceQuota"),
+    ("pricing", "GetProducts"),
     ("iam", "PassRole"),
     # Before CreateTrainingJob the provider's hook checks that the train channel's
     # bucket and prefix exist (HeadBucket, ListObjectsV2 on the data bucket).
@@ -107,7 +111,7 @@ IAM_ACTIONS: dict[tuple[str, str], list[str]] = {
 }
 
 #: IAM service prefix when it differs from the boto3 service name.
-_IAM_PREFIX = {"cloudwatch": "cloudwatch", "logs": "logs"}
+_IAM_PREFIX = {"cloudwatch": "cloudwatch", "logs": "logs", "service-quotas": "servicequotas"}
 
 
 def iam_actions(service: str, operation: str) -> list[str]:

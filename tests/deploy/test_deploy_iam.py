@@ -68,6 +68,11 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
                                        ("sagemaker:StopTrainingJob", BATCH_JOB_ARN, IN_REGION)],
     ("sagemaker", "ListTrainingJobs"): [("sagemaker:ListTrainingJobs", "*", IN_REGION)],
     ("sagemaker", "AddTags"): [("sagemaker:AddTags", JOB_ARN, IN_REGION)],
+    # refresh_limits: quotas in the training regions, prices from the Price List's endpoint
+    ("service-quotas", "ListServiceQuotas"): [("servicequotas:ListServiceQuotas", "*", IN_REGION)],
+    ("service-quotas", "GetServiceQuota"): [
+        ("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{R}:{ACCT}:sagemaker/L-2F737F8D", IN_REGION)],
+    ("pricing", "GetProducts"): [("pricing:GetProducts", "*", {"aws:RequestedRegion": "us-east-1"})],
     ("iam", "PassRole"): [
         ("iam:PassRole", f"arn:aws:iam::{ACCT}:role/{ROLE}", {"iam:PassedToService": "sagemaker.amazonaws.com"})
     ],
@@ -270,6 +275,10 @@ def test_every_training_region_is_allowed_for_sagemaker_and_ecr(docs):
         ("sagemaker:CreateTrainingJob", JOB_ARN, {}),
         ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{R}:999999999999:training-job/{JOB}", IN_REGION),
         ("sagemaker:ListTrainingJobs", "*", {"aws:RequestedRegion": "ap-south-1"}),
+        ("servicequotas:ListServiceQuotas", "*", {"aws:RequestedRegion": "ap-south-1"}),
+        ("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:{R}:{ACCT}:ec2/L-1216C47A", IN_REGION),
+        ("servicequotas:RequestServiceQuotaIncrease", f"arn:aws:servicequotas:{R}:{ACCT}:sagemaker/x", IN_REGION),
+        ("pricing:GetProducts", "*", {"aws:RequestedRegion": "eu-west-1"}),
         ("sagemaker:CreateEndpoint", f"arn:aws:sagemaker:{R}:{ACCT}:endpoint/x", IN_REGION),
         ("sagemaker:DeleteModel", f"arn:aws:sagemaker:{R}:{ACCT}:model/x", IN_REGION),
         # PassRole: only the execution role, only to SageMaker.
@@ -413,6 +422,8 @@ def test_no_wildcard_actions_and_no_star_resource_for_s3_or_passrole(docs):
                 assert set(actions) <= {
                     "ecr:GetAuthorizationToken",
                     "sagemaker:ListTrainingJobs",
+                    "servicequotas:ListServiceQuotas",
+                    "pricing:GetProducts",
                     "cloudwatch:PutMetricData",
                     # Batch's Describe/List calls have no resource-level permissions.
                     "batch:DescribeJobs",
