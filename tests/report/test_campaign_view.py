@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NIGHTS = ("scheduled__2026-11-25T02:00:00+00:00", "scheduled__2026-11-26T02:00:00+00:00",
           "scheduled__2026-11-27T02:00:00+00:00")
 DAG_ID = "campaign_view_test"
+#: A night whose four targets were all reused from the last night: done, not "0 / 4".
+REUSED_NIGHT = "scheduled__2026-11-28T02:00:00+00:00"
 #: A test-only user of the shared api-server (a viewer: may read DAG runs; tests/api_server_support.py).
 USER, PASSWORD = VIEWER, USERS[VIEWER][1]
 LOGGED_JOB = "mrt-campaign-view-logged-job"
@@ -56,6 +58,14 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
                                 {**recorded_row, **reuse.NOT_REUSED, **scan.NO_POINT,
                                  "metrics": json.dumps(recorded_row["metrics"])})
             recorded.append(recorded_row)
+    for row in [r for r in recorded if r["run_id"] == NIGHTS[-1]]:
+        reused = {**row, "run_id": REUSED_NIGHT, "status": "Reused", "attempt": 0, "actual_cost_usd": 0.0,
+                  "training_start_time": None, "training_end_time": None, "billable_seconds": 0,
+                  "reused_from_dag_id": DAG_ID, "reused_from_run_id": NIGHTS[-1],
+                  "reused_from_target_key": row["target_key"]}
+        campaign_db.execute(conn, "upsert_training_run.sql",
+                            {**reuse.NOT_REUSED, **scan.NO_POINT, **reused, "metrics": json.dumps(reused["metrics"])})
+        recorded.append(reused)
     conn.close()
     return recorded
 
@@ -123,10 +133,12 @@ def test_the_view_lists_runs_and_bad_input_is_a_clear_error(campaign_server: str
     status, page = _get(f"{campaign_server}/campaign/?limit=500", token)
     assert status == 200, page
     runs = {r["run (report)"]: r for r in rs.tables(page)["runs"] if r["DAG"] == DAG_ID}
-    assert sorted(runs) == sorted(NIGHTS)
+    assert sorted(runs) == sorted([*NIGHTS, REUSED_NIGHT])
+    # every target reused: done, and said to be reused (issue 33: it read "0 / 4")
+    assert runs[REUSED_NIGHT]["completed"] == "4 / 4 (4 reused) done"
     for index, night in enumerate(NIGHTS):
         rows = [r for r in recorded if r["run_id"] == night]
-        assert runs[night]["completed"] == "4 / 4"
+        assert runs[night]["completed"] == "4 / 4 done"
         assert runs[night]["regions"] == ", ".join(sorted(r["region_code"] for r in rows))
         assert runs[night]["planned USD"] == f"{sum(r['planned_cost_usd'] for r in rows):.2f}"
         assert runs[night]["actual USD"] == f"{sum(r['actual_cost_usd'] for r in rows):.2f}", index
@@ -172,8 +184,11 @@ def test_a_logged_in_session_sees_the_view_and_opens_a_report(
     password.submit()
     WebDriverWait(browser, 60).until(expected_conditions.title_is("Training campaigns"))
     assert browser.execute_script("return document.querySelectorAll('svg.chart').length") == 3
-    lines = browser.execute_script("return document.querySelectorAll('svg.chart g[id^=line2d] path').length")
-    assert lines >= 4 * 3  # at least one line per dataset/region in each chart
+    # each chart: a named line (and key entry) per dataset/region, none unnamed
+    charts = rs.assert_every_line_named(browser)
+    assert [named for _, named, _, _ in charts] == [4, 4, 4], charts
+    browser.set_window_size(1440, 1000)
+    assert browser.execute_script(rs.SIDEWAYS_JS) == [False, []]
     assert rs.console_errors(browser) == []
     shot = artifacts / "campaign-view.png"
     rs.full_page_screenshot(browser, shot)
@@ -182,6 +197,7 @@ def test_a_logged_in_session_sees_the_view_and_opens_a_report(
     browser.find_element(By.LINK_TEXT, NIGHTS[-1]).click()
     WebDriverWait(browser, 30).until(expected_conditions.title_contains(NIGHTS[-1]))
     assert browser.execute_script("return document.querySelectorAll('svg.chart').length") == 5
+    rs.assert_every_line_named(browser)
     assert rs.console_errors(browser) == []
     shot = artifacts / "campaign-view-report.png"
     rs.full_page_screenshot(browser, shot)
@@ -198,3 +214,32 @@ def test_a_logged_in_session_sees_the_view_and_opens_a_report(
     shot = artifacts / "campaign-view-in-airflow-ui.png"
     assert browser.save_screenshot(str(shot))
     rs.assert_not_blank(shot)
+
+
+def test_a_trend_chart_of_16_lines_names_each_and_past_its_limit_one_per_region() -> None:
+    """Issue 33: 16 dataset/region lines had no key. Drawn here without the server: the
+    same function the page calls; the SVG's series and key entries counted from its text."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from campaign_view.app import TREND_LINES, trend_chart
+
+    def points(datasets: int) -> list[dict[str, Any]]:
+        return [{"dataset_key": f"dataset-{d:02d}", "region_code": rs.REGIONS[d % 4],
+                 "night": datetime(2026, 11, 25, 2, tzinfo=UTC) + timedelta(days=n),
+                 "accuracy": 0.5 + 0.01 * d + n / 10}
+                for d in range(datasets) for n in range(3)]
+
+    def counts(svg: str) -> tuple[int, int, int]:
+        named = len(set(re.findall(r'<g id="(series-\d+)"', svg)))
+        legend = svg[svg.index('<g id="legend_1">'):]
+        return named, len(re.findall(r'<g id="text_\d+"', legend)), len(re.findall(r'<g id="line2d_', svg))
+
+    sixteen = trend_chart(points(16), "accuracy", "accuracy")
+    named, keys, _ = counts(sixteen)
+    assert named == keys == 16
+    for d in range(16):
+        assert f"dataset-{d:02d} ({rs.REGIONS[d % 4]})" in sixteen
+    many = trend_chart(points(TREND_LINES + 5), "accuracy", "accuracy")
+    named, keys, _ = counts(many)
+    assert named == keys == 4 and "us-west-2 (median of" in many
