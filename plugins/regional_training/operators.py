@@ -20,7 +20,9 @@ What the stock operator does wrong for long multi-region jobs, and what this add
   next-ranked candidate (prebuilt requests in ``failover``) within the same task try,
   blocking the failed region as SkyPilot's recovery does, at most ``max_failovers``
   times; the moves go to XCom (``placement_moves``, where ``summarize`` finds them) and
-  with each deferral to the resumed try.
+  with each deferral to the resumed try. With no candidate left after jobs that ended
+  for capacity the task fails without Airflow's retries (:class:`CapacityExhaustedError`:
+  a retry would find the same ended jobs), naming SageMaker's reason for each region.
 * It only returns the job, so collecting it takes a task of its own downstream: one
   more task instance per target for the scheduler to evaluate in every loop. Here,
   given the target's ``job``, the try that finds the job completed collects it
