@@ -7,7 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from regional_training.campaign_db import CampaignDbUnavailableError
-from regional_training.operators import NoCapacityError
+from regional_training.operators import CapacityExhaustedError, NoCapacityError
 from regional_training.retry_policy import (
     Decision,
     NotRetriedError,
@@ -52,6 +52,16 @@ def failed(reason: str, status: str = "Failed") -> dict:
          "CampaignDbUnavailableError"),
         (RuntimeError("something unknown"), Decision.RETRY, "RuntimeError"),
         (NoCapacityError("no capacity for x: tried us-east-1 (spot)"), Decision.RETRY, "NoCapacityError"),
+        (CapacityExhaustedError("no capacity for x: tried us-east-1 (spot): MaxWaitTimeExceeded: ..."),
+         Decision.FAIL, "CapacityExhaustedError"),
+        ({"TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxWaitTimeExceeded"}, Decision.FAILOVER,
+         "MaxWaitTimeExceeded"),
+        ({"TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxRuntimeExceeded"}, Decision.FAILED_JOB,
+         "MaxRuntimeExceeded"),
+        ("MaxWaitTimeExceeded: Training job exceeded MaxWaitTimeInSeconds provided", Decision.FAILOVER,
+         "MaxWaitTimeExceeded"),
+        ("MaxRuntimeExceeded: Training job exceeded MaxRuntimeInSeconds provided", Decision.FAILED_JOB,
+         "MaxRuntimeExceeded"),
         (failed("AlgorithmError: argument --epochs: invalid int value: '3.0'"), Decision.FAILED_JOB,
          "AlgorithmError"),
         (failed("ClientError: Data download failed: NoSuchBucket"), Decision.FAILED_JOB, "ClientError"),
