@@ -44,6 +44,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _usd(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def recorded_rows(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     """The run's recorded rows (``training_runs`` plus ``moves``), in the collectors' shape."""
     from regional_training import campaign_db
@@ -98,6 +102,7 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
                 links.report_links(result, dag_id=run.dag_id, api_base_url=conf.get("api", "base_url", fallback="")),
                 plan=report.plan_from_jobs(jobs) if dry_run else None,
                 spend=report.fetch_spend(conn, run.dag_id, run.run_id),
+                budget_usd=_usd(run.params.get("budget_usd")),
             )
             aws_io.put_text(run.layout.summary, json.dumps(result, indent=2, sort_keys=True), region=region)
             aws_io.put_text(run.layout.report, page, region=region, content_type="text/html; charset=utf-8")
@@ -107,6 +112,18 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
         finally:
             campaign_db.fetch_dicts(conn, "run_summary_unlock.sql", keys)
     return result
+
+
+def written_headline(run: Run) -> str | None:
+    """The verdict headline of the ``summary.json`` written last (``None``: none written)."""
+    from regional_training import aws_io
+
+    try:
+        return str(json.loads(aws_io.get_text(run.layout.summary, region=run.settings.central_region))
+                   ["verdict"]["headline"])
+    except Exception as err:  # missing or unreadable: the caller writes it
+        log.info("No readable summary at %s (%s): writing it.", run.layout.summary, type(err).__name__)
+        return None
 
 
 def planned_inputs(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:

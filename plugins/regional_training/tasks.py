@@ -274,12 +274,15 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     for line in verdict.lines():
         log.info("%s", line)
     if run_summary is not None and verdict.headline() != run_summary.get("headline"):
-        # The summary was written before a target was recorded (its own re-render failed,
-        # or it raced a running summarize): derive it again before anyone reads it.
+        # Targets were recorded after summarize: each wrote the summary again, so the one
+        # stored normally agrees. If not (its re-render failed, or it raced a running
+        # summarize), derive it again before anyone reads it.
         from regional_training import run_summary as summaries
 
-        log.info("The summary said %r; writing it again from what is recorded.", run_summary.get("headline"))
-        summaries.write(run, jobs, list(left_out or []))
+        written = summaries.written_headline(run)
+        if written != verdict.headline():
+            log.info("The summary said %r; writing it again from what is recorded.", written)
+            summaries.write(run, jobs, list(left_out or []))
     report_url = links.report_url(run.dag_id, run.run_id, conf.get("api", "base_url", fallback=""))
     notifications.notify_run(verdict, dag_id=run.dag_id, run_id=run.run_id, report_url=report_url)
     raise_if_incomplete(verdict)
