@@ -146,3 +146,70 @@ def test_batch_array_reserves_every_first_launch_before_it_submits_the_array_job
                                 filters=[{"name": "JOB_NAME", "values": [name]}])["jobSummaryList"]
     submitted = datetime.fromtimestamp(summary["createdAt"] / 1000, tz=UTC)
     assert reserved_at <= submitted, (reserved_at, submitted)
+
+
+@pytest.fixture(scope="module")
+def slow_jobs(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator whose jobs train for two minutes: running while the budget guard looks."""
+    log = tmp_path_factory.mktemp("aws") / "local-aws.log"
+    with local_aws(fake_image_map(seconds=120), log_path=log, stop_grace_seconds=2) as endpoint:
+        seed_aws(endpoint, campaign_dsn)
+        yield endpoint
+
+
+def test_the_hard_cap_stops_the_running_job_and_the_run_fails(
+        slow_jobs: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget guard (dags/budget_guard.py's task body, here in a thread beside
+    ``dag.test``) sees the run's on-demand job burn 7.09 USD/h against a hard cap of 1 USD
+    within its look-ahead, stops it and records it; the target fails Stopped and the run
+    fails naming it; nothing more is launched."""
+    import threading
+
+    from local_stack import in_process_env
+    from regional_training import budget
+
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=slow_jobs, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
+    stops: list[budget.CapStop] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def guard() -> None:
+        while not done.is_set():
+            try:
+                stops.extend(budget.guard_hard_caps(horizon_seconds=3600))
+            except BaseException as err:  # reported by the test, not lost in the thread
+                errors.append(err)
+                return
+            done.wait(1)
+
+    watcher = threading.Thread(target=guard, daemon=True)
+    watcher.start()
+    try:
+        conf = {**LOCAL_RUN_CONF, "placement": "cheapest", "campaigns": ["boston-winter-2026"], "estimated_hours": 2,
+                "purchase_options": ["on_demand"], "budget_hard_cap_usd": 1}
+        dag_run, states = run_dag(conf)
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+    assert not errors, errors
+    assert str(dag_run.state) == "failed" and states["train"] == ["failed"]
+    jobs = jobs_of_run(slow_jobs, dag_run.run_id)
+    assert [(j["Region"], j["TrainingJobStatus"]) for j in jobs] == [("us-east-1", "Stopped")]
+    assert [(s.run_id, s.job_name, s.hard_cap_usd) for s in stops] == [
+        (dag_run.run_id, jobs[0]["TrainingJobName"], Decimal(1))]
+    conn = psycopg2.connect(campaign_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT target_key, job_name, hard_cap_usd, projected_usd > hard_cap_usd FROM budget_cap_stops"
+                        " WHERE run_id = %s", (dag_run.run_id,))
+            recorded = cur.fetchall()
+            cur.execute("SELECT target_key, budget_usd FROM budget_refusals WHERE run_id = %s", (dag_run.run_id,))
+            refused = cur.fetchall()
+    finally:
+        conn.close()
+    assert recorded == [("boston-winter-2026-v1", jobs[0]["TrainingJobName"], Decimal(1), True)]
+    # a job stopped by StopTrainingJob is not tried again by the train task (the refusal
+    # of a later launch after a cap stop: tests/integration/test_budget_hard_cap.py)
+    assert refused == []
+    assert len(jobs) == 1
