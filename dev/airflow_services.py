@@ -3,8 +3,10 @@
 :func:`airflow_services` starts, on 127.0.0.1, what a deployment runs (docker-compose.yaml):
 a throwaway PostgreSQL metadata database (``dev/local_pg.py``), ``airflow db migrate``,
 then ``airflow api-server``, ``scheduler`` (LocalExecutor, its workers preloaded:
-``regional_training.executors``), ``dag-processor`` and ``triggerer``, each in its own
-process group with its log under ``<home>/services/``. It waits until the api-server
+``regional_training.executors``), ``dag-processor`` and ``triggerer``, and the log server
+the scheduler and triggerer would each have started on every interface
+(``dev/log_server.py``: on 127.0.0.1 only), each in its own process group with its log
+under ``<home>/services/``. It waits until the api-server
 answers, every service reports healthy and the DAG is parsed, creates the launch pool,
 and stops every group on exit (also on Ctrl-C).
 
@@ -51,6 +53,9 @@ from sim_hosts import Host, SimulatedHosts
 
 DAG_ID = "multi_region_training"
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: The local stack's services (:func:`local_commands`): Airflow's four and the log server
+#: they share (``dev/log_server.py``), which listens on the stack's address only.
+LOCAL_SERVICES = ("log-server", *SERVICES)
 #: What the Celery stack runs (:func:`celery_services`): ``redis``, the Airflow services
 #: (``<component>-<n>`` when there are several) and ``worker-<n>``, one per simulated host.
 CELERY_EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
@@ -225,7 +230,7 @@ class AirflowStack:
         return self.home / "services" / f"{service}.log"
 
     def services(self) -> list[str]:
-        """Every service this stack runs, in start order."""
+        """Every service this stack runs, in start order (``log-server`` included)."""
         return list(self.commands) or list(SERVICES)
 
     def start(self, service: str) -> None:
@@ -262,7 +267,7 @@ class AirflowStack:
 
     def stop_all(self) -> None:
         # Schedulers first: no new task starts while the others go down; the broker last.
-        order = ("scheduler", "worker", "triggerer", "dag-processor", "api-server", "redis")
+        order = ("scheduler", "worker", "triggerer", "dag-processor", "api-server", "log-server", "redis")
         for service in sorted(self.procs, key=lambda s: order.index(kind_of(s)) if kind_of(s) in order else 0):
             self.stop(service)
         # Task processes run in sessions of their own, outside the services' groups. The
@@ -360,6 +365,16 @@ def services_env(
         # One worker: two cores; the UI and a few REST calls need no more.
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
+        # The supervisor of a try waits for the try's process to exit in a select() of up
+        # to this many seconds (5 by default). A try that closes its sockets just before
+        # its interpreter exits waits the whole interval: its executor slot stays taken,
+        # and a try that deferred is still reported "success" by the executor after its
+        # trigger fired and the scheduler queued it again (the scheduler then logs
+        # "finished with state success, but the task instance's state attribute is
+        # queued" at error level and sets the try up for retry: seen in a 4-target
+        # run with 3 s stand-in jobs). 1 s: at most one heartbeat a second per running
+        # try, and the task instance heartbeat timeout (300 s) is not affected.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         # The launch pool (created below); see LAUNCH_POOL.
@@ -378,6 +393,23 @@ def services_env(
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         })
     return env
+
+
+def local_commands(*, host: str, log_port: int) -> dict[str, list[str]]:
+    """The local stack's services and their command lines, in start order.
+
+    The scheduler and the triggerer serve no logs themselves (Airflow binds their log
+    servers to every interface); ``log-server`` serves both on ``host`` and ``log_port``
+    (``dev/log_server.py``), the port :func:`services_env`'s caller sets for both."""
+    airflow = [sys.executable, "-m", "airflow"]
+    return {
+        "log-server": [sys.executable, str(Path(__file__).resolve().parent / "log_server.py"), "--host", host,
+                       "--port", str(log_port)],
+        "api-server": [*airflow, "api-server"],
+        "scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
+        "dag-processor": [*airflow, "dag-processor"],
+        "triggerer": [*airflow, "triggerer", "--skip-serve-logs"],
+    }
 
 
 def celery_commands(*, broker_port: int, broker_password: str, host: str, home: Path, schedulers: int = 2,
@@ -430,6 +462,12 @@ def airflow_services(
         env = services_env(campaign_dsn=campaign_dsn, endpoint=endpoint, home=home, metadata_dsn=metadata_dsn,
                            port=port, password_file=password_file, parallelism=parallelism, host=host,
                            broker_url=f"redis://:{broker_password}@{host}:{broker_port}/0" if hosts else None)
+        log_port = free_port()
+        if not hosts:
+            # One log server for the tries' and the triggers' logs (local_commands); a
+            # free port, not 8793/8794: several stacks on one machine do not collide.
+            env.update({"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+                        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port)})
         env.update(extra_env or {})
         progress("migrating Airflow's metadata DB (PostgreSQL)")
         migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
@@ -439,6 +477,8 @@ def airflow_services(
         base = f"http://{host}:{port}"
         stack = AirflowStack(base_url=base, username=ADMIN_USER, password=password, env=env, home=home,
                              api=AirflowApi(base, ADMIN_USER, password))
+        if not hosts:
+            stack.commands = local_commands(host=host, log_port=log_port)
         if hosts:
             stack.executor = "celery"
             stack.commands = celery_commands(broker_port=broker_port, broker_password=broker_password, host=host,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -104,6 +104,72 @@ def stack_pids(home: Path) -> Iterator[int]:
                     yield pid
         except OSError:  # gone, or not ours to read
             continue
+
+
+def descendants(root: int) -> list[int]:
+    """Every living process below ``root`` (``/proc/<pid>/stat``'s parent PIDs)."""
+    children: dict[int, list[int]] = {}
+    for pid in all_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _tcp_address(hex_address: str) -> str:
+    """``/proc/net/tcp{,6}``'s ``ADDR:PORT`` (hex, each 32-bit word in host order) as an IP."""
+    import ipaddress
+    import struct
+
+    raw = bytes.fromhex(hex_address)
+    words = struct.unpack(f"={len(raw) // 4}I", raw)  # the kernel's words, in this machine's order
+    packed = b"".join(struct.pack(">I", w) for w in words)
+    return str(ipaddress.ip_address(packed))
+
+
+def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state that one of ``pids`` holds
+    (Linux: the socket inodes among ``/proc/<pid>/fd``, looked up in ``/proc/net/tcp``
+    and ``tcp6`` of this network namespace)."""
+    owner: dict[str, int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owner.setdefault(target[8:-1], pid)
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)  # header
+            for row in rows:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and inode in owner:  # 0A: TCP_LISTEN
+                    address, _, port = local.partition(":")
+                    found.append((owner[inode], _tcp_address(address), int(port, 16)))
+    return sorted(found)
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4-mapped loopback address."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def all_pids() -> Iterator[int]:

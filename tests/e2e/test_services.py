@@ -15,6 +15,8 @@ first try, and jobs of several regions overlapped in time.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ from helpers import jobs_of_run, rows_of_run
 
 from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
 from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from processes import descendants, is_loopback, listening_sockets
 from regional_training.batch_jobs import LAUNCH_TASK_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
@@ -275,3 +278,62 @@ def test_a_downstream_dag_scheduled_on_the_model_asset_runs_with_its_metadata(
     assert extra["final_metrics"] == {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
     assert extra["instance_type"] == job["ResourceConfig"]["InstanceType"]
     assert extra["planned_cost_usd"] is not None and extra["actual_cost_usd"] is not None
+
+
+# -- issue 33, item 5: a clean run logs no error, and nothing listens beyond 127.0.0.1 ----
+
+#: A record at error level or above, in each form the services write: Airflow's console
+#: renderer (``[error    ]``), a JSON record, Python's default format, a bare traceback.
+ERROR_RECORD = re.compile(r"\[\s*(error|critical|exception)\s*\]|\"level\":\s*\"(error|critical)\"|"
+                          r"^(ERROR|CRITICAL):|^Traceback \(most recent call last\)", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def clean_run(services: AirflowStack, ready_run: dict[str, Any]) -> dict[str, Any]:
+    """A run with nothing done to it (after the module's other runs: ``max_active_runs=1``):
+    what each service logged during it, and every TCP listener of this test session's
+    processes (databases, emulator, services, their workers and tries) while its jobs ran."""
+    offsets = {s: services.log_path(s).stat().st_size for s in services.services()}
+    run_id = services.api.trigger(dict(LOCAL_RUN_CONF))
+    listeners: list[tuple[int, str, int]] = []
+
+    def sample_when_deferred(followed: FollowedRun) -> bool:
+        train = [ti for ti in followed.task_instances if is_training_task(ti["task_id"]) and ti["map_index"] >= 0]
+        if not train or any(ti["state"] != "deferred" for ti in train):
+            return False
+        listeners.extend(listening_sockets(descendants(os.getpid())))
+        return True
+
+    followed = follow_run(services.api, run_id, timeout=900, while_running=sample_when_deferred)
+    time.sleep(3)  # the last tries' supervisors and the triggerer finish their lines
+    logged = {}
+    for service, offset in offsets.items():
+        with services.log_path(service).open("rb") as log:
+            log.seek(offset)
+            logged[service] = log.read().decode(errors="replace").splitlines()
+    return {"run": followed.run, "logged": logged, "listeners": listeners}
+
+
+def test_a_clean_run_logs_no_error_in_any_service(clean_run: dict[str, Any]) -> None:
+    assert clean_run["run"]["state"] == "success", clean_run["run"]
+    logged = clean_run["logged"]
+    assert {"log-server", "api-server", "scheduler", "dag-processor", "triggerer"} <= set(logged)
+    errors = {service: [line[:400] for line in lines if ERROR_RECORD.search(line)]
+              for service, lines in logged.items()}
+    assert not any(errors.values()), json.dumps(errors, indent=1)
+    # Credentials resolved from the environment are not news at INFO (local_stack.airflow_env).
+    chatter = {service: sum("Found credentials" in line for line in lines) for service, lines in logged.items()}
+    assert not any(chatter.values()), chatter
+
+
+def test_every_listener_of_the_stack_is_on_loopback(clean_run: dict[str, Any], services: AirflowStack) -> None:
+    listeners = clean_run["listeners"]
+    ports = {port for _pid, _address, port in listeners}
+    # The sample saw the stack: the API server and the one log server (dev/log_server.py),
+    # whose port both of Airflow's log-server settings name.
+    assert int(services.env["AIRFLOW__API__PORT"]) in ports, listeners
+    assert int(services.env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]) in ports, listeners
+    assert services.env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == \
+        services.env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"]
+    exposed = [entry for entry in listeners if not is_loopback(entry[1])]
+    assert not exposed, f"listening beyond loopback (pid, address, port): {exposed}"
