@@ -14,11 +14,21 @@ The client is closed when its last borrower is done, so a lone trigger (``dag.te
 runs one at a time, each in its own loop) opens and closes its own exactly as before;
 only concurrent triggers share. Clients are safe to share between tasks of one loop
 (aiobotocore's HTTP session is a connection pool).
+
+What remained of the blocking was the first client of each service in a triggerer: it
+reads and decodes botocore's data (the service's model, SageMaker's is large, the
+endpoint rules, partitions, retry settings), about 0.2 s of CPU, in the loop; the
+triggerer logged it as "async thread was blocked" twice in a 4-target run on the local
+services, 16 times at 500 targets. :func:`warm_service_data` loads the same data into
+the provider's loader of async sessions once per process and service, in a worker
+thread, before the first client is built; with it cached, building an aiobotocore
+SageMaker client takes about 11 ms (``docs/services.md``, "The triggerer's event loop").
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Hashable
 from types import TracebackType
 from typing import Any
@@ -29,10 +39,12 @@ class _Entry:
         self.ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.context: Any = None
         self.borrowers = 0
+        self.closer: asyncio.Task[None] | None = None
 
 
 class _Lease:
-    """``async with`` one shared client; the last borrower out closes it."""
+    """``async with`` one shared client; the last borrower out closes it (after the
+    pool's ``idle_seconds``)."""
 
     def __init__(self, pool: ClientPool, key: Hashable, open_context: Any) -> None:
         self._pool, self._key, self._open = pool, key, open_context
@@ -46,10 +58,19 @@ class _Lease:
 
 
 class ClientPool:
-    """Reference-counted clients by key (the running loop is part of every key)."""
+    """Reference-counted clients by key (the running loop is part of every key).
 
-    def __init__(self) -> None:
+    :param idle_seconds: how long a client nobody borrows stays open for the next
+        borrower (0: closed by the last one out). Triggers come and go: in a run, a
+        region's triggers often all end at once before the next one starts, and every
+        new client was built again in the loop. A client still idle then is closed; so is
+        one whose loop is shutting down (``asyncio.run`` cancels the waiting close, which
+        closes it at once), so a loop never ends with a client open.
+    """
+
+    def __init__(self, idle_seconds: float = 0.0) -> None:
         self._entries: dict[tuple[Any, Hashable], _Entry] = {}
+        self.idle_seconds = idle_seconds
 
     def lease(self, key: Hashable, open_context: Any) -> _Lease:
         """``open_context``: an async callable returning the client's context manager
@@ -82,25 +103,77 @@ class ClientPool:
         full_key = (asyncio.get_running_loop(), key)
         entry = self._entries[full_key]
         entry.borrowers -= 1
-        if entry.borrowers == 0:
+        if entry.borrowers > 0:
+            return
+        if self.idle_seconds <= 0:
             del self._entries[full_key]
             await entry.context.__aexit__(None, None, None)
+        elif entry.closer is None or entry.closer.done():
+            entry.closer = asyncio.get_running_loop().create_task(self._close_when_idle(full_key, entry))
+
+    async def _close_when_idle(self, full_key: tuple[Any, Hashable], entry: _Entry) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.idle_seconds)
+                if entry.borrowers == 0:
+                    break
+        finally:  # idle, or the loop is shutting down (cancelled): close it now
+            if entry.borrowers == 0 and self._entries.get(full_key) is entry:
+                del self._entries[full_key]
+                await entry.context.__aexit__(None, None, None)
 
     def open_count(self) -> int:
         return len(self._entries)
 
 
+#: How long an idle client waits for its next borrower in :data:`POOL`: longer than the
+#: poll interval of production (60 s) and of the local stack (2 s).
+IDLE_SECONDS = 120.0
+
 #: One pool per process (the triggerer's, a worker's).
-POOL = ClientPool()
+POOL = ClientPool(idle_seconds=IDLE_SECONDS)
+
+
+_WARM_LOCK = threading.Lock()
+#: Services whose botocore data this process has loaded (:func:`warm_service_data`).
+WARMED: set[str] = set()
+
+
+def warm_service_data(service: str) -> None:
+    """Load ``service``'s botocore data into the loader the provider's async sessions share
+    (``base_aws._loader``), by building a synchronous client on it: call in a thread.
+
+    The client is built offline from local files and dropped (its keys are placeholders
+    and it never sends a request); what stays is the loader's cache, which the triggers'
+    aiobotocore clients then read instead of the files. Sessions of an assumed role make
+    a loader of their own (the provider's), which this does not reach.
+    """
+    with _WARM_LOCK:  # one thread loads; the others wait here, not in the event loop
+        if service in WARMED:
+            return
+        import botocore.session
+        from airflow.providers.amazon.aws.hooks import base_aws
+
+        loader = getattr(base_aws, "_loader", None)
+        if loader is not None:
+            session = botocore.session.get_session()
+            session.register_component("data_loader", loader)
+            session.create_client(service, region_name="us-east-1", aws_access_key_id="warm-up",
+                                  aws_secret_access_key="warm-up")  # noqa: S106 - never signs a request
+        WARMED.add(service)
 
 
 class SharedClientHookMixin:
-    """Mix into a provider hook: ``get_async_conn()`` lends the shared client."""
+    """Mix into a provider hook: ``get_async_conn()`` lends the shared client, its
+    service's botocore data loaded outside the event loop first (:func:`warm_service_data`)."""
 
     aws_conn_id: str | None
     region_name: str | None
+    client_type: str | None
 
     async def get_async_conn(self) -> Any:
+        if self.client_type and self.client_type not in WARMED:
+            await asyncio.to_thread(warm_service_data, self.client_type)
         parent = super().get_async_conn  # type: ignore[misc]
         key = (type(self).__name__, self.aws_conn_id, self.region_name)
         return POOL.lease(key, parent)

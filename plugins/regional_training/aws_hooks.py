@@ -31,6 +31,10 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks import batch_client, logs, s3, sagemaker
 
+from regional_training.aws_sessions import quiet_credential_logs
+
+quiet_credential_logs()  # every process making the project's hooks (aws_sessions)
+
 __all__ = ["AwsLogsHook", "BatchClientHook", "QuickCallerMixin", "S3Hook", "SageMakerHook", "calling_class"]
 
 

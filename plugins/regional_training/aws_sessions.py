@@ -18,6 +18,7 @@ every session of a process.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import boto3.session
@@ -27,6 +28,30 @@ from airflow.providers.amazon.aws.hooks.base_aws import BaseSessionFactory
 
 #: The loader every session of this process shares.
 LOADER = botocore.loaders.create_loader()
+
+#: Loggers that say, at INFO, where every new session found its credentials ("Found
+#: credentials in environment variables"): one line per session, 1,512 at 500 targets,
+#: and in the triggerer each line is written from inside the event loop (about 8 ms).
+CREDENTIAL_LOGGERS = ("botocore.credentials", "aiobotocore.credentials")
+
+
+def quiet_credential_logs() -> None:
+    """Log :data:`CREDENTIAL_LOGGERS` from WARNING up (their INFO lines at debug), unless
+    a logging configuration already set their level.
+
+    Code, not configuration: Airflow 3.3's ``[logging] namespace_levels`` sets the levels
+    of its structlog loggers only, and botocore logs through the standard library's
+    (tried on the local stack: the lines stayed). Airflow's ``dictConfig`` leaves the
+    level of a logger it does not name as it is, so this holds in every process that
+    imports the package's AWS modules (tries, triggerer, API server).
+    """
+    for name in CREDENTIAL_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+quiet_credential_logs()
 
 
 def shared_boto3_session(**session_kwargs: Any) -> boto3.session.Session:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from regional_training.async_clients import SharedClientHookMixin
 from regional_training.aws_hooks import BatchClientHook
 from regional_training.links import BatchArrayJobLink
 from regional_training.run_keys import LAUNCH_BATCH_ARRAY
@@ -122,7 +123,7 @@ class BatchArrayLaunchOperator(BatchOperator):
     #: One link, formatted from the job this try submitted or reattached to, never read
     #: back from XCom (links.BatchArrayJobLink): the provider's four are read at the end of
     #: every try, and those never persisted (all four in a skipped try) logged errors.
-    operator_extra_links = (BatchArrayJobLink(),)
+    operator_extra_links = (BatchArrayJobLink(),)  # type: ignore[assignment]  # the provider types its four
     aws_hook_class = BatchClientHook  # the provider's, naming its caller cheaply (aws_hooks)
 
     def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
@@ -224,6 +225,12 @@ def service_job_args(request: dict[str, Any], name: str, *, queue: str, params: 
     return args
 
 
+class _SharedClientBatchHook(SharedClientHookMixin, BatchClientHook):
+    """The Batch hook of the service-job triggers: one aiobotocore client per region lent to
+    every trigger polling it at once, its botocore data loaded outside the event loop
+    (:mod:`regional_training.async_clients`)."""
+
+
 class BatchServiceJobTrigger(BaseTrigger):
     """Waits for a Batch service job to end (``DescribeServiceJob``), in its region.
 
@@ -251,8 +258,8 @@ class BatchServiceJobTrigger(BaseTrigger):
         })
 
     def hook(self) -> BatchClientHook:
-        return BatchClientHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                               config=self.botocore_config)
+        return _SharedClientBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                                      config=self.botocore_config)
 
     def _event(self, status: str, message: str) -> TriggerEvent:
         return TriggerEvent({"status": status, "job_name": self.job_name, "service_job_id": self.service_job_id,

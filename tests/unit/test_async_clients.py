@@ -88,3 +88,39 @@ def test_a_failed_open_reaches_every_waiting_borrower_and_leaves_nothing_open() 
     assert pool.open_count() == 0
     with pytest.raises(ConnectionError):  # a later borrower tries afresh
         asyncio.run(borrow())
+
+
+# -- issue 33: an idle client waits for the next trigger instead of being built again ----
+
+
+def test_an_idle_client_serves_the_next_borrower_within_idle_seconds() -> None:
+    pool, counter = ClientPool(idle_seconds=0.3), Opened()
+
+    async def borrow() -> str:
+        async with pool.lease("sagemaker/eu-west-1", counter.open) as client:
+            return str(client)
+
+    async def main() -> list[str]:
+        first = await borrow()
+        await asyncio.sleep(0.1)  # all borrowers gone; the next trigger comes soon after
+        second = await borrow()
+        assert (counter.opened, counter.closed, pool.open_count()) == (1, 0, 1)
+        await asyncio.sleep(0.6)  # idle longer than idle_seconds: closed
+        assert (counter.closed, pool.open_count()) == (1, 0)
+        return [first, second, await borrow()]
+
+    assert asyncio.run(main()) == ["client-1", "client-1", "client-2"]
+    assert (counter.opened, counter.closed, pool.open_count()) == (2, 2, 0)
+
+
+def test_a_loop_that_ends_closes_its_idle_client() -> None:
+    """``dag.test()`` runs each trigger in a loop of its own: the idle wait must not
+    leave the client open when that loop ends (aiohttp would report it unclosed)."""
+    pool, counter = ClientPool(idle_seconds=60), Opened()
+
+    async def once() -> str:
+        async with pool.lease("k", counter.open) as client:
+            return str(client)
+
+    assert [asyncio.run(once()) for _ in range(2)] == ["client-1", "client-2"]
+    assert (counter.opened, counter.closed, pool.open_count()) == (2, 2, 0)
