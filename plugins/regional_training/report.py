@@ -454,6 +454,46 @@ def fetch_spend(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     return campaign_db.fetch_dicts(conn, "run_spend_ledger.sql", {"dag_id": dag_id, "run_id": run_id})
 
 
+def fetch_carries(conn: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's copied checkpoint carry-overs with their earlier jobs' cost
+    (``run_checkpoint_savings.sql``), for :func:`carry_savings`."""
+    from regional_training import campaign_db
+
+    return campaign_db.fetch_dicts(conn, "run_checkpoint_savings.sql", {"dag_id": dag_id, "run_id": run_id})
+
+
+def carry_savings(carries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What checkpoint carry-over saved (issue 31): each new job resumed from its earlier
+    job's checkpoint instead of step 0, so it did not redo the work that job paid for.
+    Per carry, that work is taken as the earlier job's billable time (GPU-hours = its
+    instance-hours x GPUs per instance) and actual cost: an upper bound, as the steps after
+    its last checkpoint are redone. ``None`` where the earlier job's cost is not recorded."""
+    from regional_training.training_request import GPUS_PER_INSTANCE
+
+    items, hours_total, usd_total, known = [], 0.0, 0.0, 0
+    for carry in carries:
+        cost, rate, count = (carry.get("from_actual_cost_usd"), carry.get("from_billing_usd_per_hour"),
+                             carry.get("from_instance_count"))
+        gpus = GPUS_PER_INSTANCE.get(str(carry.get("instance_type")))
+        gpu_hours = usd = None
+        if cost is not None:
+            usd = float(cost)
+            if rate and count and gpus:
+                # cost / per-instance rate = instance-hours (all its instances); x GPUs each
+                gpu_hours = float(cost) / float(rate) * gpus
+        if usd is not None:
+            usd_total += usd
+            hours_total += gpu_hours or 0.0
+            known += 1
+        items.append({**{k: carry.get(k) for k in ("target_key", "job_name", "from_job_name", "from_region",
+                                                    "to_region", "resumed_step", "bytes_copied")},
+                      "seconds": None if carry.get("seconds") is None else float(carry["seconds"]),
+                      "saved_gpu_hours": None if gpu_hours is None else round(gpu_hours, 3),
+                      "saved_usd": None if usd is None else round(usd, 2)})
+    return {"carries": items, "saved_gpu_hours": round(hours_total, 3) if known else None,
+            "saved_usd": round(usd_total, 2) if known else None}
+
+
 # -- the page -------------------------------------------------------------------------
 
 _CSS = """
@@ -664,6 +704,24 @@ def _scan_rows(ranking: Mapping[str, Any]) -> str:
     return _table(head, body, "scan")
 
 
+def _carry_section(savings: Mapping[str, Any]) -> str:
+    carries = savings["carries"]
+    head = ("target", "from job", "moved", "resumed at step", "bytes copied", "copy seconds", "saved GPU-hours",
+            "saved USD")
+    body = [
+        f'<tr data-target="{_e(c["target_key"])}">' + _cell(c["target_key"], css="key")
+        + _cell(c["from_job_name"], css="job") + _cell(f"{c['from_region']} → {c['to_region']}")
+        + _cell(c.get("resumed_step"), "d") + _cell(c.get("bytes_copied"), ",d") + _cell(c.get("seconds"), ".1f")
+        + _cell(c.get("saved_gpu_hours"), ".2f") + _cell(c.get("saved_usd"), ".2f") + "</tr>"
+        for c in carries
+    ]
+    total = (f'<p id="carry-saved">{len(carries)} failed-over job(s) resumed from the checkpoint of the job before '
+             f'them instead of step 0: about {_e(_num(savings.get("saved_gpu_hours"), ".2f"))} GPU-hours and '
+             f'{_e(_num(savings.get("saved_usd"), ".2f"))} USD of work not redone (at most: the steps after each '
+             "last checkpoint are redone).</p>")
+    return "<h2>Checkpoint carry-over</h2>" + total + _table(head, body, "carries")
+
+
 def _left_out(items: Sequence[Mapping[str, Any]]) -> str:
     from regional_training.targets import left_out_name  # a scan's item names its point (issue 33)
 
@@ -693,11 +751,13 @@ def render_report(
     plan: Sequence[Mapping[str, Any]] | None = None,
     spend: Sequence[Mapping[str, Any]] | None = None,
     budget_usd: float | None = None,
+    carries: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The run's report as one self-contained HTML document (see the module docstring).
 
     ``spend``: the run's budget ledger rows (:func:`fetch_spend`), charted as planned,
-    committed and actual spend over time. From :data:`LARGE_RUN` targets the page is a
+    committed and actual spend over time; ``carries``: the run's checkpoint carry-overs
+    (:func:`fetch_carries`), with the GPU-hours and dollars they saved. From :data:`LARGE_RUN` targets the page is a
     summary: per region and status, the failed and worst targets in full, every target in
     the CSV written beside the report (:data:`TARGETS_CSV`, :func:`targets_csv`)."""
     series, links = series or {}, links or {}
@@ -752,6 +812,8 @@ def render_report(
     if rows and spend:
         parts.append(f'<h2>Spend</h2><div class="figure">'
                      f'{spend_chart(spend, summary.get("planned_cost_usd"), budget_usd)}</div>')
+    if carries:
+        parts.append(_carry_section(carry_savings(carries)))
     if rows and any(series.get(r["target_key"]) for r in rows):
         parts.append("<h2>Training over the steps</h2>")
         parts += [f'<div class="figure">{step_chart(metric, rows, series)}</div>' for metric in CHARTED]

@@ -95,6 +95,9 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
         try:
             rows = recorded_rows(conn, run.dag_id, run.run_id)
             result = build(run, rows, jobs, left_out)
+            carries = report.fetch_carries(conn, run.dag_id, run.run_id)
+            if carries:  # issue 31: what the checkpoint carry-over saved
+                result["checkpoint_carry"] = report.carry_savings(carries)
             dry_run = bool(result["dry_run"])
             page = report.render_report(
                 result,
@@ -103,6 +106,7 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
                 plan=report.plan_from_jobs(jobs) if dry_run else None,
                 spend=report.fetch_spend(conn, run.dag_id, run.run_id),
                 budget_usd=_usd(run.params.get("budget_usd")),
+                carries=carries,
             )
             aws_io.put_text(run.layout.summary, json.dumps(result, indent=2, sort_keys=True), region=region)
             aws_io.put_text(run.layout.report, page, region=region, content_type="text/html; charset=utf-8")

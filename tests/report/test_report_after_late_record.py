@@ -170,3 +170,45 @@ def test_an_all_reused_run_is_done_and_says_reused(
     assert "4 of 4 target(s) completed (4 reused from an identical earlier job, not trained again)" in report
     statuses = {t["status"] for t in rs.tables(report)["targets"]}
     assert statuses == {"Reused"}
+
+
+def test_the_report_shows_spend_and_what_checkpoint_carry_over_saved(
+    offline_stack: str, campaign_dsn: str, planned: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+) -> None:
+    """Issue 31 in the report, from its own tables (V007 budget_ledger, V008
+    checkpoint_carries): one target failed over from us-west-2 after its first job cost
+    12.00 USD at 24 USD per instance-hour (0.5 instance-hours: 2 instances for 15 min) on
+    4-GPU instances; its new job resumed at step 24: 2.00 GPU-hours and 12.00 USD not redone."""
+    jobs, rows = planned
+    run_id = "manual__carry-saved"
+    rows = [{**row, "run_id": run_id, "instance_type": "ml.g5.12xlarge"} for row in rows]
+    for row in rows:
+        _record(campaign_dsn, row)
+    moved = rows[0]
+    conn = psycopg2.connect(campaign_dsn)
+    with conn, conn.cursor() as cur:  # test set-up: what the launch path records (budget.py, checkpoint_carry.py)
+        for job, region, cost in ((f"{moved['training_job_name']}-old", "us-west-2", 12.0),
+                                  (moved["training_job_name"], moved["region_code"], 30.0)):
+            cur.execute(
+                "INSERT INTO budget_ledger (dag_id, run_id, target_key, job_name, region_code, purchase_option,"
+                " instance_count, billing_usd_per_hour, expected_cost_usd, actual_cost_usd, settled_at)"
+                " VALUES (%s, %s, %s, %s, %s, 'spot', 2, 24, 40, %s, now())",
+                (DAG_ID, run_id, moved["target_key"], job, region, cost))
+        cur.execute(
+            "INSERT INTO checkpoint_carries (dag_id, run_id, target_key, job_name, from_job_name, from_region,"
+            " to_region, outcome, source_uri, dest_uri, objects, bytes_copied, seconds, resumed_step)"
+            " VALUES (%s, %s, %s, %s, %s, 'us-west-2', %s, 'copied', 's3://a/ckpt/', 's3://b/ckpt/', 7, 3332, 0.4,"
+            " 24)",
+            (DAG_ID, run_id, moved["target_key"], moved["training_job_name"], f"{moved['training_job_name']}-old",
+             moved["region_code"]))
+    conn.close()
+    summarize = _run(campaign_dsn, run_id, SUMMARIZE, jobs)
+    result = run_summary.write(summarize, jobs, [])
+    saved = result["checkpoint_carry"]
+    assert (saved["saved_gpu_hours"], saved["saved_usd"]) == (2.0, 12.0)
+    assert saved["carries"][0]["resumed_step"] == 24 and saved["carries"][0]["bytes_copied"] == 3332
+    _, report, _ = _written(summarize)
+    assert "about 2.00 GPU-hours and 12.00 USD of work not redone" in report
+    carry = rs.tables(report)["carries"][0]
+    assert (carry["resumed at step"], carry["saved GPU-hours"], carry["saved USD"]) == ("24", "2.00", "12.00")
+    assert 'aria-label="Spend over the run"' in report  # the ledger's two jobs: committed and actual

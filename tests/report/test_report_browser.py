@@ -28,7 +28,13 @@ def _with_spend() -> str:
     ledger = [{"job_name": f"job-{i}", "target_key": r["target_key"], "reserved_at": start + timedelta(minutes=i),
                "expected_cost_usd": r["planned_cost_usd"], "settled_at": start + timedelta(minutes=90 + 7 * i),
                "actual_cost_usd": r["actual_cost_usd"]} for i, r in enumerate(summary["rows"])]
-    return render_report(summary, series, spend=ledger, budget_usd=400.0)
+    moved = summary["rows"][1]
+    carries = [{"target_key": moved["target_key"], "job_name": moved["training_job_name"],
+                "from_job_name": f"{moved['training_job_name']}-a1", "from_region": "us-west-2",
+                "to_region": moved["region_code"], "resumed_step": 24, "objects": 7, "bytes_copied": 3332,
+                "seconds": 0.4, "from_actual_cost_usd": 12.0, "from_billing_usd_per_hour": 24.0,
+                "from_instance_count": 2, "instance_type": "ml.p4d.24xlarge"}]
+    return render_report(summary, series, spend=ledger, budget_usd=400.0, carries=carries)
 
 
 def _many_targets() -> str:
