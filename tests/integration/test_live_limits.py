@@ -191,3 +191,20 @@ def test_a_throttled_refresh_leaves_the_old_rows_and_a_retried_throttle_does_not
         counts = json.loads(answer.read())
     # the first call and botocore's 3 retries of the quota list, one GetProducts
     assert (counts["throttled service-quotas:ListServiceQuotas"], counts["throttled pricing:GetProducts"]) == (4, 1)
+
+
+def test_the_dags_clients_reach_both_apis_through_the_aws_connection(endpoint: str, campaign_dsn: str,
+                                                                     airflow_db: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """refresh_limits' tasks build their clients from the ``aws_default`` connection, with
+    the refresh's retry settings."""
+    from local_stack import in_process_env
+
+    for key, value in in_process_env(dsn=campaign_dsn, endpoint=endpoint, airflow_home=airflow_db).items():
+        monkeypatch.setenv(key, value)
+    set_limits(endpoint, {"quotas": {EAST: {"ml.p3.16xlarge": 8}}, "prices": {EAST: {"ml.p3.16xlarge": 28.152}}})
+    quotas = live_limits.read_quotas(live_limits.airflow_client("service-quotas", EAST), EAST, ["ml.p3.16xlarge"])
+    assert [q.quota_instances for q in quotas] == [8]
+    pricing = live_limits.airflow_client("pricing", EAST)
+    assert pricing.meta.config.retries == live_limits.REFRESH_BOTOCORE_CONFIG["retries"]
+    assert [p.usd_per_hour for p in live_limits.read_prices(pricing, [EAST], ["ml.p3.16xlarge"])] == ["28.1520000000"]
