@@ -101,7 +101,7 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
             dry_run = bool(result["dry_run"])
             page = report.render_report(
                 result,
-                report.fetch_run_series(result["rows"], jobs),
+                _series(run, result["rows"], jobs),
                 links.report_links(result, dag_id=run.dag_id, api_base_url=conf.get("api", "base_url", fallback="")),
                 plan=report.plan_from_jobs(jobs) if dry_run else None,
                 spend=report.fetch_spend(conn, run.dag_id, run.run_id),
@@ -114,8 +114,39 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
             aws_io.put_text(run.layout.uri(report.TARGETS_CSV), report.targets_csv(result["rows"]), region=region,
                             content_type="text/csv; charset=utf-8")
         finally:
-            campaign_db.fetch_dicts(conn, "run_summary_unlock.sql", keys)
+            try:
+                campaign_db.fetch_dicts(conn, "run_summary_unlock.sql", keys)
+            except Exception as err:  # keep the write's own error; closing the session releases the lock
+                log.warning("Could not release the summary lock of %s (released on close): %s", run.run_id, err)
     return result
+
+
+#: Beside the report: each target's metric series with the job it was read from, so a
+#: target recorded late re-reads its own job's log only, not every target's (500 cleared
+#: targets would otherwise read 500 x 500 logs).
+SERIES_CACHE = "metric_series.json"
+
+
+def _series(run: Run, rows: list[dict[str, Any]], jobs: Sequence[Mapping[str, Any]]
+            ) -> dict[str, list[dict[str, float]]]:
+    """Each row's metric series: the cached one when its job is the same, else read now."""
+    from regional_training import aws_io, report
+
+    region, uri = run.settings.central_region, run.layout.uri(SERIES_CACHE)
+    try:
+        cached = json.loads(aws_io.get_text(uri, region=region))
+    except Exception:  # first write (or unreadable): read every job's log
+        cached = {}
+    def job(row: Mapping[str, Any]) -> str:  # the same job, ended the same way: the same log
+        return "|".join(str(row.get(k)) for k in ("training_job_name", "training_job_arn", "status",
+                                                   "training_end_time"))
+
+    fresh = [r for r in rows if (cached.get(str(r["target_key"])) or {}).get("job") != job(r)]
+    series = {key: entry["points"] for key, entry in cached.items()}
+    series.update(report.fetch_run_series(fresh, jobs))
+    keep = {str(r["target_key"]): {"job": job(r), "points": series.get(str(r["target_key"]), [])} for r in rows}
+    aws_io.put_text(uri, json.dumps(keep, sort_keys=True), region=region, content_type="application/json")
+    return {key: entry["points"] for key, entry in keep.items()}
 
 
 def written_headline(run: Run) -> str | None:

@@ -108,9 +108,21 @@ def _written(run: LocalRun) -> tuple[dict[str, Any], str, str]:
 
 
 def test_targets_recorded_after_summarize_make_the_report_say_4_of_4(
-    offline_stack: str, campaign_dsn: str, planned: tuple[list[dict[str, Any]], list[dict[str, Any]]]
+    offline_stack: str, campaign_dsn: str, planned: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from regional_training import report
+
     jobs, rows = planned
+    # each write reads the logs of the jobs it has not read before (metric_series.json), never all again
+    read: list[str] = []
+    real_fetch = report.fetch_run_series
+
+    def counting_fetch(rows_to_read: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+        read.extend(str(r["target_key"]) for r in rows_to_read)
+        return real_fetch(rows_to_read, *args, **kwargs)
+
+    monkeypatch.setattr(report, "fetch_run_series", counting_fetch)
     run_id = "manual__late-record"
     summarize = _run(campaign_dsn, run_id, SUMMARIZE, jobs)
     # summarize ran while the DB was down for the training tasks: nothing recorded
@@ -149,6 +161,7 @@ def test_targets_recorded_after_summarize_make_the_report_say_4_of_4(
     assert "4 of 4 target(s) completed" in report
     assert sorted(t["target"] for t in rs.tables(report)["targets"]) == sorted(r["target_key"] for r in rows)
     assert len(csv_text.splitlines()) == 5
+    assert sorted(read) == sorted(r["target_key"] for r in rows), read  # each job's log read once
 
 
 def test_an_all_reused_run_is_done_and_says_reused(
