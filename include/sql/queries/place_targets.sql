@@ -181,7 +181,11 @@ copies AS (
      GROUP BY t.priority
 ),
 -- Each offer's risk term (the same for every target: computed once per offer).
-risky_offers AS (
+-- MATERIALIZED: inlined, the planner pulled the failure model into the candidates join
+-- and computed the risk arithmetic once per candidate row (~850 at 1M datasets instead
+-- of ~9 offers), with a larger join to plan: a fifth more server CPU than the query
+-- before the risk term (docs/placement.md, "Benchmark").
+risky_offers AS MATERIALIZED (
     SELECT y.*, y.expected_cost_usd + y.risk_usd AS risk_adjusted_cost_usd
       FROM (SELECT o.*, r.expected_cost_usd,
                    coalesce(fm.recent_failures, 0) AS recent_failures,
