@@ -17,7 +17,7 @@ import pytest
 import report_support as rs
 from api_server_support import USERS, VIEWER, ApiServer
 
-from regional_training.report import LOG_GROUP, render_report
+from regional_training.report import LOG_GROUP, TARGETS_CSV, render_report, targets_csv
 from regional_training.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,6 +98,8 @@ def recorded(campaign_dsn: str, aws_endpoint: str) -> list[dict[str, Any]]:
     key = RunLayout(central_bucket=CENTRAL_BUCKET, dag_id=DAG_ID, run_id=NIGHTS[-1]).report.split("/", 3)[3]
     s3.put_object(Bucket=CENTRAL_BUCKET, Key=key,
                   Body=render_report(summary, series).encode(), ContentType="text/html; charset=utf-8")
+    s3.put_object(Bucket=CENTRAL_BUCKET, Key=key.rsplit("/", 1)[0] + "/" + TARGETS_CSV,
+                  Body=targets_csv(summary["rows"]).encode(), ContentType="text/csv; charset=utf-8")
     return rows
 
 
@@ -149,6 +151,11 @@ def test_the_view_lists_runs_and_bad_input_is_a_clear_error(campaign_server: str
     status, body = _get(f"{campaign_server}/campaign/jobs/us-east-1/no-such-job", token)
     assert status == 404 and "no-such-job" in body
     status, body = _get(f"{campaign_server}/campaign/runs/{DAG_ID}/no-such-run/report", token)
+    assert status == 404 and "no-such-run" in body
+    # the CSV beside the report, where the report's relative link lands through the view
+    status, body = _get(f"{campaign_server}/campaign/runs/{DAG_ID}/{quote(NIGHTS[-1], safe='')}/{TARGETS_CSV}", token)
+    assert status == 200 and body.splitlines()[0].startswith("region,target,status") and len(body.splitlines()) == 5
+    status, body = _get(f"{campaign_server}/campaign/runs/{DAG_ID}/no-such-run/{TARGETS_CSV}", token)
     assert status == 404 and "no-such-run" in body
     # the train task's offline "logs" link: the job's streams in its own region
     status, body = _get(f"{campaign_server}/campaign/logs/eu-west-1/{LOGGED_JOB}", token)
