@@ -24,6 +24,14 @@ as the select task counts them): with today's query and with
 ``bench/sql/place_targets_before_risk.sql`` (the query before the risk term, kept
 verbatim), printing the ratio risk / before (goal <= 1.2x).
 
+Wall time on a shared 2-core machine swings with its neighbours (1.06-1.40x between
+runs of the same two queries), so each run also records the CPU it cost: the server
+backend's on-CPU time (``/proc/<backend pid>/schedstat``, nanoseconds; the server runs
+on this machine) and this client thread's (``time.thread_time_ns``: parsing the rows
+into Python objects), and the order of the cases rotates each round. CPU time does not
+grow when other processes take the cores, so its ratio is the stable figure; the wall
+ratio is printed beside it.
+
     PYTHONPATH=dev .venv/bin/python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
 """
 
@@ -35,7 +43,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,28 +193,63 @@ def queries() -> dict[str, str]:
     return {"risk": load_sql("queries/place_targets.sql"), "before": BEFORE_RISK_SQL.read_text(encoding="utf-8")}
 
 
-def time_once(conn, params: dict, query: str) -> tuple[float, list[dict]]:
+#: id(connection) -> its server process's CPU reader (psycopg2 connections take no attributes).
+SERVER_CPU: dict[int, Callable[[], int | None]] = {}
+
+
+def backend_cpu_ns(conn) -> Callable[[], int | None]:
+    """A reader of the connection's server process's on-CPU time (ns), or of ``None``
+    where that process is not readable from here (``--dsn`` on another machine)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    conn.commit()
+    path = Path(f"/proc/{pid}/schedstat")
+
+    def read() -> int | None:
+        try:
+            return int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+    return read
+
+
+def time_once(conn, params: dict, query: str) -> tuple[float, list[dict], float | None]:
+    """(wall ms, rows, CPU ms: server backend + this client thread; None if unreadable)."""
+    server_cpu = SERVER_CPU.get(id(conn))
+    server_before, client_before = server_cpu() if server_cpu else None, time.thread_time_ns()
     started = time.perf_counter()
     with conn.cursor() as cur:  # as campaign_db.fetch_dicts runs it
         cur.execute(query, params)
         columns = [col.name for col in cur.description or ()]
         rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
     conn.commit()
-    return (time.perf_counter() - started) * 1000, rows
+    wall = (time.perf_counter() - started) * 1000
+    client = time.thread_time_ns() - client_before
+    server_after = server_cpu() if server_cpu else None
+    cpu = None if server_before is None or server_after is None else (server_after - server_before + client) / 1e6
+    return wall, rows, cpu
 
 
-def run_interleaved(conns: dict, cases: dict, repeats: int) -> tuple[dict, dict]:
+def run_interleaved(conns: dict, cases: dict, repeats: int) -> tuple[dict, dict, dict]:
+    """Wall and CPU samples per (case, query), and each case's rows; the order of the
+    (case, query) pairs rotates by one each round, so no pair always follows another."""
     texts = queries()
     keys = [(case, q) for case in cases for q in texts]
     samples: dict[tuple, list[float]] = {key: [] for key in keys}
+    cpu: dict[tuple, list[float]] = {key: [] for key in keys}
     rows_of: dict[tuple, list[dict]] = {}
     for case, q in keys:
         for _ in range(3):  # warm caches and the catalog
             rows_of[(case, q)] = time_once(conns[case[0]], cases[case], texts[q])[1]
-    for _ in range(repeats):
-        for case, q in keys:
-            samples[(case, q)].append(time_once(conns[case[0]], cases[case], texts[q])[0])
-    return samples, rows_of
+    for round_number in range(repeats):
+        shift = round_number % len(keys)
+        for case, q in keys[shift:] + keys[:shift]:
+            wall, _, cpu_ms = time_once(conns[case[0]], cases[case], texts[q])
+            samples[(case, q)].append(wall)
+            if cpu_ms is not None:
+                cpu[(case, q)].append(cpu_ms)
+    return samples, rows_of, cpu
 
 
 def describe(rows: list[dict]) -> str:
@@ -250,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             dsn = create_db(base, f"bench_{n}")
             seconds = load(dsn, n)
             conn = conns[n] = psycopg2.connect(dsn)
+            SERVER_CPU[id(conn)] = backend_cpu_ns(conn)
             with conn.cursor() as cur:
                 cur.execute("SELECT (SELECT count(*) FROM datasets), (SELECT count(*) FROM dataset_copies),"
                             " pg_size_pretty(pg_database_size(current_database())), version()")
@@ -261,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         # Interleave the sizes and modes run by run, so load from other processes on the
         # machine hits every case alike (the ratio is what must stay under 2x).
         load_before = os.getloadavg()[0]
-        samples, rows_of = run_interleaved(conns, cases, args.repeats)
+        samples, rows_of, cpu = run_interleaved(conns, cases, args.repeats)
         print(f"\n{args.repeats} interleaved runs per case; load average {load_before:.2f} before,"
               f" {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
         for (n, mode), params in cases.items():
@@ -274,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"  (server execution median of 9: {exec_ms:.2f} ms)"
                   f"  before the risk term {before:6.2f} ms: risk/before {statistics.median(xs) / before:.2f}x"
                   " [goal <= 1.2x]")
+            if cpu[((n, mode), "risk")] and cpu[((n, mode), "before")]:
+                risk_cpu = statistics.median(cpu[((n, mode), "risk")])
+                before_cpu = statistics.median(cpu[((n, mode), "before")])
+                print(f"  {'':>9} {'':<10} CPU (server + client) median {risk_cpu:6.2f} ms,"
+                      f" before the risk term {before_cpu:6.2f} ms: risk/before {risk_cpu / before_cpu:.2f}x"
+                      " [goal <= 1.2x]")
         for n in sizes:
             if not args.no_explain:
                 explains[n] = explain(conns[n], cases[(n, "ready")])[0]
