@@ -134,3 +134,20 @@ def test_a_bad_metadata_row_is_refused_naming_row_and_field(case: tuple[str, Any
     rows[position] = {**rows[position], field: value}
     with pytest.raises(TargetError, match=rf"target row {position + 1} .*field '{field}'"):
         validate_rows(rows, requested_campaigns=[], allowed_regions=[], known_regions={"eu-west-1"})
+
+
+def test_docs_params_lists_every_param_in_its_section() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "params.md").read_text()
+    documented: dict[str, list[str]] = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+            documented[section] = []
+        elif section and (match := re.match(r"\| `(\w+)` \|", line)):
+            documented[section].append(match.group(1))
+    specs = param_specs()
+    assert documented == {title: [n for n in names if n in specs] for title, names in SECTIONS.items()}
