@@ -206,9 +206,15 @@ def test_the_hard_cap_stops_the_running_job_and_the_run_fails(
             recorded = cur.fetchall()
             cur.execute("SELECT target_key, budget_usd FROM budget_refusals WHERE run_id = %s", (dag_run.run_id,))
             refused = cur.fetchall()
+            cur.execute("SELECT status, failure_reason FROM training_runs WHERE run_id = %s", (dag_run.run_id,))
+            rows = cur.fetchall()
     finally:
         conn.close()
     assert recorded == [("boston-winter-2026-v1", jobs[0]["TrainingJobName"], Decimal(1), True)]
+    # the row says who stopped the job and why, before SageMaker's own words
+    assert [status for status, _ in rows] == ["Stopped"]
+    assert rows[0][1].startswith("stopped by the run's budget hard cap of 1.0000 USD (spent "), rows[0][1]
+    assert "; SageMaker: " in rows[0][1]
     # a job stopped by StopTrainingJob is not tried again by the train task (the refusal
     # of a later launch after a cap stop: tests/integration/test_budget_hard_cap.py)
     assert refused == []

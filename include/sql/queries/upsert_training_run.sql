@@ -5,6 +5,9 @@
 -- at the row whose job made its model (NULL otherwise). point_id, point_overrides and
 -- entry_point: the job's parameter-scan point and program (V005; NULL point: no scan).
 -- Re-running or clearing a region replaces its row.
+-- failure_reason: a Stopped job that the run's budget hard cap stopped (budget_cap_stops,
+-- the budget_guard DAG) says so with the figures, before SageMaker's words: SageMaker
+-- only knows that StopTrainingJob was called, not by whom or why.
 INSERT INTO training_runs (
     dag_id, run_id, target_key, region_code, dataset_id, copy_id,
     training_job_name, training_job_arn, attempt, status, failure_reason,
@@ -18,7 +21,14 @@ INSERT INTO training_runs (
     point_id, point_overrides, entry_point
 ) VALUES (
     %(dag_id)s, %(run_id)s, %(target_key)s, %(region_code)s, %(dataset_id)s, %(copy_id)s,
-    %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s, %(failure_reason)s,
+    %(training_job_name)s, %(training_job_arn)s, %(attempt)s, %(status)s,
+    coalesce((SELECT format('stopped by the run''s budget hard cap of %%s USD (spent %%s USD, %%s USD by the guard''s '
+                            'next look); SageMaker: %%s', s.hard_cap_usd, s.actual_usd, s.projected_usd,
+                            %(failure_reason)s::text)
+                FROM budget_cap_stops AS s
+               WHERE %(status)s::text = 'Stopped' AND s.dag_id = %(dag_id)s AND s.run_id = %(run_id)s
+                 AND s.job_name = %(training_job_name)s::text),
+             %(failure_reason)s::text),
     %(hyperparameters_sha256)s, %(instance_type)s, %(instance_count)s,
     %(training_start_time)s, %(training_end_time)s, %(billable_seconds)s, %(metrics)s,
     %(source_artifact_uri)s, %(model_artifact_uri)s,
