@@ -124,3 +124,34 @@ def test_a_loop_that_ends_closes_its_idle_client() -> None:
 
     assert [asyncio.run(once()) for _ in range(2)] == ["client-1", "client-2"]
     assert (counter.opened, counter.closed, pool.open_count()) == (2, 2, 0)
+
+
+def test_after_the_warm_up_a_triggers_client_reads_no_botocore_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warm_service_data`` (run in a thread by the triggers' hooks) leaves the service's
+    data in the loader the provider's async sessions share: building a client in the
+    event loop then reads and decodes no file, and a first request is prepared already."""
+    import gc
+
+    import botocore.loaders
+    from aiobotocore.session import get_session
+    from airflow.providers.amazon.aws.hooks import base_aws
+
+    from regional_training import async_clients
+
+    monkeypatch.setattr(async_clients, "WARMED", set())
+    async_clients.warm_service_data("sagemaker")
+    assert "sagemaker" in async_clients.WARMED and gc.get_freeze_count() > 0
+
+    def no_file(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("botocore data read in the event loop")
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", no_file)
+
+    async def build() -> list[str]:
+        session = get_session()
+        session.register_component("data_loader", base_aws._loader)
+        async with session.create_client("sagemaker", region_name="eu-west-1", aws_access_key_id="k",
+                                         aws_secret_access_key="s", endpoint_url="http://127.0.0.1:9") as client:
+            return list(client.meta.service_model.operation_names)
+
+    assert "DescribeTrainingJob" in asyncio.run(build())
