@@ -8,6 +8,8 @@ exists, and is not retried."""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import helpers
@@ -100,3 +102,36 @@ def test_a_malformed_file_is_refused_before_any_job_naming_line_field_and_fix(
     assert select.try_number == 1  # not retried: the same file fails the same way
     out = capsys.readouterr().out
     assert message in out
+
+
+def test_a_child_given_the_seeds_file_itself_exits_2_naming_the_fields_to_add(offline_stack: str) -> None:
+    # The seed's own file handed straight to the launcher job definition (as the seed's
+    # design did): each child refuses its line with exit 2 and the fields to add, no
+    # traceback, no training job. (Real Batch then stops: the definition's evaluateOnExit
+    # exits on 2; the emulator does not apply evaluateOnExit, so its attempts all refuse.)
+    s3 = aws_client("s3", offline_stack, CENTRAL_REGION)
+    s3.put_object(Bucket=CENTRAL_BUCKET, Key="inputs/seed-direct/array.csv", Body=SEED_FILE.encode())
+    s3.put_object(Bucket=CENTRAL_BUCKET, Key="inputs/seed-direct/requests.json", Body=b'{"jobs": {}}')
+    batch = aws_client("batch", offline_stack, CENTRAL_REGION)
+    definition = batch.describe_job_definitions(jobDefinitionName="mrt-launcher", status="ACTIVE")["jobDefinitions"]
+    assert {"onExitCode": "2", "action": "EXIT"} in max(definition, key=lambda d: d["revision"])[
+        "retryStrategy"]["evaluateOnExit"]
+    parent = batch.submit_job(
+        jobName="mrt-seed-direct", jobQueue="mrt-launchers", jobDefinition="mrt-launcher",
+        arrayProperties={"size": 4},
+        parameters={"array_uri": f"s3://{CENTRAL_BUCKET}/inputs/seed-direct/array.csv",
+                    "requests_uri": f"s3://{CENTRAL_BUCKET}/inputs/seed-direct/requests.json",
+                    "region": CENTRAL_REGION, "poll_seconds": "1"})["jobId"]
+    deadline = time.monotonic() + 180
+    while batch.describe_jobs(jobs=[parent])["jobs"][0]["status"] not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline, "the array job did not end"
+        time.sleep(1)
+    ids = [c["jobId"] for c in batch.list_jobs(arrayJobId=parent)["jobSummaryList"]]
+    children = sorted(batch.describe_jobs(jobs=ids)["jobs"], key=lambda c: c["arrayProperties"]["index"])
+    assert [c["status"] for c in children] == ["FAILED"] * 4
+    for child in children:
+        assert {a["container"]["exitCode"] for a in child["attempts"]} == {2}
+        log = Path(child["attempts"][0]["container"]["logStreamName"]).read_text()
+        # The file is read whole before a child takes its line: each names the first bad one.
+        assert "Refused (exit 2, not retried): array line 1: expected 5 fields" in log, log
+        assert "add target_key,campaign_key,output_bucket" in log and "Traceback" not in log, log
