@@ -166,7 +166,10 @@ def _from_row(index: int, key: str, row: Mapping[str, Any]) -> TargetOutcome:
     region = str(row.get("region_code"))  # where it ran (after any failover)
     if status == "Completed":
         return TargetOutcome(index, key, region, "completed", None, True)
-    reason = row.get("failure_reason") or f"job ended {status}"
+    # SageMaker's own words as recorded (attempts.ended_reason); a row without them says
+    # so rather than inventing a cause (a job never created has no SageMaker words at all).
+    reason = row.get("failure_reason") or (
+        "no job was created" if status == NOT_STARTED else f"job ended {status}; SageMaker gave no reason")
     outcome: Outcome = "never_launched" if status == NOT_STARTED else "training_failed"
     return TargetOutcome(index, key, region, outcome, str(reason), True)
 

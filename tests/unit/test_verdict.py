@@ -147,3 +147,20 @@ def test_reused_targets_count_as_done_and_the_mapped_indexes_skip_them() -> None
     assert "train[1] ended failed" in (failed.reason or "")
     everything_reused = compute_verdict(JOBS, [row(r, "Reused", reused_from_run_id="x") for r in REGIONS])
     assert everything_reused.ok and everything_reused.nothing_to_do is None
+
+
+@pytest.mark.parametrize(("status", "reason", "expected"), [
+    ("Stopped", "MaxWaitTimeExceeded: Training job exceeded MaxWaitTimeInSeconds", "MaxWaitTimeExceeded: Training job"),
+    ("Stopped", None, "job ended Stopped; SageMaker gave no reason"),
+    ("Failed", "", "job ended Failed; SageMaker gave no reason"),
+    ("NotStarted", None, "no job was created"),
+])
+def test_a_failed_row_is_reported_in_sagemakers_words_or_says_it_gave_none(status: str, reason: str | None,
+                                                                             expected: str) -> None:
+    # The recorded failure_reason (attempts.ended_reason) is what a person reads; a row
+    # without one says SageMaker gave none rather than a bare "job ended Stopped".
+    verdict = compute_verdict([job("eu-west-1")], [row("eu-west-1", status, reason)], train_states={0: "failed"})
+    (target,) = verdict.targets
+    assert target.reason is not None and target.reason.startswith(expected)
+    if reason:
+        assert target.reason == reason
