@@ -20,10 +20,12 @@ completed job (a child retried by Batch never starts a second job), one new atte
 after a failure (but not on Batch's automatic retry after a deterministic failure, as
 :func:`regional_training.retry_policy.check_new_attempt` for Airflow's), a move to the
 next candidate on a capacity error. It waits for the job and exits 0 when it
-completed, non-zero (naming the job and region) when it did not, and
-:data:`EXIT_REFUSED` for a line, index or request file it refuses (the message names the
-line and the fields to add; the job definition does not retry that code); ``SIGTERM``
-(Batch's ``TerminateJob``) stops the training job first.
+completed, 1 (naming the job, region and SageMaker's reason) when it did not, and
+:data:`EXIT_REFUSED` for what no Batch retry can change (the job definition does not
+retry that code): a line, index or request file it refuses (the message names the line
+and the fields to add), Batch's automatic retry after a deterministic failure, and a
+target whose every candidate's job ended for lack of capacity; ``SIGTERM`` (Batch's
+``TerminateJob``) stops the training job first.
 
 The DAG's mapped ``train`` task follows the job the child made (the operator's
 ``follow`` mode), so collection, summary and ``training_runs`` are the same as for
@@ -42,7 +44,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from regional_training.attempts import Candidate, is_capacity_error, resolve
+from regional_training.attempts import Candidate, Resolution, ended_reason, is_capacity_error, resolve
 
 log = logging.getLogger("regional_training.batch_launcher")
 
@@ -124,8 +126,7 @@ class Launcher:
                 log.info("Move %d: %s -> %s after %s.", move.move_number, move.from_region,
                          move.to_region or "nothing", move.error_code)
             if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
-                log.error("No capacity for %s in any allowed candidate.", self.job["request"]["TrainingJobName"])
-                return 1
+                return self._exhausted(resolution)
             candidate, attempt = self.candidates[resolution.index], resolution.attempt
             self.current = (candidate.region, attempt.name)
             if resolution.action == "done":
@@ -136,8 +137,10 @@ class Launcher:
                 if previous is not None and previous.description and self.batch_attempt > 1:
                     refusal = self._refuse_automatic_retry(previous.description)
                     if refusal:
-                        log.error("%s", refusal)
-                        return 1
+                        # Every further Batch attempt would refuse the same way: the
+                        # definition's evaluateOnExit exits on this code (docs/batch.md).
+                        log.error("Refused (exit %d, not retried): %s", EXIT_REFUSED, refusal)
+                        return EXIT_REFUSED
                 error = self._create(candidate, attempt.name)
                 if error is not None:
                     refused[candidate.region] = error
@@ -156,9 +159,29 @@ class Launcher:
                 log.warning("Training job %s in %s ended for lack of capacity: moving on.", attempt.name,
                             candidate.region)
                 continue
+            # SageMaker's own words (a Stopped job has no FailureReason: its SecondaryStatus
+            # and status message say why), as the operator raises and collection records.
             log.error("Training job %s in %s ended %s: %s", attempt.name, candidate.region, status,
-                      ended.get("FailureReason") or "no reason given")
+                      ended_reason(ended))
             return 1
+
+    def _exhausted(self, resolution: Resolution) -> int:
+        """No candidate left. :data:`EXIT_REFUSED` when every candidate's job *ended* for
+        lack of capacity: a Batch retry would describe the same ended jobs and create
+        nothing (the operator's ``CapacityExhaustedError``); 1 when a creation was refused
+        for capacity, which a later retry may get past."""
+        tried = ", ".join(f"{m.from_region}{f' ({m.from_option})' if m.from_option else ''}: {m.error_message}"
+                          for m in resolution.moves)
+        failovers = self.job.get("max_failovers", len(self.candidates) - 1)
+        message = (f"no capacity for {self.job['request']['TrainingJobName']}: tried {tried or 'no candidate'}; "
+                   f"no further candidate within max_failovers={failovers}")
+        if not resolution.retry_may_create:
+            log.error("Refused (exit %d, not retried): %s; every candidate's job ended for lack of capacity, and a "
+                      "retry would find the same ended jobs (raise max_failovers or spot_extra_wait_hours, or add "
+                      "on_demand to purchase_options, and submit again)", EXIT_REFUSED, message)
+            return EXIT_REFUSED
+        log.error("%s; a creation was refused for capacity, so Batch's retry asks again", message)
+        return 1
 
     @staticmethod
     def _ended_for_capacity(description: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from regional_training import array_file, batch_jobs
 from regional_training.attempts import Candidate, capacity_signal, resolve
 from regional_training.batch_launcher import (
     ARRAY_INDEX_VARIABLE,
+    EXIT_REFUSED,
     EXIT_TERMINATED,
     Launcher,
     LaunchError,
@@ -146,11 +147,28 @@ def test_a_failed_job_fails_the_child_naming_job_and_region(caplog: pytest.LogCa
     assert "Training job mrt-eu-west-1 in eu-west-1 ended Failed: AlgorithmError" in caplog.text
 
 
-def test_after_a_failure_one_new_attempt_but_not_on_batchs_automatic_retry() -> None:
+def test_a_stopped_job_fails_the_child_in_sagemakers_words(caplog: pytest.LogCaptureFixture) -> None:
+    # A Stopped job has no FailureReason: its SecondaryStatus and message say why
+    # (attempts.ended_reason), never "no reason given".
+    sm = FakeSageMaker("eu-west-1", {}, outcome={
+        "TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxRuntimeExceeded",
+        "SecondaryStatusTransitions": [{"Status": "Training", "StatusMessage": "Training image download completed."},
+                                       {"Status": "MaxRuntimeExceeded",
+                                        "StatusMessage": "Training job runtime exceeded MaxRuntimeInSeconds"}]})
+    assert launcher(job("eu-west-1"), {"eu-west-1": sm}).run() == 1
+    assert ("Training job mrt-eu-west-1 in eu-west-1 ended Stopped: MaxRuntimeExceeded: Training job runtime "
+            "exceeded MaxRuntimeInSeconds") in caplog.text
+    assert "no reason given" not in caplog.text
+
+
+def test_after_a_failure_one_new_attempt_but_not_on_batchs_automatic_retry(caplog: pytest.LogCaptureFixture) -> None:
     failed = {"TrainingJobName": "mrt-eu-west-1", "TrainingJobStatus": "Failed",
               "FailureReason": "AlgorithmError: DataLossError"}
     sm = FakeSageMaker("eu-west-1", {"mrt-eu-west-1": dict(failed)})
-    assert launcher(job("eu-west-1"), {"eu-west-1": sm}, attempt=2).run() == 1
+    # Every further Batch attempt would refuse the same way: the refusal's exit code,
+    # which the job definition's evaluateOnExit does not retry (docs/batch.md).
+    assert launcher(job("eu-west-1"), {"eu-west-1": sm}, attempt=2).run() == EXIT_REFUSED
+    assert f"Refused (exit {EXIT_REFUSED}, not retried): training job mrt-eu-west-1 ended Failed" in caplog.text
     assert sm.created == []  # Batch's retry would pay for the same failure
     assert launcher(job("eu-west-1"), {"eu-west-1": sm}, attempt=1).run() == 0  # a new submission does
     assert sm.created == ["mrt-eu-west-1-a2"]
@@ -163,9 +181,47 @@ def test_a_region_without_capacity_moves_the_target_to_its_next_candidate() -> N
     assert west.created == [] and east.created == ["mrt-us-east-1"]
 
 
-def test_no_capacity_anywhere_fails_the_child() -> None:
+def test_no_capacity_anywhere_fails_the_child_and_a_refused_creation_may_be_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A creation refused for capacity leaves no job: Batch's retry asks again (exit 1).
     west = FakeSageMaker("us-west-2", {}, refuse="ResourceLimitExceeded")
     assert launcher(job("us-west-2"), {"us-west-2": west}).run() == 1
+    assert "no capacity for mrt-us-west-2: tried us-west-2: no capacity;" in caplog.text
+    assert "Refused" not in caplog.text
+
+
+def spot_wait_ran_out(name: str) -> dict[str, Any]:
+    return {"TrainingJobName": name, "TrainingJobStatus": "Stopped", "SecondaryStatus": "MaxWaitTimeExceeded",
+            "SecondaryStatusTransitions": [
+                {"Status": "Starting", "StatusMessage": "Insufficient capacity error from EC2 while launching "
+                                                        "instances, retrying!"},
+                {"Status": "MaxWaitTimeExceeded", "StatusMessage": "Training job exceeded MaxWaitTimeInSeconds"}]}
+
+
+def test_every_candidates_job_ended_for_capacity_is_a_refusal_batch_does_not_retry(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Both candidates' jobs ended for capacity (spot waits ran out): a Batch retry would
+    # describe the same ended jobs and create nothing, so the child exits with the
+    # refusal's code (the operator's CapacityExhaustedError), naming each move in
+    # SageMaker's words.
+    west = FakeSageMaker("us-west-2", {"mrt-us-west-2": spot_wait_ran_out("mrt-us-west-2")})
+    east = FakeSageMaker("us-east-1", {}, outcome=spot_wait_ran_out("mrt-us-east-1"))
+    assert launcher(job("us-west-2", "us-east-1"), {"us-west-2": west, "us-east-1": east}).run() == EXIT_REFUSED
+    assert west.created == [] and east.created == ["mrt-us-east-1"]
+    assert "Training job mrt-us-east-1 in us-east-1 ended for lack of capacity: moving on." in caplog.text
+    refusal = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Refused"))
+    assert refusal.startswith(f"Refused (exit {EXIT_REFUSED}, not retried): no capacity for mrt-us-west-2: tried "
+                              "us-west-2: MaxWaitTimeExceeded: Training job exceeded MaxWaitTimeInSeconds")
+    assert "us-east-1: MaxWaitTimeExceeded" in refusal
+    assert "max_failovers=1" in refusal
+
+
+def test_a_refused_creation_after_an_ended_one_may_still_be_retried() -> None:
+    # us-west-2's job ended for capacity, but us-east-1 refused the creation: a later
+    # retry may get capacity there, so Batch's retry is allowed (exit 1).
+    west = FakeSageMaker("us-west-2", {"mrt-us-west-2": spot_wait_ran_out("mrt-us-west-2")})
+    east = FakeSageMaker("us-east-1", {}, refuse="InsufficientCapacityError")
+    assert launcher(job("us-west-2", "us-east-1"), {"us-west-2": west, "us-east-1": east}).run() == 1
 
 
 def test_sigterm_stops_the_training_job() -> None:
