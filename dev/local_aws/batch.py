@@ -13,7 +13,8 @@ docs/emulator.md ("AWS Batch"):
   ``python`` is this server's interpreter) as a local process with Batch's variables
   set: SUBMITTED -> RUNNABLE -> STARTING -> RUNNING -> SUCCEEDED/FAILED, a parent PENDING
   while its children run, exit code 128 + signal for a killed child,
-  ``retryStrategy.attempts`` re-runs; ``TerminateJob`` sends SIGTERM, then SIGKILL
+  ``retryStrategy.attempts`` re-runs unless an ``evaluateOnExit`` rule says EXIT (the
+  submit's ``retryStrategy`` overrides the definition's); ``TerminateJob`` sends SIGTERM, then SIGKILL
   after the grace period, as ECS does;
 * ``SubmitServiceJob``/``DescribeServiceJob``/``ListServiceJobs``/``TerminateServiceJob``
   (``SAGEMAKER_TRAINING``): Batch creates ``AWSBatch<payload name><32 hex>`` training
@@ -99,6 +100,48 @@ def _refuse_reserved(environment: list[dict[str, str]]) -> None:
         raise BatchClientError(f"Environment variables cannot start with {RESERVED_ENV_PREFIX}: {reserved}")
 
 
+#: ``RetryStrategy.evaluateOnExit``: "Array of up to 5 objects" (AWS Batch API reference).
+MAX_EXIT_RULES = 5
+EXIT_ACTIONS = ("RETRY", "EXIT")
+
+
+def _glob(pattern: str | None, value: str) -> bool:
+    """An ``EvaluateOnExit`` pattern: an exact match, or "can end with an asterisk (*) so
+    that only the start of the string needs to be an exact match" (absent: no condition)."""
+    if pattern is None:
+        return True
+    return value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern
+
+
+def exit_action(rules: list[dict[str, Any]], *, exit_code: int, reason: str, status_reason: str) -> str:
+    """``RETRY`` or ``EXIT`` for an attempt that ended non-zero: the first rule whose every
+    given condition (``onExitCode``, ``onReason``, ``onStatusReason``) matches decides
+    (its ``action``, not case-sensitive); "If none of the EvaluateOnExit conditions in a
+    RetryStrategy match, then the job is retried" (API reference ``EvaluateOnExit``)."""
+    for rule in rules:
+        if (_glob(rule.get("onExitCode"), str(exit_code)) and _glob(rule.get("onReason"), reason)
+                and _glob(rule.get("onStatusReason"), status_reason)):
+            return str(rule["action"]).upper()
+    return "RETRY"
+
+
+def _check_retry_strategy(strategy: dict[str, Any] | None) -> None:
+    """Refuse what the API reference says a ``RetryStrategy`` cannot hold."""
+    rules = (strategy or {}).get("evaluateOnExit")
+    if not rules:
+        return
+    if "attempts" not in (strategy or {}):
+        raise BatchClientError("retryStrategy.evaluateOnExit needs retryStrategy.attempts")
+    if len(rules) > MAX_EXIT_RULES:
+        raise BatchClientError(f"retryStrategy.evaluateOnExit holds {len(rules)} rules; at most {MAX_EXIT_RULES}")
+    for rule in rules:
+        if str(rule.get("action", "")).upper() not in EXIT_ACTIONS:
+            raise BatchClientError(f"evaluateOnExit action {rule.get('action')!r} is not RETRY or EXIT")
+        code = rule.get("onExitCode")
+        if code is not None and not code.rstrip("*").isdigit() and code != "*":
+            raise BatchClientError(f"evaluateOnExit onExitCode {code!r}: only digits, optionally ending with *")
+
+
 def exit_code(returncode: int) -> int:
     """A container's exit code as Docker/ECS report it: 128 + the signal for a process
     killed by one (SIGKILL: 137), where Python's ``returncode`` is ``-signal``."""
@@ -178,6 +221,8 @@ class Job(_JobRecord):
     environment: dict[str, str]
     max_attempts: int
     tags: dict[str, str]
+    #: ``retryStrategy.evaluateOnExit`` (the submit's, else the job definition's).
+    exit_rules: list[dict[str, Any]] = field(default_factory=list)
     array_index: int | None = None
     array_parent: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
@@ -193,7 +238,9 @@ class Job(_JobRecord):
             container["logStreamName"] = self.attempts[-1].log_path
         out = self._describe(
             attempts=[a.to_dict() for a in self.attempts], jobDefinition=self.definition["jobDefinitionArn"],
-            parameters=self.parameters, retryStrategy={"attempts": self.max_attempts}, tags=self.tags,
+            parameters=self.parameters, tags=self.tags,
+            retryStrategy={"attempts": self.max_attempts, **({"evaluateOnExit": self.exit_rules}
+                                                             if self.exit_rules else {})},
             container=container, dependsOn=[],
             platformCapabilities=self.definition.get("platformCapabilities") or ["EC2"],
         )
@@ -432,6 +479,7 @@ class BatchEmulator:
         name = body["jobDefinitionName"]
         environment = (body.get("containerProperties") or {}).get("environment") or []
         _refuse_reserved(environment)
+        _check_retry_strategy(body.get("retryStrategy"))
         resources = {r["type"]: r["value"] for r in (body.get("containerProperties") or {}).get(
             "resourceRequirements") or []}
         if "FARGATE" not in (body.get("platformCapabilities") or ["EC2"]) and float(resources.get("VCPU", 1)) < 1:
@@ -466,11 +514,16 @@ class BatchEmulator:
         command = [self._substitute(arg, parameters) for arg in template]
         environment = {e["name"]: e["value"] for e in (container.get("environment") or [])}
         environment.update({e["name"]: e["value"] for e in (overrides.get("environment") or [])})
-        attempts = int((body.get("retryStrategy") or definition.get("retryStrategy") or {}).get("attempts", 1))
+        # SubmitJob's retryStrategy "overrides the retry strategy defined in the job
+        # definition" (API reference): the whole strategy, its rules with it.
+        _check_retry_strategy(body.get("retryStrategy"))
+        strategy = body.get("retryStrategy") or definition.get("retryStrategy") or {}
+        attempts = int(strategy.get("attempts", 1))
         job_id = str(uuid.uuid4())
         common = {"name": body["jobName"], "region": region, "queue": queue["jobQueueArn"], "definition": definition,
                   "parameters": parameters, "command": command, "environment": environment,
-                  "max_attempts": attempts, "tags": body.get("tags") or {}}
+                  "max_attempts": attempts, "tags": body.get("tags") or {},
+                  "exit_rules": list(strategy.get("evaluateOnExit") or [])}
         size = (body.get("arrayProperties") or {}).get("size")
         with self.lock:
             if size:
@@ -544,6 +597,12 @@ class BatchEmulator:
                     job.status, job.stopped_at = "SUCCEEDED", attempt.stopped_at
                     return
                 if job.terminated:
+                    break
+                # The container's own reason is empty for a process that exited (ECS sets
+                # one, e.g. OutOfMemoryError, only when it stopped the container).
+                action = exit_action(job.exit_rules, exit_code=code, reason="", status_reason=attempt.reason or "")
+                if action == "EXIT":
+                    log.info("Batch job %s attempt %d exited %d: evaluateOnExit says EXIT", job.job_id, number, code)
                     break
                 if number < job.max_attempts:
                     job.status, job.status_reason = "RUNNABLE", f"attempt {number} exited {code}; retrying"
