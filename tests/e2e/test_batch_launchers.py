@@ -264,9 +264,11 @@ def test_a_failing_job_fails_its_child_and_the_run_names_the_region(
     assert parent["status"] == "FAILED"
     failed, succeeded = parent["children"]
     assert failed["status"] == "FAILED" and succeeded["status"] == "SUCCEEDED"
-    # Batch's retry of the child after a deterministic failure created no second job.
-    assert len(failed["attempts"]) == 2
+    # Batch's retry of the child after a deterministic failure created no second job, and
+    # exited with the refusal's code, which the definition's evaluateOnExit does not retry.
+    assert [a["container"]["exitCode"] for a in failed["attempts"]] == [1, 2]
     assert "ended Failed" in child_log(failed, 0) and "creates no new job" in child_log(failed, 1)
+    assert "Refused (exit 2, not retried): training job" in child_log(failed, 1)
     jobs = jobs_of_run(endpoint, dag_run.run_id, tuple(TWO_REGIONS))
     assert sorted((j["Region"], j["TrainingJobStatus"]) for j in jobs) == [("eu-west-1", "Failed"),
                                                                           ("us-east-1", "Completed")]
