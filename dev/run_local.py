@@ -3,7 +3,8 @@
 Starts a throwaway PostgreSQL for the campaign DB (schema + sample data) and the local
 AWS emulator (regional buckets seeded with sample data), then Airflow as it runs in a
 deployment (``dev/airflow_services.py``): a PostgreSQL metadata DB, ``airflow
-api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and ``triggerer``. It
+api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and ``triggerer``, and the
+log server they share (``dev/log_server.py``), all on 127.0.0.1. It
 triggers a run through the REST API as the UI's trigger form does, unpauses the DAG,
 shows per region how many targets are trained / running / waiting, prints the run's
 summary and stops everything it started (also on Ctrl-C).

@@ -5,7 +5,8 @@
 # dev/run_local.py: a throwaway PostgreSQL campaign DB, the local AWS emulator whose
 # SageMaker jobs train the real entry point (Horovod, CPU) on each region's generated
 # TFRecords, and Airflow's real services (PostgreSQL metadata DB, api-server,
-# scheduler with LocalExecutor, dag-processor, triggerer); it triggers a run through
+# scheduler with LocalExecutor, dag-processor, triggerer, and their log server on
+# 127.0.0.1: dev/log_server.py); it triggers a run through
 # the REST API, follows it per region and prints the run's summary. Everything it
 # starts is stopped on exit (also on Ctrl-C). Arguments go to dev/run_local.py
 # (--help; --fake-training for the stand-in entry point; --serve to keep the UI up;
