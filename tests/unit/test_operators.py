@@ -7,9 +7,8 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk.exceptions import TaskDeferred
-from botocore.exceptions import ClientError
+from sagemaker_fake import ALTERNATIVE, REQUEST, FakeSageMaker
 
 from regional_training import preflight
 from regional_training.attempts import is_capacity_error
@@ -49,47 +48,6 @@ def test_wait_limit_follows_runtime_and_spot_max_wait() -> None:
 
 
 # --- The operator in the provider's test style: hook patched, describe answers, TaskDeferred.
-
-REQUEST = {"TrainingJobName": "mrt-a", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-           "Tags": [{"Key": "purchase_option", "Value": "reserved"}]}
-ALTERNATIVE = {"TrainingJobName": "mrt-b", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-               "Tags": [{"Key": "purchase_option", "Value": "spot"}]}
-
-
-class FakeSageMaker:
-    """Jobs by (region, name); ``describe_training_job`` answers like SageMaker does."""
-
-    def __init__(self, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.created: list[tuple[str, str]] = []
-        self.refuse = refuse
-        #: The hooks that answered, with their regions (each hook is one boto3 session).
-        self.hooks: set[tuple[int, str]] = set()
-
-    def describe(self, hook: Any, name: str) -> dict[str, Any]:
-        self.hooks.add((id(hook), hook.region_name))
-        try:
-            return {"TrainingJobName": name, **self.jobs[(hook.region_name, name)]}
-        except KeyError:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "not found"}},
-                              "DescribeTrainingJob") from None
-
-    def create(self, hook: Any, config: dict[str, Any], **_: Any) -> dict[str, Any]:
-        if hook.region_name in self.refuse:
-            raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "quota 0"}},
-                              "CreateTrainingJob")
-        self.hooks.add((id(hook), hook.region_name))
-        self.created.append((hook.region_name, config["TrainingJobName"]))
-        self.jobs[(hook.region_name, config["TrainingJobName"])] = {"TrainingJobStatus": "InProgress"}
-        return {"ResponseMetadata": {"HTTPStatusCode": 200}}
-
-
-@pytest.fixture()
-def sagemaker() -> Iterator[FakeSageMaker]:
-    fake = FakeSageMaker()
-    with mock.patch.object(SageMakerHook, "describe_training_job", autospec=True, side_effect=fake.describe), \
-            mock.patch.object(SageMakerHook, "create_training_job", autospec=True, side_effect=fake.create):
-        yield fake
 
 
 def operator(max_failovers: int = 1) -> DurableSageMakerTrainingOperator:

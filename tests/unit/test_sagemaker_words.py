@@ -11,14 +11,11 @@ would only find the same ended jobs. The descriptions below are shaped like the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
-from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.sdk.exceptions import AirflowFailException
-from botocore.exceptions import ClientError
+from sagemaker_fake import ALTERNATIVE, REQUEST, FakeSageMaker
 
 from regional_training.attempts import Candidate, capacity_signal, ended_reason, resolve
 from regional_training.collection import collect
@@ -133,38 +130,6 @@ def test_exhausted_by_ended_jobs_is_final_but_by_a_refused_creation_is_not() -> 
 
 
 # --- The operator (hook patched, as tests/unit/test_operators.py): describe answers, creates counted.
-
-REQUEST = {"TrainingJobName": "mrt-a", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-           "Tags": [{"Key": "purchase_option", "Value": "reserved"}]}
-ALTERNATIVE = {"TrainingJobName": "mrt-b", "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-               "Tags": [{"Key": "purchase_option", "Value": "spot"}]}
-
-
-class FakeSageMaker:
-    def __init__(self) -> None:
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.created: list[tuple[str, str]] = []
-
-    def describe(self, hook: Any, name: str) -> dict[str, Any]:
-        try:
-            return {**self.jobs[(hook.region_name, name)], "TrainingJobName": name}
-        except KeyError:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "not found"}},
-                              "DescribeTrainingJob") from None
-
-    def create(self, hook: Any, config: dict[str, Any], **_: Any) -> dict[str, Any]:
-        self.created.append((hook.region_name, config["TrainingJobName"]))
-        self.jobs[(hook.region_name, config["TrainingJobName"])] = {"TrainingJobStatus": "InProgress"}
-        return {"ResponseMetadata": {"HTTPStatusCode": 200}}
-
-
-@pytest.fixture()
-def sagemaker() -> Iterator[FakeSageMaker]:
-    fake = FakeSageMaker()
-    with mock.patch.object(SageMakerHook, "describe_training_job", autospec=True, side_effect=fake.describe), \
-            mock.patch.object(SageMakerHook, "create_training_job", autospec=True, side_effect=fake.create):
-        yield fake
-
 
 def _operator(max_failovers: int) -> DurableSageMakerTrainingOperator:
     return DurableSageMakerTrainingOperator(
