@@ -27,30 +27,30 @@ create.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from regional_training.async_clients import SharedClientHookMixin
 from regional_training.aws_hooks import BatchClientHook
 from regional_training.links import BatchArrayJobLink
 from regional_training.run_keys import LAUNCH_BATCH_ARRAY
+
+# The trigger and what it decides with live in a light module (the triggerer imports it in
+# its event loop); these names stay here for triggers stored under the old path and callers.
+from regional_training.triggers import CAPACITY_PREFIX, SERVICE_ENDED
+from regional_training.triggers import BatchServiceJobTrigger as BatchServiceJobTrigger
+from regional_training.triggers import epoch_seconds as _epoch_seconds
+from regional_training.triggers import service_job_failed_for_capacity as service_job_failed_for_capacity
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: The launch task's id in the DAG (the train tasks read its XCom in follow mode); run_keys'.
 LAUNCH_TASK_ID = LAUNCH_BATCH_ARRAY
-#: Batch service-job states (DescribeServiceJob).
-SERVICE_ENDED = frozenset({"SUCCEEDED", "FAILED"})
-CAPACITY_PREFIX = "CAPACITY:"
 #: AWS Batch refuses array jobs smaller than this (ArrayProperties.size: 2 to 10,000): one
 #: line is submitted as a plain job whose environment names its line in
 #: :data:`regional_training.batch_launcher.ARRAY_INDEX_VARIABLE` (Batch refuses overrides
@@ -225,80 +225,6 @@ def service_job_args(request: dict[str, Any], name: str, *, queue: str, params: 
     return args
 
 
-class _SharedClientBatchHook(SharedClientHookMixin, BatchClientHook):
-    """The Batch hook of the service-job triggers: one aiobotocore client per region lent to
-    every trigger polling it at once, its botocore data loaded outside the event loop
-    (:mod:`regional_training.async_clients`)."""
-
-
-class BatchServiceJobTrigger(BaseTrigger):
-    """Waits for a Batch service job to end (``DescribeServiceJob``), in its region.
-
-    Yields ``{"status": "success" | "error" | "capacity", "job_name", "service_job_id",
-    "message"}``. ``capacity``: the job, re-queued by Batch after a
-    ``CapacityError`` (``statusReason`` ``CAPACITY:*``), waited longer than
-    ``capacity_wait_seconds`` after its submission (it has been terminated), or the
-    queue's ``jobStateTimeLimitActions`` terminated it for that reason. Killing the
-    deferred task terminates the service job.
-    """
-
-    def __init__(self, *, service_job_id: str, job_name: str, region_name: str, capacity_wait_seconds: float,
-                 poll_seconds: float, aws_conn_id: str | None = "aws_default",
-                 botocore_config: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.service_job_id, self.job_name, self.region_name = service_job_id, job_name, region_name
-        self.capacity_wait_seconds, self.poll_seconds = capacity_wait_seconds, poll_seconds
-        self.aws_conn_id, self.botocore_config = aws_conn_id, botocore_config
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}", {
-            "service_job_id": self.service_job_id, "job_name": self.job_name, "region_name": self.region_name,
-            "capacity_wait_seconds": self.capacity_wait_seconds, "poll_seconds": self.poll_seconds,
-            "aws_conn_id": self.aws_conn_id, "botocore_config": self.botocore_config,
-        })
-
-    def hook(self) -> BatchClientHook:
-        return _SharedClientBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                      config=self.botocore_config)
-
-    def _event(self, status: str, message: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "job_name": self.job_name, "service_job_id": self.service_job_id,
-                             "region": self.region_name, "message": message})
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        async with await self.hook().get_async_conn() as client:
-            while True:
-                job = await client.describe_service_job(jobId=self.service_job_id)
-                status, reason = job.get("status"), job.get("statusReason") or ""
-                if status in SERVICE_ENDED:
-                    outcome = ("success" if status == "SUCCEEDED" else
-                               "capacity" if service_job_failed_for_capacity(status, reason) else "error")
-                    yield self._event(outcome, f"service job {self.service_job_id} {status}: {reason}")
-                    return
-                waited = time.time() - _epoch_seconds(job.get("createdAt"))
-                if reason.startswith(CAPACITY_PREFIX) and waited > self.capacity_wait_seconds:
-                    self.log.warning("Service job %s waited %.0f s for capacity (%s): terminating it.",
-                                     self.service_job_id, waited, reason)
-                    await client.terminate_service_job(
-                        jobId=self.service_job_id, reason=f"no capacity within {self.capacity_wait_seconds:.0f} s")
-                    yield self._event("capacity", reason)
-                    return
-                await asyncio.sleep(self.poll_seconds)
-
-    async def on_kill(self) -> None:
-        self.log.info("Task killed: terminating service job %s in %s.", self.service_job_id, self.region_name)
-        async with await self.hook().get_async_conn() as client:
-            try:
-                await client.terminate_service_job(jobId=self.service_job_id, reason="Airflow task killed")
-            except client.exceptions.ClientError as err:  # already ended
-                self.log.warning("TerminateServiceJob %s: %s", self.service_job_id, err)
-
-
-def _epoch_seconds(value: Any) -> float:
-    """Batch's timestamps are epoch milliseconds."""
-    return float(value or 0) / 1000.0 if value else time.time()
-
-
 def find_service_job(client: Any, queue: str, name: str) -> dict[str, Any] | None:
     """The newest service job named ``name`` in ``queue`` (its ListServiceJobs summary), or
     ``None``. ``name`` is the attempt's deterministic training-job name, unique to (DAG
@@ -354,11 +280,6 @@ def describe_service_attempt(client: Any, queue: str, name: str,
 CAPACITY_ERROR = "CapacityError"
 
 
-def service_job_failed_for_capacity(status: str, reason: str) -> bool:
-    """A FAILED service job that Batch ended for capacity: terminated by the queue's
-    ``jobStateTimeLimitActions`` ("Terminated by JobStateTimeLimit action due to reason:
-    CAPACITY:...", user guide) while re-queued after a ``CapacityError``."""
-    return status == "FAILED" and CAPACITY_PREFIX in reason
 
 
 def submit_service_job(request: dict[str, Any], name: str, *, region: str, params: dict[str, Any],

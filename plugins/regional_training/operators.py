@@ -50,18 +50,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
-from regional_training.async_clients import SharedClientHookMixin
 from regional_training.aws_hooks import SageMakerHook
 from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
 
 # The failover moves' XCom key: run_keys holds every task id and XCom key.
 from regional_training.run_keys import MOVES_KEY
+
+# The trigger lives in a light module (the triggerer imports it in its event loop); this
+# name stays for triggers stored under the old path, and for callers.
+from regional_training.triggers import StoppingSageMakerTrigger
 
 # attempts and retry_policy (the resolution and retry rules) are imported where a try uses
 # them: the DAG's parse imports this module for the class alone, and their dataclasses
@@ -149,38 +151,6 @@ def killed_by_user(ti: Any, timeout: float = STATE_QUERY_SECONDS) -> bool | None
     if key not in states:
         return None
     return str(states[key]) != "running"
-
-
-class _SharedClientSageMakerHook(SharedClientHookMixin, SageMakerHook):
-    """The provider's hook, lending one aiobotocore client to the triggers polling the
-    same region at once (building a client blocks the triggerer's loop: async_clients)."""
-
-
-class StoppingSageMakerTrigger(SageMakerTrigger):
-    """Polls the job in its own region; stops it when a user kills the deferred task.
-
-    Every outcome resumes the task on a worker, a completed job too: the resumed try
-    collects and records it (:meth:`DurableSageMakerTrainingOperator.execute_complete`),
-    so each target is one task and nothing downstream waits on it per target (a waiting
-    task is re-evaluated by the scheduler in every loop: bench/services_scale.py).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        if not kwargs.get("region_name"):
-            raise ValueError("StoppingSageMakerTrigger needs the job's region_name")
-        super().__init__(**kwargs)
-
-    def hook(self) -> SageMakerHook:
-        return _SharedClientSageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                          verify=self.verify, config=self.botocore_config)
-
-    async def on_kill(self) -> None:
-        self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)
-        async with await self.hook().get_async_conn() as client:
-            try:
-                await client.stop_training_job(TrainingJobName=self.job_name)
-            except client.exceptions.ClientError as err:  # already ended: nothing to stop
-                self.log.warning("StopTrainingJob %s: %s", self.job_name, err)
 
 
 def _launcher(context: Context) -> str:

@@ -319,7 +319,7 @@ def test_the_trigger_serializes_to_its_own_class() -> None:
     trigger = batch_jobs.BatchServiceJobTrigger(service_job_id="sj", job_name="j", region_name="eu-west-1",
                                                 capacity_wait_seconds=5, poll_seconds=1)
     path, kwargs = trigger.serialize()
-    assert path == "regional_training.batch_jobs.BatchServiceJobTrigger"
+    assert path == "regional_training.triggers.BatchServiceJobTrigger"
     assert batch_jobs.BatchServiceJobTrigger(**kwargs).serialize() == (path, kwargs)
 
 
