@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import gc
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -139,6 +139,35 @@ IDLE_SECONDS = 120.0
 POOL = ClientPool(idle_seconds=IDLE_SECONDS)
 
 
+_GC_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def loading_then_frozen() -> Iterator[None]:
+    """Around a worker thread's one-time loading (modules, botocore data): no cyclic garbage
+    collection while it runs, and what the process holds frozen out of later collections.
+
+    What is loaded lives as long as the process (Airflow, the provider, botocore's models:
+    about 300,000 objects in a triggerer). A full collection scans all of it, 0.2-0.6 s
+    holding the GIL in whichever thread allocated at the time: the event loop's mostly,
+    or the loading thread itself, which is no better (the loop waits for the GIL: a
+    "blocked" warning of 0.5 s at a 64-target run's first triggers, seen in a sampled
+    triggerer). Paused, the loading allocates without collecting; frozen afterwards,
+    collections skip those objects (as Airflow's LocalExecutor does for its workers), and
+    unreachable objects still go by reference counting. The collector is process-wide:
+    the lock keeps two loading threads from re-enabling it under each other.
+    """
+    with _GC_LOCK:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.freeze()
+            if was_enabled:
+                gc.enable()
+
+
 _WARM_LOCK = threading.Lock()
 #: Services whose botocore data this process has loaded (:func:`warm_service_data`).
 WARMED: set[str] = set()
@@ -156,23 +185,17 @@ def warm_service_data(service: str) -> None:
     with _WARM_LOCK:  # one thread loads; the others wait here, not in the event loop
         if service in WARMED:
             return
-        import botocore.session
-        from airflow.providers.amazon.aws.hooks import base_aws
+        with loading_then_frozen():
+            import botocore.session
+            from airflow.providers.amazon.aws.hooks import base_aws
 
-        loader = getattr(base_aws, "_loader", None)
-        if loader is not None:
-            session = botocore.session.get_session()
-            session.register_component("data_loader", loader)
-            client = session.create_client(service, region_name="us-east-1", aws_access_key_id="warm-up",
-                                           aws_secret_access_key="warm-up")  # noqa: S106 - placeholders
-            _prepare_one_request(client)
-        # What is loaded now (Airflow, the provider, botocore's models: about 300,000
-        # objects in a triggerer) lives as long as the process. Python's full garbage
-        # collections scanned all of it, in whichever thread allocated at the time, the
-        # event loop's mostly: 0.2-0.6 s each, the triggerer's "blocked" warnings in the
-        # middle of a run. Frozen, collections skip it (as Airflow's LocalExecutor does
-        # for its workers); unreachable objects still go by reference counting.
-        gc.freeze()
+            loader = getattr(base_aws, "_loader", None)
+            if loader is not None:
+                session = botocore.session.get_session()
+                session.register_component("data_loader", loader)
+                client = session.create_client(service, region_name="us-east-1", aws_access_key_id="warm-up",
+                                               aws_secret_access_key="warm-up")  # noqa: S106 - placeholders
+                _prepare_one_request(client)
         WARMED.add(service)
 
 

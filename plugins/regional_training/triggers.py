@@ -49,8 +49,16 @@ async def load_trigger_hooks() -> ModuleType:
     initialised; ``import_module`` waits for it (in the thread, not the loop)."""
     global _loaded
     if _loaded is None:
-        _loaded = await asyncio.to_thread(importlib.import_module, HOOKS_MODULE)
+        _loaded = await asyncio.to_thread(_import_hooks)
     return _loaded
+
+
+def _import_hooks() -> ModuleType:
+    # Without garbage collections while it loads, then frozen (async_clients says why).
+    from regional_training.async_clients import loading_then_frozen
+
+    with loading_then_frozen():
+        return importlib.import_module(HOOKS_MODULE)
 
 
 def _hooks_module() -> ModuleType:

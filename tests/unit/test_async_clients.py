@@ -155,3 +155,37 @@ def test_after_the_warm_up_a_triggers_client_reads_no_botocore_file(monkeypatch:
             return list(client.meta.service_model.operation_names)
 
     assert "DescribeTrainingJob" in asyncio.run(build())
+
+
+def test_loading_pauses_the_collector_then_freezes_what_was_loaded() -> None:
+    """A full collection during a thread's loading held the GIL 0.5 s (the triggerer's
+    loop waited): none runs while loading; afterwards what was loaded is frozen out of
+    collections and the collector is back as it was."""
+    import gc
+
+    from regional_training.async_clients import loading_then_frozen
+
+    assert gc.isenabled()
+    with loading_then_frozen():
+        assert not gc.isenabled()
+        loaded = [[i] for i in range(1000)]  # long-lived containers, as a module's
+        frozen_before = gc.get_freeze_count()
+    assert gc.isenabled() and gc.get_freeze_count() >= frozen_before + len(loaded)
+
+    gc.disable()  # a caller that had turned it off keeps it off
+    try:
+        with loading_then_frozen():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_loading_re_enables_the_collector_when_the_load_fails() -> None:
+    import gc
+
+    from regional_training.async_clients import loading_then_frozen
+
+    with pytest.raises(ImportError), loading_then_frozen():
+        raise ImportError("no such module")
+    assert gc.isenabled()
