@@ -15,20 +15,24 @@ from local_stack import LOCAL_RUN_CONF
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_the_dag_only_makes_calls_the_airflow_role_allows(offline_stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def record_calls(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """(service, operation) of every call made from now on, through botocore or aiobotocore.
+
+    Not counted: the one request the triggerer's warm-up prepares and answers itself
+    without sending (``async_clients.warm_service_data``: placeholder keys ``warm-up``,
+    a ``before-send`` answer), which never reaches AWS and needs no permission.
+    """
     import aiobotocore.client
     import botocore.client
-    from airflow.dag_processing.dagbag import DagBag
-
-    from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS
-    from local_stack import REPO
 
     calls: set[tuple[str, str]] = set()
     sync_call = botocore.client.BaseClient._make_api_call
     async_call = aiobotocore.client.AioBaseClient._make_api_call
 
     def record(client: Any, operation: str) -> None:
-        calls.add((client.meta.service_model.service_name, operation))
+        credentials = getattr(client._request_signer, "_credentials", None)
+        if getattr(credentials, "access_key", None) != "warm-up":
+            calls.add((client.meta.service_model.service_name, operation))
 
     def sync_wrapper(self: Any, operation: str, params: Any) -> Any:
         record(self, operation)
@@ -40,6 +44,16 @@ def test_the_dag_only_makes_calls_the_airflow_role_allows(offline_stack: str, mo
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", sync_wrapper)
     monkeypatch.setattr(aiobotocore.client.AioBaseClient, "_make_api_call", async_wrapper)
+    return calls
+
+
+def test_the_dag_only_makes_calls_the_airflow_role_allows(offline_stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS
+    from local_stack import REPO
+
+    calls = record_calls(monkeypatch)
     dag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]
     dag_run = dag.test(run_conf={**LOCAL_RUN_CONF, "regions": ["eu-west-1", "us-west-2"]})
     assert str(dag_run.state) == "success"
@@ -55,28 +69,13 @@ def test_the_batch_launchers_only_make_calls_their_roles_allow(
 ) -> None:
     """The DAG's calls (Airflow role) with each Batch launcher; for ``batch_array`` also a
     child's calls (launcher role), made here by the launcher entry point in-process."""
-    import aiobotocore.client
-    import botocore.client
     from airflow.dag_processing.dagbag import DagBag
 
     from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS, BATCH_LAUNCHER_ROLE_CALLS
     from local_stack import REPO, aws_client
     from regional_training import batch_jobs, batch_launcher, run_layout
 
-    calls: set[tuple[str, str]] = set()
-    sync_call = botocore.client.BaseClient._make_api_call
-    async_call = aiobotocore.client.AioBaseClient._make_api_call
-
-    def sync_wrapper(self: Any, operation: str, params: Any) -> Any:
-        calls.add((self.meta.service_model.service_name, operation))
-        return sync_call(self, operation, params)
-
-    async def async_wrapper(self: Any, operation: str, params: Any) -> Any:
-        calls.add((self.meta.service_model.service_name, operation))
-        return await async_call(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", sync_wrapper)
-    monkeypatch.setattr(aiobotocore.client.AioBaseClient, "_make_api_call", async_wrapper)
+    calls = record_calls(monkeypatch)
     dag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]
     dag_run = dag.test(run_conf={**LOCAL_RUN_CONF, "regions": ["eu-west-1", "us-west-2"], "launcher": launcher})
     assert str(dag_run.state) == "success"
