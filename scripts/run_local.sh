@@ -19,8 +19,14 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 airflow_python="$("${repo}/scripts/bootstrap.sh" | tail -n1)"
 fake=false
+previous=""
 for arg in "$@"; do
     [[ "${arg}" == "--fake-training" ]] && fake=true
+    # The Celery stack's broker: Debian's redis-server, installed when missing.
+    if [[ "${arg}" == "--executor=celery" || ( "${previous}" == "--executor" && "${arg}" == "celery" ) ]]; then
+        bash "${repo}/scripts/ensure_debian_packages.sh" redis-server redis-server
+    fi
+    previous="${arg}"
 done
 if [[ "${fake}" == false ]]; then
     # First time: builds TensorFlow + Horovod (a few minutes); afterwards instant.

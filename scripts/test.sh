@@ -30,8 +30,10 @@ else
 fi
 [ -n "$MRT_AIRFLOW_IMAGE" ] || echo "== Airflow image not built for these inputs: tests/images/test_airflow_image.py is skipped (MRT_BUILD_AIRFLOW_IMAGE=1 builds it)" >&2
 export MRT_AIRFLOW_IMAGE
-# The report and campaign-view tests drive a real headless chromium (Debian's).
+# The report and campaign-view tests drive a real headless chromium (Debian's); the
+# Celery stack's broker is Debian's redis-server (tests/e2e/test_celery_stack.py).
 bash scripts/setup_browser.sh
+bash scripts/ensure_debian_packages.sh redis-server redis-server
 venv_bin=$(dirname "$python")
 export PATH="$venv_bin:$PATH"
 
