@@ -218,40 +218,38 @@ def _label(row: Mapping[str, Any]) -> str:
     return f"{row['target_key']} ({row['region_code']})"
 
 
-def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Planned vs actual cost per target (horizontal bars: any number of targets fits)."""
-    labels = [_label(r) for r in rows]
-    fig = new_figure(1.2 + 0.32 * len(rows), labels)
+def _planned_vs_actual(fig: Any, labels: Sequence[str], planned: Sequence[float], actual: Sequence[float],
+                       title: str, description: str) -> str:
+    """Planned and actual bars side by side per label, with their key."""
     ax = fig.add_subplot()
-    positions = list(range(len(rows)))
-    planned = [r.get("planned_cost_usd") or 0.0 for r in rows]
-    actual = [r.get("actual_cost_usd") or 0.0 for r in rows]
+    positions = list(range(len(labels)))
     bars_planned = ax.barh([p - 0.2 for p in positions], planned, height=0.4, color="#90a4ae")
     bars_actual = ax.barh([p + 0.2 for p in positions], actual, height=0.4, color="#1565c0")
     ax.set_yticks(positions, labels)
     ax.invert_yaxis()
     ax.set_xlabel("USD")
     name_series(ax, [(bars_planned, "planned"), (bars_actual, "actual")], loc="lower right")
-    ax.set_title("Planned vs actual cost")
-    return svg_of(fig, "Planned vs actual cost per target")
+    ax.set_title(title)
+    return svg_of(fig, description)
+
+
+def cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Planned vs actual cost per target (horizontal bars: any number of targets fits)."""
+    labels = [_label(r) for r in rows]
+    return _planned_vs_actual(new_figure(1.2 + 0.32 * len(rows), labels), labels,
+                              [r.get("planned_cost_usd") or 0.0 for r in rows],
+                              [r.get("actual_cost_usd") or 0.0 for r in rows], "Planned vs actual cost",
+                              "Planned vs actual cost per target")
 
 
 def region_cost_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     """A large run: planned vs actual cost per region (the targets summed)."""
     regions = sorted({str(r["region_code"]) for r in rows})
-    fig = new_figure(1.4 + 0.5 * len(regions))
-    ax = fig.add_subplot()
-    positions = list(range(len(regions)))
-    planned = [sum(r.get("planned_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions]
-    actual = [sum(r.get("actual_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions]
-    bars_planned = ax.barh([p - 0.2 for p in positions], planned, height=0.4, color="#90a4ae")
-    bars_actual = ax.barh([p + 0.2 for p in positions], actual, height=0.4, color="#1565c0")
-    ax.set_yticks(positions, regions)
-    ax.invert_yaxis()
-    ax.set_xlabel("USD")
-    name_series(ax, [(bars_planned, "planned"), (bars_actual, "actual")], loc="lower right")
-    ax.set_title("Planned vs actual cost per region")
-    return svg_of(fig, "Planned vs actual cost per region")
+    return _planned_vs_actual(
+        new_figure(1.4 + 0.5 * len(regions)), regions,
+        [sum(r.get("planned_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions],
+        [sum(r.get("actual_cost_usd") or 0.0 for r in rows if r["region_code"] == g) for g in regions],
+        "Planned vs actual cost per region", "Planned vs actual cost per region")
 
 
 def step_chart(
