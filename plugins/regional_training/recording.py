@@ -7,7 +7,6 @@
   launched target whose training task could not record it (failed, or never ran);
 * :func:`reuse_completed`: a target identical to a recent completed job is not launched:
   the earlier model is copied and the target recorded ``Reused``;
-* :func:`publish_best`: a parameter scan's best model per dataset gets its stable pointer.
 
 A target recorded after ``summarize`` ran (a cleared training task) has the summary and
 the report derived again from the database (:mod:`regional_training.run_summary`).
@@ -21,7 +20,6 @@ so a retried or cleared task records again without adding anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from regional_training.run_keys import JOBS_TO_LAUNCH, MOVES_KEY, REUSED_KEY, TRAIN
@@ -155,16 +153,3 @@ def record_unrecorded(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, An
         log.info("Recorded %d target(s) whose training task did not: %s", len(late),
                  ", ".join(f"{r['target_key']} ({r['status']})" for r in late))
     return late
-
-
-def publish_best(run: Run, scan_result: Mapping[str, Any] | None) -> dict[str, str]:
-    """A scan: each dataset's best model copied to its stable pointer
-    (``runs/<run>/best/<dataset>/``); dataset -> pointer. Nothing without a scan."""
-    from regional_training import aws_io, scan
-
-    region = run.settings.central_region
-    pointers = scan.publish_best(scan_result, layout=run.layout,
-                                 copy=lambda src, dst: aws_io.copy_object(src, dst, dest_region=region))
-    for dataset, pointer in pointers.items():
-        log.info("Best model of %s: %s", dataset, pointer)
-    return pointers

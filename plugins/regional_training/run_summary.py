@@ -95,6 +95,9 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
         try:
             rows = recorded_rows(conn, run.dag_id, run.run_id)
             result = build(run, rows, jobs, left_out)
+            # A scan: each dataset's best model gets its stable pointer before the summary
+            # that names it is written (again at a late record: the best may have changed).
+            _publish_best(run, result.get("scan"))
             carries = report.fetch_carries(conn, run.dag_id, run.run_id)
             if carries:  # issue 31: what the checkpoint carry-over saved
                 result["checkpoint_carry"] = report.carry_savings(carries)
@@ -119,6 +122,19 @@ def write(run: Run, jobs: Sequence[Mapping[str, Any]], left_out: Sequence[Mappin
             except Exception as err:  # keep the write's own error; closing the session releases the lock
                 log.warning("Could not release the summary lock of %s (released on close): %s", run.run_id, err)
     return result
+
+
+def _publish_best(run: Run, ranking: Mapping[str, Any] | None) -> dict[str, str]:
+    """A scan's best model per dataset copied (server-side) to ``runs/<run>/best/<dataset>/``
+    and its pointer noted in ``ranking``; dataset -> pointer. Nothing without a scan."""
+    from regional_training import aws_io, scan
+
+    region = run.settings.central_region
+    pointers = scan.publish_best(ranking, layout=run.layout,
+                                 copy=lambda src, dst: aws_io.copy_object(src, dst, dest_region=region))
+    for dataset, pointer in pointers.items():
+        log.info("Best model of %s: %s", dataset, pointer)
+    return pointers
 
 
 #: Beside the report: each target's metric series with the job it was read from, so a

@@ -226,22 +226,21 @@ def summarize_run(
     First the late recording (:func:`record_late`): the summary must read every target's
     row. Then the summary and the report are derived from what the campaign database
     records for the run (:func:`regional_training.run_summary.write`, the same function a
-    target recorded after this task ran calls again); a scan's best models get their
-    pointers. Without a plan (``select_targets`` or a step after it refused: ``jobs`` is
+    target recorded after this task ran calls again; a scan's best models get their
+    pointers there). Without a plan (``select_targets`` or a step after it refused: ``jobs`` is
     ``None``) there is nothing to summarize: skipped, not retried, and the watcher fails
     the run naming why."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from regional_training import assets, recording, run_summary
+    from regional_training import assets, run_summary
 
     if jobs is None:
         raise AirflowSkipException("no plan: select_targets, render_array_file or build_requests did not succeed "
                                    "(see its log); nothing was launched, nothing to summarize")
     rows = collected_rows(rows)
     late = record_late(run, rows)
+    # A scan's best models get their stable pointers there (runs/<run>/best/<dataset>/).
     result = run_summary.write(run, jobs, list(left_out or []))
-    # A scan: each dataset's best model gets its stable pointer (runs/<run>/best/<dataset>/).
-    recording.publish_best(run, result.get("scan"))
     uri = run.layout.summary
     for line in result["text"].splitlines():
         log.info("%s", line)
