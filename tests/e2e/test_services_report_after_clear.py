@@ -15,7 +15,6 @@ emulator of its own: stopping the session's DB would cut other fixtures' connect
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,8 +52,8 @@ def own_campaign_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(own_campaign_dsn: str) -> Iterator[str]:
-    logs = Path(tempfile.mkdtemp(prefix="mrt-db-down-aws-"))
+def endpoint(own_campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    logs = tmp_path_factory.mktemp("db-down-aws")
     with local_aws(fake_image_map(seconds=JOB_SECONDS), max_concurrent_jobs=8,
                    log_path=logs / "local-aws.log") as url:
         seed_aws(url, own_campaign_dsn)
@@ -62,9 +61,10 @@ def endpoint(own_campaign_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def services(own_campaign_dsn: str, endpoint: str) -> Iterator[AirflowStack]:
-    # mkdtemp: the stack's home is its own (stop_all finds its processes by it).
-    home = Path(tempfile.mkdtemp(prefix="mrt-db-down-home-"))
+def services(own_campaign_dsn: str, endpoint: str, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[AirflowStack]:
+    # A directory of its own: stop_all finds the stack's processes by it.
+    home = Path(tmp_path_factory.mktemp("db-down-home"))
     with airflow_services(campaign_dsn=own_campaign_dsn, endpoint=endpoint, home=home) as stack:
         stack.api.unpause()
         yield stack
