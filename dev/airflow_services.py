@@ -220,8 +220,6 @@ class AirflowStack:
     #: scheduler, a Celery worker); and the simulated host it runs on, if any.
     commands: dict[str, list[str]] = field(default_factory=dict)
     hosts: dict[str, Host] = field(default_factory=dict)
-    #: Settings of one service only (a second triggerer's log server port).
-    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     executor: str = "local"
     #: Each Celery worker's log size when it was last started (:meth:`wait_healthy`).
     _started_at: dict[str, int] = field(default_factory=dict)
@@ -247,7 +245,7 @@ class AirflowStack:
             # In the home: every process the service starts runs there, which is how
             # stop_all finds the ones outside the service's process group.
             self.procs[service] = subprocess.Popen(
-                cmd, env={**self.env, **self.service_env.get(service, {})}, cwd=self.home, stdout=log,
+                cmd, env=self.env, cwd=self.home, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         finally:
@@ -395,16 +393,19 @@ def services_env(
     return env
 
 
-def local_commands(*, host: str, log_port: int) -> dict[str, list[str]]:
-    """The local stack's services and their command lines, in start order.
+def log_server_command(*, host: str, log_port: int) -> list[str]:
+    """The stack's one log server (``dev/log_server.py``) on ``host`` and ``log_port``: the
+    scheduler and the triggerer serve no logs themselves (Airflow binds their log servers
+    to every interface); the port :func:`airflow_services` sets for both kinds of logs."""
+    return [sys.executable, str(Path(__file__).resolve().parent / "log_server.py"), "--host", host,
+            "--port", str(log_port)]
 
-    The scheduler and the triggerer serve no logs themselves (Airflow binds their log
-    servers to every interface); ``log-server`` serves both on ``host`` and ``log_port``
-    (``dev/log_server.py``), the port :func:`services_env`'s caller sets for both."""
+
+def local_commands(*, host: str, log_port: int) -> dict[str, list[str]]:
+    """The local stack's services and their command lines, in start order."""
     airflow = [sys.executable, "-m", "airflow"]
     return {
-        "log-server": [sys.executable, str(Path(__file__).resolve().parent / "log_server.py"), "--host", host,
-                       "--port", str(log_port)],
+        "log-server": log_server_command(host=host, log_port=log_port),
         "api-server": [*airflow, "api-server"],
         "scheduler": [*airflow, "scheduler", "--skip-serve-logs"],
         "dag-processor": [*airflow, "dag-processor"],
@@ -412,9 +413,11 @@ def local_commands(*, host: str, log_port: int) -> dict[str, list[str]]:
     }
 
 
-def celery_commands(*, broker_port: int, broker_password: str, host: str, home: Path, schedulers: int = 2,
-                    triggerers: int = 2, workers: int = 2) -> dict[str, list[str]]:
-    """The Celery stack's services and their command lines, in start order."""
+def celery_commands(*, broker_port: int, broker_password: str, host: str, home: Path, log_port: int,
+                    schedulers: int = 2, triggerers: int = 2, workers: int = 2) -> dict[str, list[str]]:
+    """The Celery stack's services and their command lines, in start order. The triggerers
+    write their triggers' logs under the shared home, which the one log server serves (as
+    in :func:`local_commands`, on loopback); the schedulers run no task."""
     airflow = [sys.executable, "-m", "airflow"]
     redis_dir = home / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
@@ -427,11 +430,14 @@ def celery_commands(*, broker_port: int, broker_password: str, host: str, home: 
     conf.chmod(0o600)
     commands: dict[str, list[str]] = {
         "redis": ["redis-server", str(conf)],
+        # On loopback: its readers (the api-server, asking the triggerers' host name, which
+        # resolves to 127.0.0.1 here) run on this machine; the workers serve no logs.
+        "log-server": log_server_command(host="127.0.0.1", log_port=log_port),
         "api-server": [*airflow, "api-server"],
         "dag-processor": [*airflow, "dag-processor"],
     }
-    commands.update({f"scheduler-{n}": [*airflow, "scheduler"] for n in range(1, schedulers + 1)})
-    commands.update({f"triggerer-{n}": [*airflow, "triggerer"] for n in range(1, triggerers + 1)})
+    commands.update({f"scheduler-{n}": [*airflow, "scheduler", "--skip-serve-logs"] for n in range(1, schedulers + 1)})
+    commands.update({f"triggerer-{n}": [*airflow, "triggerer", "--skip-serve-logs"] for n in range(1, triggerers + 1)})
     # Logs go to the shared home (each task's file), read from there: no log server.
     commands.update({f"worker-{n}": [*airflow, "celery", "worker", "--concurrency", str(WORKER_CONCURRENCY),
                                      "--skip-serve-logs"] for n in range(1, workers + 1)})
@@ -463,11 +469,11 @@ def airflow_services(
                            port=port, password_file=password_file, parallelism=parallelism, host=host,
                            broker_url=f"redis://:{broker_password}@{host}:{broker_port}/0" if hosts else None)
         log_port = free_port()
-        if not hosts:
-            # One log server for the tries' and the triggers' logs (local_commands); a
-            # free port, not 8793/8794: several stacks on one machine do not collide.
-            env.update({"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
-                        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port)})
+        # One log server for the tries' and the triggers' logs (log_server_command); a
+        # free port, not 8793/8794: several stacks (and triggerers) on one machine do
+        # not collide.
+        env.update({"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port)})
         env.update(extra_env or {})
         progress("migrating Airflow's metadata DB (PostgreSQL)")
         migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
@@ -482,13 +488,9 @@ def airflow_services(
         if hosts:
             stack.executor = "celery"
             stack.commands = celery_commands(broker_port=broker_port, broker_password=broker_password, host=host,
-                                             home=home, schedulers=schedulers,
+                                             home=home, log_port=log_port, schedulers=schedulers,
                                              triggerers=triggerers, workers=len(hosts.hosts))
             stack.hosts = {f"worker-{n}": h for n, h in enumerate(hosts.hosts, start=1)}
-            # Each triggerer serves its triggers' logs on a port of its own (8794 by
-            # default): two on one machine would collide.
-            stack.service_env = {f"triggerer-{n}": {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-                                 for n in range(1, triggerers + 1)}
         try:
             progress("starting " + ", ".join(
                 f"{s} on {stack.hosts[s].hostname} ({stack.hosts[s].address})" if s in stack.hosts else s

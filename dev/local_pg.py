@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from processes import free_port
@@ -32,6 +32,16 @@ def _pg_bin(name: str) -> str:
     for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
         return str(candidate)
     raise FileNotFoundError(f"PostgreSQL binary {name!r} not found on PATH or in /usr/lib/postgresql")
+
+
+def _start(datadir: str | Path, options: str, log: str | Path, *, check: bool = True) -> None:
+    subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-o", options, "-l", str(log), "-w",
+                                 "start"]), check=check, capture_output=True)
+
+
+def _stop(datadir: str | Path, *, check: bool = True) -> None:
+    subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "stop"]),
+                   check=check, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -57,22 +67,36 @@ def temporary_postgres(dbname: str = "campaigns", host: str = "127.0.0.1") -> It
     if host != "127.0.0.1":  # initdb trusts loopback only; samenet: the host's own subnets
         with (datadir / "pg_hba.conf").open("a") as hba:
             hba.write("host all all samenet trust\n")
-    options = f"-c listen_addresses={listen} -p {port} -k {sockdir} -c fsync=off"
-    subprocess.run(
-        _as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-o", options,
-                      "-l", str(workdir / "server.log"), "-w", "start"]),
-        check=True, capture_output=True,
-    )
+    _start(datadir, _options(listen, port, sockdir), workdir / "server.log")
     try:
         dsn = f"postgresql://{PG_USER}@{host}:{port}/{dbname}"
         _create_database(port, dbname)
         yield dsn
     finally:
-        subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "stop"]),
-            check=False, capture_output=True,
-        )
+        _stop(datadir, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _options(listen: str, port: int | str, sockdir: str | Path) -> str:
+    return f"-c listen_addresses={listen} -p {port} -k {sockdir} -c fsync=off"
+
+
+def stop_postgres(dsn: str) -> Callable[[], None]:
+    """Stop the server behind ``dsn`` (a :func:`temporary_postgres`; ``pg_ctl stop -m
+    fast``: every session cut, as when the server goes away); return what starts it again
+    on the same data directory, addresses and port, so the DSN works again."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('data_directory'), current_setting('listen_addresses'),"
+                        " current_setting('port'), current_setting('unix_socket_directories')")
+            datadir, listen, port, sockdir = cur.fetchone()
+    finally:
+        conn.close()
+    _stop(datadir)
+    return lambda: _start(datadir, _options(listen, port, sockdir), Path(datadir).parent / "server.log")
 
 
 def _create_database(port: int, dbname: str) -> None:

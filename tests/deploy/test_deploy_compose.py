@@ -122,7 +122,7 @@ def test_celery_profile_matches_the_local_stack(services, tmp_path):
     restart: as dev/airflow_services.py starts them for ``--executor celery``."""
     from airflow_services import celery_commands
 
-    local = celery_commands(broker_port=6379, broker_password="x", host="127.0.0.1", home=tmp_path)
+    local = celery_commands(broker_port=6379, broker_password="x", host="127.0.0.1", home=tmp_path, log_port=8793)
     kinds = Counter(name.rsplit("-", 1)[0] if name[-1].isdigit() else name for name in local)
     on = active(services, {"celery"})
     schedulers = [n for n in on if services[n].get("command") == "scheduler"]

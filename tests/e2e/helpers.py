@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 
-from local_pg import _as_postgres, _pg_bin
 from local_stack import aws_client
 from regional_training import identifiers
 
@@ -66,29 +62,3 @@ def rows_of_run(dsn: str, run_id: str, *columns: str) -> list[dict[str, Any]]:
             return [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
     finally:
         conn.close()
-
-
-def stop_postgres(dsn: str) -> Callable[[], None]:
-    """Stop the PostgreSQL server behind ``dsn`` (``pg_ctl stop -m fast``: every session
-    cut, as when the server goes away); return what starts it again on the same data
-    directory, addresses and port (``local_pg.temporary_postgres``'s options), so the DSN
-    works again."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT current_setting('data_directory'), current_setting('listen_addresses'),"
-                        " current_setting('port'), current_setting('unix_socket_directories')")
-            datadir, listen, port, sockdir = cur.fetchone()
-    finally:
-        conn.close()
-    pg_ctl = _pg_bin("pg_ctl")
-    subprocess.run(_as_postgres([pg_ctl, "-D", datadir, "-m", "fast", "-w", "stop"]), check=True,
-                   capture_output=True)
-
-    def start() -> None:
-        options = f"-c listen_addresses={listen} -p {port} -k {sockdir} -c fsync=off"
-        subprocess.run(_as_postgres([pg_ctl, "-D", datadir, "-o", options, "-l",
-                                     str(Path(datadir).parent / "server.log"), "-w", "start"]),
-                       check=True, capture_output=True)
-
-    return start

@@ -25,6 +25,7 @@ Celery is what ``scripts/run_local.sh --executor celery`` runs (docs/services.md
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.parse
 from collections import Counter
@@ -49,6 +50,7 @@ from local_stack import (
     seed_aws,
     wait_for_job_status,
 )
+from processes import descendants, is_loopback, listening_sockets
 from regional_training.batch_jobs import LAUNCH_TASK_ID
 from sim_hosts import SimulatedHosts, simulated_hosts
 
@@ -246,6 +248,18 @@ def test_tasks_ran_on_both_simulated_hosts(fault_run: dict[str, Any]) -> None:
     followed: FollowedRun = fault_run["followed"]
     hostnames = Counter(ti["hostname"] for ti in followed.task_instances if ti["state"] == "success")
     assert set(hostnames) == set(WORKERS), hostnames
+
+
+def test_every_listener_of_the_stack_is_on_its_own_address(fault_run: dict[str, Any], celery: AirflowStack,
+                                                            hosts: SimulatedHosts) -> None:
+    """Nothing the Celery stack starts here listens on every interface: the schedulers and
+    the triggerers serve no logs themselves (Airflow binds its log servers to all of them),
+    one log server on the stack's address serves the triggers' logs. (The workers, each
+    in its own namespace, serve none: their logs are read from the shared home.)"""
+    listeners = listening_sockets(descendants(os.getpid()))
+    assert any(port == int(celery.env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]) for _, _, port in listeners)
+    exposed = [entry for entry in listeners if entry[1] != hosts.address and not is_loopback(entry[1])]
+    assert not exposed, f"listening beyond the stack's address {hosts.address} (pid, address, port): {exposed}"
 
 
 def test_the_skipped_array_launch_reads_no_missing_xcom(fault_run: dict[str, Any], celery: AirflowStack) -> None:

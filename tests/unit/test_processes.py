@@ -70,7 +70,7 @@ def test_the_celery_stack_runs_two_of_each_and_keeps_the_broker_password_off_the
     from airflow_services import celery_commands, kind_of
 
     commands = celery_commands(broker_port=6390, broker_password="s3cret-for-this-stack", host="10.213.7.1",
-                               home=tmp_path)
+                               home=tmp_path, log_port=43123)
     kinds = [kind_of(name) for name in commands]
     assert kinds.count("scheduler") == kinds.count("triggerer") == kinds.count("worker") == 2
     assert kinds[0] == "redis"  # the broker before anything that connects to it
@@ -81,3 +81,8 @@ def test_the_celery_stack_runs_two_of_each_and_keeps_the_broker_password_off_the
     assert (settings["bind"], settings["port"], settings["requirepass"], settings["appendonly"]) == (
         "10.213.7.1", "6390", "s3cret-for-this-stack", "yes")
     assert commands["worker-1"][-4:] == ["worker", "--concurrency", "4", "--skip-serve-logs"]
+    # No Airflow log server on every interface: one on the stack's address serves the
+    # triggers' logs (the schedulers run no task).
+    assert all(commands[f"{kind}-{n}"][-1] == "--skip-serve-logs" for kind in ("scheduler", "triggerer")
+               for n in (1, 2))
+    assert commands["log-server"][-4:] == ["--host", "127.0.0.1", "--port", "43123"]
