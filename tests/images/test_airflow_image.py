@@ -54,7 +54,8 @@ def test_the_dag_folder_parses_inside_the_image_with_no_import_errors() -> None:
         " 'tasks': len(bag.dags['multi_region_training'].tasks) if 'multi_region_training' in bag.dags else 0}))\n"
     )
     assert got["errors"] == {}, f"import errors inside the image: {got['errors']}"
-    assert got["dags"] == {"multi_region_training": "/opt/airflow/dags/multi_region_training.py"}
+    assert got["dags"] == {dag_id: f"/opt/airflow/dags/{dag_id}.py"
+                           for dag_id in ("multi_region_training", "refresh_limits", "budget_guard")}
     assert isinstance(got["tasks"], int) and got["tasks"] > 0
 
 

@@ -193,7 +193,9 @@ def test_a_logged_in_session_sees_the_view_and_opens_a_report(
     assert browser.execute_script("return document.querySelectorAll('svg.chart').length") == 3
     # each chart: a named line (and key entry) per dataset/region, none unnamed
     charts = rs.assert_every_line_named(browser)
-    assert [named for _, named, _, _ in charts] == [4, 4, 4], charts
+    # a line per dataset/region: this module's four at least (other tests' runs recorded in
+    # the session's campaign DB add theirs: 6 in the whole suite)
+    assert all(named >= 4 for _, named, _, _ in charts), charts
     browser.set_window_size(1440, 1000)
     assert browser.execute_script(rs.SIDEWAYS_JS) == [False, []]
     assert rs.console_errors(browser) == []
