@@ -116,6 +116,21 @@ def ended_reason(description: Mapping[str, Any]) -> str:
     return words
 
 
+#: What a person can change when every candidate's job ended for capacity (no retry can).
+CAPACITY_EXHAUSTED_ADVICE = ("every candidate's job ended for lack of capacity, and a retry would find the same ended "
+                             "jobs (raise max_failovers or spot_extra_wait_hours, or add on_demand to "
+                             "purchase_options")
+
+
+def exhausted_message(job_name: str, moves: Sequence[Move], max_failovers: int) -> str:
+    """No candidate left for ``job_name``: each region tried, in SageMaker's words (the
+    moves' ``error_message``: :func:`ended_reason`), as the operator raises it and the
+    Batch child logs it."""
+    tried = ", ".join(f"{m.from_region}{f' ({m.from_option})' if m.from_option else ''}: {m.error_message}"
+                      for m in moves) or "no candidate"
+    return f"no capacity for {job_name}: tried {tried}; no further candidate within max_failovers={max_failovers}"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One place a target may train: a complete ``CreateTrainingJob`` request and its region."""

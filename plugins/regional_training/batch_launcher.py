@@ -44,7 +44,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from regional_training.attempts import Candidate, Resolution, ended_reason, is_capacity_error, resolve
+from regional_training.attempts import (
+    CAPACITY_EXHAUSTED_ADVICE,
+    Candidate,
+    Resolution,
+    ended_reason,
+    exhausted_message,
+    is_capacity_error,
+    resolve,
+)
 
 log = logging.getLogger("regional_training.batch_launcher")
 
@@ -170,15 +178,11 @@ class Launcher:
         lack of capacity: a Batch retry would describe the same ended jobs and create
         nothing (the operator's ``CapacityExhaustedError``); 1 when a creation was refused
         for capacity, which a later retry may get past."""
-        tried = ", ".join(f"{m.from_region}{f' ({m.from_option})' if m.from_option else ''}: {m.error_message}"
-                          for m in resolution.moves)
-        failovers = self.job.get("max_failovers", len(self.candidates) - 1)
-        message = (f"no capacity for {self.job['request']['TrainingJobName']}: tried {tried or 'no candidate'}; "
-                   f"no further candidate within max_failovers={failovers}")
+        message = exhausted_message(self.job["request"]["TrainingJobName"], resolution.moves,
+                                    self.job.get("max_failovers", len(self.candidates) - 1))
         if not resolution.retry_may_create:
-            log.error("Refused (exit %d, not retried): %s; every candidate's job ended for lack of capacity, and a "
-                      "retry would find the same ended jobs (raise max_failovers or spot_extra_wait_hours, or add "
-                      "on_demand to purchase_options, and submit again)", EXIT_REFUSED, message)
+            log.error("Refused (exit %d, not retried): %s; %s, and submit again)", EXIT_REFUSED, message,
+                      CAPACITY_EXHAUSTED_ADVICE)
             return EXIT_REFUSED
         log.error("%s; a creation was refused for capacity, so Batch's retry asks again", message)
         return 1

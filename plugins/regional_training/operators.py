@@ -520,19 +520,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         """No candidate left: record the target's newest job, then fail the task; without
         Airflow's retries when every candidate's job ended for capacity (a retry would
         describe the same ended jobs and create none: issue 33)."""
-        self._record_failure(context, resolution)
-        if not resolution.retry_may_create:
-            raise CapacityExhaustedError(
-                f"{self._exhausted_message(resolution.moves)}; not retried: every candidate's job ended for lack of "
-                "capacity, and a retry would find the same ended jobs (raise max_failovers or spot_extra_wait_hours, "
-                "or add on_demand to purchase_options, and trigger a new run)")
-        raise NoCapacityError(self._exhausted_message(resolution.moves))
+        from regional_training.attempts import CAPACITY_EXHAUSTED_ADVICE, exhausted_message
 
-    def _exhausted_message(self, moves: tuple[Move, ...]) -> str:
-        # Each move in SageMaker's words (attempts.ended_reason): MaxWaitTimeExceeded, CapacityError ...
-        tried = ", ".join(f"{m.from_region} ({m.from_option}): {m.error_message}" for m in moves) or "no candidate"
-        return (f"no capacity for {self.config['TrainingJobName']}: tried {tried}; "
-                f"no further candidate within max_failovers={self.max_failovers}")
+        self._record_failure(context, resolution)
+        message = exhausted_message(self.config["TrainingJobName"], resolution.moves, self.max_failovers)
+        if not resolution.retry_may_create:
+            raise CapacityExhaustedError(f"{message}; not retried: {CAPACITY_EXHAUSTED_ADVICE}, and trigger a new run)")
+        raise NoCapacityError(message)
 
     def on_kill(self) -> None:
         region, name = self._current or (self.region_name or "", self.config.get("TrainingJobName"))
