@@ -48,10 +48,14 @@ from typing import Any
 
 from local_pg import temporary_postgres
 from local_stack import airflow_env
-from processes import free_port, kill_group, kill_stack, stop_group
+from processes import background, free_port, kill_group, kill_stack, stop_group
 from sim_hosts import Host, SimulatedHosts
 
 DAG_ID = "multi_region_training"
+#: What starts at the stack's own priority: the triggerers (whose event loop Airflow
+#: warns about when a step waits over 0.2 s: here, for a core), the broker and the log
+#: server (both light); everything else starts at ``processes.BACKGROUND_NICENESS``.
+FOREGROUND_KINDS = frozenset({"triggerer", "redis", "log-server"})
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: The local stack's services (:func:`local_commands`): Airflow's four and the log server
 #: they share (``dev/log_server.py``), which listens on the stack's address only.
@@ -239,6 +243,8 @@ class AirflowStack:
             cmd = [*cmd, "--host", str(url.hostname), "--port", str(url.port)]
         if service in self.hosts:
             cmd = self.hosts[service].wrap(cmd)
+        if kind_of(service) not in FOREGROUND_KINDS:
+            cmd = background(cmd)
         log = self.log_path(service).open("ab")
         self._started_at[service] = log.tell()
         try:

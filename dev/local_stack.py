@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from processes import free_port, stop_group, wait_until_answers
+from processes import background, free_port, stop_group, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_REPOSITORY = "multi-region-training/resnet50-horovod"
@@ -119,7 +119,10 @@ def local_aws(
         cmd += ["--lifecycles", str(workdir / "lifecycles.json")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "dev"), str(REPO / "plugins")])}
     log_file = (log_path or workdir / "local-aws.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    # At the stack's background priority: AWS's side runs elsewhere in production, and
+    # its stand-in must not keep the triggerer's loop from a core (processes.background).
+    proc = subprocess.Popen(background(cmd), env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     endpoint = f"http://{host}:{port}"
     try:
         wait_until_answers(f"{endpoint}/moto-api/", proc, timeout=60, what=f"local AWS emulator (see {log_file.name})")

@@ -21,6 +21,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
+#: The niceness the local stack starts its CPU-heavy parts at (every Airflow service but
+#: the triggerers, the emulator): ``nice -n`` adds it to the stack's own. A deployment runs
+#: the triggerer in a container or pod of its own, so a worker's burst of task start-ups
+#: never keeps its event loop from a core; on one machine the stack gives it that
+#: priority instead (docs/services.md, "The triggerer's loop on a busy machine").
+BACKGROUND_NICENESS = 5
+
+
+def background(cmd: list[str], niceness: int = BACKGROUND_NICENESS) -> list[str]:
+    """``cmd`` started at ``niceness`` more than its parent (coreutils' ``nice``, which
+    execs it: the process, its pid and its process group stay the command's own)."""
+    return ["nice", "-n", str(niceness), *cmd] if niceness else list(cmd)
+
+
 def unwind_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started (Python's
     default for SIGTERM is to die at once, leaving the services and databases behind)."""

@@ -86,3 +86,29 @@ def test_the_celery_stack_runs_two_of_each_and_keeps_the_broker_password_off_the
     assert all(commands[f"{kind}-{n}"][-1] == "--skip-serve-logs" for kind in ("scheduler", "triggerer")
                for n in (1, 2))
     assert commands["log-server"][-4:] == ["--host", "127.0.0.1", "--port", "43123"]
+
+
+def test_the_stack_starts_all_but_its_triggerers_at_background_priority(tmp_path: Path) -> None:
+    """The triggerers' event loop keeps the stack's own priority; the rest (scheduler and
+    the task tries it forks, workers, api-server, dag-processor) start ``nice``r, so a
+    burst of task start-ups on a busy machine cannot keep the loop from a core."""
+    from airflow_services import AirflowApi, AirflowStack
+    from processes import BACKGROUND_NICENESS
+
+    (tmp_path / "services").mkdir()
+    show = [sys.executable, "-c", "import os; print(os.nice(0), os.getpid() == os.getpgid(0))"]
+    names = ("triggerer", "triggerer-2", "scheduler", "scheduler-2", "worker-1", "dag-processor", "redis")
+    stack = AirflowStack(base_url="http://127.0.0.1:1", username="u", password="p", env=dict(os.environ),
+                         home=tmp_path, api=AirflowApi("http://127.0.0.1:1", "u", "p"),
+                         commands={name: show for name in names})
+    for name in names:
+        stack.start(name)
+        assert stack.procs[name].wait(timeout=30) == 0
+    own = os.nice(0)
+    seen = {name: stack.log_path(name).read_text().split() for name in names}
+    background = str(own + BACKGROUND_NICENESS)
+    # Each still leads its own process group (nice execs the command): stop_group works.
+    assert seen == {"triggerer": [str(own), "True"], "triggerer-2": [str(own), "True"],
+                    "redis": [str(own), "True"], "scheduler": [background, "True"],
+                    "scheduler-2": [background, "True"], "worker-1": [background, "True"],
+                    "dag-processor": [background, "True"]}
