@@ -25,7 +25,8 @@
 #
 # Env: MRT_CACHE (cache root, as setup_training_env.sh), MRT_TRAIN_PYTHON (the training
 # venv's python, whose Horovod wheel the CPU variant reuses; found via
-# setup_training_env.sh when unset), MRT_IMAGE_PULL=0 (never try Docker Hub).
+# setup_training_env.sh when unset), MRT_IMAGE_PULL=0 (never try Docker Hub),
+# MRT_KEEP_OLD_IMAGES=1 (keep older tags: another checkout's tests may be using one).
 set -euo pipefail
 shopt -s inherit_errexit  # failures inside $(build_training ...) stop the script too
 
@@ -151,6 +152,7 @@ build_training() {
     # Older builds of this variant go (their layers stay as the build cache while a newer
     # image shares them); one still used by a running container stays, untouched.
     local old
+    [[ "${MRT_KEEP_OLD_IMAGES:-0}" == 1 ]] && { printf '%s\n' "${tag}"; return; }
     for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/multi-region-training/training \
             | grep -E ":${variant}-[0-9a-f]{12}$" | grep -vxF "${tag}" || true); do
         podman rmi "${old}" >/dev/null 2>&1 || true
@@ -251,6 +253,7 @@ build_airflow() {
     podman image exists "${tag}" || { log "podman build did not produce ${tag}"; exit 1; }
     log "built ${tag} in $((SECONDS - start)) s"
     local old
+    [[ "${MRT_KEEP_OLD_IMAGES:-0}" == 1 ]] && { printf '%s\n' "${tag}"; return; }
     for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/multi-region-training/airflow \
             | grep -E ':3\.3\.2-[0-9a-f]{12}$' | grep -vxF "${tag}" || true); do
         podman rmi "${old}" >/dev/null 2>&1 || true
