@@ -8,7 +8,7 @@ of the same conf on the offline stack (stand-in entry point, region-local placem
 * seconds from the run's start until its first and its last training job was created;
 * Airflow task instances that ran (what the scheduler/executor had to handle).
 
-    PYTHONPATH=dev:plugins .venv/bin/python bench/batch_launchers.py [--launchers airflow,batch_array]
+    .venv/bin/python -m bench.batch_launchers [--launchers airflow,batch_array]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
 
 def creation_offsets(endpoint: str, since: float) -> list[float]:
     """Seconds after ``since`` at which this emulator's training jobs created after it were created."""
-    from local_stack import aws_client
+    from dev.local_stack import aws_client
 
     offsets = []
     for region in REGIONS:
@@ -48,8 +48,8 @@ def main() -> int:
     args = parser.parse_args()
     import psycopg2
 
-    from local_pg import temporary_postgres
-    from local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
+    from dev.local_pg import temporary_postgres
+    from dev.local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
     from regional_training import campaign_db
 
     with tempfile.TemporaryDirectory() as tmp, temporary_postgres() as dsn:

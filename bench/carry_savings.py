@@ -40,7 +40,7 @@ figure to compare. Timing on a loaded machine moves where an interruption falls 
 many steps the earlier job had done), so the two nights' steps done before the move are
 printed too.
 
-    PYTHONPATH=dev .venv/bin/python bench/carry_savings.py [--targets 8] [--interrupted 3] [--starved 1]
+    .venv/bin/python -m bench.carry_savings [--targets 8] [--interrupted 3] [--starved 1]
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def recorded(dsn: str, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[s
     """(jobs with billing, failovers with steps, targets, completed) from the run's rows."""
     import psycopg2
 
-    from local_stack import aws_client
+    from dev.local_stack import aws_client
 
     conn = psycopg2.connect(dsn)
     with conn.cursor() as cur:
@@ -202,8 +202,8 @@ def recorded(dsn: str, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[s
 def night(carry: bool, args: argparse.Namespace, work: Path) -> Night:
     import psycopg2
 
-    from local_pg import temporary_postgres
-    from local_stack import LOCAL_RUN_CONF, TRAINING_REPOSITORY, airflow_env, local_aws, seed_aws
+    from dev.local_pg import temporary_postgres
+    from dev.local_stack import LOCAL_RUN_CONF, TRAINING_REPOSITORY, airflow_env, local_aws, seed_aws
     from regional_training import campaign_db
 
     home = work / ("carry" if carry else "no-carry")

@@ -6,7 +6,7 @@
 2. Local end-to-end wall time (``airflow dags test`` on the offline stack, stand-in
    entry point) for 4 and 64 targets.
 
-    PYTHONPATH=dev .venv/bin/python bench/dag_benchmarks.py [--repeats 7] [--targets 4,64] [--skip-e2e] [--breakdown]
+    .venv/bin/python -m bench.dag_benchmarks [--repeats 7] [--targets 4,64] [--skip-e2e] [--breakdown]
 
 (``dev/`` holds the local stack the end-to-end part starts; the package itself is
 installed.)
@@ -209,8 +209,8 @@ def add_campaigns(dsn: str, total_targets: int) -> None:
 def e2e_seconds(targets: int) -> tuple[float, int]:
     import psycopg2
 
-    from local_pg import temporary_postgres
-    from local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
+    from dev.local_pg import temporary_postgres
+    from dev.local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
     from regional_training import campaign_db
 
     home = Path(tempfile.mkdtemp(prefix="mrt-bench-"))

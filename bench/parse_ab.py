@@ -7,7 +7,7 @@ so a busy machine slows all three alike. Then ``--package-rounds`` times each si
 package imports alone (the DAG file's ``regional_training`` modules and ``param_specs()``)
 with the provider modules already imported, which the load blurs less.
 
-    .venv/bin/python bench/parse_ab.py --before 88c76fc --after d771d25 [--rounds 21] [--package-rounds 15]
+    .venv/bin/python -m bench.parse_ab --before 88c76fc --after d771d25 [--rounds 21] [--package-rounds 15]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 # bench/ is the script's directory, first on sys.path: the bench's own parse, one definition.
-from dag_benchmarks import BARE_DAG, PARSE
+from bench.dag_benchmarks import BARE_DAG, PARSE
 
 REPO = Path(__file__).resolve().parents[1]
 

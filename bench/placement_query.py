@@ -32,7 +32,7 @@ into Python objects), and the order of the cases rotates each round. CPU time do
 grow when other processes take the cores, so its ratio is the stable figure; the wall
 ratio is printed beside it.
 
-    PYTHONPATH=dev .venv/bin/python bench/placement_query.py [--sizes 10000,1000000] [--repeats 51]
+    .venv/bin/python -m bench.placement_query [--sizes 10000,1000000] [--repeats 51]
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def server(dsn: str | None) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from local_pg import temporary_postgres
+    from dev.local_pg import temporary_postgres
 
     with temporary_postgres("postgres") as tmp:
         yield tmp

@@ -12,7 +12,7 @@ With ``--browser`` each report is also opened from disk in headless chromium (De
 through its chromedriver, as tests/report does) at 1440 px wide: the time until the
 page has loaded and laid out, its height in px and whether it scrolls sideways.
 
-    PYTHONPATH=tests/report .venv/bin/python bench/report_bench.py [--targets 4,500] [--repeats 3] [--browser]
+    .venv/bin/python -m bench.report_bench [--targets 4,500] [--repeats 3] [--browser]
 
 (``tests/report/report_support.py`` makes the realistic inputs the report tests use.)
 """

@@ -19,7 +19,7 @@ followed to its end. Prints per N:
   from 0.40 s to 0.63 s of CPU for the same work an hour apart, so runs compare only
   with the reference beside them.
 
-    PYTHONPATH=dev .venv/bin/python bench/services_scale.py --targets 4 --targets 128
+    .venv/bin/python -m bench.services_scale --targets 4 --targets 128
 
 ``--executor celery`` (root) runs the same on Airflow's distributed engine, as
 ``scripts/run_local.sh --executor celery`` does: Redis, two schedulers, two triggerers
@@ -27,7 +27,7 @@ and two Celery workers of 4 slots each, each worker on a simulated host (a netwo
 namespace, dev/sim_hosts.py) that reaches the databases, the broker and the emulator
 only through its interface:
 
-    PYTHONPATH=dev .venv/bin/python bench/services_scale.py --executor celery --targets 128 --job-seconds 30
+    .venv/bin/python -m bench.services_scale --executor celery --targets 128 --job-seconds 30
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_services import DAG_ID, airflow_services, follow_run, is_training_task
-from local_pg import temporary_postgres
-from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
-from sim_hosts import SimulatedHosts, simulated_hosts
+from dev.airflow_services import DAG_ID, airflow_services, follow_run, is_training_task
+from dev.local_pg import temporary_postgres
+from dev.local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from dev.processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
+from dev.sim_hosts import SimulatedHosts, simulated_hosts
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE_SQL = REPO / "bench" / "sql" / "scale_targets.sql"

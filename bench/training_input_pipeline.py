@@ -8,7 +8,7 @@ means the input pipeline is not the bottleneck for that model on that machine.
 
 Stdlib only; it drives the training venv's python::
 
-    python3 bench/training_input_pipeline.py --python "$MRT_TRAIN_PYTHON"
+    python3 -m bench.training_input_pipeline --python "$MRT_TRAIN_PYTHON"
 
 On a CPU-only machine the pipeline and the model share the same cores, so the ratio
 also counts the cores the JPEG decoding takes away from the model.

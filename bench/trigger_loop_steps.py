@@ -9,7 +9,7 @@ until it ends, in one process that has imported what the triggerer has. ``--befo
 turns off what ``regional_training.async_clients`` does against blocking (the warm-up
 thread: botocore data, one request signed, ``gc.freeze()``; and idle clients kept).
 
-    PYTHONPATH=dev:plugins .venv/bin/python bench/trigger_loop_steps.py --triggers 48 [--before] [--profile]
+    .venv/bin/python -m bench.trigger_loop_steps --triggers 48 [--before] [--profile]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pstats
 import time
 from typing import Any
 
-from local_stack import DUMMY_CREDENTIALS, aws_client, fake_image_map, local_aws
+from dev.local_stack import DUMMY_CREDENTIALS, aws_client, fake_image_map, local_aws
 
 REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/multi-region-training/resnet50-horovod:local"

@@ -7,7 +7,7 @@ once against the local emulator (jobs that do not exist: each trigger creates it
 client and waiter, polls once and ends), with a ticker measuring how late the loop runs
 it, and prints the longest block and the sum of blocks over 50 ms.
 
-    PYTHONPATH=dev .venv/bin/python bench/trigger_startup.py --triggers 16 --triggers 128
+    .venv/bin/python -m bench.trigger_startup --triggers 16 --triggers 128
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from local_stack import DUMMY_CREDENTIALS, fake_image_map, local_aws
+from dev.local_stack import DUMMY_CREDENTIALS, fake_image_map, local_aws
 
 REPO = Path(__file__).resolve().parents[1]
 TICK = 0.01

@@ -46,10 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_pg import temporary_postgres
-from local_stack import airflow_env
-from processes import background, free_port, kill_group, kill_stack, stop_group
-from sim_hosts import Host, SimulatedHosts
+from dev.local_pg import temporary_postgres
+from dev.local_stack import airflow_env
+from dev.processes import background, free_port, kill_group, kill_stack, stop_group
+from dev.sim_hosts import Host, SimulatedHosts
 
 DAG_ID = "multi_region_training"
 #: What starts at the stack's own priority: the triggerers (whose event loop Airflow

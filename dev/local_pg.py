@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from processes import free_port
+from dev.processes import free_port
 
 PG_USER = "postgres"
 

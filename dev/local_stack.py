@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from processes import background, free_port, stop_group, wait_until_answers
+from dev.processes import background, free_port, stop_group, wait_until_answers
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_REPOSITORY = "multi-region-training/resnet50-horovod"
@@ -47,7 +47,7 @@ def real_image_map(train_python: str | os.PathLike[str]) -> dict[str, Any]:
     """Images -> the training image, launched as SageMaker launches it (the toolkit's
     ``train`` in a container-like ``/opt/ml``, under ``mpirun``): see
     :func:`local_aws.images.toolkit_image`."""
-    from local_aws.images import toolkit_image
+    from dev.local_aws.images import toolkit_image
 
     return {TRAINING_REPOSITORY: toolkit_image(train_python, REPO)}
 
@@ -108,7 +108,7 @@ def local_aws(
     images = workdir / "images.json"
     images.write_text(json.dumps(image_map))
     cmd = [
-        sys.executable, "-m", "local_aws.server", "--host", host, "--port", str(port), "--images", str(images),
+        sys.executable, "-m", "dev.local_aws.server", "--host", host, "--port", str(port), "--images", str(images),
         "--workdir", str(workdir), "--max-concurrent-jobs", str(max_concurrent_jobs),
         "--max-processes-per-job", str(max_processes_per_job), "--stop-grace-seconds", str(stop_grace_seconds),
     ]
@@ -117,7 +117,7 @@ def local_aws(
     if lifecycles:  # spot, capacity and throttling lifecycles: local_aws.lifecycles
         (workdir / "lifecycles.json").write_text(json.dumps(lifecycles))
         cmd += ["--lifecycles", str(workdir / "lifecycles.json")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "dev"), str(REPO / "plugins")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
     log_file = (log_path or workdir / "local-aws.log").open("wb")
     # At the stack's background priority: AWS's side runs elsewhere in production, and
     # its stand-in must not keep the triggerer's loop from a core (processes.background).
@@ -173,7 +173,7 @@ def _create_bucket(endpoint: str, bucket: str, region: str) -> None:
 
 def placeholder_samples(region: str, dataset_key: str, directory: Path) -> None:
     """Small region-specific shards for the stand-in entry point."""
-    from local_aws.fake_entry_point import SHARD_MAGIC
+    from dev.local_aws.fake_entry_point import SHARD_MAGIC
 
     for shard in range(2):
         body = f"{region}/{dataset_key}/{shard}\n".encode() * 64
@@ -199,7 +199,7 @@ def seed_aws(endpoint: str, dsn: str, write_samples: SampleWriter = placeholder_
     _create_bucket(endpoint, CENTRAL_BUCKET, CENTRAL_REGION)
     for region, output_bucket in regions:
         _create_bucket(endpoint, output_bucket, region)
-    from local_aws.batch import seed_batch  # the Batch launchers' queues and job definition
+    from dev.local_aws.batch import seed_batch  # the Batch launchers' queues and job definition
 
     seed_batch(endpoint, CENTRAL_REGION, [region for region, _ in regions])
 

@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-
 #: The niceness the local stack starts its CPU-heavy parts at (every Airflow service but
 #: the triggerers, the emulator): ``nice -n`` adds it to the stack's own. A deployment runs
 #: the triggerer in a container or pod of its own, so a worker's burst of task start-ups

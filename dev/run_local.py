@@ -40,9 +40,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_services import DAG_ID, AirflowStack, airflow_services, follow_run
-from local_pg import temporary_postgres
-from local_stack import (
+from dev.airflow_services import DAG_ID, AirflowStack, airflow_services, follow_run
+from dev.local_pg import temporary_postgres
+from dev.local_stack import (
     CENTRAL_BUCKET,
     LOCAL_RUN_CONF,
     REPO,
@@ -56,9 +56,9 @@ from local_stack import (
     seed_aws,
     tfrecord_samples,
 )
-from processes import stop_group, unwind_on_sigterm
+from dev.processes import stop_group, unwind_on_sigterm
+from dev.sim_hosts import HostsError, SimulatedHosts, simulated_hosts
 from regional_training.training_request import run_key
-from sim_hosts import HostsError, SimulatedHosts, simulated_hosts
 
 
 def _train_python(explicit: str | None) -> str:

@@ -45,4 +45,4 @@ PATH="$(dirname "${airflow_python}"):${PATH}"
 export PATH
 
 cd "${repo}"
-exec "${airflow_python}" "${repo}/dev/run_local.py" "$@"
+PYTHONPATH="${repo}${PYTHONPATH:+:${PYTHONPATH}}" exec "${airflow_python}" -m dev.run_local "$@"

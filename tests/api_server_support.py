@@ -77,8 +77,8 @@ def reserialize(env: Mapping[str, str], *bundles: str) -> None:
 @contextmanager
 def shared_api_server(*, dsn: str, endpoint: str, airflow_home: Path) -> Iterator[ApiServer]:
     """Start the server (see the module's docstring); stop it afterwards."""
-    from local_stack import airflow_env
-    from processes import api_server, free_port
+    from dev.local_stack import airflow_env
+    from dev.processes import api_server, free_port
 
     port = free_port()
     passwords = airflow_home / "api-server-passwords.json"

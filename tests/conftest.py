@@ -92,7 +92,7 @@ def campaign_dsn() -> Iterator[str]:
     """A fresh PostgreSQL server with the schema and the sample data."""
     import psycopg2
 
-    from local_pg import temporary_postgres
+    from dev.local_pg import temporary_postgres
     from regional_training import campaign_db
 
     with temporary_postgres() as dsn:
@@ -114,7 +114,7 @@ def db(campaign_dsn: str) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def aws_endpoint(campaign_dsn: str) -> Iterator[str]:
     """The local AWS emulator (stand-in entry point), buckets seeded from the campaign DB."""
-    from local_stack import fake_image_map, local_aws, seed_aws
+    from dev.local_stack import fake_image_map, local_aws, seed_aws
 
     with local_aws(fake_image_map(), max_concurrent_jobs=4, log_path=_AIRFLOW_HOME / "local-aws.log") as endpoint:
         seed_aws(endpoint, campaign_dsn)
@@ -131,7 +131,7 @@ def airflow_db() -> Path:
 @pytest.fixture()
 def offline_stack(campaign_dsn: str, aws_endpoint: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Environment for running the DAG in-process against Postgres and the emulator."""
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

@@ -8,8 +8,8 @@ wall and thread CPU time and its handle, the loop thread's stack and the other t
 sampled every 20 ms while it ran over 60 ms, and every full garbage collection (its
 thread and duration). A step with little CPU waited (for the GIL or a core)::
 
-    MRT_LOOP_SAMPLES=/tmp/steps PYTHONPATH=dev:bench/triggerer_sampler \
-        .venv/bin/python bench/services_scale.py --targets 64
+    MRT_LOOP_SAMPLES=/tmp/steps PYTHONPATH=bench/triggerer_sampler \
+        .venv/bin/python -m bench.services_scale --targets 64
 """
 
 import os

@@ -46,7 +46,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from local_aws.images import LocalImage
+from dev.local_aws.images import LocalImage
 
 #: Runs inside the new namespaces: $1 is the host's root, the rest the container command.
 _ENTER = r"""

@@ -17,13 +17,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-from local_aws.batch import BatchEmulator
-from local_aws.batch import install as install_batch
-from local_aws.images import load_image_map
-from local_aws.lifecycles import load_lifecycles
-from local_aws.quotas_pricing import QuotasPricingMiddleware
-from local_aws.training_jobs import EmulatorConfig, install, stop_all
-from local_aws.wire import ApiMiddleware
+from dev.local_aws.batch import BatchEmulator
+from dev.local_aws.batch import install as install_batch
+from dev.local_aws.images import load_image_map
+from dev.local_aws.lifecycles import load_lifecycles
+from dev.local_aws.quotas_pricing import QuotasPricingMiddleware
+from dev.local_aws.training_jobs import EmulatorConfig, install, stop_all
+from dev.local_aws.wire import ApiMiddleware
 
 #: Environment variable naming the file where non-conforming responses are recorded
 #: (``--check-responses``'s default): the test suite sets it for every emulator it starts.

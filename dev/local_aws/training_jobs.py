@@ -46,9 +46,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local_aws import container
-from local_aws.images import LocalImage, image_for
-from local_aws.lifecycles import Lifecycle, LifecycleConfig
+from dev.local_aws import container
+from dev.local_aws.images import LocalImage, image_for
+from dev.local_aws.lifecycles import Lifecycle, LifecycleConfig
 
 log = logging.getLogger("local_aws.training_jobs")
 

@@ -328,7 +328,7 @@ class ApiMiddleware:
     """Throttling, lost responses and the botocore check around moto's WSGI app."""
 
     def __init__(self, app: WsgiApp, *, lifecycles: Any = None, violations_path: str | None = None):
-        from local_aws.lifecycles import LifecycleConfig
+        from dev.local_aws.lifecycles import LifecycleConfig
 
         self.app = app
         self.lifecycles = lifecycles or LifecycleConfig()

@@ -120,7 +120,7 @@ def test_commands(services):
 def test_celery_profile_matches_the_local_stack(services, tmp_path):
     """Two schedulers, two triggerers, two workers, a broker that keeps its queue across a
     restart: as dev/airflow_services.py starts them for ``--executor celery``."""
-    from airflow_services import celery_commands
+    from dev.airflow_services import celery_commands
 
     local = celery_commands(broker_port=6379, broker_password="x", host="127.0.0.1", home=tmp_path, log_port=8793)
     kinds = Counter(name.rsplit("-", 1)[0] if name[-1].isdigit() else name for name in local)
@@ -283,7 +283,7 @@ def test_airflow_dockerfile(services):
     entry = next(json.loads(rest) for word, rest in instructions if word == "ENTRYPOINT")
     cmd = next(json.loads(rest) for word, rest in instructions if word == "CMD")
     assert entry + cmd == [
-        "python", "-m", "local_aws.server", "--host", "0.0.0.0", "--port", "5000",  # noqa: S104
+        "python", "-m", "dev.local_aws.server", "--host", "0.0.0.0", "--port", "5000",  # noqa: S104
         "--images", "/opt/airflow/dev/local_aws/images.offline.json",
     ]
     assert (REPO / "dev" / "local_aws" / "server.py").is_file()

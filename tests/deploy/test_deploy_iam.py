@@ -499,7 +499,7 @@ def test_values_match_the_seeded_campaign_db(repo_root):
     import psycopg2
 
     from deploy import campaign_targets
-    from local_pg import temporary_postgres  # dev/, on sys.path through pytest's `pythonpath`
+    from dev.local_pg import temporary_postgres  # dev/, on sys.path through pytest's `pythonpath`
     from regional_training import campaign_db
 
     with temporary_postgres() as dsn:

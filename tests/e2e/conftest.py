@@ -24,7 +24,7 @@ def real_aws_endpoint(campaign_dsn: str, train_python: Path, airflow_db: Path) -
     The other regions' copies get the stand-in's placeholder shards (no job reads them
     in these tests; generating TFRecords costs a TensorFlow start-up per copy).
     """
-    from local_stack import local_aws, placeholder_samples, real_image_map, seed_aws, tfrecord_samples
+    from dev.local_stack import local_aws, placeholder_samples, real_image_map, seed_aws, tfrecord_samples
 
     tfrecords = tfrecord_samples(train_python)
 
@@ -48,7 +48,7 @@ def real_stack(
     campaign_dsn: str, real_aws_endpoint: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """Environment for running the DAG in-process against Postgres and the real-training emulator."""
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=real_aws_endpoint, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

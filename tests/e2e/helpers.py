@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg2
 
-from local_stack import aws_client
+from dev.local_stack import aws_client
 from regional_training import identifiers
 
 ALL_REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
@@ -19,7 +19,7 @@ def training_dag() -> Any:
     """The real DAG, parsed from its file as the dag-processor would."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from local_stack import REPO
+    from dev.local_stack import REPO
 
     bag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py"))
     assert bag.import_errors == {}

@@ -17,7 +17,7 @@ import helpers
 import pytest
 from helpers import jobs_of_run, rows_of_run
 
-from local_stack import LOCAL_RUN_CONF, aws_client
+from dev.local_stack import LOCAL_RUN_CONF, aws_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from local_stack import LOCAL_RUN_CONF
+from dev.local_stack import LOCAL_RUN_CONF
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def test_the_dag_only_makes_calls_the_airflow_role_allows(offline_stack: str, mo
     from airflow.dag_processing.dagbag import DagBag
 
     from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS
-    from local_stack import REPO
+    from dev.local_stack import REPO
 
     calls = record_calls(monkeypatch)
     dag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]
@@ -72,7 +72,7 @@ def test_the_batch_launchers_only_make_calls_their_roles_allow(
     from airflow.dag_processing.dagbag import DagBag
 
     from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS, BATCH_LAUNCHER_ROLE_CALLS
-    from local_stack import REPO, aws_client
+    from dev.local_stack import REPO, aws_client
     from regional_training import batch_jobs, batch_launcher, run_layout
 
     calls = record_calls(monkeypatch)

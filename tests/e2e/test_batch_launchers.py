@@ -28,7 +28,15 @@ import psycopg2
 import pytest
 from helpers import TRAINING_REGIONS, jobs_of_run, rows_of_run
 
-from local_stack import CENTRAL_BUCKET, CENTRAL_REGION, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from dev.local_stack import (
+    CENTRAL_BUCKET,
+    CENTRAL_REGION,
+    LOCAL_RUN_CONF,
+    aws_client,
+    fake_image_map,
+    local_aws,
+    seed_aws,
+)
 from regional_training import array_file, batch_jobs, identifiers, run_layout
 from regional_training.links import report_links
 
@@ -176,7 +184,7 @@ def slow_batch_aws(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture()
 def slow_stack(slow_batch_aws: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=slow_batch_aws, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)
@@ -385,7 +393,7 @@ def capacity_aws(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture()
 def capacity_stack(capacity_aws: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=capacity_aws, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)
@@ -522,7 +530,7 @@ def test_array_parents_are_pending_while_children_run_and_children_start_first(
     PENDING when any child job is updated to RUNNABLE and remain in PENDING status while
     child jobs are running"; a job is STARTING between RUNNABLE and RUNNING (user guide,
     job states)."""
-    from local_aws import batch as emulated
+    from dev.local_aws import batch as emulated
 
     seen_at_start: list[str] = []
     real_popen = emulated.subprocess.Popen

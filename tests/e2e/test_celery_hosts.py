@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sim_hosts import Host, SimulatedHosts, remove_leftovers, simulated_hosts
+from dev.sim_hosts import Host, SimulatedHosts, remove_leftovers, simulated_hosts
 
 pytestmark = [pytest.mark.integration]
 

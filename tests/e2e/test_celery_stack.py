@@ -37,9 +37,9 @@ import psycopg2
 import pytest
 from helpers import ALL_REGIONS, jobs_of_run, rows_of_run
 
-from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
-from local_pg import temporary_postgres
-from local_stack import (
+from dev.airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
+from dev.local_pg import temporary_postgres
+from dev.local_stack import (
     CENTRAL_BUCKET,
     LOCAL_RUN_CONF,
     TRAINING_REPOSITORY,
@@ -50,9 +50,9 @@ from local_stack import (
     seed_aws,
     wait_for_job_status,
 )
-from processes import descendants, is_loopback, listening_sockets
+from dev.processes import descendants, is_loopback, listening_sockets
+from dev.sim_hosts import SimulatedHosts, simulated_hosts
 from regional_training.batch_jobs import LAUNCH_TASK_ID
-from sim_hosts import SimulatedHosts, simulated_hosts
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import helpers
 import pytest
 from helpers import jobs_of_run, rows_of_run
 
-from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
+from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
 from regional_training import array_file, run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]

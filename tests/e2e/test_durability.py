@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from local_stack import LOCAL_RUN_CONF, aws_client, wait_for_job_status
+from dev.local_stack import LOCAL_RUN_CONF, aws_client, wait_for_job_status
 from regional_training.operators import WAIT_MARGIN_SECONDS, DurableSageMakerTrainingOperator
 from regional_training.settings import settings_from_mapping
 from regional_training.targets import Target

@@ -20,8 +20,8 @@ import pytest
 from airflow.exceptions import TaskDeferred
 from airflow.sdk.exceptions import AirflowFailException
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training.aws_io import BOTOCORE_CONFIG
 from regional_training.collection import collect
 from regional_training.operators import CapacityExhaustedError, DurableSageMakerTrainingOperator

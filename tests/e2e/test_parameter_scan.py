@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 from helpers import TRAINING_REGIONS
 
-from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
+from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
 from regional_training import training_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow, pytest.mark.training]
@@ -50,8 +50,8 @@ def scan_aws_endpoint(campaign_dsn: str, train_python: Path, airflow_db: Path) -
     """The real-training emulator, whose image map also knows the tag ``scan-alt`` (the
     same training image, started through a shell that first says which tag it is), with
     a second copy of Boston in eu-west-1 (TFRecords), removed again afterwards."""
-    from local_aws.images import toolkit_image
-    from local_stack import REPO, local_aws, placeholder_samples, real_image_map, seed_aws, tfrecord_samples
+    from dev.local_aws.images import toolkit_image
+    from dev.local_stack import REPO, local_aws, placeholder_samples, real_image_map, seed_aws, tfrecord_samples
 
     image_map = real_image_map(train_python)
     alt = toolkit_image(train_python, REPO)
@@ -81,7 +81,7 @@ def scan_stack(campaign_dsn: str, scan_aws_endpoint: str, airflow_db: Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Airflow pointed at Postgres and the emulator; ``scan-alt`` allow-listed; room for
     two g5.12xlarge jobs per training region (so the four jobs need both regions)."""
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=scan_aws_endpoint, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from helpers import jobs_of_run, training_dag
 
-from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from regional_training import run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
@@ -29,7 +29,7 @@ def capacity_starved_aws(campaign_dsn: str, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture()
 def starved_stack(capacity_starved_aws: str, campaign_dsn: str, airflow_db: Path,
                   monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=capacity_starved_aws, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

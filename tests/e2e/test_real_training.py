@@ -24,7 +24,7 @@ import psutil
 import pytest
 from helpers import TRAINING_REGIONS, rows_of_run
 
-from local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, wait_for_job_end
+from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, wait_for_job_end
 from regional_training import training_request
 from regional_training.metric_format import METRIC_DEFINITIONS
 

@@ -13,7 +13,7 @@ import pytest
 from api_server_support import ApiServer
 from helpers import ALL_REGIONS, jobs_of_run, rows_of_run, training_dag
 
-from local_stack import LOCAL_RUN_CONF, aws_client
+from dev.local_stack import LOCAL_RUN_CONF, aws_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REGIONS = list(ALL_REGIONS)

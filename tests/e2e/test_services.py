@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 from helpers import jobs_of_run, rows_of_run
 
-from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
-from local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from processes import descendants, is_loopback, listening_sockets
+from dev.airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
+from dev.local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from dev.processes import descendants, is_loopback, listening_sockets
 from regional_training.batch_jobs import LAUNCH_TASK_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]

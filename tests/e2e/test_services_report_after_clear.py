@@ -25,9 +25,17 @@ import pytest
 from botocore.exceptions import ClientError
 from helpers import ALL_REGIONS, jobs_of_run, rows_of_run
 
-from airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
-from local_pg import stop_postgres, temporary_postgres
-from local_stack import CENTRAL_BUCKET, CENTRAL_REGION, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
+from dev.airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
+from dev.local_pg import stop_postgres, temporary_postgres
+from dev.local_stack import (
+    CENTRAL_BUCKET,
+    CENTRAL_REGION,
+    LOCAL_RUN_CONF,
+    aws_client,
+    fake_image_map,
+    local_aws,
+    seed_aws,
+)
 from regional_training.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]

@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from helpers import jobs_of_run, run_dag
 
-from local_stack import LOCAL_RUN_CONF, fake_image_map, local_aws, seed_aws
+from dev.local_stack import LOCAL_RUN_CONF, fake_image_map, local_aws, seed_aws
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ def starved_west(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture()
 def stack(starved_west: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=starved_west, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)
@@ -103,7 +103,7 @@ def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offli
     creates it when capacity comes), so the budget must hold the job before the submit."""
     from datetime import UTC, datetime
 
-    from local_stack import aws_client
+    from dev.local_stack import aws_client
     from regional_training import identifiers
 
     conf = {**LOCAL_RUN_CONF, "launcher": "batch_service", "placement": "cheapest",
@@ -129,7 +129,7 @@ def test_batch_array_reserves_every_first_launch_before_it_submits_the_array_job
     submit (failovers inside a child are not reserved: docs/placement.md)."""
     from datetime import UTC, datetime
 
-    from local_stack import CENTRAL_REGION, aws_client
+    from dev.local_stack import CENTRAL_REGION, aws_client
     from regional_training import batch_jobs
 
     conf = {**LOCAL_RUN_CONF, "launcher": "batch_array", "placement": "cheapest",
@@ -165,7 +165,7 @@ def test_the_hard_cap_stops_the_running_job_and_the_run_fails(
     fails naming it; nothing more is launched."""
     import threading
 
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
     from regional_training import budget
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=slow_jobs, airflow_home=airflow_db).items():

@@ -25,7 +25,7 @@ import psycopg2
 import pytest
 from helpers import jobs_of_run, rows_of_run, run_dag
 
-from local_stack import LOCAL_RUN_CONF, fake_image_map, local_aws, seed_aws
+from dev.local_stack import LOCAL_RUN_CONF, fake_image_map, local_aws, seed_aws
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def spot_starved_in_a(campaign_dsn: str, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture()
 def stack(spot_starved_in_a: str, campaign_dsn: str, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=spot_starved_in_a, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 from helpers import jobs_of_run, rows_of_run
 
-from local_stack import LOCAL_RUN_CONF
+from dev.local_stack import LOCAL_RUN_CONF
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from airflow.exceptions import TaskDeferred
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training.metric_format import METRIC_DEFINITIONS
 
 pytestmark = [pytest.mark.integration]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from local_aws.batch import BatchClientError, BatchEmulator, exit_action
+from dev.local_aws.batch import BatchClientError, BatchEmulator, exit_action
 
 ESSENTIAL = "Essential container in task exited"
 REFUSAL_RULE = {"onExitCode": "2", "action": "EXIT"}  # regional_training.batch_resources.RETRY_RULES

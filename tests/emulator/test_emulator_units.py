@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from local_aws.images import PLACEHOLDERS, LocalImage, image_for, load_image_map, repository_of
-from local_aws.training_jobs import _error_tail, _in_job
+from dev.local_aws.images import PLACEHOLDERS, LocalImage, image_for, load_image_map, repository_of
+from dev.local_aws.training_jobs import _error_tail, _in_job
 
 DIRS = {name: f"/jobs/j1/{name}" for name in PLACEHOLDERS}
 

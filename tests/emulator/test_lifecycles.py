@@ -16,8 +16,8 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 
 pytestmark = [pytest.mark.integration]
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from local_aws import container
-from local_stack import (
+from dev.local_aws import container
+from dev.local_stack import (
     LOCAL_RUN_CONF,
     TRAINING_REPOSITORY,
     aws_client,

@@ -20,8 +20,8 @@ import botocore.exceptions
 import pytest
 from werkzeug.serving import make_server
 
-from local_aws.lifecycles import ApiThrottle, LifecycleConfig
-from local_aws.wire import ApiMiddleware, Call, conformance_errors, response_errors, rest_operation, service_model
+from dev.local_aws.lifecycles import ApiThrottle, LifecycleConfig
+from dev.local_aws.wire import ApiMiddleware, Call, conformance_errors, response_errors, rest_operation, service_model
 
 Answer = tuple[str, list[tuple[str, str]], bytes]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from local_aws import container
-from local_aws.images import LocalImage, toolkit_image
+from dev.local_aws import container
+from dev.local_aws.images import LocalImage, toolkit_image
 
 IMAGE = "localhost/multi-region-training/training:cpu-0123456789ab"
 

@@ -17,8 +17,8 @@ import psycopg2
 import pytest
 from run_stub import RunStub
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_status
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_status
 from regional_training import budget
 
 pytestmark = pytest.mark.integration

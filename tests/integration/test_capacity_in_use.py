@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training import capacity
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ import psycopg2
 import pytest
 from run_stub import DAG_ID, RunStub
 
-from local_aws.fake_entry_point import SHARD_MAGIC
-from local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
+from dev.local_aws.fake_entry_point import SHARD_MAGIC
+from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training import checkpoint_carry
 from regional_training.attempts import Candidate, resolve
 

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from local_aws.quotas_pricing import quota_code
-from local_stack import fake_image_map, local_aws
+from dev.local_aws.quotas_pricing import quota_code
+from dev.local_stack import fake_image_map, local_aws
 from regional_training import live_limits
 
 pytestmark = pytest.mark.integration
@@ -198,7 +198,7 @@ def test_the_dags_clients_reach_both_apis_through_the_aws_connection(endpoint: s
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """refresh_limits' tasks build their clients from the ``aws_default`` connection, with
     the refresh's retry settings."""
-    from local_stack import in_process_env
+    from dev.local_stack import in_process_env
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=endpoint, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

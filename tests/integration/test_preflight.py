@@ -35,7 +35,7 @@ def seeded_jobs(db) -> list[dict[str, Any]]:
 
 
 def _training_job_counts(endpoint: str, regions: set[str]) -> dict[str, int]:
-    from local_stack import aws_client
+    from dev.local_stack import aws_client
 
     return {r: len(aws_client("sagemaker", endpoint, r).list_training_jobs(MaxResults=100)["TrainingJobSummaries"])
             for r in sorted(regions)}

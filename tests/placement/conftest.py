@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
-    from local_pg import temporary_postgres
+    from dev.local_pg import temporary_postgres
 
     try:
         ctx = temporary_postgres()

@@ -82,7 +82,7 @@ def recorded(campaign_dsn: str, aws_endpoint: str) -> list[dict[str, Any]]:
     """The runs in the DB, and the newest night's report in the central bucket."""
     import boto3
 
-    from local_stack import CENTRAL_BUCKET
+    from dev.local_stack import CENTRAL_BUCKET
 
     rows = _record_runs(campaign_dsn)
     logs = boto3.client("logs", endpoint_url=aws_endpoint, region_name="eu-west-1")

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from processes import descendants, is_loopback, listening_sockets
+from dev.processes import descendants, is_loopback, listening_sockets
 
 
 def _listen(family: socket.AddressFamily, address: str) -> socket.socket:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import kill_stack
+from dev.processes import kill_stack
 
 # A process that ignores SIGTERM, in a session of its own: what an Airflow task process
 # can look like after its service's process group was stopped.
@@ -59,7 +59,7 @@ def test_kill_stack_ends_only_the_processes_of_that_stack(tmp_path: Path) -> Non
 
 
 def test_numbered_services_are_of_their_kind() -> None:
-    from airflow_services import kind_of
+    from dev.airflow_services import kind_of
 
     assert [kind_of(s) for s in ("scheduler-2", "worker-10", "api-server", "dag-processor", "redis")] == [
         "scheduler", "worker", "api-server", "dag-processor", "redis"]
@@ -67,7 +67,7 @@ def test_numbered_services_are_of_their_kind() -> None:
 
 def test_the_celery_stack_runs_two_of_each_and_keeps_the_broker_password_off_the_command_line(
         tmp_path: Path) -> None:
-    from airflow_services import celery_commands, kind_of
+    from dev.airflow_services import celery_commands, kind_of
 
     commands = celery_commands(broker_port=6390, broker_password="s3cret-for-this-stack", host="10.213.7.1",
                                home=tmp_path, log_port=43123)
@@ -92,8 +92,8 @@ def test_the_stack_starts_all_but_its_triggerers_at_background_priority(tmp_path
     """The triggerers' event loop keeps the stack's own priority; the rest (scheduler and
     the task tries it forks, workers, api-server, dag-processor) start ``nice``r, so a
     burst of task start-ups on a busy machine cannot keep the loop from a core."""
-    from airflow_services import AirflowApi, AirflowStack
-    from processes import BACKGROUND_NICENESS
+    from dev.airflow_services import AirflowApi, AirflowStack
+    from dev.processes import BACKGROUND_NICENESS
 
     (tmp_path / "services").mkdir()
     show = [sys.executable, "-c", "import os; print(os.nice(0), os.getpid() == os.getpgid(0))"]

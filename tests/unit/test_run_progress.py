@@ -3,7 +3,7 @@ that have not run yet (their names, region + target, are rendered when they run)
 
 from __future__ import annotations
 
-from airflow_services import NOT_STARTED, RunProgress
+from dev.airflow_services import NOT_STARTED, RunProgress
 
 
 def _ti(task_id: str, map_index: int, state: str | None, name: str | None) -> dict:
