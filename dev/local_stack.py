@@ -290,7 +290,7 @@ LOCAL_RUN_CONF: dict[str, Any] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python dev/local_stack.py seed --endpoint URL --dsn DSN``: create and fill the
+    """``python -m dev.local_stack seed --endpoint URL --dsn DSN``: create and fill the
     buckets of a running emulator (the compose stack's ``local-aws-seed`` one-shot)."""
     import argparse
 

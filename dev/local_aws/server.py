@@ -1,4 +1,5 @@
-"""Start the local AWS emulator: ``PYTHONPATH=dev:plugins python -m local_aws.server``.
+"""Start the local AWS emulator: ``python -m dev.local_aws.server`` from the repository root
+(or with it on ``PYTHONPATH``; ``regional_training`` installed or ``plugins`` on it too).
 
 A moto server (all services, all regions, one endpoint) with the training-job
 lifecycle of :mod:`local_aws.training_jobs` patched in and :mod:`local_aws.wire` in
