@@ -314,12 +314,11 @@ def batch_client(region: str, *, aws_conn_id: str | None, botocore_config: dict[
 def service_attempt_describer() -> Callable[[str, str], dict[str, Any] | None]:
     """``describe(region, name)`` for :func:`regional_training.attempts.resolve` under
     ``launcher=batch_service`` outside the operator (a late recording by ``summarize``):
-    :func:`describe_service_attempt` with the default connection."""
+    the backend's (:class:`regional_training.launch.batch_service.BatchServiceBackend`)
+    with the default connection."""
     from regional_training import aws_io
+    from regional_training.launch.backends import Connection, backend_for
+    from regional_training.launch.driver import describer
 
-    def describe(region: str, name: str) -> dict[str, Any] | None:
-        client = batch_client(region, aws_conn_id=aws_io.AWS_CONN_ID, botocore_config=aws_io.BOTOCORE_CONFIG)
-        return describe_service_attempt(client, batch_settings().service_queue(region), name,
-                                        lambda real: aws_io.describe_training_job(real, region=region))
-
-    return describe
+    return describer(backend_for("batch_service", Connection(  # type: ignore[no-any-return]
+        hook=aws_io.sagemaker_hook, aws_conn_id=aws_io.AWS_CONN_ID, botocore_config=aws_io.BOTOCORE_CONFIG)))

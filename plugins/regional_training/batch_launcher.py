@@ -14,12 +14,13 @@ the seed's ``sed -n "$((AWS_BATCH_JOB_ARRAY_INDEX + 1))p"``; a one-line run is a
 job, since Batch's arrays have 2 children at least, and Batch refuses ``AWS_BATCH*``
 overrides, so its line comes in :data:`ARRAY_INDEX_VARIABLE`), finds that target's
 stored request (with its failover requests) and creates-or-reattaches its training
-job with the DAG operator's durable logic, decided by the same
-:func:`regional_training.attempts.resolve`: deterministic names, reattach to a live or
-completed job (a child retried by Batch never starts a second job), one new attempt
-after a failure (but not on Batch's automatic retry after a deterministic failure, as
-:func:`regional_training.retry_policy.check_new_attempt` for Airflow's), a move to the
-next candidate on a capacity error. It waits for the job and exits 0 when it
+job with the DAG operator's durable logic, decided by the same driver
+(:func:`regional_training.launch.driver.next_step`, with the SageMaker backend):
+deterministic names, reattach to a live or completed job (a child retried by Batch never
+starts a second job), one new attempt after a failure (but not on Batch's automatic
+retry after a deterministic failure, :func:`regional_training.retry_policy.refusal`, as
+for Airflow's), a move to the next candidate on a capacity error. Unlike the operator,
+which defers, it waits by polling. It waits for the job and exits 0 when it
 completed, 1 (naming the job, region and SageMaker's reason) when it did not, and
 :data:`EXIT_REFUSED` for what no Batch retry can change (the job definition does not
 retry that code): a line, index or request file it refuses (the message names the line
@@ -44,15 +45,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from regional_training.attempts import (
-    CAPACITY_EXHAUSTED_ADVICE,
-    Candidate,
-    Resolution,
-    ended_reason,
-    exhausted_message,
-    is_capacity_error,
-    resolve,
-)
+from regional_training.attempts import CAPACITY_EXHAUSTED_ADVICE, Resolution, exhausted_message
+from regional_training.launch import driver
+from regional_training.launch.backends import ClientHook, Connection
+from regional_training.launch.job import Job, JobState
+from regional_training.launch.sagemaker import SageMakerBackend
 
 log = logging.getLogger("regional_training.batch_launcher")
 
@@ -69,7 +66,6 @@ EXIT_NOTHING = 0
 #: job definition's ``retryStrategy.evaluateOnExit`` exits on it instead of retrying
 #: (regional_training.batch_resources), so Batch does not re-run a deterministic refusal.
 EXIT_REFUSED = 2
-ENDED = frozenset({"Completed", "Failed", "Stopped"})
 
 #: ``sagemaker(region)``: a SageMaker client in ``region``.
 Clients = Callable[[str], Any]
@@ -101,55 +97,42 @@ def array_index(environ: dict[str, str] | os._Environ[str]) -> int:
     return int(value)
 
 
-def candidates_of(job: dict[str, Any]) -> list[Candidate]:
-    from regional_training.collection import job_candidates
-
-    return job_candidates(job)[1]
-
-
 class Launcher:
     """Create-or-reattach one target's job and wait for it (one Batch child)."""
 
     def __init__(self, job: dict[str, Any], clients: Clients, *, poll_seconds: float = 30.0,
                  batch_attempt: int = 1) -> None:
-        self.job, self.clients, self.poll_seconds, self.batch_attempt = job, clients, poll_seconds, batch_attempt
-        self.candidates = candidates_of(job)
+        self.job, self.poll_seconds, self.batch_attempt = Job.from_xcom(job), poll_seconds, batch_attempt
+        self.candidates = self.job.candidates
+        self.backend = SageMakerBackend(Connection(hook=lambda region: ClientHook(clients(region)),
+                                                   poll_seconds=poll_seconds))
         self.terminated = threading.Event()
         self.current: tuple[str, str] | None = None  # (region, job name)
 
-    def describe(self, region: str, name: str) -> dict[str, Any] | None:
-        client = self.clients(region)
-        try:
-            return client.describe_training_job(TrainingJobName=name)  # type: ignore[no-any-return]
-        except client.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") == "ValidationException":
-                return None
-            raise
-
     def run(self) -> int:
-        refused: dict[str, tuple[str, str]] = {}
+        refused: driver.Refused = {}
         while True:
-            resolution = resolve(self.candidates, self.describe, refused=refused)
-            for move in resolution.moves:
+            step = driver.next_step(self.candidates, self.backend, refused=refused,
+                                    automatic_retry=lambda: self.batch_attempt > 1)
+            for move in step.resolution.moves:
                 log.info("Move %d: %s -> %s after %s.", move.move_number, move.from_region,
                          move.to_region or "nothing", move.error_code)
-            if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
-                return self._exhausted(resolution)
-            candidate, attempt = self.candidates[resolution.index], resolution.attempt
+            if step.kind == "exhausted" or step.candidate is None:
+                return self._exhausted(step.resolution)
+            candidate, attempt = step.candidate, step.attempt
             self.current = (candidate.region, attempt.name)
-            if resolution.action == "done":
+            if step.kind == "done":
                 log.info("Training job %s in %s completed.", attempt.name, candidate.region)
                 return 0
-            if resolution.action == "create":
-                previous = resolution.newest[resolution.index] if resolution.newest else None
-                if previous is not None and previous.description and self.batch_attempt > 1:
-                    refusal = self._refuse_automatic_retry(previous.description)
-                    if refusal:
-                        # Every further Batch attempt would refuse the same way: the
-                        # definition's evaluateOnExit exits on this code (docs/batch.md).
-                        log.error("Refused (exit %d, not retried): %s", EXIT_REFUSED, refusal)
-                        return EXIT_REFUSED
-                error = self._create(candidate, attempt.name)
+            if step.kind == "refuse":
+                # Every further Batch attempt would refuse the same way: the definition's
+                # evaluateOnExit exits on this code (docs/batch.md).
+                log.error("Refused (exit %d, not retried): %s; Batch attempt %d creates no new job (clear the DAG's "
+                          "train task or submit the array again to make one new attempt)", EXIT_REFUSED,
+                          step.refusal, self.batch_attempt)
+                return EXIT_REFUSED
+            if step.kind == "create":
+                error = driver.create(self.backend, candidate, attempt.name, log)
                 if error is not None:
                     refused[candidate.region] = error
                     continue
@@ -159,18 +142,17 @@ class Launcher:
             ended = self._wait(candidate.region, attempt.name)
             if ended is None:
                 return EXIT_TERMINATED
-            status = ended["TrainingJobStatus"]
-            if status == "Completed":
+            if ended.phase == "completed":
                 log.info("Training job %s in %s completed.", attempt.name, candidate.region)
                 return 0
-            if self._ended_for_capacity(ended):
+            if ended.capacity is not None:
                 log.warning("Training job %s in %s ended for lack of capacity: moving on.", attempt.name,
                             candidate.region)
                 continue
             # SageMaker's own words (a Stopped job has no FailureReason: its SecondaryStatus
             # and status message say why), as the operator raises and collection records.
-            log.error("Training job %s in %s ended %s: %s", attempt.name, candidate.region, status,
-                      ended_reason(ended))
+            log.error("Training job %s in %s ended %s: %s", attempt.name, candidate.region,
+                      ended.description["TrainingJobStatus"], ended.reason)
             return 1
 
     def _exhausted(self, resolution: Resolution) -> int:
@@ -178,8 +160,9 @@ class Launcher:
         lack of capacity: a Batch retry would describe the same ended jobs and create
         nothing (the operator's ``CapacityExhaustedError``); 1 when a creation was refused
         for capacity, which a later retry may get past."""
-        message = exhausted_message(self.job["request"]["TrainingJobName"], resolution.moves,
-                                    self.job.get("max_failovers", len(self.candidates) - 1))
+        limit = self.job.max_failovers
+        message = exhausted_message(self.job.base_name, resolution.moves,
+                                    len(self.candidates) - 1 if limit is None else limit)
         if not resolution.retry_may_create:
             log.error("Refused (exit %d, not retried): %s; %s, and submit again)", EXIT_REFUSED, message,
                       CAPACITY_EXHAUSTED_ADVICE)
@@ -187,54 +170,16 @@ class Launcher:
         log.error("%s; a creation was refused for capacity, so Batch's retry asks again", message)
         return 1
 
-    @staticmethod
-    def _ended_for_capacity(description: dict[str, Any]) -> bool:
-        from regional_training.attempts import capacity_signal
-
-        return capacity_signal(description) is not None
-
-    def _refuse_automatic_retry(self, description: dict[str, Any]) -> str | None:
-        """Batch's retry of this child after a deterministic failure would fail the same
-        way: no new paid job (``check_new_attempt``'s rule for Airflow's retries)."""
-        from regional_training.retry_policy import Decision, classify
-
-        verdict = classify(description)
-        if verdict.decision is Decision.FAILED_JOB:
-            return (f"training job {description.get('TrainingJobName')} ended {description.get('TrainingJobStatus')}:"
-                    f" {verdict.reason}; Batch attempt {self.batch_attempt} creates no new job (clear the "
-                    "DAG's train task or submit the array again to make one new attempt)")
-        return None
-
-    def _create(self, candidate: Candidate, name: str) -> tuple[str, str] | None:
-        """Create the job; a capacity refusal is returned as (code, message), not raised."""
-        client = self.clients(candidate.region)
-        log.info("Creating training job %s in %s.", name, candidate.region)
-        try:
-            client.create_training_job(**{**candidate.request, "TrainingJobName": name})
-        except client.exceptions.ClientError as err:
-            error = err.response.get("Error", {})
-            code, message = str(error.get("Code")), str(error.get("Message"))
-            if code == "ResourceInUse":  # a concurrent try of this child made it first: follow it
-                return None
-            if not is_capacity_error(code) and not is_capacity_error(message):
-                raise
-            log.warning("No capacity for %s in %s (%s: %s).", name, candidate.region, code, message)
-            return code, message
-        return None
-
-    def _wait(self, region: str, name: str) -> dict[str, Any] | None:
-        """The job's description once it ended; ``None`` if this child was terminated
-        (the job is stopped first)."""
+    def _wait(self, region: str, name: str) -> JobState | None:
+        """The job's state once it ended; ``None`` if this child was terminated (Batch's
+        ``TerminateJob``: the job is stopped first)."""
         while True:
-            description = self.describe(region, name)
-            if description is not None and description["TrainingJobStatus"] in ENDED:
-                return description
+            state = self.backend.describe(region, name)
+            if state is not None and state.ended:
+                return state
             if self.terminated.wait(self.poll_seconds):
                 log.warning("Terminated: stopping training job %s in %s.", name, region)
-                try:
-                    self.clients(region).stop_training_job(TrainingJobName=name)
-                except Exception as err:  # already ended
-                    log.warning("StopTrainingJob %s: %s", name, err)
+                driver.stop(self.backend, region, name, log)
                 return None
 
 

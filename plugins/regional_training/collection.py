@@ -14,6 +14,7 @@ from typing import Any
 
 from regional_training import scan
 from regional_training.attempts import Attempt, Candidate, Describe, ended_reason, resolve
+from regional_training.launch.job import Job
 from regional_training.placement import actual_cost_usd
 from regional_training.run_layout import RunLayout
 from regional_training.targets import Target
@@ -23,11 +24,10 @@ NOT_STARTED = "NotStarted"
 
 
 def job_candidates(job: dict[str, Any]) -> tuple[list[Target], list[Candidate]]:
-    """A build step's job as (targets, candidates) in rank order, cut to ``max_failovers``."""
-    entries = [{"target": job["target"], "request": job["request"]}, *job.get("failover", [])]
-    entries = entries[: int(job.get("max_failovers", len(entries))) + 1]
-    targets = [Target.from_dict(e["target"]) for e in entries]
-    return targets, [Candidate(e["request"], t.region_code) for e, t in zip(entries, targets, strict=True)]
+    """A build step's job as (targets, candidates) in rank order, cut to ``max_failovers``
+    (:class:`regional_training.launch.job.Job`'s view of its XCom payload)."""
+    typed = Job.from_xcom(job)
+    return typed.targets, typed.candidates
 
 
 def final_metrics(description: dict[str, Any]) -> dict[str, float]:

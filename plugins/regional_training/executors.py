@@ -28,7 +28,9 @@ from airflow.executors.local_executor import LocalExecutor
 log = logging.getLogger(__name__)
 
 #: What a try of this DAG imports: the DAG file's modules and what the tasks import when
-#: they run (collection's database hook and S3 I/O, the training task's attempts).
+#: they run (collection's database hook and S3 I/O, the training task's attempts and its
+#: launch driver and backends). The provider's SageMaker trigger module stays: the
+#: triggerer's hooks (trigger_hooks) import it.
 PRELOAD_MODULES = (
     "airflow.providers.amazon.aws.operators.batch",
     "airflow.providers.amazon.aws.operators.sagemaker",
@@ -42,6 +44,13 @@ PRELOAD_MODULES = (
     "regional_training.batch_jobs",
     "regional_training.collection",
     "regional_training.jobs",
+    "regional_training.launch",
+    "regional_training.launch.backends",
+    "regional_training.launch.batch_array",
+    "regional_training.launch.batch_service",
+    "regional_training.launch.driver",
+    "regional_training.launch.job",
+    "regional_training.launch.sagemaker",
     "regional_training.operators",
     "regional_training.params",
     "regional_training.recording",

@@ -8,7 +8,8 @@ A job (one XCom entry, JSON) holds ``target`` and ``request`` (the planned place
 ``point_id`` and ``point_overrides`` (a parameter scan's point; ``None`` without one);
 once pre-flight passed, ``preflight_checked_inputs`` (the planned request's input URIs it
 found, :func:`regional_training.preflight.with_checked_inputs`);
-:func:`regional_training.collection.job_candidates` gives its typed view.
+:class:`regional_training.launch.job.Job` is its typed view (``Job.from_xcom``), which
+the launch path uses; this payload stays the XCom format.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from regional_training import array_file, scan, training_request
-from regional_training.collection import job_candidates
+from regional_training.launch.job import Job
 from regional_training.params import processes_per_host, training_hyperparameters
-from regional_training.preflight import CHECKED_INPUTS
 from regional_training.settings import Settings
 from regional_training.targets import Target, target_key_of
 
@@ -107,15 +107,17 @@ def build_jobs(
     return jobs
 
 
-def training_operator_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+def training_operator_kwargs(job: Job) -> dict[str, Any]:
     """Per-job kwargs of the mapped training operator: the request, in its own region,
     and the ranked failover requests."""
+    if job.max_failovers is None:
+        raise KeyError(f"job {job.base_name}: no max_failovers")
     return {
-        "config": job["request"],
-        "region_name": job["target"]["region_code"],
-        "failover": [c.to_dict() for c in job_candidates(job)[1][1:]],
-        "max_failovers": job["max_failovers"],
-        "checked_inputs": list(job.get(CHECKED_INPUTS) or []),
+        "config": job.request,
+        "region_name": job.target.region_code,
+        "failover": [c.to_dict() for c in job.candidates[1:]],
+        "max_failovers": job.max_failovers,
+        "checked_inputs": list(job.checked_inputs),
     }
 
 

@@ -35,15 +35,14 @@ usual) or submits each attempt as a Batch service job and waits on
 :class:`regional_training.batch_jobs.BatchServiceJobTrigger` (``batch_service``).
 
 Which job is the target's job, and what to do next, is decided by
-:func:`regional_training.attempts.resolve`; this class only acts on its answer, in the
-provider's linear shape: create -> defer -> ``execute_complete``.
+:func:`regional_training.launch.driver.next_step` (the one decision, which the Batch
+array child calls too); the ``launcher`` Param picks the backend that describes, creates,
+stops and gives the trigger (:mod:`regional_training.launch.backends`). This class only
+acts on the step, in the provider's linear shape: create -> defer -> ``execute_complete``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -52,10 +51,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator, serialize
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.sdk.exceptions import AirflowFailException
-from botocore.exceptions import ClientError
 
 from regional_training.aws_hooks import SageMakerHook
-from regional_training.aws_io import describe_or_none
 from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
 
 # The failover moves' XCom key: run_keys holds every task id and XCom key.
@@ -65,22 +62,17 @@ from regional_training.run_keys import MOVES_KEY
 # name stays for triggers stored under the old path, and for callers.
 from regional_training.triggers import StoppingSageMakerTrigger
 
-# attempts and retry_policy (the resolution and retry rules) are imported where a try uses
-# them: the DAG's parse imports this module for the class alone, and their dataclasses
-# cost it about 3 ms (bench/dag_benchmarks.py --breakdown).
+# attempts, retry_policy and launch (the resolution, the retry rules, the driver and the
+# backends) are imported where a try uses them: the DAG's parse imports this module for
+# the class alone, and their dataclasses cost it about 3 ms (bench/dag_benchmarks.py --breakdown).
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from regional_training.attempts import Candidate, Move, Resolution
+    from regional_training.launch.backends import Backend, Wait
+    from regional_training.launch.job import Job
 
-__all__ = [
-    "WAIT_MARGIN_SECONDS", "CapacityExhaustedError", "DurableSageMakerTrainingOperator", "NoCapacityError",
-    "StoppingSageMakerTrigger",
-    "wait_limit_seconds",
-]
-
-#: Extra time beyond the stopping condition: start-up, download, upload.
-WAIT_MARGIN_SECONDS = 3600
+__all__ = ["CapacityExhaustedError", "DurableSageMakerTrainingOperator", "NoCapacityError", "StoppingSageMakerTrigger"]
 
 
 class NoCapacityError(RuntimeError):
@@ -92,20 +84,6 @@ class CapacityExhaustedError(NoCapacityError, AirflowFailException):
     """Every allowed candidate's job *ended* for lack of capacity (a spot job's
     ``MaxWaitTimeExceeded``, a ``CapacityError``): a retry would describe the same ended
     jobs and create none, so the task fails at once, without Airflow's retries."""
-
-
-def wait_limit_seconds(config: dict[str, Any]) -> int:
-    """How long a job of this request may legitimately take, end to end."""
-    stopping = config.get("StoppingCondition", {})
-    runtime = int(stopping.get("MaxRuntimeInSeconds", 86400))
-    # With managed spot, MaxWaitTimeInSeconds already includes the runtime.
-    total = max(runtime, int(stopping.get("MaxWaitTimeInSeconds", 0)))
-    return total + WAIT_MARGIN_SECONDS
-
-
-def request_digest(request: dict[str, Any]) -> str:
-    """A short digest of a request: logged instead of the whole request."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 #: How long ``on_kill`` waits for the server's word on the task's state. The supervisor
@@ -204,10 +182,12 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._ti: Any = None
         #: The run's ``launcher`` Param (:func:`_launcher`), set when a try starts or resumes.
         self._launcher = "airflow"
+        #: The run's Params, as the try that started or resumed read them.
+        self._params: dict[str, Any] = {}
         #: :meth:`_hook`'s hooks by region.
         self._hooks: dict[str, SageMakerHook] = {}
         #: The whole job ``job`` stands for, once a try has started: what collection records.
-        self.target_job: dict[str, Any] | None = None
+        self.target_job: Job | None = None
         #: (region, job name) the links name (XCom ``mrt_training_job``) and the moves in
         #: XCom, as this try knows them: each is pushed only when it changes. A resumed try
         #: gets both with its deferral's kwargs, so it reads neither back, and the end of a
@@ -227,16 +207,18 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         job_reference` says why).
         """
         self._launcher = _launcher(context)
+        self._params = dict(context.get("params") or {})
         self._ti = context.get("ti")
         if self.job is None or self.target_job is not None:
             return
         # Imported here, at run time: jobs pulls in the request builders, which the DAG
         # file's parse does not need.
         from regional_training.jobs import resolve_job, training_operator_kwargs
+        from regional_training.launch.job import Job
 
         # self.job stays what was passed (a reference, in the DAG): the rendered fields
         # then hold the reference only, not the request and failover.
-        self.target_job = resolve_job(context.get("ti"), self.job)
+        self.target_job = Job.from_xcom(resolve_job(context.get("ti"), self.job))
         for name, value in training_operator_kwargs(self.target_job).items():
             setattr(self, name, value)
 
@@ -263,6 +245,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                          linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
                          ) -> dict[str, Any]:
         from regional_training.attempts import ended_reason, resolve
+        from regional_training.launch.driver import describer
         from regional_training.retry_policy import Decision, NotRetriedError, classify
 
         self._start(context)
@@ -271,7 +254,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         if event["status"] == "capacity":  # a Batch service job cancelled after waiting for capacity
             refused[str(event["region"])] = ("CAPACITY", str(event.get("message")))
             return self._act(context, refused=refused)
-        resolution = resolve(self.candidates(), self._describe, refused=refused)
+        resolution = resolve(self.candidates(), describer(self._backend()), refused=refused)
         if event["status"] == "success" or resolution.ended_for_capacity(str(event.get("job_name"))):
             # Success: the resolution returns the job. A job that ended for capacity: it
             # has moved on to the next candidate (or none is left); act within this try.
@@ -293,64 +276,55 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     def _act(self, context: Context, *, refused: dict[str, tuple[str, str]],
              resolution: Resolution | None = None) -> dict[str, Any]:
-        from regional_training.attempts import is_capacity_error, resolve
-        from regional_training.retry_policy import check_new_attempt
+        """Act on :func:`regional_training.launch.driver.next_step` until the task defers,
+        returns the collected job or fails."""
+        from regional_training.launch import driver
+        from regional_training.retry_policy import AIRFLOW_REFUSAL_ADVICE, NotRetriedError, is_automatic_retry
 
         candidates = self.candidates()
+        backend = self._backend()
+        ti = context.get("ti")
+
+        def automatic() -> bool:
+            # Airflow's automatic retry (not a run's or a clear's first try) makes no new
+            # paid job after a deterministic failure (retry_policy.refusal).
+            return ti is not None and is_automatic_retry(ti.try_number, ti.max_tries, self.retries or 0)
+
         while True:
-            resolution = resolution or resolve(candidates, self._describe, refused=refused)
-            self._push_moves(context, resolution.moves)
-            if resolution.action == "exhausted" or resolution.index is None or resolution.attempt is None:
-                self._fail_exhausted(context, resolution)
-            candidate, attempt = candidates[resolution.index], resolution.attempt
+            step = driver.next_step(candidates, backend, refused=refused, automatic_retry=automatic,
+                                    resolution=resolution)
+            resolution = None
+            self._push_moves(context, step.resolution.moves)
+            if step.kind == "exhausted" or step.candidate is None:
+                self._fail_exhausted(context, step.resolution)
+            candidate, attempt = step.candidate, step.attempt
             # The job's real name: under batch_service, the AWSBatch... job Batch made.
-            self._current = (candidate.region, str((attempt.description or {}).get("TrainingJobName") or attempt.name))
+            self._current = (candidate.region, step.real_name)
             self.log.info("Training job %s (attempt %d) in %s: %s.", attempt.name, attempt.number, candidate.region,
-                          {"create": "creating it", "wait": "reattaching", "done": "already completed"}
-                          [resolution.action])
+                          {"wait": "reattaching", "done": "already completed"}.get(step.kind, "creating it"))
             # The task's extra links (console, logs) follow the job it is on now.
             if self.linked_job != self._current:
                 persist_training_job(context, self, region_name=candidate.region, job_name=self._current[1],
                                      attempt=attempt.number)
                 self.linked_job = self._current
-            if resolution.action == "done":
-                return self._collect(context, resolution)
-            if resolution.action == "wait":
-                self._follow(context, candidate, attempt.name)
-            previous = resolution.newest[resolution.index] if resolution.newest else None
-            if previous is not None and previous.description and "ti" in context:
-                # An automatic retry after a deterministic failure would fail the same way:
-                # no new paid job (a human clear's first try still makes one).
-                ti = context["ti"]
-                check_new_attempt(previous.description, try_number=ti.try_number, max_tries=ti.max_tries,
-                                  retries=self.retries or 0)
-            if self._launcher == "batch_array":  # the array child creates it: follow (defers or fails)
-                self._follow_child(context, attempt.name)
+            if step.kind == "done":
+                return self._collect(context, step.resolution)
+            if step.kind == "wait":
+                self._defer(backend.wait(candidate, attempt.name))
+            if step.kind == "refuse":
+                raise NotRetriedError(f"{step.refusal}; {AIRFLOW_REFUSAL_ADVICE}")
+            creator = backend.creator(candidate, attempt.name)
+            if creator is not None:  # batch_array: the array child creates it (defers or fails)
+                self._defer(creator)
             # Before anything that can start a job (a create, a service job's submit): the
             # budget holds it, and the target's checkpoints reach the new region first.
-            self._reserve_budget(context, resolution)
-            self._carry_checkpoints(context, resolution, candidates)
-            if self._launcher == "batch_service":  # Batch creates it when capacity comes (defers)
-                self._defer_on_service_job(context, candidate, attempt.name)
-            try:
-                self._create(candidate, attempt.name)
-            except ClientError as err:
-                error = err.response.get("Error", {})
-                code, message = str(error.get("Code")), str(error.get("Message"))
-                if code == "ResourceInUse":
-                    # The name is this attempt's own (attempt_name): our create whose response
-                    # was lost (botocore's retry then meets the job it made) or a concurrent
-                    # try made it. Follow that job; never a second one.
-                    self.log.warning("Training job %s in %s already exists (%s): following it.", attempt.name,
-                                     candidate.region, message)
-                    self._defer_on(candidate, attempt.name)
-                if not is_capacity_error(code) and not is_capacity_error(message):
-                    raise
-                self.log.warning("No capacity for %s in %s (%s: %s).", attempt.name, candidate.region, code, message)
-                refused[candidate.region] = (code, message)
-                resolution = None
+            self._reserve_budget(context, step.resolution)
+            self._carry_checkpoints(context, step.resolution, candidates)
+            error = driver.create(backend, candidate, attempt.name, self.log)
+            if error is not None:
+                refused[candidate.region] = error
                 continue
-            self._defer_on(candidate, attempt.name)
+            self._defer(backend.wait(candidate, attempt.name))
 
     def _collect(self, context: Context, resolution: Resolution) -> dict[str, Any]:
         """The job completed: collect and record it (``recording.collect_target``) and return
@@ -361,7 +335,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             return {"Training": serialize(attempt.description if attempt and attempt.description else {})}
         from regional_training import recording, run_context
 
-        return recording.collect_target(run_context.current_run(), self.target_job,
+        return recording.collect_target(run_context.current_run(), self.target_job.to_xcom(),
                                     moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
 
     def _record_failure(self, context: Context, resolution: Resolution) -> None:
@@ -383,52 +357,6 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         self._start(context)
         return self._act(context, refused=self._resumed(context, linked_job, moves))
 
-    def _follow_child(self, context: Context, name: str) -> NoReturn:
-        """Wait (deferred, no worker held) for this target's array child to create ``name``;
-        fail naming the child and region if it ended without a live job."""
-        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
-
-        from regional_training import batch_jobs
-
-        launch = context["ti"].xcom_pull(task_ids=batch_jobs.LAUNCH_TASK_ID)
-        if not launch:
-            raise RuntimeError(f"launcher=batch_array but {batch_jobs.LAUNCH_TASK_ID} submitted no array job")
-        child_id = batch_jobs.array_child(launch, str(self.target_key))
-        child = batch_jobs.describe_batch_job(child_id, region=launch["region"])
-        if child.get("status") in ("SUCCEEDED", "FAILED"):
-            raise RuntimeError(f"array child {child_id} (target {self.target_key}, {self.region_name}) ended "
-                               f"{child['status']} ({child.get('statusReason') or 'no reason'}) and no training "
-                               f"job {name} is live: see the child's log")
-        self.log.info("Waiting for array child %s (%s) to create %s.", child_id, child.get("status"), name)
-        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.check_interval)), method_name="resume_following",
-                   kwargs=self._resume_kwargs())
-
-    def _defer_on_service_job(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
-        """Submit this attempt as a Batch service job in the candidate's region, or find
-        the one submitted already (:func:`regional_training.batch_jobs.submit_service_job`),
-        and wait for it to end (:class:`regional_training.batch_jobs.BatchServiceJobTrigger`)."""
-        from regional_training import batch_jobs
-
-        params = dict(context.get("params") or {})
-        job_id = batch_jobs.submit_service_job(candidate.request, name, region=candidate.region, params=params,
-                                               aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
-        self.log.info("Service job %s for %s in %s (request sha256 %s).", job_id, name, candidate.region,
-                      request_digest({**candidate.request, "TrainingJobName": name}))
-        limit = wait_limit_seconds(candidate.request)
-        trigger = batch_jobs.BatchServiceJobTrigger(
-            service_job_id=job_id, job_name=name, region_name=candidate.region,
-            capacity_wait_seconds=60 * int(params.get("batch_capacity_wait_minutes") or 0),
-            poll_seconds=self.check_interval, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config)
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit),
-                   kwargs=self._resume_kwargs())
-
-    def _follow(self, context: Context, candidate: Candidate, name: str) -> NoReturn:
-        """Wait for the live attempt ``name``: under ``batch_service`` its service job (Batch
-        may replace its training job after a CapacityError), else its training job."""
-        if self._launcher == "batch_service":
-            self._defer_on_service_job(context, candidate, name)
-        self._defer_on(candidate, name)
-
     def _reserve_budget(self, context: Context, resolution: Resolution) -> None:
         """Issue 31: no launch may push the run's committed spend over ``budget_usd``: the
         job is reserved in the run's ledger first, or the task fails naming the target
@@ -436,7 +364,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         if self.target_job is not None and "budget_usd" in (context.get("params") or {}):
             from regional_training import budget, run_context
 
-            budget.reserve_for(run_context.current_run(), self.target_job, resolution)
+            budget.reserve_for(run_context.current_run(), self.target_job.to_xcom(), resolution)
 
     def _carry_checkpoints(self, context: Context, resolution: Resolution, candidates: list[Candidate]) -> None:
         """Issue 31: the target's newest checkpoint follows it to the new job's region
@@ -447,25 +375,19 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
             checkpoint_carry.carry_for(run_context.current_run(), str(self.target_key), resolution, candidates)
 
-    def _create(self, candidate: Candidate, name: str) -> None:
-        request = {**candidate.request, "TrainingJobName": name}
-        self.log.info("Creating training job %s in %s (request sha256 %s).", name, candidate.region,
-                      request_digest(request))
-        self._hook(candidate.region).create_training_job(request, wait_for_completion=False, print_log=False)
+    def _backend(self) -> Backend:
+        """The run's ``launcher``'s backend (:data:`regional_training.launch.backends.REGISTRY`),
+        reaching AWS through this operator's hooks and connection."""
+        from regional_training.launch.backends import Connection, backend_for
 
-    def _defer_on(self, candidate: Candidate, job_name: str) -> NoReturn:
-        limit = wait_limit_seconds(candidate.request)
-        trigger = StoppingSageMakerTrigger(
-            job_name=job_name,
-            job_type="Training",
-            waiter_delay=self.check_interval,
-            waiter_max_attempts=math.ceil(limit / self.check_interval) + 1,
-            aws_conn_id=self.aws_conn_id,
-            region_name=candidate.region,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
-        )
-        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=limit),
+        return backend_for(self._launcher, Connection(
+            hook=self._hook, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config, verify=self.verify,
+            poll_seconds=self.check_interval, params=self._params, ti=self._ti, target_key=self.target_key))
+
+    def _defer(self, wait: Wait) -> NoReturn:
+        """Wait, deferred (no worker held), on what the backend said to wait on."""
+        self.defer(trigger=wait.trigger, method_name=wait.method_name,
+                   timeout=None if wait.timeout_seconds is None else timedelta(seconds=wait.timeout_seconds),
                    kwargs=self._resume_kwargs())
 
     def _hook(self, region: str) -> SageMakerHook:
@@ -478,16 +400,6 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             self._hooks[region] = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=region, verify=self.verify,
                                                 config=self.botocore_config, checked_s3_urls=checked)
         return self._hooks[region]
-
-    def _describe(self, region: str, name: str) -> dict[str, Any] | None:
-        if self._launcher == "batch_service":  # the job Batch made for the attempt's service job
-            from regional_training import batch_jobs
-
-            return batch_jobs.describe_service_attempt(
-                batch_jobs.batch_client(region, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config),
-                batch_jobs.batch_settings().service_queue(region), name,
-                lambda real: describe_or_none(self._hook(region), real))
-        return describe_or_none(self._hook(region), name)
 
     def _resume_kwargs(self) -> dict[str, Any]:
         """What the resumed try needs from this one: the job its links name and its moves."""
@@ -541,8 +453,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
                           "reattaches to it.", "not by a user: a component shutting down" if by_user is False
                           else "its state unknown", name, region)
             return
+        from regional_training.launch import driver
+
         self.log.info("Task killed: stopping training job %s in %s.", name, region)
-        try:
-            self._hook(region).conn.stop_training_job(TrainingJobName=name)
-        except Exception as err:  # already ended, or never created
-            self.log.warning("StopTrainingJob %s: %s", name, err)
+        driver.stop(self._backend(), region, name, self.log)

@@ -29,6 +29,9 @@ from typing import Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
+# The job field listing the input URIs pre-flight found: the typed job's (launch.job).
+from regional_training.launch.job import CHECKED_INPUTS as CHECKED_INPUTS
+
 #: Parallel S3 calls (bounded: 500 targets must not open 1,000 connections at once).
 MAX_WORKERS = 16
 
@@ -85,8 +88,6 @@ def checks_for_jobs(jobs: Sequence[Mapping[str, Any]], *, include_failover: bool
     return sorted(checks)
 
 
-#: The job field (:mod:`regional_training.jobs`) listing the input URIs pre-flight found.
-CHECKED_INPUTS = "preflight_checked_inputs"
 
 
 def with_checked_inputs(job: Mapping[str, Any]) -> dict[str, Any]:

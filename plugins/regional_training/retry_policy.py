@@ -191,19 +191,33 @@ def is_automatic_retry(try_number: int, max_tries: int, retries: int) -> bool:
     return try_number > max_tries - retries + 1
 
 
+def refusal(description: Mapping[str, Any]) -> str | None:
+    """Why an automatic retry (Airflow's, or AWS Batch's of an array child) makes no new
+    attempt after the job ``description`` (``Failed``/``Stopped``): it failed
+    deterministically (``failed_job``), so the same request would end the same way. The
+    job and SageMaker's reason; ``None`` when a new attempt may be made. The one rule for
+    both launch loops (:func:`regional_training.launch.driver.next_step`)."""
+    verdict = classify(description)
+    if verdict.decision is not Decision.FAILED_JOB:
+        return None
+    return (f"training job {description.get('TrainingJobName')} ended {description.get('TrainingJobStatus')}: "
+            f"{verdict.reason}")
+
+
+#: What the operator adds to a :func:`refusal` (the Batch child says what a person does there).
+AIRFLOW_REFUSAL_ADVICE = ("an automatic retry would end the same way, so no new job is created (clear the task to "
+                          "make one new attempt)")
+
+
 def check_new_attempt(description: Mapping[str, Any], *, try_number: int, max_tries: int, retries: int) -> None:
     """Before creating a new attempt after a job that ended ``Failed``/``Stopped``.
 
     :raises NotRetriedError: on an automatic retry after a deterministic failure
         (``failed_job``), naming the job and its reason. A clear's first try passes.
     """
-    verdict = classify(description)
-    if verdict.decision is Decision.FAILED_JOB and is_automatic_retry(try_number, max_tries, retries):
-        raise NotRetriedError(
-            f"training job {description.get('TrainingJobName')} ended {description.get('TrainingJobStatus')}: "
-            f"{verdict.reason}; an automatic retry would end the same way, so no new job is created "
-            "(clear the task to make one new attempt)"
-        )
+    words = refusal(description) if is_automatic_retry(try_number, max_tries, retries) else None
+    if words:
+        raise NotRetriedError(f"{words}; {AIRFLOW_REFUSAL_ADVICE}")
 
 
 @contextmanager

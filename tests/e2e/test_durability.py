@@ -14,7 +14,8 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from dev.local_stack import LOCAL_RUN_CONF, aws_client, wait_for_job_status
-from regional_training.operators import WAIT_MARGIN_SECONDS, DurableSageMakerTrainingOperator
+from regional_training.launch.backends import WAIT_MARGIN_SECONDS
+from regional_training.operators import DurableSageMakerTrainingOperator
 from regional_training.settings import settings_from_mapping
 from regional_training.targets import Target
 from regional_training.training_request import build_request, sagemaker_hyperparameters

@@ -487,6 +487,7 @@ def test_summarize_records_a_batch_service_target_by_the_job_batch_made(monkeypa
     monkeypatch.setattr(batch_jobs, "batch_client", lambda region, **kwargs: succeeded)
     monkeypatch.setattr(batch_jobs, "batch_settings", lambda: batch_jobs.BatchSettings("l", "d", "q-{region}"))
     monkeypatch.setattr(aws_io, "describe_training_job", lambda name, region: jobs.get(name))
+    monkeypatch.setattr(aws_io, "sagemaker_hook", lambda region: SimpleNamespace(describe_training_job=jobs.get))
     describe = recording._describer(SimpleNamespace(params={"launcher": "batch_service"}))  # type: ignore[arg-type]
     description = describe("us-west-2", "mrt-us-west-2")
     assert description is not None and description["TrainingJobName"] == REAL

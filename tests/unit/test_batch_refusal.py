@@ -3,12 +3,12 @@ code, says what to add, and the launcher job definition does not retry that code
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from typing import Any
 
 import pytest
 
+from dev.local_aws.batch import exit_action
 from regional_training import batch_launcher, batch_resources
 from regional_training.targets import Target
 
@@ -85,16 +85,14 @@ def test_a_good_line_still_launches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def batch_retries(retry_strategy: dict[str, Any], exit_code: int, attempt: int) -> bool:
-    """Whether AWS Batch runs another attempt after ``attempt`` exited ``exit_code`` (AWS
-    Batch API, RetryStrategy/EvaluateOnExit: the first rule whose ``onExitCode`` glob
-    matches decides, RETRY or EXIT, case-insensitive; none matching: retried; never more
-    than ``attempts``)."""
+    """Whether AWS Batch runs another attempt after ``attempt`` exited ``exit_code``: the
+    emulator's rule (``exit_action``: the first matching ``evaluateOnExit`` rule decides,
+    none matching retries; docs/emulator.md cites the API reference), never more than
+    ``attempts``."""
     if attempt >= retry_strategy["attempts"]:
         return False
-    for rule in retry_strategy.get("evaluateOnExit") or []:
-        if fnmatch.fnmatchcase(str(exit_code), rule.get("onExitCode", "*")):
-            return str(rule["action"]).upper() == "RETRY"
-    return True
+    return exit_action(retry_strategy.get("evaluateOnExit") or [], exit_code=exit_code, reason="",
+                       status_reason="Essential container in task exited") == "RETRY"
 
 
 def spec(attempts: int = 3) -> batch_resources.BatchResources:

@@ -36,34 +36,58 @@ def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def module_imports(source: str, modules: frozenset[str]) -> set[str]:
-    """The package's modules that ``source`` (one module of it) imports at run time."""
+def _module(dotted: list[str], modules: frozenset[str]) -> str | None:
+    """The package's module ``dotted`` (parts inside the package) names: the longest
+    prefix that is one (``launch.job.Job`` -> ``launch.job``), else ``None``."""
+    for end in range(len(dotted), 0, -1):
+        name = ".".join(dotted[:end])
+        if name in modules:
+            return name
+    return None
+
+
+def module_imports(source: str, modules: frozenset[str], package: str = "") -> set[str]:
+    """The package's modules that ``source`` (one module of it, in sub-package
+    ``package``: ``""`` at the top, ``"launch"`` in ``launch/``) imports at run time.
+    A module of a sub-package is named with dots (``launch.driver``)."""
     found: set[str] = set()
+    here = package.split(".") if package else []
     for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == PACKAGE and len(parts) > 1:
-                    found.add(parts[1])
+                    found.add(_module(parts[1:], modules) or parts[1])
         elif isinstance(node, ast.ImportFrom):
-            if node.level > 1:
+            if node.level > len(here) + 1:
                 raise AssertionError(f"relative import beyond the package: level {node.level}")
             parts = (node.module or "").split(".") if node.module else []
             if node.level == 0 and (not parts or parts[0] != PACKAGE):
                 continue
-            inside = parts[1:] if node.level == 0 else parts
-            if inside:  # from regional_training.x import y / from .x import y
-                found.add(inside[0])
-            else:  # from regional_training import x, y / from . import x
-                found.update(alias.name for alias in node.names)
+            inside = parts[1:] if node.level == 0 else here[: len(here) - node.level + 1] + parts
+            for alias in node.names:  # from regional_training.x import y: y if it is a module, else x
+                name = _module([*inside, alias.name], modules)
+                if name is not None or inside:
+                    found.add(name or ".".join(inside))
     return found & modules
 
 
 def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports (itself and ``__init__`` left out)."""
-    files = {path.stem: path for path in sorted(package_dir.glob("*.py"))}
+    """Module -> the package's modules it imports (itself and the package's ``__init__``
+    left out); sub-packages' modules are named with dots (``launch.driver``), and a
+    sub-package's ``__init__`` by the sub-package's name (``launch``)."""
+    files = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = list(path.relative_to(package_dir).with_suffix("").parts)
+        if parts == ["__init__"]:
+            continue
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     modules = frozenset(files)
-    return {name: module_imports(path.read_text(encoding="utf-8"), modules) - {name, "__init__"}
+
+    def package_of(name: str, path: Path) -> str:
+        return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    return {name: module_imports(path.read_text(encoding="utf-8"), modules, package_of(name, path)) - {name}
             for name, path in files.items()}
 
 
@@ -164,7 +188,23 @@ def test_the_graph_reads_the_package() -> None:
     # Known arrows (top-level and function-local), so a reader that found nothing fails.
     assert "operators" in graph and "aws_hooks" in graph["operators"]
     assert "collection" in graph["recording"]  # function-local in recording.py
+    # Sub-packages are read too, their modules named with dots.
+    assert {"launch.driver", "launch.job"} <= graph["batch_launcher"]
+    assert "attempts" in graph["launch.driver"] and "launch.job" in graph["launch.sagemaker"]
     assert len(graph) > 30
+
+
+def test_sub_package_imports_are_named_with_dots() -> None:
+    modules = frozenset({"attempts", "launch", "launch.job", "launch.backends"})
+    source = '''
+from regional_training.launch.job import Job
+from regional_training.launch import backends
+from . import job
+from .backends import Wait
+from .. import attempts
+import regional_training.launch.job
+'''
+    assert module_imports(source, modules, "launch") == {"launch.job", "launch.backends", "attempts"}
 
 
 def test_the_package_has_no_import_cycle() -> None:

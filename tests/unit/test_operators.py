@@ -13,12 +13,11 @@ from sagemaker_fake import ALTERNATIVE, REQUEST, FakeSageMaker
 from regional_training import preflight
 from regional_training.attempts import is_capacity_error
 from regional_training.jobs import job_reference, resolve_job
+from regional_training.launch.backends import WAIT_MARGIN_SECONDS, wait_limit_seconds
 from regional_training.operators import (
-    WAIT_MARGIN_SECONDS,
     DurableSageMakerTrainingOperator,
     NoCapacityError,
     StoppingSageMakerTrigger,
-    wait_limit_seconds,
 )
 from regional_training.retry_policy import NotRetriedError
 
