@@ -100,9 +100,8 @@ def array_index(environ: dict[str, str] | os._Environ[str]) -> int:
 class Launcher:
     """Create-or-reattach one target's job and wait for it (one Batch child)."""
 
-    def __init__(self, job: dict[str, Any], clients: Clients, *, poll_seconds: float = 30.0,
-                 batch_attempt: int = 1) -> None:
-        self.job, self.poll_seconds, self.batch_attempt = Job.from_xcom(job), poll_seconds, batch_attempt
+    def __init__(self, job: Job, clients: Clients, *, poll_seconds: float = 30.0, batch_attempt: int = 1) -> None:
+        self.job, self.poll_seconds, self.batch_attempt = job, poll_seconds, batch_attempt
         self.candidates = self.job.candidates
         self.backend = SageMakerBackend(Connection(hook=lambda region: ClientHook(clients(region)),
                                                    poll_seconds=poll_seconds))
@@ -183,14 +182,18 @@ class Launcher:
                 return None
 
 
-def load_job(array_text: str, requests: dict[str, Any], index: int) -> dict[str, Any] | None:
-    """The stored job of the target on line ``index``; ``None`` if the run launches
-    nothing for it (the launch task stores only the jobs to launch)."""
+def load_job(array_text: str, requests: dict[str, Any], index: int) -> Job | None:
+    """The stored job of the target on line ``index`` (``requests.json`` holds each as its
+    XCom payload); ``None`` if the run launches nothing for it (the launch task stores
+    only the jobs to launch)."""
     line = select_line(array_text, index)
-    job = requests.get("jobs", {}).get(line["target_key"])
-    if job is not None and job["target"]["region_code"] != line["region"]:
+    payload = requests.get("jobs", {}).get(line["target_key"])
+    if payload is None:
+        return None
+    job = Job.from_xcom(payload)
+    if job.target.region_code != line["region"]:
         raise LaunchError(f"array line {index + 1}: region {line['region']!r} differs from the stored request's "
-                          f"{job['target']['region_code']!r}")
+                          f"{job.target.region_code!r}")
     return job
 
 
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(job, lambda region: _client("sagemaker", region), poll_seconds=args.poll_seconds,
                         batch_attempt=int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")))
     signal.signal(signal.SIGTERM, lambda *_: launcher.terminated.set())
-    log.info("Array line %d: target %s in %s.", index + 1, job["target"]["dataset_key"], job["target"]["region_code"])
+    log.info("Array line %d: target %s in %s.", index + 1, job.target.dataset_key, job.target.region_code)
     return launcher.run()
 
 

@@ -30,6 +30,7 @@ from regional_training.batch_launcher import (
     load_job,
     select_line,
 )
+from regional_training.launch.job import Job
 from regional_training.targets import Target
 
 
@@ -124,7 +125,7 @@ class FakeSageMaker:
 
 
 def launcher(job_: dict[str, Any], regions: dict[str, FakeSageMaker], attempt: int = 1) -> Launcher:
-    return Launcher(job_, lambda region: regions[region], poll_seconds=0.001, batch_attempt=attempt)
+    return Launcher(Job.from_xcom(job_), lambda region: regions[region], poll_seconds=0.001, batch_attempt=attempt)
 
 
 def test_a_new_child_creates_its_job_and_waits_for_it() -> None:
@@ -238,7 +239,7 @@ def test_load_job_takes_the_lines_stored_request() -> None:
     stored = {"jobs": {t.target_key: {"target": t.to_dict(), "request": request(f"mrt-{t.region_code}")}
                        for t in targets[:1]}}
     loaded = load_job(text, stored, 0)
-    assert loaded is not None and loaded["request"]["TrainingJobName"] == "mrt-eu-west-1"
+    assert loaded is not None and loaded.request["TrainingJobName"] == "mrt-eu-west-1"
     assert load_job(text, stored, 1) is None  # not launched in this run (e.g. reused)
 
 

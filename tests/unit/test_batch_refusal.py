@@ -10,6 +10,7 @@ import pytest
 
 from dev.local_aws.batch import exit_action
 from regional_training import batch_launcher, batch_resources
+from regional_training.launch.job import Job
 from regional_training.targets import Target
 
 SEED_FILE = (
@@ -65,10 +66,10 @@ def test_a_good_line_still_launches(monkeypatch: pytest.MonkeyPatch) -> None:
     target = Target("eu-west-1", "s3://data-eu/datasets/c/d/", "c", "d", 1, 1, "out-eu")
     from regional_training import array_file
 
-    launched: list[dict[str, Any]] = []
+    launched: list[Job] = []
 
     class Recorder:
-        def __init__(self, job: dict[str, Any], *_: Any, **__: Any) -> None:
+        def __init__(self, job: Job, *_: Any, **__: Any) -> None:
             launched.append(job)
             self.terminated = type("E", (), {"set": lambda self: None})()
 
@@ -81,7 +82,7 @@ def test_a_good_line_still_launches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch_launcher, "_get_text", lambda uri, region: files[uri])
     monkeypatch.setattr(batch_launcher, "Launcher", Recorder)
     assert batch_launcher.main(ARGS) == 0
-    assert launched == [job]
+    assert launched == [Job.from_xcom(job)]
 
 
 def batch_retries(retry_strategy: dict[str, Any], exit_code: int, attempt: int) -> bool:
