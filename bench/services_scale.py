@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dev.airflow_services import DAG_ID, airflow_services, follow_run, is_training_task
+from dev.airflow_services import DAG_ID, LogFindings, airflow_services, follow_run, is_training_task
 from dev.local_pg import temporary_postgres
 from dev.local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from dev.processes import all_pids, cpu_seconds_by_command, machine_cpu_seconds, unwind_on_sigterm
@@ -185,6 +185,10 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
                 machine_cpu = machine_cpu_seconds() - machine_before
                 cpu_after = cpu_seconds_by_command(all_pids())
                 jobs = [] if floor else _jobs(endpoint, run_id)
+                time.sleep(3)  # the last tries' supervisors and the triggerers finish their lines
+                # Every service's whole log (this stack ran only this run): issue 33's "clean logs".
+                logs = LogFindings.of({service: stack.log_path(service).read_text(errors="replace").splitlines()
+                                       for service in stack.services() if stack.log_path(service).exists()})
     reference_after = reference_seconds()
     run = followed.run
     wall = _ts(run["end_date"]) - triggered
@@ -205,6 +209,7 @@ def measure(targets: int, args: argparse.Namespace) -> dict[str, Any]:
         "tail_after_last_job_s": _ts(run["end_date"]) - last_job_end, "home": str(home),
         "machine_cpu_s": machine_cpu, "reference_s": (reference_before, reference_after),
         "cpu_s": {name: used - cpu_before.get(name, 0.0) for name, used in cpu_after.items()},
+        "logs": logs,
     }
 
 
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {r['machine_cpu_s'] - attributed:8.1f}  not attributed (processes that ended unreaped, kernel)")
         before, after = r["reference_s"]
         print(f"  reference workload: {before:.2f} s of CPU before the run, {after:.2f} s after")
+        print(f"  service logs: {r['logs'].line()}")
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 

@@ -333,6 +333,41 @@ class AirflowStack:
             return "(no log)"
 
 
+#: A record at error level or above, in each form the services write: Airflow's console
+#: renderer (``[error    ]``), a JSON record, Python's default format, a bare traceback.
+ERROR_RECORD = re.compile(r"\[\s*(error|critical|exception)\s*\]|\"level\":\s*\"(error|critical)\"|"
+                          r"^(ERROR|CRITICAL):|^Traceback \(most recent call last\)", re.IGNORECASE)
+#: Airflow's triggerer watchdog (``TriggerRunner.block_watchdog``): a loop step over
+#: ``[triggerer] blocked_main_thread_warning_threshold`` (0.2 s).
+TRIGGERER_BLOCKED = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
+
+
+@dataclass(frozen=True)
+class LogFindings:
+    """What the services' logs say of a run: error-level records (per service), the
+    botocore "Found credentials" lines, and the triggerers' "blocked" warnings (seconds)."""
+
+    errors: dict[str, list[str]]
+    credential_lines: int
+    blocked_s: list[float]
+
+    @classmethod
+    def of(cls, logged: dict[str, list[str]]) -> LogFindings:
+        return cls(
+            errors={service: [line[:400] for line in lines if ERROR_RECORD.search(line)]
+                    for service, lines in logged.items()},
+            credential_lines=sum("Found credentials" in line for lines in logged.values() for line in lines),
+            blocked_s=[float(m.group(1)) for service, lines in logged.items() if kind_of(service) == "triggerer"
+                       for line in lines if (m := TRIGGERER_BLOCKED.search(line))],
+        )
+
+    def line(self) -> str:
+        errors = sum(map(len, self.errors.values()))
+        blocked = ", ".join(f"{s:.2f}" for s in sorted(self.blocked_s)) or "none"
+        return (f"{errors} error-level lines, {self.credential_lines} 'Found credentials' lines, "
+                f"{len(self.blocked_s)} triggerer 'blocked' warnings (s: {blocked})")
+
+
 def kind_of(service: str) -> str:
     """``scheduler-2`` -> ``scheduler``: what a numbered service instance is."""
     stem, _, number = service.rpartition("-")

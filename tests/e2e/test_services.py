@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -30,7 +29,14 @@ from typing import Any
 import pytest
 from helpers import jobs_of_run, rows_of_run
 
-from dev.airflow_services import AirflowStack, FollowedRun, airflow_services, follow_run, is_training_task
+from dev.airflow_services import (
+    AirflowStack,
+    FollowedRun,
+    LogFindings,
+    airflow_services,
+    follow_run,
+    is_training_task,
+)
 from dev.local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from dev.processes import descendants, is_loopback, listening_sockets
 from regional_training.batch_jobs import LAUNCH_TASK_ID
@@ -282,11 +288,6 @@ def test_a_downstream_dag_scheduled_on_the_model_asset_runs_with_its_metadata(
 
 # -- issue 33, item 5: a clean run logs no error, and nothing listens beyond 127.0.0.1 ----
 
-#: A record at error level or above, in each form the services write: Airflow's console
-#: renderer (``[error    ]``), a JSON record, Python's default format, a bare traceback.
-ERROR_RECORD = re.compile(r"\[\s*(error|critical|exception)\s*\]|\"level\":\s*\"(error|critical)\"|"
-                          r"^(ERROR|CRITICAL):|^Traceback \(most recent call last\)", re.IGNORECASE)
-
 
 @pytest.fixture(scope="module")
 def clean_run(services: AirflowStack, ready_run: dict[str, Any]) -> dict[str, Any]:
@@ -318,12 +319,10 @@ def test_a_clean_run_logs_no_error_in_any_service(clean_run: dict[str, Any]) -> 
     assert clean_run["run"]["state"] == "success", clean_run["run"]
     logged = clean_run["logged"]
     assert {"log-server", "api-server", "scheduler", "dag-processor", "triggerer"} <= set(logged)
-    errors = {service: [line[:400] for line in lines if ERROR_RECORD.search(line)]
-              for service, lines in logged.items()}
-    assert not any(errors.values()), json.dumps(errors, indent=1)
+    findings = LogFindings.of(logged)
+    assert not any(findings.errors.values()), json.dumps(findings.errors, indent=1)
     # Credentials resolved from the environment are not news at INFO (local_stack.airflow_env).
-    chatter = {service: sum("Found credentials" in line for line in lines) for service, lines in logged.items()}
-    assert not any(chatter.values()), chatter
+    assert findings.credential_lines == 0, findings.line()
 
 
 def test_every_listener_of_the_stack_is_on_loopback(clean_run: dict[str, Any], services: AirflowStack) -> None:

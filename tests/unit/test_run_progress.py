@@ -38,3 +38,23 @@ def test_no_training_task_yet() -> None:
 def test_unnamed_tasks_that_run_or_ended_are_said_not_dropped() -> None:
     tis = [_ti("train", 0, None, None), _ti("train", 1, "running", None), _ti("train", 2, "success", "target-2")]
     assert RunProgress.of(tis).line() == "1 not started, 1 running, 1 trained"
+
+
+def test_log_findings_count_errors_credentials_and_the_triggerers_blocked_warnings() -> None:
+    from dev.airflow_services import LogFindings
+
+    logged = {
+        "scheduler": ["2026-12-07T15:56:22Z [info     ] fine", "2026-12-07T15:56:23Z [error    ] XCom not found"],
+        "triggerer-1": ["2026-12-07T15:56:22Z [info     ] Triggerer's async thread was blocked for 0.21 seconds, "
+                        "exceeding the configured warning threshold of 0.20 seconds."],
+        "triggerer-2": ["Triggerer's async thread was blocked for 0.34 seconds", "Traceback (most recent call last):"],
+        # Not a triggerer: its lines of the same words are not the watchdog's.
+        "api-server": ["Found credentials in environment variables.", "async thread was blocked for 9.00 seconds"],
+    }
+    findings = LogFindings.of(logged)
+    assert findings.errors == {"scheduler": [logged["scheduler"][1]], "triggerer-1": [],
+                               "triggerer-2": ["Traceback (most recent call last):"], "api-server": []}
+    assert findings.credential_lines == 1
+    assert sorted(findings.blocked_s) == [0.21, 0.34]
+    assert findings.line() == ("2 error-level lines, 1 'Found credentials' lines, "
+                               "2 triggerer 'blocked' warnings (s: 0.21, 0.34)")
