@@ -194,7 +194,10 @@ def test_one_dags_test_run_inside_the_image_passes_against_the_emulator(
     assert sorted(j["Region"] for j in jobs) == sorted(ALL_REGIONS)
     assert all(j["TrainingJobStatus"] == "Completed" for j in jobs)
 
-    # A clean run logs no error-level line (what `dags test` prints holds every task's log).
+    # A clean run logs no error-level line. What `dags test` prints holds every task's log
+    # (each training task's own lines are there: the scan below reads the task logs).
+    for job in jobs:
+        assert f"Creating training job {job['TrainingJobName']} in {job['Region']}" in output
     errors = [line[:400] for line in output.splitlines() if ERROR_RECORD.search(line)]
     if dags_test_run["drops_defer_kwargs"]:
         errors = [line for line in errors if not DAG_TEST_DROPPED_KWARGS.search(line)]
