@@ -94,12 +94,6 @@ def test_the_image_installs_the_pinned_set_as_the_airflow_user() -> None:
 
 # -- one run of the DAG inside the image: Airflow's own `airflow dags test` --------------
 
-#: A record at error level or above in what `airflow dags test` prints (each task's log
-#: included): Airflow's console renderer (``[error    ]``), Python's default format, a
-#: bare traceback.
-ERROR_RECORD = re.compile(r"\[\s*(error|critical|exception)\s*\]|^(ERROR|CRITICAL):|"
-                          r"^Traceback \(most recent call last\)", re.IGNORECASE)
-
 #: The one error line Airflow's ``dag.test`` itself causes, and only while it has the
 #: defect below: it resumes a deferred task with ``next_kwargs = {"event": ...}``,
 #: dropping the kwargs the task deferred with (the triggerer keeps them and adds the
@@ -198,6 +192,8 @@ def test_one_dags_test_run_inside_the_image_passes_against_the_emulator(
     # (each training task's own lines are there: the scan below reads the task logs).
     for job in jobs:
         assert f"Creating training job {job['TrainingJobName']} in {job['Region']}" in output
+    from dev.airflow_services import ERROR_RECORD  # the services' scan: the same record forms
+
     errors = [line[:400] for line in output.splitlines() if ERROR_RECORD.search(line)]
     if dags_test_run["drops_defer_kwargs"]:
         errors = [line for line in errors if not DAG_TEST_DROPPED_KWARGS.search(line)]
