@@ -45,4 +45,5 @@ PATH="$(dirname "${airflow_python}"):${PATH}"
 export PATH
 
 cd "${repo}"
-PYTHONPATH="${repo}${PYTHONPATH:+:${PYTHONPATH}}" exec "${airflow_python}" -m dev.run_local "$@"
+# From the repository root, so `dev` imports as a package (dev/run_local.py).
+exec "${airflow_python}" -m dev.run_local "$@"
