@@ -54,7 +54,7 @@ from dev.sim_hosts import Host, SimulatedHosts
 DAG_ID = "multi_region_training"
 #: What starts at the stack's own priority: the triggerers (whose event loop Airflow
 #: warns about when a step waits over 0.2 s: here, for a core), the broker and the log
-#: server (both light); everything else starts at ``processes.BACKGROUND_NICENESS``.
+#: server (both light); everything else starts at ``dev.processes.BACKGROUND_NICENESS``.
 FOREGROUND_KINDS = frozenset({"triggerer", "redis", "log-server"})
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: The local stack's services (:func:`local_commands`): Airflow's four and the log server
@@ -493,7 +493,7 @@ def airflow_services(
 ) -> Iterator[AirflowStack]:
     """Start the metadata DB and the four Airflow services; yield the stack; stop it all.
 
-    With ``hosts`` (:func:`sim_hosts.simulated_hosts`): the Celery stack instead, one
+    With ``hosts`` (:func:`dev.sim_hosts.simulated_hosts`): the Celery stack instead, one
     worker on each host, ``schedulers`` schedulers and ``triggerers`` triggerers, every
     service listening on the hosts' bridge address (the campaign DB and the emulator
     must too: ``temporary_postgres(host=...)``, ``local_aws(host=...)``)."""

@@ -1,6 +1,6 @@
 """The offline stack's parts, shared by the README's local run and the tests.
 
-* :func:`local_aws` starts the emulator (``local_aws.server``) on a free port;
+* :func:`local_aws` starts the emulator (``dev.local_aws.server``) on a free port;
 * :func:`seed_aws` creates each region's buckets and uploads sample data to every
   available dataset copy named in the campaign database;
 * :func:`airflow_env` is the environment that points Airflow at both: connections,
@@ -46,7 +46,7 @@ def fake_image_map(seconds: float | None = None) -> dict[str, Any]:
 def real_image_map(train_python: str | os.PathLike[str]) -> dict[str, Any]:
     """Images -> the training image, launched as SageMaker launches it (the toolkit's
     ``train`` in a container-like ``/opt/ml``, under ``mpirun``): see
-    :func:`local_aws.images.toolkit_image`."""
+    :func:`dev.local_aws.images.toolkit_image`."""
     from dev.local_aws.images import toolkit_image
 
     return {TRAINING_REPOSITORY: toolkit_image(train_python, REPO)}

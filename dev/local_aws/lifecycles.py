@@ -2,7 +2,7 @@
 
 SageMaker jobs do not only complete or fail in the entry point. The DAG's operator has
 to handle what AWS's capacity and managed-spot machinery does to a job, so the emulator
-can be told (``local_aws.server --lifecycles FILE``, JSON) to do the same:
+can be told (``dev.local_aws.server --lifecycles FILE``, JSON) to do the same:
 
     {"regions": {"us-west-2": {"spot_never_launched": true, "max_wait_seconds": 5}},
      "jobs": {"mrt-eu-west-1-*": {"spot_interruptions": 1, "interrupt_after_seconds": 20},
@@ -16,7 +16,7 @@ name. A job gets the defaults, overridden by its region's entry, overridden by e
 matching job pattern (in file order); only the fields an entry sets override.
 What each knob does is in :class:`Lifecycle` (docs/local-stack.md has the table).
 ``api_throttle`` throttles any API by ``service:Operation`` pattern (:class:`ApiThrottle`,
-played by :mod:`local_aws.wire`); docs/emulator.md cites the source of each behaviour.
+played by :mod:`dev.local_aws.wire`); docs/emulator.md cites the source of each behaviour.
 """
 
 from __future__ import annotations

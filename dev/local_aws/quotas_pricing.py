@@ -22,7 +22,7 @@ What the regions have is set through ``POST /_mrt/limits`` (unsigned, like moto'
 replaces that part; ``default_quotas`` are quotas at their default value, which
 GetServiceQuota answers and ListServiceQuotas does not list); a region in
 ``malformed_prices`` answers a PriceList item that is not JSON. Throttling comes from
-:mod:`local_aws.wire` (``api_throttle``: ``service-quotas:*``, ``pricing:GetProducts``)
+:mod:`dev.local_aws.wire` (``api_throttle``: ``service-quotas:*``, ``pricing:GetProducts``)
 with each service's own throttling error. docs/emulator.md cites each behaviour.
 """
 

@@ -2,7 +2,7 @@
 (or with it on ``PYTHONPATH``; ``regional_training`` installed or ``plugins`` on it too).
 
 A moto server (all services, all regions, one endpoint) with the training-job
-lifecycle of :mod:`local_aws.training_jobs` patched in and :mod:`local_aws.wire` in
+lifecycle of :mod:`dev.local_aws.training_jobs` patched in and :mod:`dev.local_aws.wire` in
 front (throttling, lost responses, the botocore response check). Runs until
 SIGINT/SIGTERM. docs/emulator.md lists every behaviour added to moto with its source.
 """

@@ -8,9 +8,9 @@ honours the SageMaker container contract from the request itself:
   ``input/config/*.json``, ``input/data/<channel>``, ``code/``, ``model/``, ``output/``,
   ``checkpoints/``);
 * downloads each channel and any earlier checkpoints from the (emulated) S3 to each host;
-* the training image (a *container launch*, :mod:`local_aws.images`): runs the image's
+* the training image (a *container launch*, :mod:`dev.local_aws.images`): runs the image's
   own command (the sagemaker-training toolkit's ``train``) on every host, each in its
-  own namespaces with its directory bound onto ``/opt/ml`` (:mod:`local_aws.container`);
+  own namespaces with its directory bound onto ``/opt/ml`` (:mod:`dev.local_aws.container`);
   the toolkit reads the hyperparameters and starts ``mpirun`` (over ssh to the other
   hosts) with ``mpi4py`` and the entry point, exactly as in the SageMaker container;
 * other images (the stand-in entry point; a *direct launch*): runs the command with the
@@ -751,4 +751,4 @@ def stop_all(runners: dict[str, _Runner]) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run local_aws.server instead")
+    sys.exit("run python -m dev.local_aws.server instead")
