@@ -430,6 +430,8 @@ def services_env(
             # a broker restart then loses no result.
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_dsn,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+            # The workers preload what every try imports (regional_training.celery_config).
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "regional_training.celery_config.CELERY_CONFIG",
         })
     return env
 

@@ -250,6 +250,16 @@ def test_tasks_ran_on_both_simulated_hosts(fault_run: dict[str, Any]) -> None:
     assert set(hostnames) == set(WORKERS), hostnames
 
 
+def test_every_worker_start_preloaded_the_tries_modules(fault_run: dict[str, Any], celery: AirflowStack) -> None:
+    """Each worker, at each start (the rolling restart's too), preloaded what the tries
+    import before its pool forked (regional_training.celery_config), and none failed."""
+    for worker in (s for s in celery.services() if s.startswith("worker-")):
+        lines = [line for line in celery.log_path(worker).read_text(errors="replace").splitlines()
+                 if "Preloaded the tries' modules in the Celery worker" in line]
+        assert len(lines) >= 2, (worker, lines)  # first start + the rolling restart
+        assert not [line for line in lines if "not preloaded" in line], lines
+
+
 def test_every_listener_of_the_stack_is_on_its_own_address(fault_run: dict[str, Any], celery: AirflowStack,
                                                             hosts: SimulatedHosts) -> None:
     """Nothing the Celery stack starts here listens on every interface: the schedulers and
