@@ -128,6 +128,25 @@ build_training() {
             key_extra="$(sha256sum "${wheel}" | cut -c1-16)"
         fi
     fi
+    if [[ "${variant}" == gpu ]]; then
+        # Horovod's CUDA compiler (the Dockerfile's CUDA_COMPILER): NVIDIA's nvcc from its
+        # apt repository, what users build, where that repository answers; else clang from
+        # Debian's archive against the CUDA wheels (docs/images.md, "The GPU variant").
+        # MRT_CUDA_COMPILER=nvcc|clang chooses without asking.
+        local compiler="${MRT_CUDA_COMPILER:-}"
+        if [[ -z "${compiler}" ]]; then
+            if curl -fsSI --max-time 20 -o /dev/null \
+                    https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb; then
+                compiler=nvcc
+            else
+                compiler=clang
+                log "NVIDIA's CUDA repository does not answer: Horovod's CUDA file is compiled by clang (CUDA_COMPILER=clang), not nvcc"
+            fi
+        fi
+        [[ "${compiler}" == nvcc || "${compiler}" == clang ]] || { log "MRT_CUDA_COMPILER must be nvcc or clang, not ${compiler}"; exit 2; }
+        args+=(--build-arg "CUDA_COMPILER=${compiler}")
+        key_extra="cuda=${compiler}"
+    fi
     ca_bundle_args
     mkdir -p "${HOME}/.cache/uv"
     volumes+=(-v "$(uv cache dir 2>/dev/null || echo "${HOME}/.cache/uv"):/root/.cache/uv")
