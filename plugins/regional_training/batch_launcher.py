@@ -208,9 +208,12 @@ def _client(service: str, region: str) -> Any:
 
 
 def _get_text(uri: str, region: str) -> str:
-    if not uri.startswith("s3://"):
-        raise LaunchError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    from regional_training.aws_io import split_s3_uri  # the package's one S3 URI parser
+
+    try:
+        bucket, key = split_s3_uri(uri)
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
     return str(_client("s3", region).get_object(Bucket=bucket, Key=key)["Body"].read().decode())
 
 

@@ -320,7 +320,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             # budget holds it, and the target's checkpoints reach the new region first.
             self._reserve_budget(context, step.resolution)
             self._carry_checkpoints(context, step.resolution, candidates)
-            error = driver.create(backend, candidate, attempt.name, self.log)
+            error = self._create(candidate, attempt.name)
             if error is not None:
                 refused[candidate.region] = error
                 continue
@@ -383,6 +383,15 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         return backend_for(self._launcher, Connection(
             hook=self._hook, aws_conn_id=self.aws_conn_id, botocore_config=self.botocore_config, verify=self.verify,
             poll_seconds=self.check_interval, params=self._params, ti=self._ti, target_key=self.target_key))
+
+    def _create(self, candidate: Candidate, name: str) -> tuple[str, str] | None:
+        """Create attempt ``name`` through the run's backend (:func:`regional_training.launch.
+        driver.create`: ``None`` once the job exists, ``(code, message)`` when refused for
+        capacity). A method, so a test DAG can hold a try between the create and its
+        deferral (tests/e2e/dags/mrt_launch_window.py)."""
+        from regional_training.launch import driver
+
+        return driver.create(self._backend(), candidate, name, self.log)
 
     def _defer(self, wait: Wait) -> NoReturn:
         """Wait, deferred (no worker held), on what the backend said to wait on."""
