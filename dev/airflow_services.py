@@ -182,7 +182,9 @@ class AirflowApi:
             " ".join(str(r.get(k, "")) for k in ("timestamp", "level", "event")) if isinstance(r, dict) else str(r)
             for r in records)
 
-    def _pages(self, path: str, key: str, page: int = 100) -> list[dict[str, Any]]:
+    def _pages(self, path: str, key: str, page: int = 1000) -> list[dict[str, Any]]:
+        # Pages as large as the stack's [api] maximum_page_limit (a server with a lower
+        # one answers fewer items per page, and the offset follows what came).
         items: list[dict[str, Any]] = []
         while True:
             body = self.call("GET", f"{path}?limit={page}&offset={len(items)}")
@@ -632,14 +634,21 @@ def follow_run(
     deadline = time.monotonic() + timeout
     seen: dict[tuple[str, int], list[str]] = {}
     last_line = None
+    tis: list[dict[str, Any]] = []
+    next_listing = 0.0
     while True:
-        asked = time.monotonic()
         run = api.dag_run(run_id, dag_id)
-        tis = api.task_instances(run_id, dag_id)
-        # At hundreds of targets the task-instance list is itself work for the API server
-        # (the run's own tasks use it too): wait at least four times what it took, so
-        # following a run keeps under a fifth of the server's time.
-        wait = max(poll, 4 * (time.monotonic() - asked))
+        finished = run["state"] in FINISHED_RUN_STATES
+        if finished or while_running is not None or time.monotonic() >= next_listing:
+            asked = time.monotonic()
+            tis = api.task_instances(run_id, dag_id)
+            took = time.monotonic() - asked
+            # The run's state is one row; its task-instance list at a thousand targets is
+            # seconds of the API server's CPU, the same server the run's own tries and
+            # triggers call. List again only after twenty times what the last listing took,
+            # so following a run keeps under a twentieth of the server's time: a small run
+            # (tens of tasks, tens of ms) is still listed every poll.
+            next_listing = time.monotonic() + max(poll, 20 * took)
         for ti in tis:
             states = seen.setdefault((ti["task_id"], ti.get("map_index", -1)), [])
             state = str(ti.get("state"))
@@ -650,10 +659,10 @@ def follow_run(
             last_line = progress.line()
             on_change(progress)
         followed = FollowedRun(run, tis, seen)
-        if run["state"] in FINISHED_RUN_STATES:
+        if finished:
             return followed
         if while_running is not None and while_running(followed):
             while_running = None
         if time.monotonic() > deadline:
             raise ServiceError(f"run {run_id} still {run['state']} after {timeout:.0f}s: {last_line}")
-        time.sleep(wait)
+        time.sleep(poll)
