@@ -21,7 +21,9 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
    tasks hold no pool slot: only launches are bounded). Resumed when *its* job ends, it
    collects it at once: server-side copy of the model to the central bucket and an
    UPSERT of the result into `training_runs` (a failed job is recorded too).
-6. **summarize** the run (recording any launched target whose task could not); **check_regions**
+6. **record_late**: records each launched target whose training task could not (it failed
+   or never ran), the same idempotent collection.
+7. **summarize** the run (only reads what is recorded: summary and report); **check_regions**
    fails the run naming each planned target that did not complete and get recorded.
 
 Schedule: 02:00 UTC nightly **or** when the asset `mrt_dataset_ready`
@@ -146,18 +148,22 @@ def multi_region_training() -> None:
         return tasks.jobs_to_launch(tasks.current_run(), jobs)
 
     # Records every launched target still without a row (its training task failed or never
-    # ran), hence also the alias: such a target's model is announced here.
-    @task(task_id=run_keys.SUMMARIZE, trigger_rule=TriggerRule.ALL_DONE,
-          outlets=[assets.RUN_SUMMARY, assets.MODEL_ALIAS], multiple_outputs=False)
-    def summarize(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]
-                  ) -> dict[str, Any]:
-        return tasks.summarize_run(tasks.current_run(), rows, jobs, left_out)
+    # ran), hence the alias: such a target's model is announced here. Returns those rows.
+    @task(task_id=run_keys.RECORD_LATE, trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.MODEL_ALIAS])
+    def record_late(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return tasks.record_late(tasks.current_run(), rows)
+
+    # Only reads: the summary and report from what the campaign database records.
+    @task(task_id=run_keys.SUMMARIZE, trigger_rule=TriggerRule.ALL_DONE, outlets=[assets.RUN_SUMMARY],
+          multiple_outputs=False)
+    def summarize(jobs: list[dict[str, Any]], left_out: list[dict[str, Any]]) -> dict[str, Any]:
+        return tasks.summarize_run(tasks.current_run(), jobs, left_out)
 
     @task(task_id=run_keys.CHECK_REGIONS, trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def check_regions(run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
-                      left_out: list[dict[str, Any]]) -> None:
+                      left_out: list[dict[str, Any]], late: list[dict[str, Any]] | None) -> None:
         """Watcher: green only when every *planned* target completed and was recorded."""
-        tasks.check_regions(tasks.current_run(), run_summary, jobs, rows, left_out)
+        tasks.check_regions(tasks.current_run(), run_summary, jobs, rows, left_out, late)
 
     selection = select_targets()
     array_uri = render_array_file(selection["targets"])
@@ -194,6 +200,10 @@ def multi_region_training() -> None:
     ).expand(job=to_launch)
     launch >> train  # batch_array: train follows the job its array child creates
     collected = train.output  # each target's recorded row
-    check_regions(summarize(collected, jobs, selection["left_out"]), jobs, collected, selection["left_out"])
+    # record_late before summarize: the summary reads every row that could be recorded.
+    late = record_late(collected)
+    summary = summarize(jobs, selection["left_out"])
+    late >> summary
+    check_regions(summary, jobs, collected, selection["left_out"], late)
 
 multi_region_training()

@@ -168,8 +168,9 @@ class BatchArrayLaunchOperator(BatchOperator):
             return {**result, "job_id": existing}
         if "budget_usd" in run.params:  # issue 31: every first launch held before the submit
             from regional_training import budget
+            from regional_training.launch.job import Job
 
-            budget.reserve_first_launches(run, jobs)
+            budget.reserve_first_launches(run, [Job.from_xcom(job) for job in jobs])
         super().execute(context)
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
         return {**result, "job_id": self.job_id}

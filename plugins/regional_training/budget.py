@@ -32,6 +32,7 @@ from regional_training.retry_policy import NotRetriedError
 
 if TYPE_CHECKING:
     from regional_training.attempts import Attempt
+    from regional_training.launch.job import Job
     from regional_training.targets import Target
 
 #: Job states after which SageMaker bills nothing more (DescribeTrainingJob's
@@ -187,17 +188,15 @@ def refusal_message(launch: Launch, decision: Decision) -> str:
             f"(committed so far {decision.committed_usd:.2f} USD); no job was created")
 
 
-def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
-    """Reserve the job ``resolution`` is about to create for the target of ``job`` (the
-    build step's job: its candidates' targets carry the prices) in ``run``'s ledger,
+def reserve_for(run: Any, job: Job, resolution: Any) -> Decision:
+    """Reserve the job ``resolution`` is about to create for the target of ``job`` (its
+    candidates' targets carry the prices) in ``run``'s ledger,
     against the run's ``budget_usd`` Param; raises :class:`OverBudgetError`.
 
     ``resolution`` is ``attempts.Resolution`` with action ``create``: its ``newest``
     attempts (each candidate's newest job) give the billed cost of the target's ended jobs.
     """
-    from regional_training.collection import job_candidates
-
-    targets, candidates = job_candidates(job)
+    targets, candidates = job.targets, job.candidates
 
     def count(index: int) -> int:
         return int(candidates[index].request["ResourceConfig"]["InstanceCount"])
@@ -217,7 +216,7 @@ def reserve_for(run: Any, job: dict[str, Any], resolution: Any) -> Decision:
     return decision
 
 
-def reserve_first_launches(run: Any, jobs: Sequence[dict[str, Any]]) -> list[Decision]:
+def reserve_first_launches(run: Any, jobs: Sequence[Job]) -> list[Decision]:
     """``launcher=batch_array``: reserve each job's first launch (its planned candidate,
     attempt 1 under its deterministic name) before the one array job that creates them is
     submitted; raises :class:`OverBudgetError` naming the first target that does not fit,
@@ -233,7 +232,7 @@ def reserve_first_launches(run: Any, jobs: Sequence[dict[str, Any]]) -> list[Dec
 
     decisions = []
     for job in jobs:
-        name = str(job["request"]["TrainingJobName"])
+        name = job.base_name
         creating = Resolution("create", 0, Attempt(1, name, None), None, (), (None,))
         decisions.append(reserve_for(run, job, creating))
     return decisions

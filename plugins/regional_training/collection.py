@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from regional_training import scan
-from regional_training.attempts import Attempt, Candidate, Describe, ended_reason, resolve
+from regional_training.attempts import Attempt, Describe, ended_reason, resolve
 from regional_training.launch.job import Job
 from regional_training.placement import actual_cost_usd
 from regional_training.run_layout import RunLayout
@@ -21,13 +21,6 @@ from regional_training.targets import Target
 
 #: A job that was never created (e.g. its launch failed before CreateTrainingJob).
 NOT_STARTED = "NotStarted"
-
-
-def job_candidates(job: dict[str, Any]) -> tuple[list[Target], list[Candidate]]:
-    """A build step's job as (targets, candidates) in rank order, cut to ``max_failovers``
-    (:class:`regional_training.launch.job.Job`'s view of its XCom payload)."""
-    typed = Job.from_xcom(job)
-    return typed.targets, typed.candidates
 
 
 def final_metrics(description: dict[str, Any]) -> dict[str, float]:
@@ -51,7 +44,7 @@ def _iso(value: Any) -> str | None:
 
 def collect(
     *,
-    job: dict[str, Any],
+    job: Job,
     dag_id: str,
     run_id: str,
     layout: RunLayout,
@@ -62,16 +55,17 @@ def collect(
 ) -> dict[str, Any]:
     """Collect one target's job: returns the recorded row (JSON-serialisable).
 
-    ``job`` is one entry of the build step's ``jobs`` (targets and their candidates,
-    hash); ``describe(region, name)`` returns the job's description in ``region`` or
-    ``None`` if no such job (the target's newest job is collected, as
+    ``job`` is the target's job (its candidates in rank order, cut to ``max_failovers``,
+    and its hash; typed: the XCom payload is read once, where a task pulls it);
+    ``describe(region, name)`` returns the job's description in ``region`` or ``None``
+    if no such job (the target's newest job is collected, as
     :func:`regional_training.attempts.resolve` finds it: a re-run region replaces its
     row, never adds one); ``copy(src_uri, dst_uri)`` copies server-side;
     ``upsert(row)`` records the row. ``latest``: the newest attempt as ``(candidate
     index, attempt)``, when the caller has just resolved it (the training task, on its
     job's end): then nothing is described again.
     """
-    targets, candidates = job_candidates(job)
+    targets, candidates = job.targets, job.candidates
     if latest is None:
         latest = resolve(candidates, describe).latest
     index, attempt = latest if latest else (0, None)
@@ -104,7 +98,7 @@ def collect(
         "training_job_arn": description.get("TrainingJobArn") if description else None,
         "status": status,
         "failure_reason": failure,
-        "hyperparameters_sha256": job["hyperparameters_sha256"],
+        "hyperparameters_sha256": job.hyperparameters_sha256,
         "instance_type": request["ResourceConfig"]["InstanceType"],
         "instance_count": request["ResourceConfig"]["InstanceCount"],
         "training_start_time": _iso(description.get("TrainingStartTime")) if description else None,

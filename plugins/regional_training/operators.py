@@ -335,8 +335,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             return {"Training": serialize(attempt.description if attempt and attempt.description else {})}
         from regional_training import recording, run_context
 
-        return recording.collect_target(run_context.current_run(), self.target_job.to_xcom(),
-                                    moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
+        return recording.collect_target(run_context.current_run(), self.target_job,
+                                        moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
 
     def _record_failure(self, context: Context, resolution: Resolution) -> None:
         """Record a job that failed or found no capacity before the task fails, so its
@@ -364,7 +364,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         if self.target_job is not None and "budget_usd" in (context.get("params") or {}):
             from regional_training import budget, run_context
 
-            budget.reserve_for(run_context.current_run(), self.target_job.to_xcom(), resolution)
+            budget.reserve_for(run_context.current_run(), self.target_job, resolution)
 
     def _carry_checkpoints(self, context: Context, resolution: Resolution, candidates: list[Candidate]) -> None:
         """Issue 31: the target's newest checkpoint follows it to the new job's region

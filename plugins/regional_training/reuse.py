@@ -36,7 +36,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from regional_training import campaign_db
 
@@ -46,6 +46,8 @@ from regional_training.params import REUSE_PARAM as PARAM_NAME
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as PgConnection
+
+    from regional_training.launch.job import Job
 
 #: Row status of a target that was not trained because an identical job exists.
 REUSED = "Reused"
@@ -152,28 +154,28 @@ def trained_fields(key: ReuseKey | None) -> dict[str, Any]:
     return {**NOT_REUSED, **(key.row_fields() if key is not None else {})}
 
 
-def job_keys(conn: PgConnection, job: dict[str, Any], *, training_image: str) -> dict[str, dict[str, Any]]:
+def job_keys(conn: PgConnection, job: Job, *, training_image: str) -> dict[str, dict[str, Any]]:
     """``{copy_id: ReuseKey fields}`` for every candidate of a build step's job (its target
     and failover alternatives), read when the run plans (the copy's version *then*).
 
     A copy with no known version gets no key. JSON-safe (it travels with the job in XCom).
     """
     keys: dict[str, dict[str, Any]] = {}
-    for entry in [job, *job.get("failover", [])]:
-        target, resources = entry["target"], entry["request"]["ResourceConfig"]
-        version = dataset_version(conn, int(target["copy_id"]))
+    for placement in (job.planned, *job.alternatives):  # every alternative, as the payload lists them
+        target, resources = placement.target, placement.request["ResourceConfig"]
+        version = dataset_version(conn, int(target.copy_id))
         if version is None:
             continue
-        keys[str(target["copy_id"])] = asdict(ReuseKey(
-            dataset_id=int(target["dataset_id"]), copy_id=int(target["copy_id"]), dataset_version=version,
-            hyperparameters_sha256=job["hyperparameters_sha256"], training_image=training_image,
+        keys[str(target.copy_id)] = asdict(ReuseKey(
+            dataset_id=int(target.dataset_id), copy_id=int(target.copy_id), dataset_version=version,
+            hyperparameters_sha256=cast(str, job.hyperparameters_sha256), training_image=training_image,
             instance_type=resources["InstanceType"], instance_count=int(resources["InstanceCount"])))
     return keys
 
 
-def key_for_copy(job: dict[str, Any], copy_id: Any) -> ReuseKey | None:
+def key_for_copy(job: Job, copy_id: Any) -> ReuseKey | None:
     """The key :func:`job_keys` recorded on ``job`` for the copy trained on, if any."""
-    fields = (job.get("reuse_keys") or {}).get(str(copy_id))
+    fields = (job.reuse_keys or {}).get(str(copy_id))
     return ReuseKey(**fields) if fields else None
 
 

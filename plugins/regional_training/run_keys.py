@@ -15,6 +15,8 @@ JOBS_TO_LAUNCH = "jobs_to_launch"
 LAUNCH_BATCH_ARRAY = "launch_batch_array"
 #: The mapped training task (one per target).
 TRAIN = "train"
+#: Records each launched target its training task could not (ALL_DONE, before ``summarize``).
+RECORD_LATE = "record_late"
 SUMMARIZE = "summarize"
 CHECK_REGIONS = "check_regions"
 
@@ -24,6 +26,6 @@ REUSED_KEY = "reused_rows"
 #: ``train``: the failover moves, pushed when they change (the late recording reads them
 #: for a target whose task could not record it; a resumed try gets them with its deferral).
 MOVES_KEY = "placement_moves"
-#: ``summarize``'s result: the rows recorded late (:func:`regional_training.recording.record_unrecorded`),
-#: which the watcher adds to the training tasks' own rows.
+#: The rows recorded late, in ``summarize``'s result as it was before ``record_late`` became its
+#: own task (that task now returns them): read only for a run in flight across the change.
 RECORDED_LATE = "recorded_late"

@@ -3,11 +3,12 @@ records for the run, whenever a target of the run is recorded (issue 33).
 
 Two writers, one function (:func:`write`):
 
-* ``summarize`` writes them once every training task has ended (after its late
-  recording, :func:`regional_training.recording.record_unrecorded`);
+* ``summarize`` writes them once every training task has ended and ``record_late`` has
+  recorded what they could not (:func:`regional_training.recording.record_unrecorded`);
 * a target recorded *after* ``summarize`` ran (a cleared training task collecting its
   job, after the campaign DB came back) writes them again from its own task
-  (:func:`refresh_after_late_record`, called by :func:`regional_training.recording.collect_target`).
+  (:func:`refresh_after_late_record`, called by :func:`regional_training.recording.collect_target`),
+  or ``record_late`` cleared after ``summarize`` ran (once for all it recorded).
 
 Why they cannot go stale: both read the run's rows from ``training_runs`` (never from the
 XComs, which a concurrently cleared task has not pushed yet), under a per-run advisory

@@ -163,21 +163,26 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     """
     from regional_training import preflight, recording
     from regional_training.jobs import job_reference
+    from regional_training.launch.job import CHECKED_INPUTS, Job
 
     if run.params.get("dry_run") or not jobs:
         return []
-    launch, reused = recording.reuse_completed(run, jobs)
+    # The XCom edge: typed once here, back to payloads (key for key, as before) at the push.
+    launch, reused = recording.reuse_completed(run, [Job.from_xcom(job) for job in jobs])
     if run.ti is not None:  # always pushed (maybe empty): a retry replaces the earlier try's rows
         run.ti.xcom_push(key=REUSED_KEY, value=reused)
     if launch:
-        checks = preflight.preflight(launch)
+        # Pre-flight checks each planned placement (target and request), never the alternatives.
+        checks = preflight.preflight([job.planned.to_xcom() for job in launch])
         log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
-        launch = [preflight.with_checked_inputs(job) for job in launch]
+        launch = [recording.with_field(job, CHECKED_INPUTS, checked_inputs=tuple(preflight.input_uris(job.request)))
+                  for job in launch]
+    payloads = [job.to_xcom() for job in launch]
     if run.ti is None:
-        return launch
+        return payloads
     # Each job as its own XCom, the expansion over references (jobs.job_reference says why).
-    references = [job_reference(job, run.ti.task_id) for job in launch]
-    for job, reference in zip(launch, references, strict=True):
+    references = [job_reference(job, run.ti.task_id) for job in payloads]
+    for job, reference in zip(payloads, references, strict=True):
         run.ti.xcom_push(key=reference["xcom_key"], value=job)
     return references
 
@@ -209,27 +214,28 @@ def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
                            train_states=train_states)
 
 
-def record_late(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The late recording, done by the summary task before it reads anything: each
-    launched target still without a row (:func:`regional_training.recording.record_unrecorded`)."""
+def record_late(run: Run, rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The ``record_late`` task, once every training task has ended: record each launched
+    target still without a row (its training task failed or never ran;
+    :func:`regional_training.recording.record_unrecorded`). Returns the rows it recorded,
+    which the watcher adds to the training tasks' own. Idempotent: a cleared try finds
+    those targets recorded (their rows are UPSERTs) and records nothing twice."""
     from regional_training import recording
 
-    return recording.record_unrecorded(run, rows)
+    return recording.record_unrecorded(run, collected_rows(rows))
 
 
-def summarize_run(
-    run: Run, rows: list[dict[str, Any]] | None, jobs: list[dict[str, Any]] | None,
-    left_out: list[dict[str, Any]] | None
-) -> dict[str, Any]:
+def summarize_run(run: Run, jobs: list[dict[str, Any]] | None, left_out: list[dict[str, Any]] | None
+                  ) -> dict[str, Any]:
     """The run summary and report: logged as a table, stored next to the array file.
 
-    First the late recording (:func:`record_late`): the summary must read every target's
-    row. Then the summary and the report are derived from what the campaign database
-    records for the run (:func:`regional_training.run_summary.write`, the same function a
-    target recorded after this task ran calls again; a scan's best models get their
-    pointers there). Without a plan (``select_targets`` or a step after it refused: ``jobs`` is
-    ``None``) there is nothing to summarize: skipped, not retried, and the watcher fails
-    the run naming why."""
+    Reads only: it runs after ``record_late`` (:func:`record_late`), which recorded every
+    target it could, and derives the summary and the report from what the campaign
+    database records for the run (:func:`regional_training.run_summary.write`, the same
+    function a target recorded after this task ran calls again; a scan's best models get
+    their pointers there). Without a plan (``select_targets`` or a step after it refused:
+    ``jobs`` is ``None``) there is nothing to summarize: skipped, not retried, and the
+    watcher fails the run naming why."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from regional_training import assets, run_summary
@@ -237,8 +243,6 @@ def summarize_run(
     if jobs is None:
         raise AirflowSkipException("no plan: select_targets, render_array_file or build_requests did not succeed "
                                    "(see its log); nothing was launched, nothing to summarize")
-    rows = collected_rows(rows)
-    late = record_late(run, rows)
     # A scan's best models get their stable pointers there (runs/<run>/best/<dataset>/).
     result = run_summary.write(run, jobs, list(left_out or []))
     uri = run.layout.summary
@@ -249,16 +253,15 @@ def summarize_run(
         run.context["outlet_events"][assets.RUN_SUMMARY].extra = assets.summary_event_extra(
             dag_id=run.dag_id, run_id=run.run_id, verdict=result["verdict"], rows=result["rows"], summary_uri=uri,
             report_uri=run.layout.report)
-    # The rows recorded here go to the watcher with the summary (the training tasks' rows
-    # it pulls itself).
-    return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"],
-            RECORDED_LATE: late}
+    return {"summary_uri": uri, "report_uri": run.layout.report, "headline": result["verdict"]["headline"]}
 
 
 def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[str, Any]] | None,
-                  rows: list[dict[str, Any]] | None, left_out: list[dict[str, Any]] | None) -> None:
+                  rows: list[dict[str, Any]] | None, left_out: list[dict[str, Any]] | None,
+                  late: list[dict[str, Any]] | None = None) -> None:
     """Watcher: every planned target completed and was recorded, or the run fails naming
-    each one that did not (and why); one notification per run."""
+    each one that did not (and why); one notification per run. ``rows``: the training
+    tasks' own rows; ``late``: ``record_late``'s."""
     from airflow.configuration import conf
 
     from regional_training import links, notifications, recording
@@ -267,7 +270,8 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     if jobs is None:
         raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
                                  "(see its log); nothing was launched")
-    late = list((run_summary or {}).get(RECORDED_LATE) or [])
+    # A run that summarized before record_late existed carries its late rows in the summary's XCom.
+    late = list(late or []) or list((run_summary or {}).get(RECORDED_LATE) or [])
     verdict = _verdict(run, jobs, collected_rows(rows) + late + recording.reused_rows(run), list(left_out or []),
                        with_states=True)
     for line in verdict.lines():

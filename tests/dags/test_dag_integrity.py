@@ -47,13 +47,21 @@ def test_training_dag_shape() -> None:
     ]
     assert set(dag.task_ids) == {
         "select_targets", "render_array_file", "build_requests", "jobs_to_launch", "launch_batch_array", "train",
-        "summarize", "check_regions",
+        "record_late", "summarize", "check_regions",
     }
     train = dag.get_task("train")
     assert train.partial_kwargs["deferrable"] is True
     # One task per target, which collects its own job when resumed: nothing downstream
     # waits per target (the scheduler re-evaluates every waiting task instance each loop).
-    assert train.downstream_task_ids == {"summarize", "check_regions"}
+    assert train.downstream_task_ids == {"record_late", "check_regions"}
+    # Late recording is its own step, before the summary, which only reads (issue 28).
+    assert dag.get_task("record_late").downstream_task_ids == {"summarize", "check_regions"}
+    assert dag.get_task("summarize").upstream_task_ids >= {"record_late"}
+    assert "train" not in dag.get_task("summarize").upstream_task_ids
+    from regional_training import assets
+
+    assert dag.get_task("record_late").outlets == [assets.MODEL_ALIAS]
+    assert assets.MODEL_ALIAS not in dag.get_task("summarize").outlets
     # Its model event is its own outlet, named statically (parsing creates the asset). No
     # mapped task emits through an alias: Airflow links an alias to its asset at the first
     # event through it, and concurrent first events failed one task on the link's key.
@@ -68,6 +76,7 @@ def test_training_dag_shape() -> None:
     assert train.max_active_tis_per_dagrun is None and train.pool
     assert "{{" in train.map_index_template and "target_key" in train.map_index_template
     assert dag.get_task("summarize").trigger_rule == "all_done"
+    assert dag.get_task("record_late").trigger_rule == "all_done"
     assert dag.get_task("check_regions").trigger_rule == "all_done"
     from airflow.serialization.serialized_objects import DagSerialization
 

@@ -24,6 +24,7 @@ from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
 from regional_training.aws_io import BOTOCORE_CONFIG
 from regional_training.collection import collect
+from regional_training.launch.job import Job
 from regional_training.operators import CapacityExhaustedError, DurableSageMakerTrainingOperator
 from regional_training.retry_policy import Decision, classify
 from regional_training.run_layout import RunLayout
@@ -216,7 +217,8 @@ def test_a_spot_job_whose_wait_ran_out_with_no_candidate_left_fails_without_retr
         except sm.exceptions.ClientError:
             return None
 
-    row = collect(job={"target": target, "request": first, "hyperparameters_sha256": "0" * 64, "max_failovers": 0},
+    row = collect(job=Job.from_xcom({"target": target, "request": first, "hyperparameters_sha256": "0" * 64,
+                                     "max_failovers": 0}),
                   dag_id="d", run_id="r", layout=RunLayout(f"{BUCKET}-us-east-1", "d", "r"), describe=describe,
                   copy=lambda *_: None, upsert=rows.append)
     assert (row["status"], row["attempt"], row["training_job_name"]) == ("Stopped", 1, "spot-alone")

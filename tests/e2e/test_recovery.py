@@ -44,9 +44,9 @@ def _clear_region_and_rerun(dag: Any, dag_run: Any, region: str) -> Any:
     tis = [
         ti for ti in dr.get_task_instances(session=session)
         if (ti.task_id == "train" and ti.rendered_map_index.split()[0] == region)
-        or ti.task_id in {"summarize", "check_regions"}
+        or ti.task_id in {"record_late", "summarize", "check_regions"}
     ]
-    assert sorted(ti.task_id for ti in tis) == ["check_regions", "summarize", "train"]
+    assert sorted(ti.task_id for ti in tis) == ["check_regions", "record_late", "summarize", "train"]
     clear_task_instances(tis, session, dag_run_state=DagRunState.RUNNING)
     session.commit()
     # dag.test() would clear and recreate the whole run; keep ours and run what is cleared.

@@ -16,7 +16,7 @@ from run_stub import RunStub
 
 from regional_training import budget
 from regional_training.attempts import resolve
-from regional_training.collection import job_candidates
+from regional_training.launch.job import Job
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,11 @@ def target(dataset: str, region: str, option: str, planned: float, rate: float) 
             "price_per_instance_hour": rate, "billing_usd_per_hour": rate, "planned_cost_usd": planned}
 
 
-def job(dataset: str, *candidates: tuple[str, str, float, float]) -> dict[str, Any]:
+def job(dataset: str, *candidates: tuple[str, str, float, float]) -> Job:
     """A build step's job: its candidates (region, option, planned USD, USD/instance-hour)."""
     entries = [{"target": target(dataset, *c), "request": {
         "TrainingJobName": f"mrt-{dataset}-{c[0]}", "ResourceConfig": {"InstanceCount": 1}}} for c in candidates]
-    return {**entries[0], "failover": entries[1:], "max_failovers": len(entries) - 1}
+    return Job.from_xcom({**entries[0], "failover": entries[1:], "max_failovers": len(entries) - 1})
 
 
 class Jobs:
@@ -45,12 +45,12 @@ class Jobs:
     def describe(self, region: str, name: str) -> dict[str, Any] | None:
         return self.described.get((region, name))
 
-    def launch(self, run: RunStub, the_job: dict[str, Any]) -> budget.Decision:
+    def launch(self, run: RunStub, the_job: Job) -> budget.Decision:
         """What the operator does before CreateTrainingJob: resolve, then reserve."""
-        resolution = resolve(job_candidates(the_job)[1], self.describe)
+        resolution = resolve(the_job.candidates, self.describe)
         assert resolution.action == "create"
         decision = budget.reserve_for(run, the_job, resolution)
-        region = job_candidates(the_job)[1][resolution.index].region
+        region = the_job.candidates[resolution.index].region
         self.described[(region, resolution.attempt.name)] = {"TrainingJobStatus": "InProgress"}
         return decision
 
@@ -150,7 +150,7 @@ def test_a_new_attempt_counts_the_failed_one_and_a_retried_create_is_reserved_on
     boston = job("boston", ("us-east-1", "on_demand", 100.0, 30.0))
     jobs.launch(run, boston)
     # the same create retried before SageMaker knew the job: the reservation is not repeated
-    first = resolve(job_candidates(boston)[1], lambda region, name: None)
+    first = resolve(boston.candidates, lambda region, name: None)
     assert budget.reserve_for(run, boston, first).already is True
     # a bug failed it after 1 billed hour (30 USD); a person's clear makes attempt 2
     jobs.end("us-east-1", "mrt-boston-us-east-1", "Failed", 3600, FailureReason="AlgorithmError: boom")

@@ -14,6 +14,7 @@ from regional_training import preflight
 from regional_training.attempts import is_capacity_error
 from regional_training.jobs import job_reference, resolve_job
 from regional_training.launch.backends import WAIT_MARGIN_SECONDS, wait_limit_seconds
+from regional_training.launch.job import Job
 from regional_training.operators import (
     DurableSageMakerTrainingOperator,
     NoCapacityError,
@@ -243,9 +244,9 @@ def recorded() -> Iterator[list[dict[str, Any]]]:
     """``recording.collect_target``'s calls (the run, job, moves and the resolved attempt)."""
     calls: list[dict[str, Any]] = []
 
-    def collect_target(run: Any, job: dict[str, Any], *, moves: list[dict[str, Any]], latest: Any = None) -> Any:
+    def collect_target(run: Any, job: Job, *, moves: list[dict[str, Any]], latest: Any = None) -> Any:
         calls.append({"run": run, "job": job, "moves": moves, "latest": latest})
-        return {"target_key": job["target"]["dataset_key"], "status": latest[1].status if latest else "NotStarted"}
+        return {"target_key": job.target.dataset_key, "status": latest[1].status if latest else "NotStarted"}
 
     with mock.patch("regional_training.recording.collect_target", side_effect=collect_target), \
             mock.patch("regional_training.run_context.current_run", return_value="the run"):
@@ -268,7 +269,7 @@ def test_a_completed_job_is_collected_and_its_row_returned(sagemaker: FakeSageMa
     row = _with_job().execute_complete({}, {"status": "success", "job_name": "mrt-a"})
     assert row == {"target_key": "drive-1", "status": "Completed"}
     (call,) = recorded
-    assert call["run"] == "the run" and call["job"]["target"] == JOB["target"] and call["moves"] == []
+    assert call["run"] == "the run" and call["job"].to_xcom() == {**JOB, "max_failovers": 1} and call["moves"] == []
     index, attempt = call["latest"]  # what the try resolved: collection describes nothing again
     assert (index, attempt.name) == (0, "mrt-a")
     assert sagemaker.created == []

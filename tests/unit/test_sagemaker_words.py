@@ -19,6 +19,7 @@ from sagemaker_fake import ALTERNATIVE, REQUEST, FakeSageMaker
 
 from regional_training.attempts import Candidate, capacity_signal, ended_reason, resolve
 from regional_training.collection import collect
+from regional_training.launch.job import Job
 from regional_training.operators import CapacityExhaustedError, DurableSageMakerTrainingOperator, NoCapacityError
 from regional_training.retry_policy import Decision, NotRetriedError, check_new_attempt, classify
 from regional_training.run_layout import RunLayout
@@ -170,7 +171,7 @@ def test_collection_records_sagemakers_words_not_job_ended_stopped() -> None:
            "request": {"TrainingJobName": "mrt-a", "ResourceConfig": {"InstanceType": "ml.g5.xlarge",
                                                                       "InstanceCount": 1}}}
     rows: list[dict[str, Any]] = []
-    row = collect(job=job, dag_id="d", run_id="r", layout=RunLayout("central", "d", "r"),
+    row = collect(job=Job.from_xcom(job), dag_id="d", run_id="r", layout=RunLayout("central", "d", "r"),
                   describe=lambda region, name: SPOT_WAIT_RAN_OUT if name == "mrt-a" else None,
                   copy=lambda *_: None, upsert=rows.append)
     assert (row["status"], row["attempt"]) == ("Stopped", 1)

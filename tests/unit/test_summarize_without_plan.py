@@ -12,11 +12,17 @@ from regional_training.run_context import Run
 from regional_training.verdict import IncompleteRunError
 
 
-@pytest.mark.parametrize("rows", [None, []])
-def test_summarize_without_a_plan_skips_and_names_why(rows: list | None) -> None:
+@pytest.mark.parametrize("left_out", [None, []])
+def test_summarize_without_a_plan_skips_and_names_why(left_out: list | None) -> None:
     run = Run(dag_id="d", run_id="r", params={})
     with pytest.raises(AirflowSkipException, match="no plan: select_targets"):
-        tasks.summarize_run(run, rows, None, None)
+        tasks.summarize_run(run, None, left_out)
+
+
+@pytest.mark.parametrize("rows", [None, []])
+def test_record_late_without_a_plan_records_nothing(rows: list | None) -> None:
+    # Outside a task (no task instance) there is no jobs_to_launch XCom to read: nothing.
+    assert tasks.record_late(Run(dag_id="d", run_id="r", params={}), rows) == []
 
 
 def test_the_watcher_then_fails_the_run_naming_the_missing_plan() -> None:
