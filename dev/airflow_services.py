@@ -637,17 +637,23 @@ def follow_run(
     tis: list[dict[str, Any]] = []
     next_listing = 0.0
     while True:
+        asked = time.monotonic()
+        # The run's answer holds its DAG versions, which the API server reads through
+        # every task instance of the run: at a thousand targets, ask at most once per
+        # twenty times what the last answer took (the run's end_date is its own, so the
+        # end is measured exactly however late it is seen).
         run = api.dag_run(run_id, dag_id)
+        wait = max(poll, 20 * (time.monotonic() - asked)) if while_running is None else poll
         finished = run["state"] in FINISHED_RUN_STATES
         if finished or while_running is not None or time.monotonic() >= next_listing:
             asked = time.monotonic()
             tis = api.task_instances(run_id, dag_id)
             took = time.monotonic() - asked
-            # The run's state is one row; its task-instance list at a thousand targets is
-            # seconds of the API server's CPU, the same server the run's own tries and
-            # triggers call. List again only after twenty times what the last listing took,
-            # so following a run keeps under a twentieth of the server's time: a small run
-            # (tens of tasks, tens of ms) is still listed every poll.
+            # The task-instance list at a thousand targets is seconds of the API server's
+            # CPU, the server the run's own tries and triggers call: list again only after
+            # twenty times what the last listing took, so following a run keeps to about
+            # a twentieth of the server's time. A small run (tens of tasks, tens of ms)
+            # is still listed every poll.
             next_listing = time.monotonic() + max(poll, 20 * took)
         for ti in tis:
             states = seen.setdefault((ti["task_id"], ti.get("map_index", -1)), [])
@@ -665,4 +671,4 @@ def follow_run(
             while_running = None
         if time.monotonic() > deadline:
             raise ServiceError(f"run {run_id} still {run['state']} after {timeout:.0f}s: {last_line}")
-        time.sleep(poll)
+        time.sleep(wait)

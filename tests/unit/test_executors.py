@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from unittest import mock
 
 from airflow.executors.local_executor import LocalExecutor
 
 from regional_training import executors
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 PRELOAD_THEN_FORK = """
     import json, os, sys
@@ -31,6 +35,12 @@ PRELOAD_THEN_FORK = """
             child = "ok"
         except AssertionError as err:
             child = str(err)
+        # The plugins folder: loaded by the preload, not again by the try.
+        from airflow.sdk import plugins_manager
+        misses = plugins_manager._get_plugins.cache_info().misses
+        names = sorted(p.name for p in plugins_manager._get_plugins()[0])
+        if plugins_manager._get_plugins.cache_info().misses != misses or "campaign_view" not in names:
+            child = f"plugins loaded again in the child: {names}"
         os.write(write, child.encode())
         os._exit(0)
     os.close(write)
@@ -42,9 +52,12 @@ PRELOAD_THEN_FORK = """
 
 def test_preload_imports_the_modules_and_loads_the_models_once() -> None:
     """In a fresh interpreter, as the scheduler starts: after :func:`preload`, a forked
-    child makes SageMaker and S3 clients and paginators without reading a model file."""
+    child makes SageMaker and S3 clients and paginators without reading a model file, and
+    finds the plugins folder's plugins loaded."""
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS)}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(PRELOAD_THEN_FORK)], capture_output=True,
-                            text=True, timeout=180, check=True)
+                            text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["failed"] == []
     assert out["preloaded"] == sorted(executors.PRELOAD_MODULES)
