@@ -102,12 +102,7 @@ class _Runner:
 
     # --- AWS clients against this same server -------------------------------------------
     def _s3(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "s3", region_name=self.region, endpoint_url=self.config.endpoint_url,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )
+        return _client("s3", self.region, self.config.endpoint_url)
 
     def _download_prefix(self, uri: str, dest: Path) -> int:
         bucket, _, prefix = uri[len("s3://"):].partition("/")
@@ -566,12 +561,7 @@ class _LogShipper:
 
     def _logs(self) -> Any:
         if self.client is None:
-            import boto3
-
-            self.client = boto3.client(
-                "logs", region_name=self.runner.region, endpoint_url=self.runner.config.endpoint_url,
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-            )
+            self.client = _client("logs", self.runner.region, self.runner.config.endpoint_url)
             with contextlib.suppress(self.client.exceptions.ResourceAlreadyExistsException):
                 self.client.create_log_group(logGroupName=LOG_GROUP)
             self.client.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
@@ -595,6 +585,26 @@ class _LogShipper:
                 self.runner.job.log_stream_name = self.stream
         except Exception:  # logs are best effort; the job goes on
             log.exception("could not ship the log of %s", self.runner.job.training_job_name)
+
+
+_CLIENTS: dict[tuple[str, str, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(service: str, region: str, endpoint_url: str) -> Any:
+    """One client per service, region and endpoint for every job runner: building one
+    from botocore's models per job was about 4 % of the emulator's CPU (py-spy, 500
+    targets). boto3's clients are thread-safe; making one is not (a lock around it)."""
+    key = (service, region, endpoint_url)
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            import boto3
+
+            _CLIENTS[key] = boto3.session.Session().client(
+                service, region_name=region, endpoint_url=endpoint_url,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+        return _CLIENTS[key]
 
 
 def _in_job(root: Path, container_path: str) -> Path:
