@@ -46,22 +46,32 @@ four completions together). The summary task declares ``outlets=[RUN_SUMMARY]`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias
 
-from regional_training.emit_ready import (
-    READY_ASSET_NAME,
-    READY_ASSET_URI,
-    ReadyDataset,
-    ReadyEventError,
-    ready_dataset,
-)
+from regional_training.identifiers import READY_ASSET_NAME, READY_ASSET_URI
+
+if TYPE_CHECKING:
+    from regional_training.emit_ready import ReadyDataset, ReadyEventError, ready_dataset
+
+#: Names this module passes on from :mod:`regional_training.emit_ready`, which the DAG's
+#: parse does not need (its dataclass and the CLI's imports cost ~1 ms of every parse:
+#: bench/dag_benchmarks.py): imported when first asked for (PEP 562).
+_FROM_EMIT_READY = frozenset({"ReadyDataset", "ReadyEventError", "ready_dataset"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_EMIT_READY:
+        from regional_training import emit_ready
+
+        return getattr(emit_ready, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["DATASET_READY", "MODEL", "MODEL_ALIAS", "RUN_SUMMARY", "ReadyDataset", "ReadyEventError",
            "dataset_selection", "emit_model_event", "model_event_extra", "ready_dataset", "summary_event_extra"]
 
-#: Name, URI and ``extra`` of the ready event are owned by emit_ready (no Airflow import there).
+#: Name and URI in identifiers, ``extra`` owned by emit_ready (no Airflow import in either).
 DATASET_READY = Asset(name=READY_ASSET_NAME, uri=READY_ASSET_URI, group="mrt")
 MODEL = Asset(name="mrt_trained_model", uri="x-mrt://central-artifacts/models", group="mrt")
 #: What the tasks that record models declare as their outlet; events are added to :data:`MODEL` through it.
@@ -85,6 +95,8 @@ def dataset_selection(context: Mapping[str, Any]) -> list[ReadyDataset] | None:
         ready = []
     if not ready:
         return None
+    from regional_training.emit_ready import ready_dataset
+
     found = {
         ready_dataset(event.extra or {}, where=f"event {index} (source {_source(event)})")
         for index, event in enumerate(ready)

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # Only the standard library and identifiers: the labelling side needs no Airflow installed.
+# The dataset-ready asset's name and URI (regional_training.assets.DATASET_READY is built
+# from them) are identifiers', so that the DAG's parse need not import this module.
 from regional_training import identifiers
-
-#: The dataset-ready asset (regional_training.assets.DATASET_READY is built from these).
-READY_ASSET_NAME = "mrt_dataset_ready"
-READY_ASSET_URI = "x-mrt://campaign-db/datasets/ready"
-
+from regional_training.identifiers import READY_ASSET_NAME as READY_ASSET_NAME
+from regional_training.identifiers import READY_ASSET_URI as READY_ASSET_URI
 
 
 class ReadyEventError(ValueError):

@@ -10,6 +10,7 @@ strings too, because JSON schema (the trigger form) and SQL need them as text.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -31,36 +32,41 @@ TARGET_KEY_PATTERN = r"^([a-z0-9][a-z0-9-]{0,47}\.)?[a-z0-9][a-z0-9-]{0,47}(_p[0
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 #: Purchase options, in the order the placement prefers them at equal expected cost.
 PURCHASE_OPTIONS: tuple[str, ...] = ("reserved", "on_demand", "spot")
+#: The dataset-ready asset's name and URI (``regional_training.assets.DATASET_READY``).
+#: Here, not in ``assets``, because ``emit_ready`` (the labelling side, no Airflow) needs
+#: them too, and not only in ``emit_ready``, so that the DAG's parse need not import it.
+READY_ASSET_NAME = "mrt_dataset_ready"
+READY_ASSET_URI = "x-mrt://campaign-db/datasets/ready"
 
 #: S3's reserved prefixes and suffixes (general purpose buckets, 2024 rules).
 _BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 #: A tag value: up to 256 Unicode letters, digits, spaces and ``_ . : / = + - @``.
 TAG_VALUE_MAX = 256
-_TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]*$")
-_NOT_TAG_VALUE = re.compile(r"[^\w\s.:/=+\-@]")
+_TAG_VALUE = r"^[\w\s.:/=+\-@]*$"
+_NOT_TAG_VALUE = r"[^\w\s.:/=+\-@]"
 #: SageMaker's limit on an ``S3Uri`` (channels, output, checkpoints): 1,024 characters;
 #: S3 itself limits a key to 1,024 bytes.
 S3_URI_MAX = 1024
-
-_REGION = re.compile(REGION_PATTERN)
-_BUCKET = re.compile(BUCKET_PATTERN)
-_KEY = re.compile(KEY_PATTERN)
-_JOB_NAME = re.compile(JOB_NAME_PATTERN)
-_TARGET_KEY = re.compile(TARGET_KEY_PATTERN)
-_POINT_ID = re.compile(POINT_ID_PATTERN)
 #: An ``s3://bucket[/prefix]`` URI whose key has no separator that would break a CSV
 #: line (``,`` ``"``) or an S3 prefix (whitespace).
-_S3_URI = re.compile(r"^s3://([^/]+)(/[^\s,\"]*)?$")
+_S3_URI = r"^s3://([^/]+)(/[^\s,\"]*)?$"
+
+
+# Compiled on first use, not at import: the DAG's parse imports this module (through
+# params) and checks no identifier (bench/dag_benchmarks.py, issue 28).
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def is_region(value: object) -> bool:
-    return isinstance(value, str) and _REGION.fullmatch(value) is not None
+    return isinstance(value, str) and _compiled(REGION_PATTERN).fullmatch(value) is not None
 
 
 def is_bucket(value: object) -> bool:
     """S3's general-purpose bucket naming rules, all of them."""
-    if not isinstance(value, str) or not _BUCKET.fullmatch(value):
+    if not isinstance(value, str) or not _compiled(BUCKET_PATTERN).fullmatch(value):
         return False
     if ".." in value or value.startswith(_BUCKET_PREFIXES) or value.endswith(_BUCKET_SUFFIXES):
         return False
@@ -72,7 +78,7 @@ def is_bucket(value: object) -> bool:
 
 
 def is_key(value: object) -> bool:
-    return isinstance(value, str) and _KEY.fullmatch(value) is not None
+    return isinstance(value, str) and _compiled(KEY_PATTERN).fullmatch(value) is not None
 
 
 def target_key(dataset_key: str, campaign_key: str | None = None, point_id: str | None = None) -> str:
@@ -83,18 +89,18 @@ def target_key(dataset_key: str, campaign_key: str | None = None, point_id: str 
 
 
 def is_point_id(value: object) -> bool:
-    return isinstance(value, str) and _POINT_ID.fullmatch(value) is not None
+    return isinstance(value, str) and _compiled(POINT_ID_PATTERN).fullmatch(value) is not None
 
 
 def is_target_key(value: object) -> bool:
-    return isinstance(value, str) and _TARGET_KEY.fullmatch(value) is not None
+    return isinstance(value, str) and _compiled(TARGET_KEY_PATTERN).fullmatch(value) is not None
 
 
 def is_s3_uri(value: object) -> bool:
     """``s3://<valid bucket>[/key]`` without commas, quotes or whitespace in the key."""
     if not isinstance(value, str):
         return False
-    match = _S3_URI.fullmatch(value)
+    match = _compiled(_S3_URI).fullmatch(value)
     if match is None or not is_bucket(match.group(1)) or len(value) > S3_URI_MAX:
         return False
     return len((match.group(2) or "").lstrip("/").encode()) <= S3_URI_MAX
@@ -110,16 +116,16 @@ def is_purchase_option(value: object) -> bool:
 
 
 def is_job_name(value: object) -> bool:
-    return isinstance(value, str) and _JOB_NAME.fullmatch(value) is not None
+    return isinstance(value, str) and _compiled(JOB_NAME_PATTERN).fullmatch(value) is not None
 
 
 def is_tag_value(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= TAG_VALUE_MAX and _TAG_VALUE.fullmatch(value) is not None
+    return isinstance(value, str) and len(value) <= TAG_VALUE_MAX and _compiled(_TAG_VALUE).fullmatch(value) is not None
 
 
 def tag_value(text: str) -> str:
     """``text`` as a SageMaker tag value: characters the tag rule forbids (Airflow allows
     ``~``, ``,`` and more in run ids) become ``_``, and it is cut to 256 characters. The
     tag is for people and cost reports; identity is in the job name's digest."""
-    return _NOT_TAG_VALUE.sub("_", text)[:TAG_VALUE_MAX]
+    return _compiled(_NOT_TAG_VALUE).sub("_", text)[:TAG_VALUE_MAX]
 

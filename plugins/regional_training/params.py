@@ -16,7 +16,23 @@ from typing import Any
 
 from regional_training import identifiers
 from regional_training.metric_format import METRIC_KEYS
-from regional_training.training_request import GPUS_PER_INSTANCE
+
+#: GPUs per instance: Horovod runs one process per GPU. The ``instance_type`` Param's
+#: enum and :func:`processes_per_host`; ``report`` reads it too (``training_request``
+#: passes it on).
+GPUS_PER_INSTANCE: dict[str, int] = {
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    "ml.g6.12xlarge": 4,
+    "ml.g6.48xlarge": 8,
+}
 
 #: Model choices of the training entry point (``resnet50`` is the production recipe;
 #: the small one trains on CPU in seconds for local runs and tests).

@@ -14,29 +14,18 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+# The instance table (GPUS_PER_INSTANCE) is the instance_type Param's enum, so params owns
+# it (the DAG's parse imports params and need not import this module); re-exported here
+# for report and other callers.
 from regional_training import identifiers
 from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.params import GPUS_PER_INSTANCE as GPUS_PER_INSTANCE
 from regional_training.run_layout import checkpoint_uri, output_path
 from regional_training.run_layout import run_key as run_key  # re-exported: dev/ and campaign_view use it here
 
 if TYPE_CHECKING:  # annotations only: the DAG's parse imports this module through params
     from regional_training.settings import Settings
     from regional_training.targets import Target
-
-#: GPUs per instance: Horovod runs one process per GPU.
-GPUS_PER_INSTANCE: dict[str, int] = {
-    "ml.p3.8xlarge": 4,
-    "ml.p3.16xlarge": 8,
-    "ml.p3dn.24xlarge": 8,
-    "ml.p4d.24xlarge": 8,
-    "ml.p4de.24xlarge": 8,
-    "ml.p5.48xlarge": 8,
-    "ml.g5.12xlarge": 4,
-    "ml.g5.24xlarge": 4,
-    "ml.g5.48xlarge": 8,
-    "ml.g6.12xlarge": 4,
-    "ml.g6.48xlarge": 8,
-}
 
 #: mpirun options SageMaker appends (the seed's): NCCL warnings only, Horovod tensor
 #: fusion at 64 MiB with a 1 ms cycle (Horovod's recommended values for ResNet-50).
