@@ -1,5 +1,5 @@
 """Issue 33 on the real DAG (``dag.test()``, real Postgres, the emulator): the campaign DB
-refuses every row while four jobs train and while ``summarize`` runs, so the summary is
+refuses every row while four jobs train and while ``record_late`` runs, so the summary is
 written at "0 of 4" and the watcher fails the run naming all four. The DB comes back; a
 person clears the failed tasks (the training tasks and the watcher, not ``summarize``,
 which succeeded): each training task collects its completed job (no new job), records it
@@ -78,7 +78,8 @@ def test_the_report_says_4_of_4_after_the_db_returns_and_the_tasks_are_cleared(
         failed = dag.test(run_conf={**LOCAL_RUN_CONF, "placement": "region_local"})
     assert str(failed.state) == "failed"
     states = {ti.task_id: str(ti.state) for ti in failed.get_task_instances() if ti.task_id != "train"}
-    assert states["summarize"] == "success" and states["check_regions"] == "failed"
+    # record_late could record none of them either (the DB refused): it logged each, and succeeded.
+    assert states["record_late"] == states["summarize"] == "success" and states["check_regions"] == "failed"
     summary, report = _summary(failed.run_id)
     assert summary["completed"] == 0 and "0 of 4 target(s) completed" in report
     jobs_before = sorted(j["TrainingJobName"] for j in jobs_of_run(offline_stack, failed.run_id))

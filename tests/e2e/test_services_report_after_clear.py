@@ -108,9 +108,9 @@ def recovered(services: AirflowStack, endpoint: str, own_campaign_dsn: str) -> d
     """The run: DB stopped once every training task is deferred, started again once the
     run failed, the failed tasks cleared through the REST API, the run followed to its end.
 
-    Not started earlier: with the DB back before ``summarize`` runs, ``summarize`` records
-    the four ended jobs itself (it records every launched target still without a row) and
-    the run is green without a clear.
+    Not started earlier: with the DB back before ``record_late`` runs, it records the four
+    ended jobs itself (every launched target still without a row) and the run is green
+    without a clear.
     """
     api = services.api
     run_id = api.trigger({**LOCAL_RUN_CONF, "placement": "region_local"})

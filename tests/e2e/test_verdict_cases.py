@@ -53,7 +53,7 @@ def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A database that refuses one of four targets' rows: its job completed, its training
-    task retries the recording and fails, summarize cannot record it either, and the run
+    task retries the recording and fails, record_late cannot record it either, and the run
     must not end green; no second job is created for it."""
     from regional_training import campaign_db
 
@@ -84,12 +84,13 @@ def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
     assert [r["region_code"] for r in rows] == ["eu-central-1", "us-east-1", "us-west-2"]
 
 
-def test_summarize_records_a_target_its_training_task_could_not(
+def test_record_late_records_a_target_its_training_task_could_not(
     offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A database blip only while the training tasks run: eu-west-1's task fails to record
-    its completed job, summarize records it (no new job), and the run is green."""
+    its completed job, the record_late step records it (no new job) before summarize,
+    which only reads, and the run is green."""
     from regional_training import campaign_db
 
     caplog.set_level(logging.INFO, logger="regional_training")
@@ -108,6 +109,7 @@ def test_summarize_records_a_target_its_training_task_could_not(
     dag_run, states = run_dag({})
     assert str(dag_run.state) == "success", states
     assert sorted(states["train"]) == ["failed"] + ["success"] * 3
+    assert states["record_late"] == ["success"] and states["summarize"] == ["success"]
     out = _logged(capsys, caplog)
     assert "Recorded 1 target(s) whose training task did not: dublin-urban-2026-v1 (Completed)" in out
     jobs = jobs_of_run(offline_stack, dag_run.run_id)
