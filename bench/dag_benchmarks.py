@@ -8,8 +8,8 @@
 
     .venv/bin/python -m bench.dag_benchmarks [--repeats 7] [--targets 4,64] [--skip-e2e] [--breakdown]
 
-(``dev/`` holds the local stack the end-to-end part starts; the package itself is
-installed.)
+(``dev/`` holds the local stack the end-to-end part starts; the parses import the package
+from this tree's ``plugins/``, whatever checkout the shared venv's editable install names.)
 """
 
 from __future__ import annotations
@@ -140,9 +140,21 @@ OUR_MODULES = ("regional_training.assets,regional_training.aws_io,regional_train
                "regional_training.taskflow,regional_training.tasks")
 
 
+def _parse_env() -> dict[str, str]:
+    """The parses' environment: no example DAGs, and this tree's package first on the path.
+
+    The package is installed editable (scripts/bootstrap.sh), but the venv is shared, and
+    a bootstrap run from another checkout (a clean-clone CI) points its ``.pth`` there:
+    the parse then imports that tree, or fails. Naming ``plugins/`` measures this tree;
+    the bare DAG's parse does not look at it.
+    """
+    path = os.pathsep.join(p for p in (str(REPO / "plugins"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": path}
+
+
 def breakdown(dag_file: Path, repeats: int) -> dict[str, float]:
     """Median seconds per component of a fresh-interpreter parse (see BREAKDOWN)."""
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = _parse_env()
     runs = []
     for _ in range(repeats):
         result = subprocess.run([sys.executable, "-c", BREAKDOWN, str(dag_file), OUR_MODULES], env=env, check=True,
@@ -152,15 +164,14 @@ def breakdown(dag_file: Path, repeats: int) -> dict[str, float]:
 
 
 def forked_parse_seconds(dag_file: Path, repeats: int) -> float:
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = _parse_env()
     result = subprocess.run([sys.executable, "-c", FORKED_PARSE, str(dag_file), str(repeats)], env=env, check=True,
                             capture_output=True, text=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 
 def _parse_once(dag_file: Path) -> float:
-    # regional_training is installed in the venv (scripts/bootstrap.sh): no path needed.
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env = _parse_env()
     result = subprocess.run([sys.executable, "-c", PARSE, str(dag_file)], env=env, check=True,
                             capture_output=True, text=True)
     return float(result.stdout.strip().splitlines()[-1])

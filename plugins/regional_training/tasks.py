@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# current_run re-exported: the DAG file's task bodies call tasks.current_run() (Batch's child too).
-from regional_training.run_context import Run
-from regional_training.run_context import current_run as current_run
 from regional_training.run_keys import RECORDED_LATE, REUSED_KEY, SELECT_TARGETS, TRAIN
 
+if TYPE_CHECKING:
+    from regional_training.run_context import Run
+
 log = logging.getLogger(__name__)
+
+
+def current_run() -> Run:
+    """:func:`regional_training.run_context.current_run`, imported when a task runs: the DAG
+    file's task bodies call ``tasks.current_run()`` (Batch's child too), and its parse need
+    not run that module (a dataclass: ~1 ms of every parse, issue 28)."""
+    from regional_training import run_context
+
+    return run_context.current_run()
 
 
 def select_targets(run: Run) -> dict[str, Any]:

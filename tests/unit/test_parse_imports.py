@@ -15,9 +15,9 @@ from regional_training import assets, emit_ready, identifiers, params, training_
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "multi_region_training.py"
 
 
-def test_parsing_the_dag_imports_neither_the_ready_cli_nor_the_request_builder() -> None:
+def test_parsing_the_dag_imports_neither_the_ready_cli_nor_the_request_builder_nor_the_run() -> None:
     unwanted = ("regional_training.emit_ready", "regional_training.training_request",
-                "regional_training.run_layout")
+                "regional_training.run_layout", "regional_training.run_context")
     code = (
         "import sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
