@@ -32,7 +32,7 @@ events queued since the last run, de-duplicated): :func:`dataset_selection`.
 Outlets: each training task declares ``outlets=[MODEL]``: it succeeds only once it has
 collected its target's completed job, so each mapped task instance's one event is a
 model, and :func:`emit_model_event` sets its ``extra``. Tasks that may record several
-models or none (``jobs_to_launch`` for reused targets, ``summarize`` for targets their
+models or none (``jobs_to_launch`` for reused targets, ``record_late`` for targets their
 training task could not record) declare ``outlets=[MODEL_ALIAS]`` and add one event per
 model through it (a plain ``MODEL`` outlet would emit once for every successful task,
 whatever it recorded). The training tasks do not use the alias: Airflow links an alias to

@@ -314,7 +314,7 @@ def batch_client(region: str, *, aws_conn_id: str | None, botocore_config: dict[
 
 def service_attempt_describer() -> Callable[[str, str], dict[str, Any] | None]:
     """``describe(region, name)`` for :func:`regional_training.attempts.resolve` under
-    ``launcher=batch_service`` outside the operator (a late recording by ``summarize``):
+    ``launcher=batch_service`` outside the operator (a late recording by ``record_late``):
     the backend's (:class:`regional_training.launch.batch_service.BatchServiceBackend`)
     with the default connection."""
     from regional_training import aws_io

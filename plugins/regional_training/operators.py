@@ -341,13 +341,13 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def _record_failure(self, context: Context, resolution: Resolution) -> None:
         """Record a job that failed or found no capacity before the task fails, so its
         region's row is there while other targets still train. If that fails too, the
-        training error stays the task's error: ``summarize`` records the target later."""
+        training error stays the task's error: ``record_late`` records the target later."""
         if self.target_job is None or "ti" not in context:
             return
         try:
             self._collect(context, resolution)
         except Exception as err:
-            self.log.warning("Could not record %s now (summarize records it): %s: %s",
+            self.log.warning("Could not record %s now (record_late records it): %s: %s",
                              self.config.get("TrainingJobName"), type(err).__name__, err)
 
     def resume_following(self, context: Context, event: dict[str, Any] | None = None, *,

@@ -3,7 +3,7 @@
 Every planned target (one per job that ``build_requests`` built, in map-index order)
 gets exactly one outcome, so a target that vanished downstream of planning (a training
 task that failed while collecting, failed or was never run) can never vanish from the
-verdict too. A target's ``train[i]`` records its row when its job ends; ``summarize``
+verdict too. A target's ``train[i]`` records its row when its job ends; ``record_late``
 records every launched target still without one (``recording.record_unrecorded``), so a
 missing row means that recording failed twice:
 
@@ -18,7 +18,7 @@ outcome                known from                                          what 
                        ``train[i]`` was upstream-failed, skipped or never
                        ran
 ``not_recorded``       no row: ``train[i]`` ended failed (or its state     clear ``train[i]``: a completed job is
-                       is not known) and ``summarize`` could not record    collected, not trained again; a failed one
+                       is not known) and ``record_late`` could not record  collected, not trained again; a failed one
                        it either (its log says why)                        gets one new attempt
 =====================  ==================================================  ============================================
 
@@ -180,7 +180,7 @@ def _without_row(index: int, key: str, region: str, train: str | None, states_kn
                              f"train[{index}] {train or 'never ran'}: no job was launched", False)
     ended = f"train[{index}] ended {train}" if states_known else f"train[{index}]'s state is not known"
     return TargetOutcome(index, key, region, "not_recorded",
-                         f"{ended}; neither it nor summarize recorded the job (see their logs): clear train[{index}]",
+                         f"{ended}; neither it nor record_late recorded the job (see their logs): clear train[{index}]",
                          False)
 
 

@@ -350,7 +350,7 @@ def test_a_recording_failure_leaves_the_training_error_as_the_tasks(sagemaker: F
             mock.patch("regional_training.run_context.current_run"), \
             pytest.raises(NotRetriedError, match="AlgorithmError"):
         _with_job().execute_complete({"ti": _ti()}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
-    assert "Could not record mrt-a now (summarize records it): OSError: database down" in capsys.readouterr().out
+    assert "Could not record mrt-a now (record_late records it): OSError: database down" in capsys.readouterr().out
 
 
 def test_no_capacity_anywhere_is_recorded_as_never_started(sagemaker: FakeSageMaker,

@@ -43,7 +43,7 @@ def test_a_target_nobody_recorded_fails_the_run_naming_it_and_the_fix() -> None:
     message = str(info.value)
     assert "1 of 4 planned target(s)" in message
     assert "eu-west-1-data (eu-west-1, map index 1): not recorded" in message
-    assert "train[1] ended failed; neither it nor summarize recorded the job" in message
+    assert "train[1] ended failed; neither it nor record_late recorded the job" in message
     assert "Clearing train[i] collects a job that completed without training it again" in message
 
 
@@ -74,7 +74,7 @@ def test_every_outcome_is_named_with_its_reason() -> None:
 def test_a_missing_row_is_not_recorded_never_completed() -> None:
     verdict = compute_verdict(JOBS, [row("us-east-1")])  # no task states
     assert [t.outcome for t in verdict.targets] == ["completed"] + ["not_recorded"] * 3
-    assert verdict.targets[1].reason == ("train[1]'s state is not known; neither it nor summarize recorded the job "
+    assert verdict.targets[1].reason == ("train[1]'s state is not known; neither it nor record_late recorded the job "
                                          "(see their logs): clear train[1]")
     with pytest.raises(IncompleteRunError, match=r"3 of 4 .*Clearing train\[i\] collects"):
         raise_if_incomplete(verdict)
