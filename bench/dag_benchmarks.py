@@ -273,6 +273,7 @@ def main() -> int:
         print(f"where a fresh-interpreter parse of multi_region_training goes (median of {args.repeats}):")
         for what, seconds in breakdown(REPO / "dags" / "multi_region_training.py", args.repeats).items():
             print(f"  {what:<58} {seconds * 1000:7.1f} ms")
+    print("load average (1, 5, 15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     if not args.skip_e2e:
         for n in (int(x) for x in args.targets.split(",")):
             seconds, collected = e2e_seconds(n)

@@ -64,6 +64,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--package-rounds", type=int, default=15)
     args = parser.parse_args()
+    # The load decides how far a figure can be trusted (docs/benchmarks.md): printed with it.
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare" / "bare_dag.py"
         bare.parent.mkdir()
@@ -90,6 +92,8 @@ def main() -> int:
     p = {k: statistics.median(v) * 1000 for k, v in imports.items()}
     print(f"package imports + param_specs() after the providers, median of {args.package_rounds}: "
           f"{args.before} {p['before']:.1f} ms; {args.after} {p['after']:.1f} ms")
+    print("load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f}".format(
+        *load_before, *os.getloadavg()))
     return 0
 
 
