@@ -50,7 +50,7 @@ def main() -> int:
 
     from dev.local_pg import temporary_postgres
     from dev.local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     with tempfile.TemporaryDirectory() as tmp, temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)

@@ -155,9 +155,9 @@ def lifecycles(dataset_keys: list[str], *, interrupted: int, starved: int, inter
 
 
 def newest_step(s3: Any, uri: str) -> int:
-    from regional_training.aws_io import split_s3_uri
-    from regional_training.checkpoint_carry import INDEX_FILE
-    from regional_training.checkpoint_carry import newest_step as parse
+    from regional_training.record.checkpoint_carry import INDEX_FILE
+    from regional_training.record.checkpoint_carry import newest_step as parse
+    from regional_training.runtime.aws_io import split_s3_uri
 
     bucket, prefix = split_s3_uri(uri)
     try:
@@ -204,7 +204,7 @@ def night(carry: bool, args: argparse.Namespace, work: Path) -> Night:
 
     from dev.local_pg import temporary_postgres
     from dev.local_stack import LOCAL_RUN_CONF, TRAINING_REPOSITORY, airflow_env, local_aws, seed_aws
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     home = work / ("carry" if carry else "no-carry")
     home.mkdir()

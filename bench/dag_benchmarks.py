@@ -135,9 +135,9 @@ print(json.dumps(out))
 """
 
 #: The package modules the DAG file imports (the rest come through them).
-OUR_MODULES = ("regional_training.assets,regional_training.aws_io,regional_training.batch_jobs,"
-               "regional_training.operators,regional_training.params,regional_training.strict_params,"
-               "regional_training.taskflow,regional_training.tasks")
+OUR_MODULES = ("regional_training.run.assets,regional_training.runtime.aws_io,regional_training.launch.batch_jobs,"
+               "regional_training.operators,regional_training.plan.params,regional_training.runtime.strict_params,"
+               "regional_training.runtime.taskflow,regional_training.tasks")
 
 
 def _parse_env() -> dict[str, str]:
@@ -222,7 +222,7 @@ def e2e_seconds(targets: int) -> tuple[float, int]:
 
     from dev.local_pg import temporary_postgres
     from dev.local_stack import LOCAL_RUN_CONF, airflow_env, fake_image_map, local_aws, seed_aws
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     home = Path(tempfile.mkdtemp(prefix="mrt-bench-"))
     with temporary_postgres() as dsn:

@@ -31,10 +31,11 @@ import time
 import airflow.providers.amazon.aws.operators.batch, airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker, airflow.sdk.bases.decorator, airflow.sdk
 start = time.perf_counter()
-import regional_training.assets, regional_training.tasks, regional_training.aws_io, regional_training.batch_jobs
-import regional_training.operators, regional_training.params, regional_training.strict_params
-import regional_training.taskflow
-regional_training.params.param_specs()
+import regional_training.run.assets, regional_training.tasks, regional_training.runtime.aws_io
+import regional_training.launch.batch_jobs
+import regional_training.operators, regional_training.plan.params, regional_training.runtime.strict_params
+import regional_training.runtime.taskflow
+regional_training.plan.params.param_specs()
 print(time.perf_counter() - start)
 """
 

@@ -61,14 +61,14 @@ PARAMS = {
     "failover_delay_hours": 1,
     "as_of": None,
     "learn_from_failures": True,
-    # instances other jobs already use (regional_training.capacity), taken off the quotas
+    # instances other jobs already use (regional_training.plan.capacity), taken off the quotas
     "in_use_regions": ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"],
     "in_use_instances": [3, 2, 1, 0],
 }
 #: Earlier targets in the failure model's history (training_runs rows).
 HISTORY_TARGETS = 20_000
 BEFORE_RISK_SQL = ROOT / "bench" / "sql" / "place_targets_before_risk.sql"
-#: A parameter scan's points (regional_training.scan numbers them p01, p02, ...).
+#: A parameter scan's points (regional_training.plan.scan numbers them p01, p02, ...).
 POINTS = [f"p{i:02d}" for i in range(1, 11)]
 
 # N/4 campaigns, 4 datasets each (relabels, newest last), every dataset copied into the
@@ -151,7 +151,7 @@ def create_db(base_dsn: str, name: str) -> str:
 def load(dsn: str, n: int) -> float:
     import psycopg2
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     conn = psycopg2.connect(dsn)
     campaign_db.migrate(conn, seed=True)
@@ -188,7 +188,7 @@ def selections(conn) -> dict[str, dict]:
 
 def queries() -> dict[str, str]:
     """Today's query and the one before issue 31's risk term (same client path)."""
-    from regional_training.campaign_db import load_sql
+    from regional_training.runtime.campaign_db import load_sql
 
     return {"risk": load_sql("queries/place_targets.sql"), "before": BEFORE_RISK_SQL.read_text(encoding="utf-8")}
 
@@ -263,7 +263,7 @@ def describe(rows: list[dict]) -> str:
 
 
 def explain(conn, params: dict) -> tuple[str, float, float]:
-    from regional_training.campaign_db import load_sql
+    from regional_training.runtime.campaign_db import load_sql
 
     with conn.cursor() as cur:
         cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + load_sql("queries/place_targets.sql"), params)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from regional_training.report import render_report
+from regional_training.report.report import render_report
 
 # The report tests' realistic inputs, one definition: tests/ is no package, so its folder
 # goes on the path here rather than on every caller's PYTHONPATH.

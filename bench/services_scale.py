@@ -69,7 +69,7 @@ def _ts(value: Any) -> float:
 def _seed_campaigns(dsn: str, targets: int, conf: dict[str, Any]) -> None:
     import psycopg2
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     conn = psycopg2.connect(dsn)
     try:

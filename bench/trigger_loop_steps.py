@@ -3,10 +3,10 @@
 The triggerer warns "async thread was blocked" when one step of its loop holds it over
 0.2 s (wall time, so also when the machine is busy). This counts CPU instead
 (``time.thread_time()`` around every ``asyncio.Handle._run``), which load does not
-inflate: N :class:`~regional_training.triggers.StoppingSageMakerTrigger` over four
+inflate: N :class:`~regional_training.launch.triggers.StoppingSageMakerTrigger` over four
 regions, started ``--stagger`` seconds apart, each polling a real job of the emulator
 until it ends, in one process that has imported what the triggerer has. ``--before``
-turns off what ``regional_training.async_clients`` does against blocking (the warm-up
+turns off what ``regional_training.runtime.async_clients`` does against blocking (the warm-up
 thread: botocore data, one request signed, ``gc.freeze()``; and idle clients kept).
 
     .venv/bin/python -m bench.trigger_loop_steps --triggers 48 [--before] [--profile]
@@ -52,7 +52,7 @@ def _instrument(steps: list[tuple[float, str]], profiles: list[cProfile.Profile]
 
 
 async def _follow(names: list[tuple[str, str]], stagger: float) -> list[Any]:
-    from regional_training.triggers import StoppingSageMakerTrigger
+    from regional_training.launch.triggers import StoppingSageMakerTrigger
 
     async def one(trigger: Any) -> Any:
         async for event in trigger.run():
@@ -76,8 +76,8 @@ def main() -> int:
     parser.add_argument("--before", action="store_true", help="without the warm-up and the idle clients")
     parser.add_argument("--profile", action="store_true", help="print a profile of each step over 0.1 s")
     args = parser.parse_args()
-    import regional_training.triggers  # noqa: F401 - what the triggerer imports (the rest in a thread)
-    from regional_training import async_clients
+    import regional_training.launch.triggers  # noqa: F401 - what the triggerer imports (the rest in a thread)
+    from regional_training.runtime import async_clients
 
     if args.before:
         async_clients.WARMED.update({"sagemaker", "batch"})

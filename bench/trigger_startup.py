@@ -2,7 +2,7 @@
 
 The triggerer runs every trigger in one asyncio loop and warns when a step blocks it
 ("async thread was blocked for ... likely caused by a badly-written trigger"). This
-starts ``--triggers`` :class:`~regional_training.triggers.StoppingSageMakerTrigger` at
+starts ``--triggers`` :class:`~regional_training.launch.triggers.StoppingSageMakerTrigger` at
 once against the local emulator (jobs that do not exist: each trigger creates its
 client and waiter, polls once and ends), with a ticker measuring how late the loop runs
 it, and prints the longest block and the sum of blocks over 50 ms.
@@ -39,7 +39,7 @@ async def _one(trigger: object) -> None:
 
 
 async def _measure(count: int) -> tuple[float, float, float]:
-    from regional_training.triggers import StoppingSageMakerTrigger
+    from regional_training.launch.triggers import StoppingSageMakerTrigger
 
     triggers = [StoppingSageMakerTrigger(job_name=f"mrt-bench-missing-{i}", job_type="Training", poke_interval=1,
                                          max_attempts=1, aws_conn_id="aws_default", region_name="us-west-2")

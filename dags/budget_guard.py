@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.sdk import dag
 
-from regional_training.taskflow import task
+from regional_training.runtime.taskflow import task
 
 #: The guard's period, also its look-ahead: a cap holds to within one period's burn.
 GUARD_PERIOD = timedelta(minutes=5)
@@ -45,7 +45,7 @@ default_args = {
 def budget_guard() -> None:
     @task
     def enforce_hard_caps() -> list[dict[str, Any]]:
-        from regional_training import budget
+        from regional_training.launch import budget
 
         return [{k: str(v) for k, v in stop.__dict__.items()}
                 for stop in budget.guard_hard_caps(GUARD_PERIOD.total_seconds())]

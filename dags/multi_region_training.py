@@ -28,7 +28,7 @@ data is**: one SageMaker training job per region, all with the same hyperparamet
 
 Schedule: 02:00 UTC nightly **or** when the asset `mrt_dataset_ready`
 (URI `x-mrt://campaign-db/datasets/ready`) gets an event, e.g. from
-`python -m regional_training.emit_ready`; the event's `extra` is
+`python -m regional_training.cli.emit_ready`; the event's `extra` is
 `{"campaign_key": ..., "dataset_key": ...}`. An asset-triggered run trains exactly the
 datasets named by the events queued since the last run; a nightly or manual run trains
 what the Params select. Unpausing never starts a run for a time already past, and the
@@ -56,7 +56,7 @@ from datetime import timedelta
 from typing import Any
 
 # The provider modules our operators build on, and the decorator base of our @task
-# (regional_training.taskflow: TaskFlow without PythonOperator's imports), named here so
+# (regional_training.runtime.taskflow: TaskFlow without PythonOperator's imports), named here so
 # that the dag-processor imports them once in its manager ([dag_processor]
 # parsing_pre_import_modules, on by default: it pre-imports the airflow.* modules a DAG
 # file names) and every parse's fork inherits them, instead of each parse importing them
@@ -67,13 +67,14 @@ import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.sdk.bases.decorator  # noqa: F401
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, WeightRule, dag
 
-from regional_training import assets, run_keys, tasks
-from regional_training.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
-from regional_training.batch_jobs import BatchArrayLaunchOperator
+from regional_training import tasks
+from regional_training.launch.batch_jobs import BatchArrayLaunchOperator
 from regional_training.operators import DurableSageMakerTrainingOperator
-from regional_training.params import param_specs
-from regional_training.strict_params import dag_params
-from regional_training.taskflow import task
+from regional_training.plan.params import param_specs
+from regional_training.run import assets, run_keys
+from regional_training.runtime.aws_io import AWS_CONN_ID, BOTOCORE_CONFIG
+from regional_training.runtime.strict_params import dag_params
+from regional_training.runtime.taskflow import task
 
 default_args = {
     "owner": "ml-platform",
@@ -193,7 +194,7 @@ def multi_region_training() -> None:
         # The task succeeds only with its target's model collected: its one event is that
         # model (mrt_trained_model). Not the alias: Airflow links an alias to its asset at
         # the first event through it, and tasks ending at once both inserted the link, one
-        # failing on the unique key (regional_training.assets).
+        # failing on the unique key (regional_training.run.assets).
         outlets=[assets.MODEL],
         # launch_batch_array is skipped unless launcher=batch_array (docs/batch.md).
         trigger_rule=TriggerRule.NONE_FAILED,

@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, dag
 
-from regional_training.taskflow import task
+from regional_training.runtime.taskflow import task
 
 default_args = {
     "owner": "ml-platform",
@@ -48,13 +48,13 @@ default_args = {
 def refresh_limits() -> None:
     @task
     def refresh_quotas() -> dict[str, Any]:
-        from regional_training import live_limits
+        from regional_training.plan import live_limits
 
         return live_limits.refresh_task("quotas")
 
     @task
     def refresh_prices() -> dict[str, Any]:
-        from regional_training import live_limits
+        from regional_training.plan import live_limits
 
         return live_limits.refresh_task("prices")
 

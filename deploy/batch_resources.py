@@ -8,7 +8,7 @@
         --subnets subnet-0abc subnet-0def --security-groups sg-0123 \\
         [--platform EC2 --service-role-arn ...] [--capacity-wait-seconds 3600]
 
-What it creates is defined once, in :mod:`regional_training.batch_resources` (the local
+What it creates is defined once, in :mod:`regional_training.launch.batch_resources` (the local
 emulator's seed creates the same): the launcher compute environment, job queue and job
 definition in the central region (``launcher=batch_array``), a SageMaker service
 environment and job queue in every training region (``launcher=batch_service``).
@@ -21,14 +21,15 @@ import argparse
 import sys
 from typing import Any
 
-from regional_training.batch_resources import BatchResources, create
+from regional_training.launch.batch_resources import BatchResources, create
 
 
 def parse(argv: list[str] | None = None) -> BatchResources:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--central-region", required=True)
     parser.add_argument("--regions", nargs="+", required=True, help="the training regions (service-job queues)")
-    parser.add_argument("--image", required=True, help="the Airflow image (runs regional_training.batch_launcher)")
+    parser.add_argument("--image", required=True,
+                        help="the Airflow image (runs regional_training.launch.batch_launcher)")
     parser.add_argument("--job-role-arn", required=True, help="the launcher role (deploy/iam/batch-launcher-role.*)")
     parser.add_argument("--platform", choices=["FARGATE", "EC2"], default="FARGATE")
     parser.add_argument("--execution-role-arn", help="Fargate: the task execution role")

@@ -3,7 +3,7 @@
 The regions that train (``regions.training_enabled``), their output buckets and the
 buckets holding dataset copies. Functions take an open DB-API connection (psycopg2 in
 practice), so the publish and render commands share them and tests can pass any
-connection to a database migrated by ``regional_training.campaign_db``.
+connection to a database migrated by ``regional_training.runtime.campaign_db``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`airflow_services` starts, on 127.0.0.1, what a deployment runs (docker-compose.yaml):
 a throwaway PostgreSQL metadata database (``dev/local_pg.py``), ``airflow db migrate``,
 then ``airflow api-server``, ``scheduler`` (LocalExecutor, its workers preloaded:
-``regional_training.executors``), ``dag-processor`` and ``triggerer``, and the log server
+``regional_training.runtime.executors``), ``dag-processor`` and ``triggerer``, and the log server
 the scheduler and triggerer would each have started on every interface
 (``dev/log_server.py``: on 127.0.0.1 only), each in its own process group with its log
 under ``<home>/services/``. It waits until the api-server
@@ -390,8 +390,8 @@ def services_env(
     env.update({
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_dsn.replace("postgresql://", "postgresql+psycopg2://", 1),
         # Airflow's LocalExecutor, its workers forked with a try's imports and botocore
-        # models already loaded (regional_training.executors; compose's default too).
-        "AIRFLOW__CORE__EXECUTOR": "regional_training.executors.PreloadedLocalExecutor",
+        # models already loaded (regional_training.runtime.executors; compose's default too).
+        "AIRFLOW__CORE__EXECUTOR": "regional_training.runtime.executors.PreloadedLocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__AUTH_MANAGER":
@@ -432,8 +432,8 @@ def services_env(
             # a broker restart then loses no result.
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_dsn,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
-            # The workers preload what every try imports (regional_training.celery_config).
-            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "regional_training.celery_config.CELERY_CONFIG",
+            # The workers preload what every try imports (regional_training.runtime.celery_config).
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "regional_training.runtime.celery_config.CELERY_CONFIG",
         })
     return env
 

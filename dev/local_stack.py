@@ -232,8 +232,8 @@ def airflow_env(*, dsn: str, endpoint: str, airflow_home: Path) -> dict[str, str
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        # Every boto3 session of a process shares one botocore loader (regional_training.aws_sessions).
-        "AIRFLOW__AWS__SESSION_FACTORY": "regional_training.aws_sessions.SharedLoaderSessionFactory",
+        # Every boto3 session of a process shares one botocore loader (regional_training.runtime.aws_sessions).
+        "AIRFLOW__AWS__SESSION_FACTORY": "regional_training.runtime.aws_sessions.SharedLoaderSessionFactory",
         "AIRFLOW_CONN_CAMPAIGN_DB": dsn,
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {

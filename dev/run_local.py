@@ -58,7 +58,7 @@ from dev.local_stack import (
 )
 from dev.processes import stop_group, unwind_on_sigterm
 from dev.sim_hosts import HostsError, SimulatedHosts, simulated_hosts
-from regional_training.training_request import run_key
+from regional_training.plan.training_request import run_key
 
 
 def _train_python(explicit: str | None) -> str:
@@ -161,7 +161,7 @@ def _offline_stack(
     listening on the simulated hosts' bridge address too when there are hosts."""
     import psycopg2
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     host = hosts.address if hosts else "127.0.0.1"
     with temporary_postgres(host=host) as dsn:

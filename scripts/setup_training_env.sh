@@ -84,7 +84,7 @@ wheel_key="$(printf '%s\n' "${horovod_pin}" "${tf_pin}" "${settings}" | sha256su
 wheel_dir="${cache}/wheels/horovod-${wheel_key}"
 
 # The project's package, installed as the image installs it (pip install --no-deps, a
-# copy in the venv): the entry point imports regional_training.metric_format. A copy,
+# copy in the venv): the entry point imports regional_training.plan.metric_format. A copy,
 # not an editable install, because an emulated job host has its own /tmp (the toolkit's
 # MPI files), so a checkout under /tmp would be invisible inside the job. Outside the
 # cache key, as in scripts/bootstrap.sh: reinstalled whenever the package's sources
@@ -92,7 +92,7 @@ wheel_dir="${cache}/wheels/horovod-${wheel_key}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ready() {
     local python="$1/bin/python" want
-    want="$(cat "${repo}/pyproject.toml" "${repo}"/plugins/regional_training/*.py | sha256sum | cut -c1-16)"
+    want="$(find "${repo}/plugins/regional_training" -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | xargs cat "${repo}/pyproject.toml" | sha256sum | cut -c1-16)"
     if [[ "$(cat "$1/.mrt-package" 2>/dev/null || true)" != "${want}" ]]; then
         # From a copy of what the Dockerfile copies, so the build leaves nothing in the tree.
         local src

@@ -89,7 +89,7 @@ def shared_api_server(*, dsn: str, endpoint: str, airflow_home: Path) -> Iterato
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, (role, _) in USERS.items()),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(BUNDLES),
-           # The campaign view's links point at this server (regional_training.links).
+           # The campaign view's links point at this server (regional_training.report.links).
            "MRT_LINKS_BASE_URL": f"http://127.0.0.1:{port}/campaign"}
     reserialize(env)
     log = airflow_home / "api-server.log"

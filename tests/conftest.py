@@ -93,7 +93,7 @@ def campaign_dsn() -> Iterator[str]:
     import psycopg2
 
     from dev.local_pg import temporary_postgres
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     with temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)

@@ -22,7 +22,7 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("sagemaker", "StopTrainingJob"),
     ("sagemaker", "ListTrainingJobs"),
     ("sagemaker", "AddTags"),
-    # The refresh_limits DAG (regional_training.live_limits): quotas and on-demand prices.
+    # The refresh_limits DAG (regional_training.plan.live_limits): quotas and on-demand prices.
     ("service-quotas", "ListServiceQuotas"),
     ("service-quotas", "GetServiceQuota"),
     ("pricing", "GetProducts"),
@@ -44,9 +44,9 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     # The run report reads each job's metric lines from its CloudWatch log stream.
     ("logs", "DescribeLogStreams"),
     ("logs", "GetLogEvents"),
-    # One message per run from the watcher task (regional_training.notifications).
+    # One message per run from the watcher task (regional_training.report.notifications).
     ("sns", "Publish"),
-    # launcher=batch_array (regional_training.batch_jobs): the array job, its children.
+    # launcher=batch_array (regional_training.launch.batch_jobs): the array job, its children.
     ("batch", "SubmitJob"),
     ("batch", "ListJobs"),
     ("batch", "DescribeJobs"),
@@ -58,7 +58,7 @@ AIRFLOW_ROLE_CALLS: list[tuple[str, str]] = [
     ("batch", "TerminateServiceJob"),
 ]
 
-#: Calls the Batch array children make with the launcher role (regional_training.batch_launcher).
+#: Calls the Batch array children make with the launcher role (regional_training.launch.batch_launcher).
 BATCH_LAUNCHER_ROLE_CALLS: list[tuple[str, str]] = [
     ("s3", "GetObject"),  # the run's array file and requests
     ("sagemaker", "CreateTrainingJob"),

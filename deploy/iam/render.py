@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from deploy import campaign_targets
-from regional_training import identifiers
-from regional_training.notifications import TOPIC_ARN_PATTERN
+from regional_training.report.notifications import TOPIC_ARN_PATTERN
+from regional_training.runtime import identifiers
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATES = (
     "airflow-role.policy.json",
     "sagemaker-execution-role.policy.json",
     "sagemaker-execution-role.trust.json",
-    # launcher=batch_array: the array children's role (regional_training.batch_launcher).
+    # launcher=batch_array: the array children's role (regional_training.launch.batch_launcher).
     "batch-launcher-role.policy.json",
     "batch-launcher-role.trust.json",
 )
@@ -60,7 +60,7 @@ def _pattern(regex: str) -> Callable[[object], bool]:
     return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
 
 
-#: Region and bucket rules are the package's (regional_training.identifiers).
+#: Region and bucket rules are the package's (regional_training.runtime.identifiers).
 _CHECKS: dict[str, Callable[[object], bool]] = {
     "ACCOUNT_ID": _pattern(r"^[0-9]{12}$"),
     "EXECUTION_ROLE_NAME": _pattern(r"^[\w+=,.@-]{1,64}$"),

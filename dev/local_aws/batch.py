@@ -922,13 +922,13 @@ def install(emulator: BatchEmulator) -> None:
 
 def seed_batch(endpoint: str, central_region: str, regions: list[str], *, poll_seconds: float = 1.0,
                attempts: int = 2) -> None:
-    """Create what deploy/batch_resources.py creates (regional_training.batch_resources,
+    """Create what deploy/batch_resources.py creates (regional_training.launch.batch_resources,
     one definition): the launcher compute environment, queue and Fargate job definition
     in the central region, a SageMaker service environment and queue per region. Locally
     ``python`` in the launcher's command is this emulator's interpreter."""
     import boto3
 
-    from regional_training.batch_resources import BatchResources, create
+    from regional_training.launch.batch_resources import BatchResources, create
 
     def client(region: str) -> Any:
         return boto3.client("batch", region_name=region, endpoint_url=endpoint, aws_access_key_id="testing",

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from regional_training.metric_format import format_metric_line
+from regional_training.plan.metric_format import format_metric_line
 
 SHARD_MAGIC = b"MRT-SAMPLE-SHARD-V1\n"
 

@@ -1,5 +1,5 @@
 """Service Quotas for SageMaker and the Price List API, for the live-limits refresh
-(regional_training.live_limits), in front of moto's server.
+(regional_training.plan.live_limits), in front of moto's server.
 
 moto 5 has Service Quotas with ``ListAWSDefaultServiceQuotas`` and ``GetServiceQuota``
 for ``vpc`` only, and no Price List API. This WSGI layer answers, in botocore's JSON 1.1

@@ -225,7 +225,7 @@ class _Runner:
         return min(limits) if limits else None
 
     def _execute(self, jobdir: Path, interrupt: bool = False) -> None:
-        from regional_training.metric_format import parse_final_metrics
+        from regional_training.plan.metric_format import parse_final_metrics
 
         job = self.job
         spec = job.algorithm_specification

@@ -9,7 +9,7 @@ REST API; an anonymous request gets 401, an unauthorised user 403):
 * ``/runs/{dag_id}/{run_id}/report`` -- the run's report, read from the central bucket;
 * ``/jobs/{region}/{job}`` and ``/logs/{region}/{job}`` -- a training job's description
   and its log streams, in its own region (what the train task's links open offline,
-  where there is no AWS console: ``MRT_LINKS_BASE_URL``, regional_training.links).
+  where there is no AWS console: ``MRT_LINKS_BASE_URL``, regional_training.report.links).
 
 SQL lives in include/sql/queries/campaign_*.sql with bound parameters; the database
 session is read-only.
@@ -54,7 +54,7 @@ app = FastAPI(title="Training campaigns", dependencies=[Depends(require_dag_run_
 def _fetch(query_file: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     conn: Any = PostgresHook(postgres_conn_id="campaign_db").get_conn()
     try:
@@ -89,7 +89,7 @@ def trend_chart(points: list[dict[str, Any]], column: str, title: str) -> str:
 
     from matplotlib.dates import DateFormatter
 
-    from regional_training.report import name_series, new_figure, svg_of
+    from regional_training.report.report import name_series, new_figure, svg_of
 
     lines: dict[str, list[tuple[Any, float]]] = defaultdict(list)
     for p in points:
@@ -134,7 +134,7 @@ th{background:#f5f5f5} td.num{text-align:right} svg.chart{width:100%;max-width:6
 def _run_row(run: dict[str, Any], report: str) -> str:
     """One run of the list. A reused target counts as completed (its model is in the run's
     place) and is named as reused; a run with every target accounted for says "done"."""
-    from regional_training.report import when
+    from regional_training.report.report import when
 
     done = run["completed"] >= run["targets"]
     outcome = (f'{run["completed"]} / {run["targets"]}'
@@ -150,7 +150,7 @@ def _run_row(run: dict[str, Any], report: str) -> str:
 
 @app.get("/", response_class=HTMLResponse)
 def campaign_page(limit: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> str:
-    from regional_training.links import report_url
+    from regional_training.report.links import report_url
 
     runs = _fetch("campaign_recent_runs.sql", {"limit": limit})
     points = _fetch("campaign_trends.sql", {"limit": limit})
@@ -173,8 +173,8 @@ def campaign_page(limit: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> str:
 def run_report(dag_id: str, run_id: str) -> str:
     from airflow.models.variable import Variable
 
-    from regional_training import aws_io
-    from regional_training.run_layout import RunLayout
+    from regional_training.run.run_layout import RunLayout
+    from regional_training.runtime import aws_io
 
     bucket, region = Variable.get("mrt_central_bucket", None), Variable.get("mrt_central_region", None)
     if not bucket or not region:
@@ -193,9 +193,9 @@ def run_targets_csv(dag_id: str, run_id: str) -> PlainTextResponse:
     """Every target of the run as CSV, written beside its report (the report links it relatively)."""
     from airflow.models.variable import Variable
 
-    from regional_training import aws_io
-    from regional_training.report import TARGETS_CSV
-    from regional_training.run_layout import RunLayout
+    from regional_training.report.report import TARGETS_CSV
+    from regional_training.run.run_layout import RunLayout
+    from regional_training.runtime import aws_io
 
     bucket, region = Variable.get("mrt_central_bucket", None), Variable.get("mrt_central_region", None)
     if not bucket or not region:
@@ -220,7 +220,7 @@ def _check_job(region: str, job: str) -> None:
 
 @app.get("/jobs/{region}/{job}")
 def job_description(region: str, job: str) -> dict[str, Any]:
-    from regional_training import aws_io
+    from regional_training.runtime import aws_io
 
     _check_job(region, job)
     description = aws_io.describe_training_job(job, region=region)
@@ -231,9 +231,9 @@ def job_description(region: str, job: str) -> dict[str, Any]:
 
 @app.get("/logs/{region}/{job}", response_class=PlainTextResponse)
 def job_logs(region: str, job: str) -> str:
-    from regional_training.aws_hooks import AwsLogsHook
-    from regional_training.aws_io import BOTOCORE_CONFIG
-    from regional_training.report import LOG_GROUP
+    from regional_training.report.report import LOG_GROUP
+    from regional_training.runtime.aws_hooks import AwsLogsHook
+    from regional_training.runtime.aws_io import BOTOCORE_CONFIG
 
     _check_job(region, job)
     hook = AwsLogsHook(aws_conn_id="aws_default", region_name=region, config=BOTOCORE_CONFIG)

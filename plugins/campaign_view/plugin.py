@@ -11,8 +11,8 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from campaign_view.app import PREFIX, app
-from regional_training.links import RunReportLink
-from regional_training.taskflow import TaskBodyOperator
+from regional_training.report.links import RunReportLink
+from regional_training.runtime.taskflow import TaskBodyOperator
 
 
 class SummarizeReportLink(RunReportLink):

@@ -3,7 +3,7 @@
 What the stock operator does wrong for long multi-region jobs, and what this adds:
 
 * On retry it finds the existing job and starts *another* under a timestamped name.
-  Here a task follows its deterministic job (see :mod:`regional_training.attempts`):
+  Here a task follows its deterministic job (see :mod:`regional_training.launch.attempts`):
   running -> wait for it, completed -> return it, failed/stopped -> one new attempt.
 * Deferred, it gives up after 60 polls x 30 s. Here the wait follows the request's
   stopping condition (max runtime, plus max wait for spot) with a margin.
@@ -32,7 +32,7 @@ What the stock operator does wrong for long multi-region jobs, and what this add
 With the Param ``launcher`` (docs/batch.md) the same operator follows the job an AWS
 Batch array child creates (``batch_array``: it defers until the job exists, then waits as
 usual) or submits each attempt as a Batch service job and waits on
-:class:`regional_training.batch_jobs.BatchServiceJobTrigger` (``batch_service``).
+:class:`regional_training.launch.batch_jobs.BatchServiceJobTrigger` (``batch_service``).
 
 Which job is the target's job, and what to do next, is decided by
 :func:`regional_training.launch.driver.next_step` (the one decision, which the Batch
@@ -52,15 +52,14 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOp
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.sdk.exceptions import AirflowFailException
 
-from regional_training.aws_hooks import SageMakerHook
-from regional_training.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
-
-# The failover moves' XCom key: run_keys holds every task id and XCom key.
-from regional_training.run_keys import MOVES_KEY
-
 # The trigger lives in a light module (the triggerer imports it in its event loop); this
 # name stays for triggers stored under the old path, and for callers.
-from regional_training.triggers import StoppingSageMakerTrigger
+from regional_training.launch.triggers import StoppingSageMakerTrigger
+from regional_training.report.links import SageMakerTrainingJobLink, TrainingJobLogsLink, persist_training_job
+
+# The failover moves' XCom key: run_keys holds every task id and XCom key.
+from regional_training.run.run_keys import MOVES_KEY
+from regional_training.runtime.aws_hooks import SageMakerHook
 
 # attempts, retry_policy and launch (the resolution, the retry rules, the driver and the
 # backends) are imported where a try uses them: the DAG's parse imports this module for
@@ -68,7 +67,7 @@ from regional_training.triggers import StoppingSageMakerTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from regional_training.attempts import Candidate, Move, Resolution
+    from regional_training.launch.attempts import Candidate, Move, Resolution
     from regional_training.launch.backends import Backend, Wait
     from regional_training.launch.job import Job
 
@@ -142,16 +141,16 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     :param config: the ``CreateTrainingJob`` request; its ``TrainingJobName`` is the
         deterministic base name (attempts append ``-a<N>``).
     :param region_name: the region the job runs in (required, templated, mappable).
-    :param failover: the ranked alternatives, as :class:`~regional_training.attempts.Candidate`
+    :param failover: the ranked alternatives, as :class:`~regional_training.launch.attempts.Candidate`
         dicts (``{"request": ..., "region": ...}``).
     :param max_failovers: how many moves to alternatives one target may make.
     :param job: instead of the four above and ``checked_inputs``, the target's job or a reference to it
-        (``jobs_to_launch``'s item, :func:`regional_training.jobs.job_reference`), from
+        (``jobs_to_launch``'s item, :func:`regional_training.launch.jobs.job_reference`), from
         which they are taken when a try starts or resumes: what the DAG's mapped task
         passes (see :meth:`_start`).
     :param checked_inputs: the input URIs of ``config`` that pre-flight found in
         ``region_name`` (taken from ``job`` too): the provider's ``create_training_job``
-        does not check them again (:class:`regional_training.aws_hooks.SageMakerHook`).
+        does not check them again (:class:`regional_training.runtime.aws_hooks.SageMakerHook`).
     """
 
     # Templated so a mapped task group can pass them (its arguments resolve at rendering).
@@ -203,7 +202,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         Here and not in ``render_template_fields``: the DAG maps this operator, and a
         mapped operator renders through its unmapped copy's field rendering, which does
         not call that method. ``job`` is a reference in the DAG (``jobs_to_launch``'s
-        item), and the job itself is pulled here, alone (:func:`regional_training.jobs.
+        item), and the job itself is pulled here, alone (:func:`regional_training.launch.jobs.
         job_reference` says why).
         """
         self._launcher = _launcher(context)
@@ -213,8 +212,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
             return
         # Imported here, at run time: jobs pulls in the request builders, which the DAG
         # file's parse does not need.
-        from regional_training.jobs import resolve_job, training_operator_kwargs
         from regional_training.launch.job import Job
+        from regional_training.launch.jobs import resolve_job, training_operator_kwargs
 
         # self.job stays what was passed (a reference, in the DAG): the rendered fields
         # then hold the reference only, not the request and failover.
@@ -230,7 +229,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
 
     def candidates(self) -> list[Candidate]:
         """The target's candidates in rank order, cut to ``max_failovers`` moves."""
-        from regional_training.attempts import Candidate
+        from regional_training.launch.attempts import Candidate
 
         if not self.region_name:
             raise ValueError(f"{self.task_id}: region_name is required (the job's region)")
@@ -244,9 +243,9 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, *,
                          linked_job: list[str] | None = None, moves: list[dict[str, Any]] | None = None
                          ) -> dict[str, Any]:
-        from regional_training.attempts import ended_reason, resolve
+        from regional_training.launch.attempts import ended_reason, resolve
         from regional_training.launch.driver import describer
-        from regional_training.retry_policy import Decision, NotRetriedError, classify
+        from regional_training.launch.retry_policy import Decision, NotRetriedError, classify
 
         self._start(context)
         event = validate_execute_complete_event(event)
@@ -279,7 +278,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         """Act on :func:`regional_training.launch.driver.next_step` until the task defers,
         returns the collected job or fails."""
         from regional_training.launch import driver
-        from regional_training.retry_policy import AIRFLOW_REFUSAL_ADVICE, NotRetriedError, is_automatic_retry
+        from regional_training.launch.retry_policy import AIRFLOW_REFUSAL_ADVICE, NotRetriedError, is_automatic_retry
 
         candidates = self.candidates()
         backend = self._backend()
@@ -333,7 +332,8 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         if self.target_job is None:
             attempt = resolution.attempt
             return {"Training": serialize(attempt.description if attempt and attempt.description else {})}
-        from regional_training import recording, run_context
+        from regional_training.record import recording
+        from regional_training.run import run_context
 
         return recording.collect_target(run_context.current_run(), self.target_job,
                                         moves=[m.to_dict() for m in resolution.moves], latest=resolution.latest)
@@ -362,16 +362,18 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         job is reserved in the run's ledger first, or the task fails naming the target
         (``budget.OverBudgetError``). Outside the DAG (no ``job``, no such Param): nothing."""
         if self.target_job is not None and "budget_usd" in (context.get("params") or {}):
-            from regional_training import budget, run_context
+            from regional_training.launch import budget
+            from regional_training.run import run_context
 
             budget.reserve_for(run_context.current_run(), self.target_job, resolution)
 
     def _carry_checkpoints(self, context: Context, resolution: Resolution, candidates: list[Candidate]) -> None:
         """Issue 31: the target's newest checkpoint follows it to the new job's region
-        (:func:`regional_training.checkpoint_carry.carry_for`). Outside the DAG (no ``job``,
+        (:func:`regional_training.record.checkpoint_carry.carry_for`). Outside the DAG (no ``job``,
         no such Param): nothing."""
         if self.target_job is not None and "carry_checkpoints" in (context.get("params") or {}):
-            from regional_training import checkpoint_carry, run_context
+            from regional_training.record import checkpoint_carry
+            from regional_training.run import run_context
 
             checkpoint_carry.carry_for(run_context.current_run(), str(self.target_key), resolution, candidates)
 
@@ -441,7 +443,7 @@ class DurableSageMakerTrainingOperator(SageMakerTrainingOperator):
         """No candidate left: record the target's newest job, then fail the task; without
         Airflow's retries when every candidate's job ended for capacity (a retry would
         describe the same ended jobs and create none: issue 33)."""
-        from regional_training.attempts import CAPACITY_EXHAUSTED_ADVICE, exhausted_message
+        from regional_training.launch.attempts import CAPACITY_EXHAUSTED_ADVICE, exhausted_message
 
         self._record_failure(context, resolution)
         message = exhausted_message(self.config["TrainingJobName"], resolution.moves, self.max_failovers)

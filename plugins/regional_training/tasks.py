@@ -1,12 +1,12 @@
 """The DAG's tasks, one function each; the DAG file only wires them.
 
-Every task function takes the :class:`~regional_training.run_context.Run` it belongs to
+Every task function takes the :class:`~regional_training.run.run_context.Run` it belongs to
 (:func:`current_run` inside a task), which is the one way to reach the run's ids, Params,
 deployment settings, S3 layout and the campaign database. Each task is a transaction: its
 outputs are keyed by the DAG run and written with overwrite or UPSERT, so a retry or a
 cleared task repeats it without side effects. What a task records (collection, late
-recording, reuse copies) is :mod:`regional_training.recording`'s; the summary only reads.
-Task ids and XCom keys are :mod:`regional_training.run_keys`'.
+recording, reuse copies) is :mod:`regional_training.record.recording`'s; the summary only reads.
+Task ids and XCom keys are :mod:`regional_training.run.run_keys`'.
 
 Imports of the modules doing the work happen inside the functions: the DAG file imports
 this module at parse time, which must stay cheap (``bench/dag_benchmarks.py``). Nothing
@@ -19,31 +19,32 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from regional_training.run_keys import RECORDED_LATE, REUSED_KEY, SELECT_TARGETS, TRAIN
+from regional_training.run.run_keys import RECORDED_LATE, REUSED_KEY, SELECT_TARGETS, TRAIN
 
 if TYPE_CHECKING:
-    from regional_training.run_context import Run
+    from regional_training.run.run_context import Run
 
 log = logging.getLogger(__name__)
 
 
 def current_run() -> Run:
-    """:func:`regional_training.run_context.current_run`, imported when a task runs: the DAG
+    """:func:`regional_training.run.run_context.current_run`, imported when a task runs: the DAG
     file's task bodies call ``tasks.current_run()`` (Batch's child too), and its parse need
     not run that module (a dataclass: ~1 ms of every parse, issue 28)."""
-    from regional_training import run_context
+    from regional_training.run import run_context
 
     return run_context.current_run()
 
 
 def select_targets(run: Run) -> dict[str, Any]:
     """Place and validate the run's targets in the campaign database."""
-    from regional_training import limits, reuse, strict_params
-    from regional_training.params import param_specs
-    from regional_training.retry_policy import by_error_class
-    from regional_training.selection import regions_to_check
-    from regional_training.selection import select_targets as place
-    from regional_training.verdict import nothing_to_do_reason
+    from regional_training.launch.retry_policy import by_error_class
+    from regional_training.plan import limits, reuse
+    from regional_training.plan.params import param_specs
+    from regional_training.plan.selection import regions_to_check
+    from regional_training.plan.selection import select_targets as place
+    from regional_training.report.verdict import nothing_to_do_reason
+    from regional_training.runtime import strict_params
 
     # Strict Params first: an unknown key or a float for an integer fails here, before
     # anything is read or launched, and is not retried.
@@ -64,7 +65,8 @@ def select_targets(run: Run) -> dict[str, Any]:
 def _array_lines(run: Run) -> list[dict[str, Any]] | None:
     """The Param ``array_file``'s lines (``None``: not set, the campaign database places
     the targets): its text, or the file at its ``s3://`` URI (read in the central region)."""
-    from regional_training import array_file, aws_io
+    from regional_training.plan import array_file
+    from regional_training.runtime import aws_io
 
     value = run.params.get(array_file.PARAM_NAME)
     if not value:
@@ -72,7 +74,7 @@ def _array_lines(run: Run) -> list[dict[str, Any]] | None:
     if array_file.is_uri(value):
         from botocore.exceptions import ClientError
 
-        from regional_training.targets import TargetError
+        from regional_training.plan.targets import TargetError
 
         uri = value.strip()
         try:
@@ -90,7 +92,8 @@ def _array_lines(run: Run) -> list[dict[str, Any]] | None:
 def _in_use_counter(run: Run, conn: Any) -> Any:
     """Issue 31: count the instances SageMaker jobs already use per region, except this
     run's own (those its budget ledger reserved: a re-planned run keeps its live jobs)."""
-    from regional_training import aws_io, campaign_db, capacity
+    from regional_training.plan import capacity
+    from regional_training.runtime import aws_io, campaign_db
 
     def count(regions: list[str], instance_type: str) -> dict[str, int]:
         own = {r["job_name"] for r in campaign_db.fetch_dicts(conn, "budget_run_jobs.sql",
@@ -104,7 +107,7 @@ def _in_use_counter(run: Run, conn: Any) -> Any:
 def _scan_allow_list(run: Run) -> Any:
     """A parameter scan's allowed image tags and entry points (settings are read only
     for a scan: without one nothing changes)."""
-    from regional_training import scan
+    from regional_training.plan import scan
 
     if not run.params.get(scan.PARAM_NAME):
         return None
@@ -114,7 +117,8 @@ def _scan_allow_list(run: Run) -> Any:
 def _ready_dataset_ids(run: Run, conn: Any) -> list[int] | None:
     """The datasets an asset-triggered run trains (``None``: a timetable or manual run,
     which trains what the Params select); a dataset the DB does not know is a named error."""
-    from regional_training import assets, campaign_db
+    from regional_training.run import assets
+    from regional_training.runtime import campaign_db
 
     selection = assets.dataset_selection(run.context or {})
     if selection is None:
@@ -134,8 +138,9 @@ def _ready_dataset_ids(run: Run, conn: Any) -> list[int] | None:
 
 def render_array_file(run: Run, targets: list[dict[str, Any]]) -> str:
     """Write the array file with the run; returns its URI."""
-    from regional_training import array_file, aws_io
-    from regional_training.targets import Target
+    from regional_training.plan import array_file
+    from regional_training.plan.targets import Target
+    from regional_training.runtime import aws_io
 
     uri = run.layout.array_file
     aws_io.put_text(uri, array_file.render(Target.from_dict(t) for t in targets), region=run.settings.central_region)
@@ -144,8 +149,8 @@ def render_array_file(run: Run, targets: list[dict[str, Any]]) -> str:
 
 def build_requests(run: Run, array_uri: str, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One validated request per line of the stored array file (plus failover requests)."""
-    from regional_training import aws_io
-    from regional_training.jobs import build_jobs
+    from regional_training.launch.jobs import build_jobs
+    from regional_training.runtime import aws_io
 
     return build_jobs(
         array_text=aws_io.get_text(array_uri, region=run.settings.central_region),
@@ -160,19 +165,20 @@ def build_requests(run: Run, array_uri: str, targets: list[dict[str, Any]]) -> l
 def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The jobs to start: none for a dry run (the mapped tasks are then skipped). In a
     task, each is stored as its own XCom and the list holds references to them
-    (:func:`regional_training.jobs.job_reference`); outside one, the jobs themselves.
+    (:func:`regional_training.launch.jobs.job_reference`); outside one, the jobs themselves.
 
     Each job gets its reuse keys (``reuse_keys``, for its collection to record). With the
     Param ``reuse_completed_within`` set, a target whose identical job completed within
     the window is not launched: its earlier model is copied to this run's place and the
-    target recorded ``Reused`` (:func:`regional_training.recording.reuse_completed`; the rows go to the summary
+    target recorded ``Reused`` (:func:`regional_training.record.recording.reuse_completed`; the rows go to the summary
     through XCom, ``run_keys.REUSED_KEY``). Before the first launch, every output bucket and
-    train-channel prefix is checked in its region (:mod:`regional_training.preflight`):
+    train-channel prefix is checked in its region (:mod:`regional_training.launch.preflight`):
     a missing one fails here, naming it, with no job created.
     """
-    from regional_training import preflight, recording
-    from regional_training.jobs import job_reference
+    from regional_training.launch import preflight
     from regional_training.launch.job import CHECKED_INPUTS, Job
+    from regional_training.launch.jobs import job_reference
+    from regional_training.record import recording
 
     if run.params.get("dry_run") or not jobs:
         return []
@@ -213,7 +219,7 @@ def collected_rows(value: Any) -> list[dict[str, Any]]:
 def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
              left_out: list[dict[str, Any]], *, with_states: bool) -> Any:
     """The verdict from the plan (``jobs``), never from what arrived (``rows``)."""
-    from regional_training.verdict import compute_verdict, states_by_map_index
+    from regional_training.report.verdict import compute_verdict, states_by_map_index
 
     train_states = None
     if with_states and run.ti is not None:
@@ -226,10 +232,10 @@ def _verdict(run: Run, jobs: list[dict[str, Any]], rows: list[dict[str, Any]],
 def record_late(run: Run, rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The ``record_late`` task, once every training task has ended: record each launched
     target still without a row (its training task failed or never ran;
-    :func:`regional_training.recording.record_unrecorded`). Returns the rows it recorded,
+    :func:`regional_training.record.recording.record_unrecorded`). Returns the rows it recorded,
     which the watcher adds to the training tasks' own. Idempotent: a cleared try finds
     those targets recorded (their rows are UPSERTs) and records nothing twice."""
-    from regional_training import recording
+    from regional_training.record import recording
 
     return recording.record_unrecorded(run, collected_rows(rows))
 
@@ -240,14 +246,15 @@ def summarize_run(run: Run, jobs: list[dict[str, Any]] | None, left_out: list[di
 
     Reads only: it runs after ``record_late`` (:func:`record_late`), which recorded every
     target it could, and derives the summary and the report from what the campaign
-    database records for the run (:func:`regional_training.run_summary.write`, the same
+    database records for the run (:func:`regional_training.record.run_summary.write`, the same
     function a target recorded after this task ran calls again; a scan's best models get
     their pointers there). Without a plan (``select_targets`` or a step after it refused:
     ``jobs`` is ``None``) there is nothing to summarize: skipped, not retried, and the
     watcher fails the run naming why."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from regional_training import assets, run_summary
+    from regional_training.record import run_summary
+    from regional_training.run import assets
 
     if jobs is None:
         raise AirflowSkipException("no plan: select_targets, render_array_file or build_requests did not succeed "
@@ -273,8 +280,9 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
     tasks' own rows; ``late``: ``record_late``'s."""
     from airflow.configuration import conf
 
-    from regional_training import links, notifications, recording
-    from regional_training.verdict import IncompleteRunError, raise_if_incomplete
+    from regional_training.record import recording
+    from regional_training.report import links, notifications
+    from regional_training.report.verdict import IncompleteRunError, raise_if_incomplete
 
     if jobs is None:
         raise IncompleteRunError("no plan: select_targets, render_array_file or build_requests failed "
@@ -289,7 +297,7 @@ def check_regions(run: Run, run_summary: dict[str, Any] | None, jobs: list[dict[
         # Targets were recorded after summarize: each wrote the summary again, so the one
         # stored normally agrees. If not (its re-render failed, or it raced a running
         # summarize), derive it again before anyone reads it.
-        from regional_training import run_summary as summaries
+        from regional_training.record import run_summary as summaries
 
         written = summaries.written_headline(run)
         if written != verdict.headline():

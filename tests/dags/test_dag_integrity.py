@@ -58,7 +58,7 @@ def test_training_dag_shape() -> None:
     assert dag.get_task("record_late").downstream_task_ids == {"summarize", "check_regions"}
     assert dag.get_task("summarize").upstream_task_ids >= {"record_late"}
     assert "train" not in dag.get_task("summarize").upstream_task_ids
-    from regional_training import assets
+    from regional_training.run import assets
 
     assert dag.get_task("record_late").outlets == [assets.MODEL_ALIAS]
     assert assets.MODEL_ALIAS not in dag.get_task("summarize").outlets
@@ -67,7 +67,7 @@ def test_training_dag_shape() -> None:
     # event through it, and concurrent first events failed one task on the link's key.
     from airflow.sdk import AssetAlias
 
-    from regional_training import assets
+    from regional_training.run import assets
 
     assert train.outlets == [assets.MODEL]
     mapped = [t for t in dag.tasks if getattr(t, "expand_input", None) is not None]
@@ -100,7 +100,7 @@ def test_training_dag_shape() -> None:
 def test_training_dag_schedule_creates_no_run_for_a_past_time() -> None:
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-    from regional_training import assets
+    from regional_training.run import assets
 
     dag = DagBag(dag_folder=str(DAGS_DIR / "multi_region_training.py")).dags["multi_region_training"]
     # Nightly or when a dataset becomes ready (issue 15).

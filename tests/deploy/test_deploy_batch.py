@@ -1,5 +1,5 @@
 """deploy/batch_resources.py: the Batch resources the launchers need, valid for the
-platform chosen, created once (regional_training.batch_resources holds the definition;
+platform chosen, created once (regional_training.launch.batch_resources holds the definition;
 the local emulator's seed creates the same, tests/e2e/test_batch_launchers.py runs on it)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from botocore.validate import validate_parameters
 
 from deploy import batch_resources as cli
-from regional_training.batch_jobs import VARIABLES, BatchSettings
-from regional_training.batch_resources import BatchResources, create
+from regional_training.launch.batch_jobs import VARIABLES, BatchSettings
+from regional_training.launch.batch_resources import BatchResources, create
 
 MODEL = botocore.session.get_session().get_service_model("batch")
 ACCT = "111122223333"

@@ -106,7 +106,7 @@ def test_commands(services):
     assert init["entrypoint"] + init["command"] == [
         "python",
         "-m",
-        "regional_training.campaign_db",
+        "regional_training.runtime.campaign_db",
         "migrate",
         "--seed",
     ]
@@ -141,7 +141,8 @@ def test_celery_profile_matches_the_local_stack(services, tmp_path):
 
 def test_local_executor_by_default_celery_settings_present(services):
     env = services["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-regional_training.executors.PreloadedLocalExecutor}"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == (
+        "${AIRFLOW_EXECUTOR:-regional_training.runtime.executors.PreloadedLocalExecutor}")
     broker = env["AIRFLOW__CELERY__BROKER_URL"]
     assert broker.startswith("redis://") and "@redis:6379" in broker
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
@@ -194,7 +195,7 @@ def test_required_dependencies_are_active_under_each_profile_set(services, profi
 
 
 def test_connections_and_variables_come_from_env(services, env_example):
-    from regional_training.settings import VARIABLES
+    from regional_training.runtime.settings import VARIABLES
 
     env = services["airflow-triggerer"]["environment"]
     needed = {"AIRFLOW_CONN_CAMPAIGN_DB", "AIRFLOW_CONN_AWS_DEFAULT"} | {f"AIRFLOW_VAR_{v.upper()}" for v in VARIABLES}
@@ -208,7 +209,7 @@ def test_connections_and_variables_come_from_env(services, env_example):
 def test_env_example_connections_and_variables_are_valid(env_example):
     from airflow.models.connection import Connection
 
-    from regional_training.settings import settings_from_mapping
+    from regional_training.runtime.settings import settings_from_mapping
 
     aws = Connection.from_json(env_example["AIRFLOW_CONN_AWS_DEFAULT"], conn_id="aws_default")
     assert aws.conn_type == "aws" and aws.login == "testing" and aws.password == "testing"
@@ -225,7 +226,7 @@ def test_env_example_connections_and_variables_are_valid(env_example):
         {k.removeprefix("AIRFLOW_VAR_").lower(): v for k, v in env_example.items() if k.startswith("AIRFLOW_VAR_")}
     )
     assert settings.sagemaker_role_arn.split(":")[4] == settings.aws_account_id
-    assert env_example["AIRFLOW_EXECUTOR"] == "regional_training.executors.PreloadedLocalExecutor"
+    assert env_example["AIRFLOW_EXECUTOR"] == "regional_training.runtime.executors.PreloadedLocalExecutor"
 
 
 def test_env_is_ignored_and_example_is_not():
@@ -340,7 +341,7 @@ def test_docker_compose_config_resolves(profiles, tmp_path):
     aws = json.loads(resolved["airflow-scheduler"]["environment"]["AIRFLOW_CONN_AWS_DEFAULT"])
     assert aws["extra"]["endpoint_url"] == "http://local-aws:5000"
     executor = resolved["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
-    assert executor == "regional_training.executors.PreloadedLocalExecutor"
+    assert executor == "regional_training.runtime.executors.PreloadedLocalExecutor"
 
 
 def test_docker_compose_config_fails_without_env(tmp_path):

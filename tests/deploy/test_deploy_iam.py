@@ -98,7 +98,7 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("logs", "DescribeLogStreams"): [("logs:DescribeLogStreams", f"{LOG_GROUP}:*", {})],
     ("logs", "GetLogEvents"): [("logs:GetLogEvents", f"{LOG_GROUP}:log-stream:{JOB}/algo-1-1764230400", {})],
     ("sns", "Publish"): [("sns:Publish", f"arn:aws:sns:eu-west-1:{ACCT}:mrt-training-runs", {})],
-    # The Batch launchers (regional_training.batch_jobs; queue and definition names are its defaults).
+    # The Batch launchers (regional_training.launch.batch_jobs; queue and definition names are its defaults).
     ("batch", "SubmitJob"): [
         ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-queue/mrt-launchers", {}),
         ("batch:SubmitJob", f"arn:aws:batch:us-east-1:{ACCT}:job-definition/mrt-launcher:3", {}),
@@ -119,7 +119,7 @@ AIRFLOW_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
         ("batch:TerminateServiceJob", f"arn:aws:batch:{R}:{ACCT}:service-job/{BATCH_JOB_ID}", OUR_TAG)],
 }
 
-#: What a Batch array child does with the launcher role (regional_training.batch_launcher).
+#: What a Batch array child does with the launcher role (regional_training.launch.batch_launcher).
 LAUNCHER_REQUESTS: dict[tuple[str, str], list[tuple[str, str, dict]]] = {
     ("s3", "GetObject"): [("s3:GetObject", ARRAY_FILE, {}),
                           ("s3:GetObject", f"arn:aws:s3:::{CENTRAL}/runs/{RUN}/requests.json", {})],
@@ -500,7 +500,7 @@ def test_values_match_the_seeded_campaign_db(repo_root):
 
     from deploy import campaign_targets
     from dev.local_pg import temporary_postgres  # dev/, on sys.path through pytest's `pythonpath`
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     with temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg2
 
 from dev.local_stack import aws_client
-from regional_training import identifiers
+from regional_training.runtime import identifiers
 
 ALL_REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
 #: The two regions the real-training tests run in (the DAG's ``regions`` Param). Here,

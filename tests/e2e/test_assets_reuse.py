@@ -36,7 +36,7 @@ def _model_events(run_id: str) -> list[dict[str, Any]]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from regional_training.assets import MODEL
+    from regional_training.run.assets import MODEL
 
     with create_session() as session:
         rows = session.execute(
@@ -98,8 +98,8 @@ def test_a_second_identical_run_trains_nothing_and_a_changed_hyperparameter_retr
 
 def _summary(endpoint: str, run_id: str) -> dict[str, Any]:
     """The run's summary.json, as summarize stored it in the central bucket."""
-    from regional_training.run_layout import RunLayout
-    from regional_training.settings import load_settings
+    from regional_training.run.run_layout import RunLayout
+    from regional_training.runtime.settings import load_settings
 
     uri = RunLayout(load_settings().central_bucket, "multi_region_training", run_id).summary
     bucket, key = uri.removeprefix("s3://").split("/", 1)

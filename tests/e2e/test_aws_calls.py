@@ -73,7 +73,8 @@ def test_the_batch_launchers_only_make_calls_their_roles_allow(
 
     from deploy.iam.aws_calls import AIRFLOW_ROLE_CALLS, BATCH_LAUNCHER_ROLE_CALLS
     from dev.local_stack import REPO, aws_client
-    from regional_training import batch_jobs, batch_launcher, run_layout
+    from regional_training.launch import batch_jobs, batch_launcher
+    from regional_training.run import run_layout
 
     calls = record_calls(monkeypatch)
     dag = DagBag(dag_folder=str(REPO / "dags" / "multi_region_training.py")).dags["multi_region_training"]

@@ -37,8 +37,11 @@ from dev.local_stack import (
     local_aws,
     seed_aws,
 )
-from regional_training import array_file, batch_jobs, identifiers, run_layout
-from regional_training.links import report_links
+from regional_training.launch import batch_jobs
+from regional_training.plan import array_file
+from regional_training.report.links import report_links
+from regional_training.run import run_layout
+from regional_training.runtime import identifiers
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]
@@ -202,7 +205,7 @@ def launcher_processes(index: int, attempt: int) -> list[int]:
             environ = dict(kv.split(b"=", 1) for kv in (entry / "environ").read_bytes().split(b"\0") if b"=" in kv)
         except OSError:
             continue
-        if (b"regional_training.batch_launcher" in cmdline
+        if (b"regional_training.launch.batch_launcher" in cmdline
                 and environ.get(b"AWS_BATCH_JOB_ARRAY_INDEX") == str(index).encode()
                 and environ.get(b"AWS_BATCH_JOB_ATTEMPT") == str(attempt).encode()):
             pids.append(int(entry.name))

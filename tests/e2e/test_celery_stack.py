@@ -52,7 +52,7 @@ from dev.local_stack import (
 )
 from dev.processes import descendants, is_loopback, listening_sockets
 from dev.sim_hosts import SimulatedHosts, simulated_hosts
-from regional_training.batch_jobs import LAUNCH_TASK_ID
+from regional_training.launch.batch_jobs import LAUNCH_TASK_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def hosts() -> Iterator[SimulatedHosts]:
 @pytest.fixture(scope="module")
 def celery_dsn(hosts: SimulatedHosts) -> Iterator[str]:
     """The campaign DB, reachable from the workers' hosts (the session's is on loopback)."""
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     with temporary_postgres(host=hosts.address) as dsn:
         conn = psycopg2.connect(dsn)
@@ -252,7 +252,7 @@ def test_tasks_ran_on_both_simulated_hosts(fault_run: dict[str, Any]) -> None:
 
 def test_every_worker_start_preloaded_the_tries_modules(fault_run: dict[str, Any], celery: AirflowStack) -> None:
     """Each worker, at each start (the rolling restart's too), preloaded what the tries
-    import before its pool forked (regional_training.celery_config), and none failed."""
+    import before its pool forked (regional_training.runtime.celery_config), and none failed."""
     for worker in (s for s in celery.services() if s.startswith("worker-")):
         lines = [line for line in celery.log_path(worker).read_text(errors="replace").splitlines()
                  if "Preloaded the tries' modules in the Celery worker" in line]

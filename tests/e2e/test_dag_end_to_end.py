@@ -13,7 +13,8 @@ import pytest
 from helpers import jobs_of_run, rows_of_run
 
 from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client
-from regional_training import array_file, run_layout
+from regional_training.plan import array_file
+from regional_training.run import run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 REGIONS = ["eu-central-1", "eu-west-1", "us-east-1", "us-west-2"]

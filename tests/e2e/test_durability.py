@@ -16,9 +16,9 @@ from airflow.sdk.exceptions import TaskDeferred
 from dev.local_stack import LOCAL_RUN_CONF, aws_client, wait_for_job_status
 from regional_training.launch.backends import WAIT_MARGIN_SECONDS
 from regional_training.operators import DurableSageMakerTrainingOperator
-from regional_training.settings import settings_from_mapping
-from regional_training.targets import Target
-from regional_training.training_request import build_request, sagemaker_hyperparameters
+from regional_training.plan.targets import Target
+from regional_training.plan.training_request import build_request, sagemaker_hyperparameters
+from regional_training.runtime.settings import settings_from_mapping
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -183,7 +183,7 @@ def test_a_trigger_without_region_is_refused() -> None:
 
 
 def test_local_run_conf_is_within_the_params_schema() -> None:
-    from regional_training.params import param_specs
+    from regional_training.plan.params import param_specs
 
     assert set(LOCAL_RUN_CONF) <= set(param_specs())
 
@@ -206,7 +206,7 @@ class _RetryTi:
 
 
 def test_an_automatic_retry_after_an_algorithm_error_creates_no_job(offline_stack: str) -> None:
-    from regional_training.retry_policy import NotRetriedError
+    from regional_training.launch.retry_policy import NotRetriedError
 
     request = _request("no-auto-retry", _corrupt_target(offline_stack, "corrupt-retry"))
     name = request["TrainingJobName"]

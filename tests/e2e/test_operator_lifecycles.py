@@ -22,12 +22,12 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
-from regional_training.aws_io import BOTOCORE_CONFIG
-from regional_training.collection import collect
 from regional_training.launch.job import Job
+from regional_training.launch.retry_policy import Decision, classify
 from regional_training.operators import CapacityExhaustedError, DurableSageMakerTrainingOperator
-from regional_training.retry_policy import Decision, classify
-from regional_training.run_layout import RunLayout
+from regional_training.record.collection import collect
+from regional_training.run.run_layout import RunLayout
+from regional_training.runtime.aws_io import BOTOCORE_CONFIG
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -23,7 +23,7 @@ import pytest
 from helpers import TRAINING_REGIONS
 
 from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client
-from regional_training import training_request
+from regional_training.plan import training_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow, pytest.mark.training]
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"

@@ -12,7 +12,7 @@ import pytest
 from helpers import jobs_of_run, training_dag
 
 from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
-from regional_training import run_layout
+from regional_training.run import run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ import pytest
 from helpers import TRAINING_REGIONS, rows_of_run
 
 from dev.local_stack import CENTRAL_BUCKET, LOCAL_RUN_CONF, TRAINING_REPOSITORY, aws_client, wait_for_job_end
-from regional_training import training_request
-from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.plan import training_request
+from regional_training.plan.metric_format import METRIC_DEFINITIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow, pytest.mark.training]
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"

@@ -48,9 +48,9 @@ def _clear_failed_and_rerun(dag: Any, dag_run: Any) -> Any:
 
 
 def _summary(run_id: str) -> tuple[dict[str, Any], str]:
-    from regional_training import aws_io
-    from regional_training.run_layout import RunLayout
-    from regional_training.settings import VARIABLES, settings_from_mapping
+    from regional_training.run.run_layout import RunLayout
+    from regional_training.runtime import aws_io
+    from regional_training.runtime.settings import VARIABLES, settings_from_mapping
 
     settings = settings_from_mapping({n: os.environ.get(f"AIRFLOW_VAR_{n.upper()}") for n in VARIABLES})
     layout = RunLayout(settings.central_bucket, "multi_region_training", run_id)
@@ -62,7 +62,7 @@ def test_the_report_says_4_of_4_after_the_db_returns_and_the_tasks_are_cleared(
     offline_stack: str, campaign_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     caplog.set_level(logging.INFO, logger="regional_training")
     real_execute = campaign_db.execute

@@ -17,7 +17,9 @@ import pytest
 from helpers import jobs_of_run, rows_of_run
 
 from dev.local_stack import CENTRAL_BUCKET, CENTRAL_REGION, LOCAL_RUN_CONF, aws_client
-from regional_training import array_file, batch_jobs, run_layout
+from regional_training.launch import batch_jobs
+from regional_training.plan import array_file
+from regional_training.run import run_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

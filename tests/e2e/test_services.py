@@ -39,7 +39,7 @@ from dev.airflow_services import (
 )
 from dev.local_stack import LOCAL_RUN_CONF, aws_client, fake_image_map, local_aws, seed_aws
 from dev.processes import descendants, is_loopback, listening_sockets
-from regional_training.batch_jobs import LAUNCH_TASK_ID
+from regional_training.launch.batch_jobs import LAUNCH_TASK_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -219,7 +219,7 @@ def _wait(what: str, found: Any, timeout: float = 300) -> Any:
 
 @pytest.fixture(scope="module")
 def ready_run(services: AirflowStack, unpaused: list[str], restarted_run: dict[str, Any]) -> dict[str, Any]:
-    """``python -m regional_training.emit_ready`` for one dataset through the REST API; the
+    """``python -m regional_training.cli.emit_ready`` for one dataset through the REST API; the
     asset-triggered training run the scheduler starts, and the downstream DAG's run.
 
     After ``restarted_run`` (``max_active_runs=1``); the consumer is unpaused only now, so
@@ -231,7 +231,7 @@ def ready_run(services: AirflowStack, unpaused: list[str], restarted_run: dict[s
     before = {run["dag_run_id"] for run in api.dag_runs()}
     env = {**services.env, "MRT_AIRFLOW_API_TOKEN": api.token(), "PYTHONPATH": ":".join(sys.path)}
     emitted = subprocess.run(
-        [sys.executable, "-m", "regional_training.emit_ready", "--api-url", services.base_url,
+        [sys.executable, "-m", "regional_training.cli.emit_ready", "--api-url", services.base_url,
          "--campaign", READY[0], "--dataset", READY[1]],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert emitted.returncode == 0, emitted.stderr

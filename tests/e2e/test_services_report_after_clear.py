@@ -36,7 +36,7 @@ from dev.local_stack import (
     local_aws,
     seed_aws,
 )
-from regional_training.run_layout import RunLayout
+from regional_training.run.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ TRIES = 3
 
 @pytest.fixture(scope="module")
 def own_campaign_dsn() -> Iterator[str]:
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     with temporary_postgres() as dsn:
         conn = psycopg2.connect(dsn)

@@ -104,7 +104,7 @@ def test_batch_service_reserves_each_job_before_it_submits_the_service_job(offli
     from datetime import UTC, datetime
 
     from dev.local_stack import aws_client
-    from regional_training import identifiers
+    from regional_training.runtime import identifiers
 
     conf = {**LOCAL_RUN_CONF, "launcher": "batch_service", "placement": "cheapest",
             "campaigns": ["boston-winter-2026"], "estimated_hours": 2, "budget_usd": int(BUDGET)}
@@ -130,7 +130,7 @@ def test_batch_array_reserves_every_first_launch_before_it_submits_the_array_job
     from datetime import UTC, datetime
 
     from dev.local_stack import CENTRAL_REGION, aws_client
-    from regional_training import batch_jobs
+    from regional_training.launch import batch_jobs
 
     conf = {**LOCAL_RUN_CONF, "launcher": "batch_array", "placement": "cheapest",
             "campaigns": ["boston-winter-2026"], "estimated_hours": 2, "budget_usd": int(BUDGET)}
@@ -166,7 +166,7 @@ def test_the_hard_cap_stops_the_running_job_and_the_run_fails(
     import threading
 
     from dev.local_stack import in_process_env
-    from regional_training import budget
+    from regional_training.launch import budget
 
     for key, value in in_process_env(dsn=campaign_dsn, endpoint=slow_jobs, airflow_home=airflow_db).items():
         monkeypatch.setenv(key, value)

@@ -55,7 +55,7 @@ def test_a_target_that_cannot_be_recorded_fails_the_run_naming_it(
     """A database that refuses one of four targets' rows: its job completed, its training
     task retries the recording and fails, record_late cannot record it either, and the run
     must not end green; no second job is created for it."""
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     caplog.set_level(logging.INFO, logger="regional_training")
 
@@ -91,7 +91,7 @@ def test_record_late_records_a_target_its_training_task_could_not(
     """A database blip only while the training tasks run: eu-west-1's task fails to record
     its completed job, the record_late step records it (no new job) before summarize,
     which only reads, and the run is green."""
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     caplog.set_level(logging.INFO, logger="regional_training")
 

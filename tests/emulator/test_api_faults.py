@@ -29,7 +29,7 @@ from airflow.exceptions import TaskDeferred
 
 from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
-from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.plan.metric_format import METRIC_DEFINITIONS
 
 pytestmark = [pytest.mark.integration]
 
@@ -116,7 +116,8 @@ def test_a_stopped_job_keeps_its_model_and_has_no_failure_reason(endpoint: str) 
 
 
 def test_a_throttling_burst_during_collection_loses_nothing(aws_conn: str) -> None:
-    from regional_training import aws_io, report
+    from regional_training.report import report
+    from regional_training.runtime import aws_io
 
     sm = aws_client("sagemaker", aws_conn, REGION)
     sm.create_training_job(**_request("collect-1"))
@@ -138,8 +139,8 @@ def test_a_throttling_burst_during_collection_loses_nothing(aws_conn: str) -> No
 
 
 def test_a_lost_create_response_makes_no_second_job(aws_conn: str) -> None:
-    from regional_training.aws_io import BOTOCORE_CONFIG
     from regional_training.operators import DurableSageMakerTrainingOperator
+    from regional_training.runtime.aws_io import BOTOCORE_CONFIG
 
     class Ti:
         task_id, map_index, try_number, max_tries = "train", -1, 1, 2

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dev.local_aws.batch import BatchClientError, BatchEmulator, exit_action
-from regional_training.batch_resources import RETRY_RULES
+from regional_training.launch.batch_resources import RETRY_RULES
 
 ESSENTIAL = "Essential container in task exited"
 (REFUSAL_RULE,) = RETRY_RULES  # the launcher job definition's one rule: exit 2 is not retried

@@ -113,7 +113,7 @@ def test_a_spot_job_that_never_gets_capacity_ends_max_wait_time_exceeded(endpoin
     assert _statuses(job) == ["Starting", "Stopping", "MaxWaitTimeExceeded"]
     assert "TrainingStartTime" not in job and "BillableTimeInSeconds" not in job
     # What the product records and reports: SageMaker's secondary status and message (issue 33).
-    from regional_training.attempts import ended_reason
+    from regional_training.launch.attempts import ended_reason
 
     assert job["SecondaryStatusTransitions"][-1]["StatusMessage"]
     assert ended_reason(job).startswith("MaxWaitTimeExceeded: ")

@@ -35,8 +35,8 @@ from dev.local_stack import (
     tfrecord_samples,
     wait_for_job_end,
 )
-from regional_training import training_request
-from regional_training.metric_format import METRIC_DEFINITIONS
+from regional_training.plan import training_request
+from regional_training.plan.metric_format import METRIC_DEFINITIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.training]
 

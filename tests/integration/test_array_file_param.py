@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from regional_training import array_file, scan
-from regional_training.selection import select_targets
-from regional_training.targets import TargetError
+from regional_training.plan import array_file, scan
+from regional_training.plan.selection import select_targets
+from regional_training.plan.targets import TargetError
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_the_seeds_four_lines_are_four_targets_placed_by_the_file(db: Any) -> No
         ("on_demand", 1, 0)}
     assert result["left_out"] == [] and all(isinstance(t["copy_id"], int) for t in targets)
     # The stored array file the children read is this project's longer form of the same lines.
-    from regional_training.targets import Target
+    from regional_training.plan.targets import Target
 
     stored = array_file.parse(array_file.render(Target.from_dict(t) for t in targets))
     assert sorted((r["region"], r["s3_uri"]) for r in stored) == sorted(

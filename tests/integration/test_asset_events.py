@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from regional_training.assets import MODEL, RUN_SUMMARY
+from regional_training.run.assets import MODEL, RUN_SUMMARY
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
-from regional_training.assets import MODEL, MODEL_ALIAS, RUN_SUMMARY, emit_model_event, summary_event_extra
+from regional_training.run.assets import MODEL, MODEL_ALIAS, RUN_SUMMARY, emit_model_event, summary_event_extra
 
 
 @dag(dag_id="mrt_asset_events_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),

@@ -19,7 +19,7 @@ from run_stub import RunStub
 
 from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_status
-from regional_training import budget
+from regional_training.launch import budget
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import psycopg2
 import pytest
 from run_stub import RunStub
 
-from regional_training import budget
-from regional_training.attempts import resolve
+from regional_training.launch import budget
+from regional_training.launch.attempts import resolve
 from regional_training.launch.job import Job
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_a_budget_that_fits_the_plan_refuses_the_failover_that_does_not(campaign
         ("dublin-v1", "mrt-dublin-eu-west-1", "eu-west-1", Decimal(100), Decimal(0)),
     ]
     # the task is not retried automatically: the same figures would refuse it again
-    from regional_training.retry_policy import NotRetriedError
+    from regional_training.launch.retry_policy import NotRetriedError
 
     assert isinstance(refused.value, NotRetriedError)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from regional_training import campaign_db
-from regional_training.selection import select_targets
-from regional_training.targets import TargetError
+from regional_training.plan.selection import select_targets
+from regional_training.plan.targets import TargetError
+from regional_training.runtime import campaign_db
 
 pytestmark = pytest.mark.integration
 

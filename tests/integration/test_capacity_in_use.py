@@ -11,7 +11,7 @@ import pytest
 
 from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
-from regional_training import capacity
+from regional_training.plan import capacity
 
 pytestmark = pytest.mark.integration
 

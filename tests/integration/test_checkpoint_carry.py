@@ -2,8 +2,8 @@
 
 A managed-spot target runs in us-west-2 (region A) until its MaxWaitTimeInSeconds runs
 out (the emulator's lifecycle: ``Stopped`` / ``MaxWaitTimeExceeded``), and
-:func:`regional_training.attempts.resolve` moves it to us-east-1 (region B). Before B's
-job is created, :func:`regional_training.checkpoint_carry.carry_for` (the operator's one
+:func:`regional_training.launch.attempts.resolve` moves it to us-east-1 (region B). Before B's
+job is created, :func:`regional_training.record.checkpoint_carry.carry_for` (the operator's one
 call) copies A's checkpoint prefix to B's, server-side, and records the move in
 ``checkpoint_carries``; B's job is then created and SageMaker (the emulator) downloads
 its ``CheckpointConfig.S3Uri`` when it starts.
@@ -27,8 +27,8 @@ from run_stub import DAG_ID, RunStub
 
 from dev.local_aws.fake_entry_point import SHARD_MAGIC
 from dev.local_stack import TRAINING_REPOSITORY, aws_client, fake_image_map, local_aws, wait_for_job_end
-from regional_training import checkpoint_carry
-from regional_training.attempts import Candidate, resolve
+from regional_training.launch.attempts import Candidate, resolve
+from regional_training.record import checkpoint_carry
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,7 @@ def test_a_checkpoint_of_another_image_or_recipe_is_never_used(aws_conn: str, ca
 def test_what_is_carried_is_decided_before_any_s3_call() -> None:
     """The pure rules (no emulator): image identity, the index file's step, nothing to
     carry without an earlier job or into the same prefix (a new attempt in the region)."""
-    from regional_training.attempts import Attempt, Resolution
+    from regional_training.launch.attempts import Attempt, Resolution
 
     assert checkpoint_carry.image_identity("1234.dkr.ecr.us-east-1.amazonaws.com/mrt/train:v1") == "mrt/train:v1"
     assert checkpoint_carry.image_identity("localhost:5000/mrt/train:v1") == "mrt/train:v1"

@@ -1,4 +1,4 @@
-"""``python -m regional_training.emit_ready`` against a real ``airflow api-server``: the
+"""``python -m regional_training.cli.emit_ready`` against a real ``airflow api-server``: the
 event exists with its ``extra``, is queued for a DAG scheduled on the asset, and reads
 back through the run context's accessor as exactly that dataset; bad input is refused
 before anything is posted.
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from api_server_support import TEST_BUNDLE, ApiServer
 
-from regional_training.assets import DATASET_READY, ReadyDataset, dataset_selection
+from regional_training.run.assets import DATASET_READY, ReadyDataset, dataset_selection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def _emit(base: str, token: str | None, *args: str) -> subprocess.CompletedProce
     env.pop("MRT_AIRFLOW_API_TOKEN", None)
     if token is not None:
         env["MRT_AIRFLOW_API_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "regional_training.emit_ready", "--api-url", base, *args],
+    return subprocess.run([sys.executable, "-m", "regional_training.cli.emit_ready", "--api-url", base, *args],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 

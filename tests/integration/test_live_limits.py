@@ -21,7 +21,7 @@ import pytest
 
 from dev.local_aws.quotas_pricing import quota_code
 from dev.local_stack import fake_image_map, local_aws
-from regional_training import live_limits
+from regional_training.plan import live_limits
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dev.local_stack import CENTRAL_REGION, aws_client, in_process_env
-from regional_training.notifications import failure_message, notify_run, settings_from_mapping
-from regional_training.verdict import compute_verdict
+from regional_training.report.notifications import failure_message, notify_run, settings_from_mapping
+from regional_training.report.verdict import compute_verdict
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from regional_training import campaign_db
-from regional_training.preflight import Check, PreflightError, checks_for_jobs, preflight, run_checks
+from regional_training.launch.preflight import Check, PreflightError, checks_for_jobs, preflight, run_checks
+from regional_training.runtime import campaign_db
 
 pytestmark = pytest.mark.integration
 

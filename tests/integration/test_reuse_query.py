@@ -13,8 +13,9 @@ from typing import Any
 import psycopg2
 import pytest
 
-from regional_training import campaign_db, reuse, scan
-from regional_training.reuse import ReuseKey
+from regional_training.plan import reuse, scan
+from regional_training.plan.reuse import ReuseKey
+from regional_training.runtime import campaign_db
 
 pytestmark = pytest.mark.integration
 

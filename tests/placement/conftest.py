@@ -47,7 +47,7 @@ def pg(pg_dsn: str) -> Iterator[object]:
     """Connection to the migrated, empty database; use inside ``with rolled_back(pg)``."""
     import psycopg2
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     conn = psycopg2.connect(pg_dsn)
     campaign_db.migrate(conn)
@@ -61,7 +61,7 @@ def seeded_pg(pg_dsn: str) -> Iterator[object]:
     import psycopg2
     from psycopg2 import sql
 
-    from regional_training import campaign_db
+    from regional_training.runtime import campaign_db
 
     admin = psycopg2.connect(pg_dsn)
     admin.autocommit = True

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regional_training.placement import actual_cost_usd
+from regional_training.plan.placement import actual_cost_usd
 
 
 def test_examples() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from regional_training.placement import fetch_placement
+from regional_training.plan.placement import fetch_placement
 
 G5 = {"instance_type": "ml.g5.12xlarge", "instance_count": 1, "estimated_hours": 2,
       "allowed_purchase_options": ["on_demand"]}

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import pytest
 
-from regional_training import placement
-from regional_training.campaign_db import load_sql
+from regional_training.plan import placement
+from regional_training.runtime.campaign_db import load_sql
 
 P4D = {"instance_type": "ml.p4d.24xlarge", "instance_count": 2, "estimated_hours": 10}
 NOW = datetime(2026, 12, 7, tzinfo=UTC)  # a day's start: ages in whole days
@@ -134,9 +134,9 @@ def test_the_dry_run_plan_shows_the_risk_of_each_candidate(seeded_pg) -> None:
     through the same row conversion the DAG's selection uses."""
     import re
 
-    from regional_training.report import render_report
-    from regional_training.selection import _placement_row
-    from regional_training.summary import summarize
+    from regional_training.plan.selection import _placement_row
+    from regional_training.report.report import render_report
+    from regional_training.report.summary import summarize
 
     with dublin_in_two_regions(seeded_pg) as cur:
         add_failures(cur, 10, region="eu-west-1", option="spot", age=timedelta(days=1))

@@ -11,7 +11,7 @@ from brute_force import Capacity, HistoryMove, HistoryRow, Params, Pricing, Worl
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from regional_training.campaign_db import load_sql
+from regional_training.runtime.campaign_db import load_sql
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]
 TYPE = "ml.p4d.24xlarge"

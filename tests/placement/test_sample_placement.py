@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from regional_training.placement import fetch_placement
+from regional_training.plan.placement import fetch_placement
 
 P4D = {"instance_type": "ml.p4d.24xlarge", "instance_count": 2, "estimated_hours": 10}
 

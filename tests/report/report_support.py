@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from regional_training.metric_format import format_metric_line
-from regional_training.report import parse_metric_series
-from regional_training.summary import summarize
+from regional_training.plan.metric_format import format_metric_line
+from regional_training.report.report import parse_metric_series
+from regional_training.report.summary import summarize
 
 REGIONS = ("eu-central-1", "eu-west-1", "us-east-1", "us-west-2")
 DATASETS = {

@@ -17,8 +17,8 @@ import pytest
 import report_support as rs
 from api_server_support import USERS, VIEWER, ApiServer
 
-from regional_training.report import LOG_GROUP, TARGETS_CSV, render_report, targets_csv
-from regional_training.run_layout import RunLayout
+from regional_training.report.report import LOG_GROUP, TARGETS_CSV, render_report, targets_csv
+from regional_training.run.run_layout import RunLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +37,8 @@ def _record_runs(dsn: str) -> list[dict[str, Any]]:
     """Three nights' rows in training_runs through the collectors' own UPSERT."""
     import psycopg2
 
-    from regional_training import campaign_db, reuse, scan
+    from regional_training.plan import reuse, scan
+    from regional_training.runtime import campaign_db
 
     conn = psycopg2.connect(dsn)
     with conn.cursor() as cur:

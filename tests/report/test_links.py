@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-from regional_training import links
+from regional_training.report import links
 
 
 class FakeTI:

@@ -11,8 +11,8 @@ import boto3
 import pytest
 import report_support as rs
 
-from regional_training.metric_format import METRIC_DEFINITIONS
-from regional_training.report import LOG_GROUP, fetch_metric_series, fetch_run_series, parse_metric_series
+from regional_training.plan.metric_format import METRIC_DEFINITIONS
+from regional_training.report.report import LOG_GROUP, fetch_metric_series, fetch_run_series, parse_metric_series
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The summary and the report stay true when targets are recorded after ``summarize`` ran
 (issue 33): real PostgreSQL, the emulator's S3, and the product's own functions
-(:mod:`regional_training.run_summary`) called as the tasks call them.
+(:mod:`regional_training.record.run_summary`) called as the tasks call them.
 
 The case from the issue: the campaign DB was down while four jobs ran, so no training
 task and not ``summarize`` could record a target; ``summarize`` wrote "0 of 4". Clearing
@@ -22,10 +22,12 @@ import psycopg2
 import pytest
 import report_support as rs
 
-from regional_training import aws_io, campaign_db, reuse, run_summary, scan
-from regional_training.run_context import Run
-from regional_training.run_keys import BUILD_REQUESTS, SELECT_TARGETS, SUMMARIZE, TRAIN
-from regional_training.settings import VARIABLES, Settings, settings_from_mapping
+from regional_training.plan import reuse, scan
+from regional_training.record import run_summary
+from regional_training.run.run_context import Run
+from regional_training.run.run_keys import BUILD_REQUESTS, SELECT_TARGETS, SUMMARIZE, TRAIN
+from regional_training.runtime import aws_io, campaign_db
+from regional_training.runtime.settings import VARIABLES, Settings, settings_from_mapping
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +113,7 @@ def test_targets_recorded_after_summarize_make_the_report_say_4_of_4(
     offline_stack: str, campaign_dsn: str, planned: tuple[list[dict[str, Any]], list[dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from regional_training import report
+    from regional_training.report import report
 
     jobs, rows = planned
     # each write reads the logs of the jobs it has not read before (metric_series.json), never all again

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import report_support as rs
 
-from regional_training.report import LARGE_RUN, TARGETS_CSV, render_report, targets_csv
+from regional_training.report.report import LARGE_RUN, TARGETS_CSV, render_report, targets_csv
 
 
 def _dry_run() -> str:

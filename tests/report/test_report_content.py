@@ -7,8 +7,8 @@ import re
 import pytest
 import report_support as rs
 
-from regional_training.metric_format import METRIC_DEFINITIONS, format_metric_line
-from regional_training.report import parse_metric_series, plan_from_jobs, render_report, when
+from regional_training.plan.metric_format import METRIC_DEFINITIONS, format_metric_line
+from regional_training.report.report import parse_metric_series, plan_from_jobs, render_report, when
 
 
 def _check_rows_match(page: str, summary: dict) -> list[dict[str, str]]:
@@ -115,7 +115,7 @@ def test_values_are_escaped(bad: str) -> None:
 
 
 def test_a_large_run_names_every_target_in_the_table_and_the_charts() -> None:
-    from regional_training.report import FIXED_LAYOUT_ROWS
+    from regional_training.report.report import FIXED_LAYOUT_ROWS
 
     count = FIXED_LAYOUT_ROWS + 20
     rows = [rs.row(i % 40, rs.REGIONS[i % 4], f"dataset-{i:03d}-v1") for i in range(count)]

@@ -12,7 +12,7 @@ import pytest
 import report_support as rs
 from api_server_support import ADMIN, ApiServer
 
-from regional_training.params import SECTIONS, param_specs
+from regional_training.plan.params import SECTIONS, param_specs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_ID = "multi_region_training"

@@ -42,6 +42,6 @@ def sample_data(train_python: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def metric_format() -> ModuleType:
     """The shared metric-line module (stdlib only; the package is installed here too)."""
-    from regional_training import metric_format
+    from regional_training.plan import metric_format
 
     return metric_format

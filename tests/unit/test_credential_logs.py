@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from regional_training import aws_hooks, aws_sessions
+from regional_training.runtime import aws_hooks, aws_sessions
 
 
 @pytest.fixture()

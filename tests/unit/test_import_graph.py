@@ -1,4 +1,5 @@
-"""The package's import graph has no cycle (issue 28).
+"""The package's import graph has no cycle, and no module imports one from a higher
+room (issue 28; ORDER below).
 
 Read from the source with ``ast``, not by importing: every ``import`` counts wherever it
 is written, a function-local import (the way the package keeps the DAG's parse cheap)
@@ -186,11 +187,11 @@ def late():
 def test_the_graph_reads_the_package() -> None:
     graph = import_graph()
     # Known arrows (top-level and function-local), so a reader that found nothing fails.
-    assert "operators" in graph and "aws_hooks" in graph["operators"]
-    assert "collection" in graph["recording"]  # function-local in recording.py
+    assert "operators" in graph and "runtime.aws_hooks" in graph["operators"]
+    assert "record.collection" in graph["record.recording"]  # function-local in recording.py
     # Sub-packages are read too, their modules named with dots.
-    assert {"launch.driver", "launch.job"} <= graph["batch_launcher"]
-    assert "attempts" in graph["launch.driver"] and "launch.job" in graph["launch.sagemaker"]
+    assert {"launch.driver", "launch.job"} <= graph["launch.batch_launcher"]
+    assert "launch.attempts" in graph["launch.driver"] and "launch.job" in graph["launch.sagemaker"]
     assert len(graph) > 30
 
 
@@ -210,3 +211,50 @@ import regional_training.launch.job
 def test_the_package_has_no_import_cycle() -> None:
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycle(s) in regional_training:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+# --- Rooms by stage (issue 28, item 4): no module imports one from a room above its own.
+#: Rooms, lowest first; the package's top level (tasks, operators, old-path aliases) is
+#: above them all. A module may import its own room and the rooms before it.
+ORDER = ("runtime", "cli", "run", "plan", "report", "launch", "record")
+#: The package's top level: the task and operator face, and the aliases kept at old paths.
+TOP_LEVEL = frozenset({
+    "aws_sessions",
+    "batch_jobs",
+    "batch_launcher",
+    "campaign_db",
+    "celery_config",
+    "emit_ready",
+    "executors",
+    "links",
+    "operators",
+    "tasks",
+    "triggers",
+})
+
+
+def layer(module: str) -> int:
+    """The layer of a module named as :func:`import_graph` names it (``launch.driver``)."""
+    room = module.split(".")[0] if "." in module else module
+    return ORDER.index(room) if room in ORDER else len(ORDER)
+
+
+def layer_violations(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer(b) > layer(a))
+
+
+def test_layer_check_on_a_known_graph() -> None:
+    graph = {"plan.scan": {"runtime.aws_io"}, "runtime.aws_io": {"plan.scan"}, "tasks": {"record.recording"},
+             "record.recording": {"tasks"}}
+    assert layer_violations(graph) == ["record.recording -> tasks", "runtime.aws_io -> plan.scan"]
+
+
+def test_every_module_is_in_a_room_or_at_the_top() -> None:
+    top = {name for name in import_graph() if "." not in name and name not in ORDER}
+    assert top <= TOP_LEVEL, f"modules at the package's top level outside any room: {sorted(top - TOP_LEVEL)}"
+
+
+def test_no_module_imports_one_from_a_higher_room() -> None:
+    violations = layer_violations(import_graph())
+    assert not violations, ("imports from a higher room (order: " + " < ".join(ORDER) + " < top):\n"
+                            + "\n".join(violations))

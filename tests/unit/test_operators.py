@@ -10,17 +10,17 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from sagemaker_fake import ALTERNATIVE, REQUEST, FakeSageMaker
 
-from regional_training import preflight
-from regional_training.attempts import is_capacity_error
-from regional_training.jobs import job_reference, resolve_job
+from regional_training.launch import preflight
+from regional_training.launch.attempts import is_capacity_error
 from regional_training.launch.backends import WAIT_MARGIN_SECONDS, wait_limit_seconds
 from regional_training.launch.job import Job
+from regional_training.launch.jobs import job_reference, resolve_job
+from regional_training.launch.retry_policy import NotRetriedError
 from regional_training.operators import (
     DurableSageMakerTrainingOperator,
     NoCapacityError,
     StoppingSageMakerTrigger,
 )
-from regional_training.retry_policy import NotRetriedError
 
 
 @pytest.mark.parametrize(
@@ -248,8 +248,8 @@ def recorded() -> Iterator[list[dict[str, Any]]]:
         calls.append({"run": run, "job": job, "moves": moves, "latest": latest})
         return {"target_key": job.target.dataset_key, "status": latest[1].status if latest else "NotStarted"}
 
-    with mock.patch("regional_training.recording.collect_target", side_effect=collect_target), \
-            mock.patch("regional_training.run_context.current_run", return_value="the run"):
+    with mock.patch("regional_training.record.recording.collect_target", side_effect=collect_target), \
+            mock.patch("regional_training.run.run_context.current_run", return_value="the run"):
         yield calls
 
 
@@ -314,7 +314,7 @@ def test_a_deferral_hands_the_resumed_try_its_job_and_moves(sagemaker: FakeSageM
     (call,) = recorded
     assert [(m["from_region"], m["to_region"]) for m in call["moves"]] == [("us-west-2", "us-east-1")]
     # The end of the try formats the links from the operator: the job it moved to.
-    from regional_training import links
+    from regional_training.report import links
 
     link = links.SageMakerTrainingJobLink().get_link(resumed_train, ti_key=mock.Mock())  # type: ignore[arg-type]
     assert link.endswith("region=us-east-1#/jobs/mrt-b")
@@ -346,8 +346,8 @@ def test_a_failed_job_is_recorded_before_the_task_fails(sagemaker: FakeSageMaker
 def test_a_recording_failure_leaves_the_training_error_as_the_tasks(sagemaker: FakeSageMaker,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     sagemaker.jobs[("us-west-2", "mrt-a")] = {"TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError"}
-    with mock.patch("regional_training.recording.collect_target", side_effect=OSError("database down")), \
-            mock.patch("regional_training.run_context.current_run"), \
+    with mock.patch("regional_training.record.recording.collect_target", side_effect=OSError("database down")), \
+            mock.patch("regional_training.run.run_context.current_run"), \
             pytest.raises(NotRetriedError, match="AlgorithmError"):
         _with_job().execute_complete({"ti": _ti()}, {"status": "failed", "job_name": "mrt-a", "message": "x"})
     assert "Could not record mrt-a now (record_late records it): OSError: database down" in capsys.readouterr().out

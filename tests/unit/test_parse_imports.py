@@ -10,20 +10,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from regional_training import assets, emit_ready, identifiers, params, training_request
+from regional_training.cli import emit_ready
+from regional_training.plan import params, training_request
+from regional_training.run import assets
+from regional_training.runtime import identifiers
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "multi_region_training.py"
 
 
 def test_parsing_the_dag_imports_neither_the_ready_cli_nor_the_request_builder_nor_the_run() -> None:
-    unwanted = ("regional_training.emit_ready", "regional_training.training_request",
-                "regional_training.run_layout", "regional_training.run_context")
+    unwanted = ("regional_training.cli.emit_ready", "regional_training.plan.training_request",
+                "regional_training.run.run_layout", "regional_training.run.run_context")
     code = (
         "import sys\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAG_FILE)!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        "assert 'regional_training.params' in sys.modules  # the check below checks something\n"
+        "assert 'regional_training.plan.params' in sys.modules  # the check below checks something\n"
         f"print('imported:', ','.join(m for m in {unwanted!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

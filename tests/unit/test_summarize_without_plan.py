@@ -8,8 +8,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
 from regional_training import tasks
-from regional_training.run_context import Run
-from regional_training.verdict import IncompleteRunError
+from regional_training.report.verdict import IncompleteRunError
+from regional_training.run.run_context import Run
 
 
 @pytest.mark.parametrize("left_out", [None, []])

@@ -1,4 +1,4 @@
-"""The shared metric-line format, from the project's package (``regional_training.metric_format``).
+"""The shared metric-line format, from the project's package (``regional_training.plan.metric_format``).
 
 There is one definition of the log line and of the regexes SageMaker applies to it. The
 training image installs the package (``pip install --no-deps``: ``metric_format`` needs
@@ -9,7 +9,7 @@ other package, from the image and from the repository alike.
 
 from __future__ import annotations
 
-from regional_training import metric_format
-from regional_training.metric_format import METRIC_DEFINITIONS, format_metric_line
+from regional_training.plan import metric_format
+from regional_training.plan.metric_format import METRIC_DEFINITIONS, format_metric_line
 
 __all__ = ["METRIC_DEFINITIONS", "format_metric_line", "metric_format"]

@@ -58,7 +58,7 @@ CREATE TABLE transfer_costs (
 
 -- Planned and actual cost per target. planned_* come from the placement row used
 -- (after failover: the row actually launched); actual_cost_usd = billable_seconds x
--- instance_count x billing_usd_per_hour / 3600 (see plugins/regional_training/placement.py).
+-- instance_count x billing_usd_per_hour / 3600 (see plugins/regional_training/plan/placement.py).
 ALTER TABLE training_runs
     ADD COLUMN purchase_option         text CHECK (purchase_option IN ('reserved', 'spot', 'on_demand')),
     ADD COLUMN placement_rank          integer CHECK (placement_rank >= 1),

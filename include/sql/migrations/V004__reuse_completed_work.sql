@@ -12,7 +12,7 @@
 --   dataset_version  the copy's content version when it was planned (its synced_at, ISO
 --                    8601), so a re-synced copy never hits the cache;
 --   reuse_key        SHA-256 of every input above plus dataset, copy, hyperparameter hash
---                    and instance recipe (plugins/regional_training/reuse.py, ReuseKey):
+--                    and instance recipe (plugins/regional_training/plan/reuse.py, ReuseKey):
 --                    the indexed lookup; find_reusable.sql re-checks each column too.
 ALTER TABLE training_runs
     ADD COLUMN training_image         text CHECK (training_image ~ '^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$'),

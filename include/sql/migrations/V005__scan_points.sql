@@ -2,7 +2,7 @@
 -- records the point, so a run's points can be compared (and a later night's too).
 -- Append-only: later changes go in V006+.
 --
---   point_id         the point (p01, p02, ...; regional_training.scan numbers them); NULL:
+--   point_id         the point (p01, p02, ...; regional_training.plan.scan numbers them); NULL:
 --                    no scan, the row of a plain per-dataset job. The target key ends in
 --                    "_<point_id>" (identifiers.TARGET_KEY_PATTERN).
 --   point_overrides  the point's overrides of the run's recipe, as the scan Param gave

@@ -1,6 +1,6 @@
 -- A budget that holds (issue 31): every training job a run creates is reserved here
 -- first, under a per-run lock, and refused when it would push the run's committed spend
--- over budget_usd (plugins/regional_training/budget.py; docs/placement.md "Budget at
+-- over budget_usd (plugins/regional_training/launch/budget.py; docs/placement.md "Budget at
 -- launch"). Append-only: later changes go in V008+.
 
 -- One row per job a run created or was about to create (first launch, failover move or

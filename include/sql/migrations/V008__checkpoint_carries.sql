@@ -2,7 +2,7 @@
 -- than its previous job's, that job's checkpoints (CheckpointConfig.S3Uri) are copied
 -- server-side to the new job's checkpoint prefix, so SageMaker downloads them to
 -- /opt/ml/checkpoints and the entry point resumes instead of starting at step 0
--- (plugins/regional_training/checkpoint_carry.py; docs/placement.md "Checkpoint
+-- (plugins/regional_training/record/checkpoint_carry.py; docs/placement.md "Checkpoint
 -- carry-over"). One row per job created after a move or new attempt that had an earlier
 -- job to carry from, whatever the outcome. Append-only: later changes go in V009+.
 CREATE TABLE checkpoint_carries (

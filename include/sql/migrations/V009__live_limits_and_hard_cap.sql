@@ -3,7 +3,7 @@
 -- changes go in V010+.
 --
 -- 1. Quotas (Service Quotas) and on-demand prices (the Price List API) are refreshed
---    into instance_capacity / instance_pricing by regional_training.live_limits. A row
+--    into instance_capacity / instance_pricing by regional_training.plan.live_limits. A row
 --    says where its figure came from; a row typed by a person stays possible and is
 --    never overwritten by a refresh while it is marked manual_wins.
 ALTER TABLE instance_capacity
@@ -119,7 +119,7 @@ CREATE TRIGGER instance_pricing_history_trigger
     FOR EACH ROW EXECUTE FUNCTION instance_pricing_keep_history();
 
 -- 2. The hard cap (Param budget_hard_cap_usd): recorded with the run's first launch,
---    read by the budget guard (regional_training.budget.enforce_hard_caps), which stops
+--    read by the budget guard (regional_training.launch.budget.enforce_hard_caps), which stops
 --    the run's newest running jobs when its actual spend would cross the cap before the
 --    guard looks again. Each stop is recorded with the figures it was decided on.
 CREATE TABLE budget_hard_caps (

@@ -1,4 +1,4 @@
--- What a refresh of live quotas and prices covers (regional_training.live_limits): every
+-- What a refresh of live quotas and prices covers (regional_training.plan.live_limits): every
 -- known region x every instance type some row prices, optionally narrowed to the given
 -- arrays (NULL: all), with the row each already has (NULL columns: none yet).
 SELECT r.region_code, t.instance_type,

@@ -1,7 +1,7 @@
 -- The run's checkpoint carry-overs that copied a checkpoint (V008), each with what its
 -- earlier job cost (budget_ledger, V007: actual cost, rate, instances) and the target's
 -- instance type: the report's saved GPU-hours and dollars
--- (regional_training.report.carry_savings). Read-only.
+-- (regional_training.report.report.carry_savings). Read-only.
 SELECT c.target_key, c.job_name, c.from_job_name, c.from_region, c.to_region, c.resumed_step,
        c.objects, c.bytes_copied, c.seconds,
        l.actual_cost_usd       AS from_actual_cost_usd,

@@ -1,4 +1,4 @@
--- One run's recorded targets, as the summary and the report read them (regional_training.run_summary):
+-- One run's recorded targets, as the summary and the report read them (regional_training.record.run_summary):
 -- the columns of a collected row (collection.collect, reuse.reused_row) and the target's
 -- failover moves in order. What is recorded is the one source of the summary, so a target
 -- recorded after summarize ran (a cleared training task) appears in the re-rendered report.

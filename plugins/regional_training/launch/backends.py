@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from regional_training.attempts import Candidate
+    from regional_training.launch.attempts import Candidate
     from regional_training.launch.job import JobState
 
 #: Extra time beyond the stopping condition: start-up, download, upload.

@@ -1,5 +1,5 @@
 """``launcher=batch_array``: one AWS Batch array job's child *N* creates line *N*'s job
-(:mod:`regional_training.batch_launcher`, with :class:`~.sagemaker.SageMakerBackend` and
+(:mod:`regional_training.launch.batch_launcher`, with :class:`~.sagemaker.SageMakerBackend` and
 the same driver); the DAG's task describes, waits on and stops it as SageMaker's, and
 while the child has not made it yet, waits on a timer (``resume_following``)."""
 
@@ -13,7 +13,7 @@ from regional_training.launch.backends import Wait
 from regional_training.launch.sagemaker import SageMakerBackend
 
 if TYPE_CHECKING:
-    from regional_training.attempts import Candidate
+    from regional_training.launch.attempts import Candidate
 
 log = logging.getLogger("regional_training.launch")
 
@@ -26,7 +26,7 @@ class BatchArrayBackend(SageMakerBackend):
         ``name``; fail naming the child and region if it ended without a live job."""
         from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
-        from regional_training import batch_jobs
+        from regional_training.launch import batch_jobs
 
         conn = self.connection
         launch = conn.ti.xcom_pull(task_ids=batch_jobs.LAUNCH_TASK_ID) if conn.ti is not None else None

@@ -2,21 +2,21 @@
 (``SubmitServiceJob``, ``SAGEMAKER_TRAINING``) in its region's queue; Batch creates the
 training job when capacity comes, under a name of its own (``AWSBatch<name><32 hex>``,
 a new one after each capacity re-queue), which is the job's real identity
-(:func:`regional_training.batch_jobs.describe_service_attempt`). The task waits on
-:class:`regional_training.triggers.BatchServiceJobTrigger`."""
+(:func:`regional_training.launch.batch_jobs.describe_service_attempt`). The task waits on
+:class:`regional_training.launch.triggers.BatchServiceJobTrigger`."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
-from regional_training.aws_io import describe_or_none
 from regional_training.launch.backends import Wait, request_digest, wait_limit_seconds
 from regional_training.launch.job import JobState
 from regional_training.launch.sagemaker import SageMakerBackend
+from regional_training.runtime.aws_io import describe_or_none
 
 if TYPE_CHECKING:
-    from regional_training.attempts import Candidate
+    from regional_training.launch.attempts import Candidate
 
 log = logging.getLogger("regional_training.launch")
 
@@ -25,7 +25,7 @@ class BatchServiceBackend(SageMakerBackend):
     """Batch creates the job from the attempt's service job; the rest is SageMaker's."""
 
     def describe(self, region: str, name: str) -> JobState | None:
-        from regional_training import batch_jobs
+        from regional_training.launch import batch_jobs
 
         conn = self.connection
         description = batch_jobs.describe_service_attempt(
@@ -36,11 +36,11 @@ class BatchServiceBackend(SageMakerBackend):
 
     def create(self, candidate: Candidate, name: str) -> None:
         """Submit the attempt's service job, or find the one submitted already
-        (:func:`regional_training.batch_jobs.submit_service_job`): :meth:`wait` does it,
+        (:func:`regional_training.launch.batch_jobs.submit_service_job`): :meth:`wait` does it,
         since waiting on a service job needs its id either way."""
 
     def wait(self, candidate: Candidate, name: str) -> Wait:
-        from regional_training import batch_jobs
+        from regional_training.launch import batch_jobs
 
         conn = self.connection
         job_id = batch_jobs.submit_service_job(candidate.request, name, region=candidate.region, params=conn.params,

@@ -1,13 +1,13 @@
 """The one create -> wait -> fail over -> new attempt decision (issue 28).
 
-:func:`next_step` turns :func:`regional_training.attempts.resolve`'s answer (which
+:func:`next_step` turns :func:`regional_training.launch.attempts.resolve`'s answer (which
 candidate and attempt is the target's job), the backend's descriptions, the regions that
 refused a creation in this try and whether this is an automatic retry into what to do
 now: ``done``, ``wait`` on (candidate, name), ``create`` then wait, ``exhausted``, or
 ``refuse`` a new attempt. The deferrable training operator and the blocking AWS Batch
 array child both call it (and :func:`create`, :func:`stop`) and differ only in how they
 wait: the operator defers on the backend's trigger, the child polls
-(:func:`regional_training.batch_launcher.Launcher.run`).
+(:func:`regional_training.launch.batch_launcher.Launcher.run`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from regional_training.attempts import Attempt, Candidate, Resolution, is_capacity_error, resolve
+from regional_training.launch.attempts import Attempt, Candidate, Resolution, is_capacity_error, resolve
 
 if TYPE_CHECKING:
     from regional_training.launch.backends import Backend
@@ -51,7 +51,7 @@ class Step:
 
 
 def describer(backend: Backend) -> Any:
-    """``describe(region, name)`` for :func:`regional_training.attempts.resolve`: the
+    """``describe(region, name)`` for :func:`regional_training.launch.attempts.resolve`: the
     backend's state's description, or ``None`` (no such job)."""
 
     def describe(region: str, name: str) -> dict[str, Any] | None:
@@ -79,7 +79,7 @@ def next_step(candidates: Sequence[Candidate], backend: Backend, *, refused: Map
         return Step(resolution.action, resolution, candidate)
     previous = resolution.newest[resolution.index] if resolution.newest else None
     if previous is not None and previous.description and automatic_retry():
-        from regional_training.retry_policy import refusal
+        from regional_training.launch.retry_policy import refusal
 
         words = refusal(previous.description)
         if words:

@@ -1,7 +1,7 @@
 """The target's job as it travels between tasks, typed (issue 28).
 
 :meth:`Job.from_xcom` reads the payload ``build_jobs`` makes (one XCom entry, JSON; its
-keys in :mod:`regional_training.jobs`) and :meth:`Job.to_xcom` gives it back key for key,
+keys in :mod:`regional_training.launch.jobs`) and :meth:`Job.to_xcom` gives it back key for key,
 so runs in flight, stored ``requests.json`` files and tests keep the same format; inside
 a try the job is this frozen dataclass. :class:`JobState` is one described job,
 normalised the same way for every backend.
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from regional_training.attempts import LIVE_STATES, Candidate, capacity_signal, ended_reason
-from regional_training.targets import Target
+from regional_training.launch.attempts import LIVE_STATES, Candidate, capacity_signal, ended_reason
+from regional_training.plan.targets import Target
 
 #: The payload key of the input URIs pre-flight found (``preflight.CHECKED_INPUTS``).
 CHECKED_INPUTS = "preflight_checked_inputs"
@@ -139,7 +139,7 @@ class JobState:
 
     ``description`` is the ``DescribeTrainingJob`` answer it was read from (under
     ``batch_service``, of the training job Batch made, with Batch's fields added):
-    :func:`regional_training.attempts.resolve` and collection read it.
+    :func:`regional_training.launch.attempts.resolve` and collection read it.
     """
 
     phase: Phase
@@ -148,7 +148,7 @@ class JobState:
     arn: str | None
     #: ``(code, message)`` when it ended, or was refused, for lack of capacity.
     capacity: tuple[str, str] | None
-    #: Why it ended, in SageMaker's words (:func:`regional_training.attempts.ended_reason`).
+    #: Why it ended, in SageMaker's words (:func:`regional_training.launch.attempts.ended_reason`).
     reason: str | None
     artifact_uri: str | None
     billable_seconds: int | None
@@ -164,7 +164,7 @@ class JobState:
         deterministic, not retried automatically; ``failover``; ``retry``)."""
         if self.phase not in ("failed", "stopped"):
             return None
-        from regional_training.retry_policy import classify
+        from regional_training.launch.retry_policy import classify
 
         return str(classify(self.description).decision)
 

@@ -1,5 +1,5 @@
 """``launcher=airflow``: the task itself creates the SageMaker training job in the
-candidate's region and defers on :class:`regional_training.triggers.StoppingSageMakerTrigger`.
+candidate's region and defers on :class:`regional_training.launch.triggers.StoppingSageMakerTrigger`.
 The identity is ours: the attempt's deterministic name."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from regional_training.aws_io import describe_or_none
 from regional_training.launch.backends import Connection, Wait, request_digest, wait_limit_seconds
 from regional_training.launch.job import JobState
+from regional_training.runtime.aws_io import describe_or_none
 
 if TYPE_CHECKING:
-    from regional_training.attempts import Candidate
+    from regional_training.launch.attempts import Candidate
 
 log = logging.getLogger("regional_training.launch")
 
@@ -39,7 +39,7 @@ class SageMakerBackend:
                                                                    print_log=False)
 
     def wait(self, candidate: Candidate, name: str) -> Wait:
-        from regional_training.triggers import StoppingSageMakerTrigger
+        from regional_training.launch.triggers import StoppingSageMakerTrigger
 
         conn = self.connection
         limit = wait_limit_seconds(candidate.request)

@@ -27,9 +27,9 @@ class LaunchWindowOperator(DurableSageMakerTrainingOperator):
     def _start(self, context: Any) -> None:
         """Every entry point (the first try, a resumed try, a retry) builds the request."""
         super()._start(context)
-        from regional_training.settings import settings_from_mapping
-        from regional_training.targets import Target
-        from regional_training.training_request import build_request, sagemaker_hyperparameters
+        from regional_training.plan.targets import Target
+        from regional_training.plan.training_request import build_request, sagemaker_hyperparameters
+        from regional_training.runtime.settings import settings_from_mapping
 
         params = context["params"]
         settings = settings_from_mapping({

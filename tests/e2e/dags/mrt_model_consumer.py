@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from regional_training.assets import MODEL
+from regional_training.run.assets import MODEL
 
 DAG_ID = "mrt_model_consumer"
 
