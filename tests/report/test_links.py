@@ -102,7 +102,7 @@ def test_the_api_server_gives_summarize_the_report_link(monkeypatch: pytest.Monk
 
     monkeypatch.delenv(links.LINKS_BASE_URL_ENV, raising=False)
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.local:8080")
-    dag = DagBag(str(Path(links.__file__).resolve().parents[2] / "dags")).dags["multi_region_training"]
+    dag = DagBag(str(Path(__file__).resolve().parents[2] / "dags")).dags["multi_region_training"]
     served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
 
     def link_of(task_id: str) -> dict[str, str]:
