@@ -176,7 +176,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
     a missing one fails here, naming it, with no job created.
     """
     from regional_training.launch import preflight
-    from regional_training.launch.job import CHECKED_INPUTS, Job
+    from regional_training.launch.job import Job
     from regional_training.launch.jobs import job_reference
     from regional_training.record import recording
 
@@ -190,8 +190,7 @@ def jobs_to_launch(run: Run, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]
         # Pre-flight checks each planned placement (target and request), never the alternatives.
         checks = preflight.preflight([job.planned.to_xcom() for job in launch])
         log.info("Pre-flight: %d bucket/prefix check(s) passed.", checks)
-        launch = [recording.with_field(job, CHECKED_INPUTS, checked_inputs=tuple(preflight.input_uris(job.request)))
-                  for job in launch]
+        launch = [preflight.with_checked_inputs(job) for job in launch]
     payloads = [job.to_xcom() for job in launch]
     if run.ti is None:
         return payloads

@@ -224,7 +224,8 @@ def test_a_whole_job_needs_no_pull_and_a_missing_one_is_named() -> None:
 def test_only_the_planned_region_skips_the_inputs_pre_flight_found(sagemaker: FakeSageMaker) -> None:
     uri = "s3://data-us-west-2/drive-1/"
     channel = {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}}}
-    job = preflight.with_checked_inputs({**JOB, "request": {**REQUEST, "InputDataConfig": [channel]}})
+    job = preflight.with_checked_inputs(Job.from_xcom({**JOB, "request": {**REQUEST, "InputDataConfig": [channel]}})
+                                        ).to_xcom()
     assert job[preflight.CHECKED_INPUTS] == [uri]
     train = DurableSageMakerTrainingOperator(task_id="train", job=job, check_interval=5)
     train._start({})

@@ -10,7 +10,7 @@ normalised the same way for every backend.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from regional_training.launch.attempts import LIVE_STATES, Candidate, capacity_signal, ended_reason
@@ -68,6 +68,13 @@ class Job:
     keys: tuple[str, ...] = field(default=KNOWN_KEYS[:9], compare=False)
     #: Keys this version does not know, kept as they came.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_field(self, key: str, **changes: Any) -> Job:
+        """This job with ``changes`` and its payload key ``key`` written after the ones it
+        had (if new): the payload then reads exactly as ``{**payload, key: value}`` did, key
+        for key and in order, so runs in flight and stored payloads keep one format."""
+        keys = self.keys if key in self.keys else (*self.keys, key)
+        return replace(self, keys=keys, **changes)
 
     @property
     def target(self) -> Target:

@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 # The job field listing the input URIs pre-flight found: the typed job's (launch.job).
 from regional_training.launch.job import CHECKED_INPUTS as CHECKED_INPUTS
+from regional_training.launch.job import Job
 
 #: Parallel S3 calls (bounded: 500 targets must not open 1,000 connections at once).
 MAX_WORKERS = 16
@@ -90,10 +91,10 @@ def checks_for_jobs(jobs: Sequence[Mapping[str, Any]], *, include_failover: bool
 
 
 
-def with_checked_inputs(job: Mapping[str, Any]) -> dict[str, Any]:
+def with_checked_inputs(job: Job) -> Job:
     """``job`` once its planned request passed pre-flight: its input URIs recorded, so its
     training task need not check them again (:class:`regional_training.runtime.aws_hooks.SageMakerHook`)."""
-    return {**job, CHECKED_INPUTS: input_uris(job["request"])}
+    return job.with_field(CHECKED_INPUTS, checked_inputs=tuple(input_uris(job.request)))
 
 
 def input_uris(request: Mapping[str, Any]) -> list[str]:

@@ -35,15 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def with_field(job: Job, key: str, **changes: Any) -> Job:
-    """``job`` with ``changes`` and its payload key ``key`` written after the ones it had
-    (if new): the payload then reads exactly as ``{**payload, key: value}`` did, key for
-    key and in order, so runs in flight and stored payloads keep one format."""
-    from dataclasses import replace
-
-    return replace(job, keys=job.keys if key in job.keys else (*job.keys, key), **changes)
-
-
 def reuse_completed(run: Run, jobs: Sequence[Job]) -> tuple[list[Job], list[dict[str, Any]]]:
     """``(jobs to launch, Reused rows)``; each reused model is copied server-side within
     the central bucket (as collection copies a trained one) and announced as a model
@@ -62,7 +53,7 @@ def reuse_completed(run: Run, jobs: Sequence[Job]) -> tuple[list[Job], list[dict
         for planned in jobs:
             # A scan point may run another tag of the image: its own (jobs.build_jobs) decides.
             keys = reuse.job_keys(conn, planned, training_image=planned.training_image or image)
-            job = with_field(planned, "reuse_keys", reuse_keys=keys)
+            job = planned.with_field("reuse_keys", reuse_keys=keys)
             key = reuse.key_for_copy(job, job.target.copy_id)
             source = None
             if key is not None and window is not None and run.as_of is not None:

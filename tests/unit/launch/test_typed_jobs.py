@@ -50,7 +50,7 @@ def built(dataset: str = "d") -> dict[str, Any]:
 @pytest.mark.parametrize("present", [False, True])
 def test_a_field_set_on_the_typed_job_reads_back_as_the_dict_update_did(present: bool) -> None:
     payload = {**built(), "reuse_keys": {"old": 1}} if present else built()
-    job = recording.with_field(Job.from_xcom(payload), "reuse_keys", reuse_keys={"1": {"k": "v"}})
+    job = Job.from_xcom(payload).with_field("reuse_keys", reuse_keys={"1": {"k": "v"}})
     as_before = {**payload, "reuse_keys": {"1": {"k": "v"}}}
     assert json.dumps(job.to_xcom()) == json.dumps(as_before)
 
