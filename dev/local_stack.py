@@ -133,12 +133,10 @@ def local_aws(
 
 
 def aws_client(service: str, endpoint: str, region: str) -> Any:
-    import boto3
+    """A new client against the emulator at ``endpoint`` (:func:`dev.local_aws.clients.client`)."""
+    from dev.local_aws.clients import client
 
-    return boto3.client(
-        service, region_name=region, endpoint_url=endpoint,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
+    return client(service, region, endpoint)
 
 
 JOB_ENDED = frozenset({"Completed", "Failed", "Stopped"})

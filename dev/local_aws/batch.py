@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dev.local_aws.clients import client, shared_client
+
 log = logging.getLogger("local_aws.batch")
 
 ACCOUNT = "123456789012"
@@ -697,10 +699,7 @@ class BatchEmulator:
         return {"jobArn": job.arn, "jobName": job.name, "jobId": job.job_id}
 
     def _sagemaker(self, region: str) -> Any:
-        import boto3
-
-        return boto3.client("sagemaker", region_name=region, endpoint_url=self.endpoint_url,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return shared_client("sagemaker", region, self.endpoint_url)
 
     @staticmethod
     def training_job_name(payload_name: str, attempt: int) -> str:
@@ -926,18 +925,15 @@ def seed_batch(endpoint: str, central_region: str, regions: list[str], *, poll_s
     one definition): the launcher compute environment, queue and Fargate job definition
     in the central region, a SageMaker service environment and queue per region. Locally
     ``python`` in the launcher's command is this emulator's interpreter."""
-    import boto3
-
     from regional_training.launch.batch_resources import BatchResources, create
 
-    def client(region: str) -> Any:
-        return boto3.client("batch", region_name=region, endpoint_url=endpoint, aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+    def batch_client(region: str) -> Any:
+        return client("batch", region, endpoint)
 
     spec = BatchResources(
         central_region=central_region, regions=regions, image="mrt-airflow:local", platform="FARGATE",
         job_role_arn=f"arn:aws:iam::{ACCOUNT}:role/mrt-batch-launcher",
         execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/mrt-batch-execution",
         subnets=["subnet-local"], security_group_ids=["sg-local"], poll_seconds=poll_seconds, attempts=attempts)
-    for line in create(spec, client):
+    for line in create(spec, batch_client):
         log.info("seeded %s", line)

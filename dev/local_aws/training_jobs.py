@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from dev.local_aws import container
+from dev.local_aws.clients import shared_client
 from dev.local_aws.images import LocalImage, image_for
 from dev.local_aws.lifecycles import Lifecycle, LifecycleConfig
 
@@ -102,7 +103,7 @@ class _Runner:
 
     # --- AWS clients against this same server -------------------------------------------
     def _s3(self) -> Any:
-        return _client("s3", self.region, self.config.endpoint_url)
+        return shared_client("s3", self.region, self.config.endpoint_url)
 
     def _download_prefix(self, uri: str, dest: Path) -> int:
         bucket, _, prefix = uri[len("s3://"):].partition("/")
@@ -561,7 +562,7 @@ class _LogShipper:
 
     def _logs(self) -> Any:
         if self.client is None:
-            self.client = _client("logs", self.runner.region, self.runner.config.endpoint_url)
+            self.client = shared_client("logs", self.runner.region, self.runner.config.endpoint_url)
             with contextlib.suppress(self.client.exceptions.ResourceAlreadyExistsException):
                 self.client.create_log_group(logGroupName=LOG_GROUP)
             self.client.create_log_stream(logGroupName=LOG_GROUP, logStreamName=self.stream)
@@ -585,26 +586,6 @@ class _LogShipper:
                 self.runner.job.log_stream_name = self.stream
         except Exception:  # logs are best effort; the job goes on
             log.exception("could not ship the log of %s", self.runner.job.training_job_name)
-
-
-_CLIENTS: dict[tuple[str, str, str], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
-def _client(service: str, region: str, endpoint_url: str) -> Any:
-    """One client per service, region and endpoint for every job runner: building one
-    from botocore's models per job was about 4 % of the emulator's CPU (py-spy, 500
-    targets). boto3's clients are thread-safe; making one is not (a lock around it)."""
-    key = (service, region, endpoint_url)
-    with _CLIENTS_LOCK:
-        if key not in _CLIENTS:
-            import boto3
-
-            _CLIENTS[key] = boto3.session.Session().client(
-                service, region_name=region, endpoint_url=endpoint_url,
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-            )
-        return _CLIENTS[key]
 
 
 def _in_job(root: Path, container_path: str) -> Path:
