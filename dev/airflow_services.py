@@ -624,6 +624,13 @@ class FollowedRun:
     seen: dict[tuple[str, int], list[str]]
 
 
+def _spaced(poll: float, took: float, *, cap: float) -> float:
+    """Seconds until the next ask of a request that took ``took``: twenty times that, so
+    following a run keeps to about a twentieth of the API server's time, at least ``poll``.
+    Capped: the time an answer took is a busy server's queue as much as its work."""
+    return min(max(poll, 20 * took), cap)
+
+
 def follow_run(
     api: AirflowApi, run_id: str, *, timeout: float = 3600, poll: float = 1.0,
     on_change: Callable[[RunProgress], None] = lambda _p: None,
@@ -643,9 +650,7 @@ def follow_run(
         # twenty times what the last answer took (the run's end_date is its own, so the
         # end is measured exactly however late it is seen).
         run = api.dag_run(run_id, dag_id)
-        # The time an answer took is the server's queue as much as its work: a busy
-        # server answers late, so the wait is capped (15 s; the listing's at 60 s).
-        wait = min(max(poll, 20 * (time.monotonic() - asked)), 15.0) if while_running is None else poll
+        wait = _spaced(poll, time.monotonic() - asked, cap=15.0) if while_running is None else poll
         finished = run["state"] in FINISHED_RUN_STATES
         if finished or while_running is not None or time.monotonic() >= next_listing:
             asked = time.monotonic()
@@ -656,7 +661,7 @@ def follow_run(
             # twenty times what the last listing took, so following a run keeps to about
             # a twentieth of the server's time. A small run (tens of tasks, tens of ms)
             # is still listed every poll.
-            next_listing = time.monotonic() + min(max(poll, 20 * took), 60.0)
+            next_listing = time.monotonic() + _spaced(poll, took, cap=60.0)
         for ti in tis:
             states = seen.setdefault((ti["task_id"], ti.get("map_index", -1)), [])
             state = str(ti.get("state"))
