@@ -75,3 +75,52 @@ def test_search_paths_do_not_grow_with_sessions() -> None:
     """)
     assert out["after"] == out["once"]
     assert len(out["once"]) == len(set(out["once"])) == len(out["before"]) + 1
+
+
+def test_sessions_get_botocore_s_own_handlers_and_do_not_share_them() -> None:
+    """A session on the copied built-in handlers has exactly the handlers of a session made
+    the default way, for every event a SageMaker or S3 client emits; a handler one session
+    registers (as boto3 does per session) reaches no other session."""
+    out = _run("""
+        import json
+        import re
+        import boto3.session
+        import botocore.session
+        from regional_training import aws_sessions
+
+        def named(handler):  # per-client objects (signer, retry handler) differ only by address
+            return re.sub(r" at 0x[0-9a-f]+", "", repr(handler))
+
+        def handlers(session):
+            core = session._session
+            client = session.client("sagemaker", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+            s3 = session.client("s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+            out = {}
+            for c in (client, s3):
+                svc = c.meta.service_model.service_name
+                for op in c.meta.service_model.operation_names:
+                    for stage in ("provide-client-params", "before-parameter-build", "before-call",
+                                  "after-call", "needs-retry", "request-created", "before-sign",
+                                  "choose-signer", "before-send", "before-endpoint-resolution"):
+                        name = f"{stage}.{c.meta.service_model.service_id.hyphenize()}.{op}"
+                        out[name] = [named(h) for h in c.meta.events._emitter._handlers.prefix_search(name)]
+                out[svc] = [named(h) for h in core.get_component("event_emitter")._emitter._handlers.prefix_search(
+                    f"creating-client-class.{svc}")]
+            return out
+
+        plain = boto3.session.Session(botocore_session=botocore.session.get_session(), region_name="us-east-1")
+        shared = aws_sessions.shared_boto3_session(region_name="us-east-1")
+        other = aws_sessions.shared_boto3_session(region_name="us-east-1")
+        def marker(**kwargs):
+            return None
+
+        shared._session.register("before-call.sagemaker.DescribeTrainingJob", marker, unique_id="only-in-shared")
+        mark = "before-call.sagemaker.DescribeTrainingJob"
+        print(json.dumps({"plain": handlers(plain), "other": handlers(other), "events": len(handlers(plain)),
+                          "shared_has": any("marker" in repr(h) for h in
+                                            shared._session.get_component("event_emitter")._emitter._handlers
+                                            .prefix_search(mark))}))
+    """)
+    assert out["events"] > 1000
+    assert out["other"] == out["plain"]
+    assert out["shared_has"] is True  # registered where asked, and (above) not in another session
