@@ -374,6 +374,39 @@ def test_service_job_lists_and_client_tokens_follow_the_model(offline_stack: str
     assert first["jobId"] in [s["jobId"] for s in failed]
 
 
+
+def test_killing_a_deferred_service_job_task_terminates_the_job_from_its_trigger(offline_stack: str) -> None:
+    """A user's kill of a deferred ``batch_service`` task: Airflow calls the trigger's
+    ``on_kill`` (the task is in no worker), which terminates the service job."""
+    import asyncio
+
+    from regional_training.launch.triggers import BatchServiceJobTrigger
+
+    batch = aws_client("batch", offline_stack, "us-east-1")
+    request = {
+        "AlgorithmSpecification": {"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
+                                   "multi-region-training/resnet50-horovod:local", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": "s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{CENTRAL_BUCKET}/kill-test/"},
+        "ResourceConfig": {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "Tags": [{"Key": "dag_run", "Value": "kill-test"}],
+    }
+    args = batch_jobs.service_job_args(request, "mrt-Kill-Test", queue="mrt-sagemaker-us-east-1", params={})
+    job_id = batch.submit_service_job(**args)["jobId"]
+    trigger = BatchServiceJobTrigger(service_job_id=job_id, job_name="mrt-Kill-Test", region_name="us-east-1",
+                                     capacity_wait_seconds=600, poll_seconds=1)
+    asyncio.run(trigger.on_kill())
+    deadline = time.time() + 60
+    while batch.describe_service_job(jobId=job_id)["status"] != "FAILED" and time.time() < deadline:
+        time.sleep(0.3)
+    ended = batch.describe_service_job(jobId=job_id)
+    assert ended["status"] == "FAILED" and ended["isTerminated"] is True
+    assert ended["statusReason"] == "Airflow task killed"
+
+
 # --- capacity: an emulator whose SageMaker refuses capacity (lifecycles) ----------------------
 #: The first training job Batch makes for each eu-west-1 service job fails with SageMaker's
 #: CapacityError (the emulator's hex starts with the attempt number: docs/emulator.md);

@@ -29,7 +29,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 __all__ = [
     "CAPACITY_PREFIX", "SERVICE_ENDED", "BatchServiceJobTrigger", "StoppingSageMakerTrigger", "load_trigger_hooks",
-    "service_job_failed_for_capacity",
+    "service_job_failed_for_capacity", "stop_on_kill",
 ]
 
 #: Batch service-job states (DescribeServiceJob) in which the job has ended.
@@ -51,6 +51,21 @@ async def load_trigger_hooks() -> ModuleType:
     if _loaded is None:
         _loaded = await asyncio.to_thread(_import_hooks)
     return _loaded
+
+
+async def stop_on_kill(trigger: Any, what: str, method: str, request: dict[str, Any]) -> None:
+    """A deferred task's user kill, in its trigger: the client's ``method``
+    (``stop_training_job``, ``terminate_service_job``) on the job, through the trigger's
+    own async client (``trigger.hook()``). As
+    :func:`regional_training.launch.driver.stop` does for a running task, an error (the job
+    already ended) is logged, not raised: the kill goes on."""
+    trigger.log.info("Task killed: %s for %s.", method, what)
+    await load_trigger_hooks()
+    async with await trigger.hook().get_async_conn() as client:
+        try:
+            await getattr(client, method)(**request)
+        except client.exceptions.ClientError as err:  # already ended: nothing to stop
+            trigger.log.warning("%s %s: %s", method, what, err)
 
 
 def _import_hooks() -> ModuleType:
@@ -129,13 +144,8 @@ class StoppingSageMakerTrigger(BaseTrigger):
             yield event
 
     async def on_kill(self) -> None:
-        self.log.info("Task killed: stopping training job %s in %s.", self.job_name, self.region_name)
-        await load_trigger_hooks()
-        async with await self.hook().get_async_conn() as client:
-            try:
-                await client.stop_training_job(TrainingJobName=self.job_name)
-            except client.exceptions.ClientError as err:  # already ended: nothing to stop
-                self.log.warning("StopTrainingJob %s: %s", self.job_name, err)
+        await stop_on_kill(self, f"training job {self.job_name} in {self.region_name}", "stop_training_job",
+                           {"TrainingJobName": self.job_name})
 
 
 class BatchServiceJobTrigger(BaseTrigger):
@@ -194,10 +204,5 @@ class BatchServiceJobTrigger(BaseTrigger):
                 await asyncio.sleep(self.poll_seconds)
 
     async def on_kill(self) -> None:
-        self.log.info("Task killed: terminating service job %s in %s.", self.service_job_id, self.region_name)
-        await load_trigger_hooks()
-        async with await self.hook().get_async_conn() as client:
-            try:
-                await client.terminate_service_job(jobId=self.service_job_id, reason="Airflow task killed")
-            except client.exceptions.ClientError as err:  # already ended
-                self.log.warning("TerminateServiceJob %s: %s", self.service_job_id, err)
+        await stop_on_kill(self, f"service job {self.service_job_id} in {self.region_name}", "terminate_service_job",
+                           {"jobId": self.service_job_id, "reason": "Airflow task killed"})
