@@ -117,3 +117,52 @@ def test_the_provider_parts_load_in_a_worker_thread() -> None:
         triggers.importlib.import_module = original  # type: ignore[assignment]
     assert module.__name__ == "regional_training.launch.trigger_hooks"
     assert seen and all(name != threading.main_thread().name for name in seen)
+
+
+class _FakeClient:
+    """An async client whose stop/terminate call records its arguments, or fails as AWS
+    does for a job that already ended."""
+
+    class exceptions:  # botocore's attribute name
+        class ClientError(Exception):
+            pass
+
+    def __init__(self, calls: list[tuple[str, dict[str, Any]]], fail: bool) -> None:
+        self.calls, self.fail = calls, fail
+
+    async def __aenter__(self) -> _FakeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, method: str) -> Any:
+        async def call(**request: Any) -> dict[str, Any]:
+            self.calls.append((method, request))
+            if self.fail:
+                raise self.exceptions.ClientError("ValidationException: the job has already ended")
+            return {}
+        return call
+
+
+@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda: triggers.StoppingSageMakerTrigger(job_name="mrt-a-1", job_type="Training", region_name="eu-west-1"),
+     ("stop_training_job", {"TrainingJobName": "mrt-a-1"})),
+    (lambda: triggers.BatchServiceJobTrigger(service_job_id="sj-1", job_name="mrt-a", region_name="eu-west-1",
+                                             capacity_wait_seconds=60, poll_seconds=1),
+     ("terminate_service_job", {"jobId": "sj-1", "reason": "Airflow task killed"})),
+])
+def test_a_killed_deferred_task_stops_its_job_once_and_an_ended_job_is_no_error(
+        make: Any, expected: tuple[str, dict[str, Any]], fail: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Hook:
+        async def get_async_conn(self) -> _FakeClient:
+            return _FakeClient(calls, fail)
+
+    trigger = make()
+    monkeypatch.setattr(trigger, "hook", lambda: Hook())
+    monkeypatch.setattr(triggers, "_loaded", object())  # the provider's parts count as loaded
+    asyncio.run(trigger.on_kill())  # a failing call (already ended) is logged, not raised
+    assert calls == [expected]
