@@ -15,16 +15,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from xdist_groups import xdist_group_of
 
 if TYPE_CHECKING:
     from api_server_support import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mrt-test-airflow-"))
+#: Under ``pytest -n N`` (pytest-xdist; scripts/test.sh runs two workers) each worker is a
+#: process of its own with this module's state: its own Airflow home, PostgreSQL server
+#: and emulators. The controller runs no test; it made the violations folder below, which
+#: the workers inherit through the environment.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER is None:
+    os.environ["MRT_TEST_VIOLATIONS_DIR"] = tempfile.mkdtemp(prefix="mrt-test-violations-")
+_VIOLATIONS_DIR = Path(os.environ["MRT_TEST_VIOLATIONS_DIR"])
 #: Every emulator a test starts (local_stack.local_aws passes the environment on) checks
-#: each response against botocore's model and records non-conforming ones here
-#: (local_aws.wire; docs/emulator.md); ``_emulator_responses_conform`` fails on them.
-_RESPONSE_VIOLATIONS = _AIRFLOW_HOME / "emulator-response-violations.jsonl"
+#: each response against botocore's model and records non-conforming ones here, one file
+#: per worker (local_aws.wire; docs/emulator.md); ``_emulator_responses_conform`` fails
+#: the test on them, and the run fails on any file's (``pytest_sessionfinish``).
+_RESPONSE_VIOLATIONS = _VIOLATIONS_DIR / f"{_WORKER or 'main'}.jsonl"
 _RESPONSE_VIOLATIONS.touch()
 os.environ.update(
     {
@@ -57,9 +67,22 @@ def _emulator_responses_conform() -> Iterator[None]:
         pytest.fail(f"the emulator sent responses that do not conform to botocore's model:\n{new}", pytrace=False)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist's work units (``--dist loadgroup``): :func:`xdist_group_of` each test's file."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.nodeid.split("::", 1)[0])))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Also fail the run for violations outside any test (a module fixture's seeding)."""
-    recorded = _RESPONSE_VIOLATIONS.read_text(errors="replace").strip() if _RESPONSE_VIOLATIONS.exists() else ""
+    """Also fail the run for violations outside any test (a module fixture's seeding): in
+    a serial run, or in the xdist controller once every worker has finished (a worker's
+    exit status does not reach the controller's)."""
+    if _WORKER is not None:
+        return
+    recorded = "\n".join(filter(None, (path.read_text(errors="replace").strip()
+                                       for path in sorted(_VIOLATIONS_DIR.glob("*.jsonl")))))
     if recorded:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
