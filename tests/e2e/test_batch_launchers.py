@@ -329,20 +329,25 @@ def test_batch_service_jobs_queue_run_and_finish(offline_stack: str, campaign_ds
                                 job["TrainingJobName"], "training_job_arn": job["TrainingJobArn"]}
 
 
-def test_service_job_lists_and_client_tokens_follow_the_model(offline_stack: str) -> None:
-    endpoint = offline_stack
-    batch = aws_client("batch", endpoint, "us-east-1")
-    request = {
+def _service_request(run: str) -> dict[str, Any]:
+    """A CreateTrainingJob request for a service job of its own (output and tag by ``run``)."""
+    return {
         "AlgorithmSpecification": {"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
                                    "multi-region-training/resnet50-horovod:local", "TrainingInputMode": "File"},
         "RoleArn": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
         "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": "s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/"}}}],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{CENTRAL_BUCKET}/token-test/"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{CENTRAL_BUCKET}/{run}/"},
         "ResourceConfig": {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-        "Tags": [{"Key": "dag_run", "Value": "token-test"}],
+        "Tags": [{"Key": "dag_run", "Value": run}],
     }
+
+
+def test_service_job_lists_and_client_tokens_follow_the_model(offline_stack: str) -> None:
+    endpoint = offline_stack
+    batch = aws_client("batch", endpoint, "us-east-1")
+    request = _service_request("token-test")
     args = batch_jobs.service_job_args(request, "mrt-Token-Test", queue="mrt-sagemaker-us-east-1", params={})
     first = batch.submit_service_job(**args)
     # "If this parameter is specified and two submit requests with identical payloads and
@@ -383,17 +388,7 @@ def test_killing_a_deferred_service_job_task_terminates_the_job_from_its_trigger
     from regional_training.launch.triggers import BatchServiceJobTrigger
 
     batch = aws_client("batch", offline_stack, "us-east-1")
-    request = {
-        "AlgorithmSpecification": {"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
-                                   "multi-region-training/resnet50-horovod:local", "TrainingInputMode": "File"},
-        "RoleArn": "arn:aws:iam::123456789012:role/mrt-sagemaker-execution",
-        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": "s3://mrt-campaign-data-us-east-1/datasets/boston-winter-2026/"}}}],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{CENTRAL_BUCKET}/kill-test/"},
-        "ResourceConfig": {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
-        "Tags": [{"Key": "dag_run", "Value": "kill-test"}],
-    }
+    request = _service_request("kill-test")
     args = batch_jobs.service_job_args(request, "mrt-Kill-Test", queue="mrt-sagemaker-us-east-1", params={})
     job_id = batch.submit_service_job(**args)["jobId"]
     trigger = BatchServiceJobTrigger(service_job_id=job_id, job_name="mrt-Kill-Test", region_name="us-east-1",
