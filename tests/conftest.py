@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from xdist_groups import xdist_group_of
@@ -67,12 +67,20 @@ def _emulator_responses_conform() -> Iterator[None]:
         pytest.fail(f"the emulator sent responses that do not conform to botocore's model:\n{new}", pytrace=False)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """xdist's work units (``--dist loadgroup``): :func:`xdist_group_of` each test's file."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.nodeid.split("::", 1)[0])))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's work units: :func:`xdist_group_of` each test's file (the controller asks).
+
+    xdist's own ``--dist loadgroup`` names a test's unit by appending to its node id,
+    which pytest 9 no longer reads (``Node.nodeid`` is built from ``_id``): every test
+    became a unit of its own. Its ``loadscope`` scheduler with our scope instead."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid.split("::", 1)[0])
+
+    return FileGroupScheduling(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -169,3 +177,4 @@ def api_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterat
 
     with shared_api_server(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db) as server:
         yield server
+

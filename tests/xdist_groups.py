@@ -1,5 +1,6 @@
-"""The test run's xdist work units (``pytest -n 2 --dist loadgroup``, scripts/test.sh):
-``tests/conftest.py`` marks each test with :func:`xdist_group_of` its file."""
+"""The test run's xdist work units (``pytest -n 2``, scripts/test.sh): the scheduler in
+``tests/conftest.py`` (``pytest_xdist_make_scheduler``) puts each test in
+:func:`xdist_group_of` its file."""
 
 from __future__ import annotations
 
