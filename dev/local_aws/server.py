@@ -61,15 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # own record of the calls, and werkzeug's warnings and errors still print.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from moto import backends as moto_backends
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-
-    # moto's dispatcher lists its own package folder (a listdir and an isdir per entry,
-    # about 150) on every request, to learn whether the Host header names a service
-    # (DomainDispatcherApplication.get_backend_for_host): 5 % of the emulator's CPU
-    # (py-spy, 24 jobs of 30 s). The folder does not change while the server runs.
-    module_names = tuple(moto_backends.list_of_moto_modules())
-    moto_backends.list_of_moto_modules = lambda: module_names
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mrt-local-aws-"))
     workdir.mkdir(parents=True, exist_ok=True)
