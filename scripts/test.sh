@@ -45,8 +45,8 @@ bash scripts/lint.sh
 echo "== tests"
 # Two workers (pytest-xdist): the suite waits on services, jobs and timeouts most of its
 # time (one worker kept the two cores about 30 % busy). The end-to-end files stay in two
-# work units, each in order on one worker (tests/xdist_groups.py); every
-# other file is a unit of its own. MRT_TEST_WORKERS=0 runs it all in one process.
+# work units, each in order on one worker (tests/xdist_groups.py); every other file is a
+# unit of its own. MRT_TEST_WORKERS=0 runs it all in one process.
 set +e
 "$python" -m pytest -n "${MRT_TEST_WORKERS:-2}" "$@"
 status=$?

@@ -177,4 +177,3 @@ def api_server(campaign_dsn: str, aws_endpoint: str, airflow_db: Path) -> Iterat
 
     with shared_api_server(dsn=campaign_dsn, endpoint=aws_endpoint, airflow_home=airflow_db) as server:
         yield server
-

@@ -545,6 +545,8 @@ _STATUS_MESSAGES = {
 _WORKER_GRACE_SECONDS = 5.0
 #: Seconds between pushes of new log lines to CloudWatch Logs while a job runs.
 _LOG_FLUSH_SECONDS = 2.0
+#: SageMaker's log group for training jobs.
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
@@ -569,8 +571,6 @@ def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
     finally:
         os.close(pidfd)
     return process.wait() if ready else None
-#: SageMaker's log group for training jobs.
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 class _LogShipper:

@@ -19,8 +19,8 @@ every session of a process.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-import threading
 from typing import Any
 
 import boto3.session
@@ -57,31 +57,27 @@ def quiet_credential_logs() -> None:
 quiet_credential_logs()
 
 
-#: Botocore's built-in event handlers, registered once per process (on first use, not at
-#: import: the DAG's parse imports this module). Every new botocore session registers the
-#: same ~200 module-level handlers through its event aliaser: about 5 ms of the 14 ms a
-#: session and its first client cost (measured: 40 sessions with a SageMaker client each,
-#: 13.7-14.7 ms before, 7.9-8.7 ms after), and a task try makes several.
-_builtin_events: HierarchicalEmitter | None = None
-_builtin_events_lock = threading.Lock()
+# Botocore's built-in event handlers, registered once per process (on first use, not at
+# import: the DAG's parse imports this module). Every new botocore session registers the
+# same ~200 module-level handlers through its event aliaser: about 5 ms of the 14 ms a
+# session and its first client cost (measured: 40 sessions with a SageMaker client each,
+# 13.7-14.7 ms before, 7.9-8.7 ms after), and a task try makes several.
+@functools.cache
+def _builtin_events() -> HierarchicalEmitter:
+    """An emitter holding botocore's built-in handlers, registered by botocore itself (a
+    session registers them into the emitter given as ``event_hooks``)."""
+    emitter = HierarchicalEmitter()
+    botocore.session.Session(event_hooks=emitter)
+    return emitter
 
 
 def _session_events() -> HierarchicalEmitter:
-    """A copy of the built-in handlers' emitter, for one new botocore session.
-
-    Built by botocore itself (a session registers its built-in handlers into the emitter
-    given as ``event_hooks``); copied as botocore copies a session's emitter for every
-    client it makes. A session given the copy and ``include_builtin_handlers=False`` (both
-    documented arguments of ``botocore.session.Session``) has the same handlers as one
-    made with neither (``tests/unit/runtime/test_aws_sessions.py``).
-    """
-    global _builtin_events
-    with _builtin_events_lock:
-        if _builtin_events is None:
-            emitter = HierarchicalEmitter()
-            botocore.session.Session(event_hooks=emitter)
-            _builtin_events = emitter
-        return copy.copy(_builtin_events)
+    """A copy of :func:`_builtin_events`, for one new botocore session: copied as botocore
+    copies a session's emitter for every client it makes. A session given the copy and
+    ``include_builtin_handlers=False`` (both documented arguments of
+    ``botocore.session.Session``) has the same handlers as one made with neither
+    (``tests/unit/runtime/test_aws_sessions.py``)."""
+    return copy.copy(_builtin_events())
 
 
 def shared_boto3_session(**session_kwargs: Any) -> boto3.session.Session:
