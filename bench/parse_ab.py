@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 PACKAGE_IMPORTS = r"""
 import time
-import airflow.providers.amazon.aws.operators.batch, airflow.providers.amazon.aws.operators.sagemaker
+import airflow.providers.amazon.aws.hooks.batch_client, airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker, airflow.sdk.bases.decorator, airflow.sdk
 start = time.perf_counter()
 import regional_training.run.assets, regional_training.tasks, regional_training.runtime.aws_io

@@ -55,13 +55,13 @@ import os
 from datetime import timedelta
 from typing import Any
 
-# The provider modules our operators build on, and the decorator base of our @task
+# The provider modules our operators and hooks build on, and the decorator base of our @task
 # (regional_training.runtime.taskflow: TaskFlow without PythonOperator's imports), named here so
 # that the dag-processor imports them once in its manager ([dag_processor]
 # parsing_pre_import_modules, on by default: it pre-imports the airflow.* modules a DAG
 # file names) and every parse's fork inherits them, instead of each parse importing them
 # again through regional_training (bench/dag_benchmarks.py measures both ways).
-import airflow.providers.amazon.aws.operators.batch
+import airflow.providers.amazon.aws.hooks.batch_client
 import airflow.providers.amazon.aws.operators.sagemaker
 import airflow.providers.amazon.aws.triggers.sagemaker
 import airflow.sdk.bases.decorator  # noqa: F401

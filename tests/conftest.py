@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import settings
 from xdist_groups import xdist_group_of
 
 if TYPE_CHECKING:
     from api_server_support import ApiServer
 
 REPO = Path(__file__).resolve().parents[1]
+#: Property tests check properties, not speed (speed goals live in bench/): hypothesis'
+#: default 200 ms deadline per example failed test_array_file_round_trip_with_overrides
+#: once with the two CI workers and an end-to-end stack sharing two cores.
+settings.register_profile("mrt", deadline=None)
+settings.load_profile("mrt")
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mrt-test-airflow-"))
 #: Under ``pytest -n N`` (pytest-xdist; scripts/test.sh runs two workers) each worker is a
 #: process of its own with this module's state: its own Airflow home, PostgreSQL server

@@ -23,12 +23,12 @@ def test_every_named_file_exists() -> None:
 def test_end_to_end_files_are_in_a_serial_unit_and_the_rest_each_in_its_own() -> None:
     files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "tests").rglob("test_*.py"))
     services = {"tests/e2e/test_celery_stack.py", "tests/e2e/test_celery_hosts.py", "tests/e2e/test_services.py",
-                "tests/e2e/test_services_report_after_clear.py"}
+                "tests/e2e/test_services_report_after_clear.py", "tests/emulator/test_toolkit_launch.py"}
     for path in files:
         group = xdist_group_of(path)
         if path in services:
             assert group == "services", path
-        elif path.startswith(("tests/e2e/", "tests/images/")) or path == "tests/emulator/test_toolkit_launch.py":
+        elif path.startswith(("tests/e2e/", "tests/images/")):
             assert group == "end-to-end", path
         else:
             assert group == path, path

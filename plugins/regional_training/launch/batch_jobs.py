@@ -1,7 +1,8 @@
 """The AWS Batch launchers' DAG side (the ``launcher`` Param; docs/batch.md).
 
-* ``batch_array``: :class:`BatchArrayLaunchOperator` (the provider's ``BatchOperator``)
-  stores the run's requests next to the array file and submits **one** array job of
+* ``batch_array``: :class:`BatchArrayLaunchOperator` (the provider's ``AwsBaseOperator``
+  with its Batch hook) stores the run's requests next to the array file and submits
+  **one** array job of
   size N (the array file's lines) in the central region, whose child N runs
   :mod:`regional_training.launch.batch_launcher` on line N. It does not wait for the array:
   each target's ``train`` task follows the job its child makes
@@ -33,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.operators.batch import BatchOperator
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 # The trigger and what it decides with live in a light module (the triggerer imports it in
 # its event loop); these names stay here for triggers stored under the old path and callers.
@@ -102,30 +104,35 @@ def array_job_name(dag_id: str, run_id: str) -> str:
     return f"mrt-array-{digest}-{run_key(dag_id, run_id).split('/')[-1]}"[:128].replace(".", "-")
 
 
-class BatchArrayLaunchOperator(BatchOperator):
+class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
     """Submit the run's one array job (``launcher=batch_array``); skipped otherwise.
 
     Returns ``{"job_id", "region", "size", "index": {target_key: line index}}``: the
     train tasks find their child by it. A retried or cleared task reattaches to the
     run's array job if it is still queued or running (same deterministic job name).
+
+    Built on the provider's ``AwsBaseOperator`` (connection, region, botocore config,
+    hook) rather than its ``BatchOperator``: every field of a ``SubmitJob`` is decided
+    in :meth:`execute`, and the task neither waits for the array nor reads its logs,
+    which is what ``BatchOperator`` adds. Its module, hook, links, trigger and log
+    fetcher, and its four ``__init__`` levels (one deep copy of the DAG's 35 Params each),
+    were part of every parse of the DAG (docs/benchmarks.md, "DAG parse time").
     """
 
+    aws_hook_class = BatchClientHook  # the provider's, naming its caller cheaply (aws_hooks)
+    template_fields = aws_template_fields("array_uri", "jobs")
+    #: One link, formatted from the job this try submitted or reattached to, never read
+    #: back from XCom (links.BatchArrayJobLink).
+    operator_extra_links = (BatchArrayJobLink(),)
+    ui_color = "#c3dae0"  # the provider's Batch operators' colour
+
     def __init__(self, *, array_uri: Any, jobs: Any, central_region: str | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("job_name", "set-at-execute")
-        kwargs.setdefault("job_definition", "set-at-execute")
-        kwargs.setdefault("job_queue", "set-at-execute")
-        kwargs.setdefault("wait_for_completion", False)
         super().__init__(**kwargs)
         self.array_uri, self.jobs, self.central_region = array_uri, jobs, central_region
+        self.job_id: str | None = None  # the job this try submitted or reattached to (link, on_kill)
+        self.job_name: str | None = None
 
-    template_fields = (*BatchOperator.template_fields, "array_uri", "jobs")
-    #: One link, formatted from the job this try submitted or reattached to, never read
-    #: back from XCom (links.BatchArrayJobLink): the provider's four are read at the end of
-    #: every try, and those never persisted (all four in a skipped try) logged errors.
-    operator_extra_links = (BatchArrayJobLink(),)  # type: ignore[assignment]  # the provider types its four
-    aws_hook_class = BatchClientHook  # the provider's, naming its caller cheaply (aws_hooks)
-
-    def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from regional_training.launch.jobs import resolve_job
@@ -147,21 +154,25 @@ class BatchArrayLaunchOperator(BatchOperator):
         stored = {"jobs": {target_key_of(job["target"]): job for job in jobs}}
         aws_io.put_text(requests_uri(self.array_uri), json.dumps(stored, sort_keys=True), region=region,
                         content_type="application/json")
-        self.region_name = region
+        self.region_name = region  # before self.hook is first made: the hook's region
         self.job_name = array_job_name(run.dag_id, run.run_id)
-        self.job_queue, self.job_definition = settings.launcher_queue, settings.launcher_job_definition
-        self.parameters = {"array_uri": self.array_uri, "requests_uri": requests_uri(self.array_uri),
-                           "region": region}
-        # The Airflow role may terminate only jobs tagged with this DAG (deploy/iam, on_kill).
-        self.tags = {"dag_id": run.dag_id, "dag_run": identifiers.tag_value(run.run_id)}
+        submit: dict[str, Any] = {
+            "jobName": self.job_name,
+            "jobQueue": settings.launcher_queue,
+            "jobDefinition": settings.launcher_job_definition,
+            "parameters": {"array_uri": self.array_uri, "requests_uri": requests_uri(self.array_uri),
+                           "region": region},
+            # The Airflow role may terminate only jobs tagged with this DAG (deploy/iam, on_kill).
+            "tags": {"dag_id": run.dag_id, "dag_run": identifiers.tag_value(run.run_id)},
+        }
         if len(lines) >= MIN_ARRAY_SIZE:
-            self.array_properties = {"size": len(lines)}
+            submit["arrayProperties"] = {"size": len(lines)}
         else:
             from regional_training.launch.batch_launcher import ARRAY_INDEX_VARIABLE
 
-            self.container_overrides = {"environment": [{"name": ARRAY_INDEX_VARIABLE, "value": "0"}]}
+            submit["containerOverrides"] = {"environment": [{"name": ARRAY_INDEX_VARIABLE, "value": "0"}]}
         result = {"region": region, "size": len(lines), "array": len(lines) >= MIN_ARRAY_SIZE, "index": index}
-        existing = self._live_job()
+        existing = self._live_job(settings.launcher_queue)
         if existing:
             self.log.info("Reattaching to the run's array job %s (%s).", existing, self.job_name)
             self.job_id = existing  # the job's link (links.BatchArrayJobLink)
@@ -171,15 +182,24 @@ class BatchArrayLaunchOperator(BatchOperator):
             from regional_training.launch.job import Job
 
             budget.reserve_first_launches(run, [Job.from_xcom(job) for job in jobs])
-        super().execute(context)
+        self.log.info("Submitting AWS Batch job %s to queue %s (definition %s).", self.job_name,
+                      submit["jobQueue"], submit["jobDefinition"])
+        self.job_id = str(self.hook.client.submit_job(**submit)["jobId"])
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
         return {**result, "job_id": self.job_id}
 
-    def _live_job(self) -> str | None:
+    def on_kill(self) -> None:
+        """Terminates the array job this try submitted or reattached to, as the provider's
+        ``BatchOperator`` does (its children stop their training jobs first: batch_launcher)."""
+        if self.job_id:
+            response = self.hook.client.terminate_job(jobId=self.job_id, reason="Task killed by the user")
+            self.log.info("AWS Batch job (%s) terminated: %s", self.job_id, response)
+
+    def _live_job(self, queue: str) -> str | None:
         """The run's array job, if one is queued or running already."""
         client: Any = self.hook.client  # botocore's client (BatchProtocol types only a few calls)
         pages = client.get_paginator("list_jobs").paginate(
-            jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
+            jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
         for page in pages:
             for summary in page.get("jobSummaryList", []):
                 if summary.get("status") not in ("SUCCEEDED", "FAILED"):

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 #: launch driver and backends). The provider's SageMaker trigger module stays: the
 #: triggerer's hooks (trigger_hooks) import it.
 PRELOAD_MODULES = (
-    "airflow.providers.amazon.aws.operators.batch",
+    "airflow.providers.amazon.aws.hooks.batch_client",
     "airflow.providers.amazon.aws.operators.sagemaker",
     "airflow.providers.amazon.aws.triggers.sagemaker",
     "airflow.providers.postgres.hooks.postgres",
