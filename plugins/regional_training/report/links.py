@@ -127,11 +127,10 @@ def _partition_of(region: str) -> str:
 class BatchArrayJobLink(BaseAwsLink):
     """``launch_batch_array``'s array job in the Batch console, formatted from the operator.
 
-    The provider's ``BatchOperator`` carries four links, each read back from an XCom at the
-    end of every try (the task SDK's ``finalize``). Without waiting for the job it persists
-    only the job's own; a try that reattaches persists none, and a skipped try (launcher
-    other than ``batch_array``: every default run) none either. Each missing one was an
-    error-level "XCom not found" line in the scheduler's log. This link reads no XCom:
+    The provider's Batch links are each read back from an XCom at the end of every try (the
+    task SDK's ``finalize``); a try that reattaches persists none, and a skipped try
+    (launcher other than ``batch_array``: every default run) none either. Each missing one
+    was an error-level "XCom not found" line in the scheduler's log. This link reads no XCom:
     the operator holds the job it submitted or reattached to (``job_id``, ``region_name``)
     when its try ends, and a try without one has no link (``""``).
     """
