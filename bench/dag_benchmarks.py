@@ -41,14 +41,24 @@ def bare():
 bare()
 '''
 
-PARSE = """
+#: One parse in a fresh interpreter, timed by ``time.<clock>`` (wall time here;
+#: bench/parse_floor.py times CPU).
+PARSE_TIMED = """
 import sys, time
 from airflow.dag_processing.dagbag import DagBag
-start = time.perf_counter()
+start = time.{clock}()
 bag = DagBag(dag_folder=sys.argv[1])
 assert not bag.import_errors, bag.import_errors
-print(time.perf_counter() - start)
+print(time.{clock}() - start)
 """
+PARSE = PARSE_TIMED.format(clock="perf_counter")
+
+
+def load_line(load_before: tuple[float, float, float]) -> str:
+    """The machine's load averages at a benchmark's start and now (docs/benchmarks.md: the
+    load decides how far a timing can be trusted)."""
+    return "load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f}".format(
+        *load_before, *os.getloadavg())
 
 
 #: The dag-processor's way: its manager pre-imports the ``airflow.*`` modules a DAG file

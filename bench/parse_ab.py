@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 # bench/ is the script's directory, first on sys.path: the bench's own parse, one definition.
-from bench.dag_benchmarks import BARE_DAG, PARSE
+from bench.dag_benchmarks import BARE_DAG, PARSE, load_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,8 +93,7 @@ def main() -> int:
     p = {k: statistics.median(v) * 1000 for k, v in imports.items()}
     print(f"package imports + param_specs() after the providers, median of {args.package_rounds}: "
           f"{args.before} {p['before']:.1f} ms; {args.after} {p['after']:.1f} ms")
-    print("load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f}".format(
-        *load_before, *os.getloadavg()))
+    print(load_line(load_before))
     return 0
 
 

@@ -38,17 +38,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.dag_benchmarks import BARE_DAG, REPO
+from bench.dag_benchmarks import BARE_DAG, PARSE_TIMED, REPO, load_line
 
 #: One parse in a fresh interpreter: its CPU seconds.
-PARSE_CPU = """
-import sys, time
-from airflow.dag_processing.dagbag import DagBag
-start = time.process_time()
-bag = DagBag(dag_folder=sys.argv[1])
-assert not bag.import_errors, bag.import_errors
-print(time.process_time() - start)
-"""
+PARSE_CPU = PARSE_TIMED.format(clock="process_time")
 
 #: The instruction count's two programs: ``-`` imports DagBag only.
 PARSE_ONLY = """
@@ -143,6 +136,12 @@ def _instructions(dag_file: Path | str, pythonpath: str | None) -> int:
     raise SystemExit("no instruction count in valgrind's output")
 
 
+def _print_ratios(what: str, values: dict[str, float], unit: str, scale: float) -> None:
+    print(f"{what}: " + ", ".join(f"{name} {values[name] * scale:.1f} {unit}" for name in ("bare", "form", "ours")))
+    print(f"  ours / bare {values['ours'] / values['bare']:.3f}; form / bare {values['form'] / values['bare']:.3f}; "
+          f"ours / form {values['ours'] / values['form']:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
@@ -168,20 +167,13 @@ def main() -> int:
         for i in range(args.repeats):
             for name in order[i % 3:] + order[:i % 3]:
                 cpu[name].append(_cpu_seconds(files[name], paths[name]))
-        m = {name: statistics.median(values) for name, values in cpu.items()}
-        print(f"CPU seconds of a fresh-interpreter parse, median of {args.repeats}: bare {m['bare'] * 1000:.1f} ms, "
-              f"form {m['form'] * 1000:.1f} ms, ours {m['ours'] * 1000:.1f} ms")
-        print(f"  ours / bare {m['ours'] / m['bare']:.3f}; form / bare {m['form'] / m['bare']:.3f}; "
-              f"ours / form {m['ours'] / m['form']:.3f}")
+        _print_ratios(f"CPU seconds of a fresh-interpreter parse, median of {args.repeats}",
+                      {name: statistics.median(values) for name, values in cpu.items()}, "ms", 1e3)
         if args.instructions:
             base = _instructions("-", None)
-            ir = {name: _instructions(files[name], paths[name]) - base for name in files}
-            print(f"instructions of the parse (valgrind): bare {ir['bare'] / 1e6:.1f} M, "
-                  f"form {ir['form'] / 1e6:.1f} M, ours {ir['ours'] / 1e6:.1f} M")
-            print(f"  ours / bare {ir['ours'] / ir['bare']:.3f}; form / bare {ir['form'] / ir['bare']:.3f}; "
-                  f"ours / form {ir['ours'] / ir['form']:.3f}")
-    print("load average (1, 5, 15 min) at start {:.1f} {:.1f} {:.1f}, at end {:.1f} {:.1f} {:.1f}".format(
-        *load_before, *os.getloadavg()))
+            _print_ratios("instructions of the parse (valgrind)",
+                          {name: _instructions(files[name], paths[name]) - base for name in files}, "M", 1e-6)
+    print(load_line(load_before))
     return 0
 
 
