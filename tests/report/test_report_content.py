@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
+from datetime import UTC, datetime
 
 import pytest
 import report_support as rs
 
 from regional_training.plan.metric_format import METRIC_DEFINITIONS, format_metric_line
-from regional_training.report.report import parse_metric_series, plan_from_jobs, render_report, when
+from regional_training.report.report import parse_metric_series, plan_from_jobs, render_report, timeline_chart, when
 
 
 def _check_rows_match(page: str, summary: dict) -> list[dict[str, str]]:
@@ -67,6 +69,22 @@ def test_a_failed_region_and_a_failover_move_are_shown() -> None:
     assert moved["failover moves"] == "eu-west-1 → us-east-1 (ResourceLimitExceeded)"
     assert 'id="failed"' in page and "3 of 4 target(s) completed" in page
     assert "eu-west-1 → us-east-1, attempt 1" in page  # the timeline's route label
+
+
+def test_a_target_that_moved_and_never_started_has_its_move_on_a_time_axis() -> None:
+    """Its only time is the move's: the timeline's axis is that minute, and the chart is
+    laid out (it had no time axis and matplotlib warned its axes collapsed to zero)."""
+    moved_at = datetime(2026, 12, 8, 2, 0, tzinfo=UTC)
+    row = {"region_code": "eu-west-1", "target_key": "dublin-urban-2026-v1", "status": "Failed", "attempt": 1,
+           "training_start_time": None, "training_end_time": None,
+           "moves": [{"from_region": "us-west-2", "moved_at": moved_at}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        svg = timeline_chart([row])
+    ticks = set(re.findall(r">\s*(\d\d:\d\d:\d\d)\s*<", svg))
+    assert "02:00:00" in ticks and ticks <= {f"{h}:{m}:{s}" for h, m in (("01", "59"), ("02", "00"))
+                                              for s in ("00", "15", "30", "45")}
+    assert "us-west-2 → eu-west-1, attempt 1: never started" in svg
 
 
 def test_a_dry_run_shows_the_plan_with_alternatives_and_left_out_datasets() -> None:

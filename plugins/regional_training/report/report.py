@@ -317,7 +317,11 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
 
     fig = new_figure(1.9 + 0.4 * len(rows), [_label(r) for r in rows])
     ax = fig.add_subplot()
-    times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time"))) if t]
+    # The x axis is time: the jobs' starts and ends, and the moves' times (a target that
+    # moved and never started has only those; without them its marks had no time axis and
+    # the chart collapsed).
+    times = [t for r in rows for t in (_time(r.get("training_start_time")), _time(r.get("training_end_time")),
+                                       *(_time(m.get("moved_at")) for m in r.get("moves") or [])) if t]
     moved_x, moved_y = [], []
     statuses = sorted({str(r["status"]) for r in rows})  # the key's order: each status's bars one series
     for index, row in enumerate(rows):
@@ -352,6 +356,8 @@ def timeline_chart(rows: Sequence[Mapping[str, Any]]) -> str:
         ax.xaxis_date()
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
         ax.set_xlabel("time (UTC)")
+        if min(times) == max(times):  # one instant (one move, nothing ran): a minute each side, not a day
+            ax.set_xlim(date2num(min(times)) - 1 / 1440, date2num(max(times)) + 1 / 1440)
     _status_key(ax, statuses, extra)
     ax.set_title("Jobs: start to end by region (x: failover move)")
     return svg_of(fig, "Timeline of the jobs")
