@@ -5,6 +5,7 @@ and mapped task, and nothing of ``regional_training``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from airflow.dag_processing.dagbag import DagBag
 
@@ -13,14 +14,14 @@ from bench.parse_floor import form_dag_source
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "multi_region_training.py"
 
 
-def _shape(dag: object) -> dict[str, object]:
+def _shape(dag: Any) -> dict[str, Any]:
     return {
         "params": {name: (p.value, p.description, dict(p.schema))
-                   for name, p in ((name, dag.params.get_param(name)) for name in dag.params)},  # type: ignore[attr-defined]
-        "edges": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},  # type: ignore[attr-defined]
-        "mapped": sorted(t.task_id for t in dag.tasks if getattr(t, "is_mapped", False)),  # type: ignore[attr-defined]
-        "schedule": (type(dag.timetable).__name__, repr(dag.timetable.timetable),  # type: ignore[attr-defined]
-                     dag.timetable.asset_condition.name, dag.timetable.asset_condition.uri),  # type: ignore[attr-defined]
+                   for name, p in ((name, dag.params.get_param(name)) for name in dag.params)},
+        "edges": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+        "mapped": sorted(t.task_id for t in dag.tasks if getattr(t, "is_mapped", False)),
+        "schedule": (type(dag.timetable).__name__, repr(dag.timetable.timetable),
+                     dag.timetable.asset_condition.name, dag.timetable.asset_condition.uri),
     }
 
 

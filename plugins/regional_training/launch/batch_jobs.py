@@ -2,8 +2,7 @@
 
 * ``batch_array``: :class:`BatchArrayLaunchOperator` (the provider's ``AwsBaseOperator``
   with its Batch hook) stores the run's requests next to the array file and submits
-  **one** array job of
-  size N (the array file's lines) in the central region, whose child N runs
+  **one** array job of size N (the array file's lines) in the central region, whose child N runs
   :mod:`regional_training.launch.batch_launcher` on line N. It does not wait for the array:
   each target's ``train`` task follows the job its child makes
   (``DurableSageMakerTrainingOperator`` in follow mode, :func:`array_child`).
@@ -130,7 +129,6 @@ class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
         super().__init__(**kwargs)
         self.array_uri, self.jobs, self.central_region = array_uri, jobs, central_region
         self.job_id: str | None = None  # the job this try submitted or reattached to (link, on_kill)
-        self.job_name: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -155,9 +153,10 @@ class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
         aws_io.put_text(requests_uri(self.array_uri), json.dumps(stored, sort_keys=True), region=region,
                         content_type="application/json")
         self.region_name = region  # before self.hook is first made: the hook's region
-        self.job_name = array_job_name(run.dag_id, run.run_id)
+        name = array_job_name(run.dag_id, run.run_id)
+        array = len(lines) >= MIN_ARRAY_SIZE
         submit: dict[str, Any] = {
-            "jobName": self.job_name,
+            "jobName": name,
             "jobQueue": settings.launcher_queue,
             "jobDefinition": settings.launcher_job_definition,
             "parameters": {"array_uri": self.array_uri, "requests_uri": requests_uri(self.array_uri),
@@ -165,16 +164,16 @@ class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
             # The Airflow role may terminate only jobs tagged with this DAG (deploy/iam, on_kill).
             "tags": {"dag_id": run.dag_id, "dag_run": identifiers.tag_value(run.run_id)},
         }
-        if len(lines) >= MIN_ARRAY_SIZE:
+        if array:
             submit["arrayProperties"] = {"size": len(lines)}
         else:
             from regional_training.launch.batch_launcher import ARRAY_INDEX_VARIABLE
 
             submit["containerOverrides"] = {"environment": [{"name": ARRAY_INDEX_VARIABLE, "value": "0"}]}
-        result = {"region": region, "size": len(lines), "array": len(lines) >= MIN_ARRAY_SIZE, "index": index}
-        existing = self._live_job(settings.launcher_queue)
+        result = {"region": region, "size": len(lines), "array": array, "index": index}
+        existing = self._live_job(settings.launcher_queue, name)
         if existing:
-            self.log.info("Reattaching to the run's array job %s (%s).", existing, self.job_name)
+            self.log.info("Reattaching to the run's array job %s (%s).", existing, name)
             self.job_id = existing  # the job's link (links.BatchArrayJobLink)
             return {**result, "job_id": existing}
         if "budget_usd" in run.params:  # issue 31: every first launch held before the submit
@@ -182,7 +181,7 @@ class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
             from regional_training.launch.job import Job
 
             budget.reserve_first_launches(run, [Job.from_xcom(job) for job in jobs])
-        self.log.info("Submitting AWS Batch job %s to queue %s (definition %s).", self.job_name,
+        self.log.info("Submitting AWS Batch job %s to queue %s (definition %s).", name,
                       submit["jobQueue"], submit["jobDefinition"])
         self.job_id = str(self.hook.client.submit_job(**submit)["jobId"])
         self.log.info("Array job %s: %d child(ren), one per array-file line.", self.job_id, len(lines))
@@ -195,11 +194,11 @@ class BatchArrayLaunchOperator(AwsBaseOperator[BatchClientHook]):
             response = self.hook.client.terminate_job(jobId=self.job_id, reason="Task killed by the user")
             self.log.info("AWS Batch job (%s) terminated: %s", self.job_id, response)
 
-    def _live_job(self, queue: str) -> str | None:
-        """The run's array job, if one is queued or running already."""
+    def _live_job(self, queue: str, name: str) -> str | None:
+        """The run's array job ``name`` in ``queue``, if one is queued or running already."""
         client: Any = self.hook.client  # botocore's client (BatchProtocol types only a few calls)
         pages = client.get_paginator("list_jobs").paginate(
-            jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}])
+            jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
         for page in pages:
             for summary in page.get("jobSummaryList", []):
                 if summary.get("status") not in ("SUCCEEDED", "FAILED"):
